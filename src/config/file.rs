@@ -1,0 +1,100 @@
+//! The on-disk TOML schema, exactly as operators write it.
+//!
+//! Kept apart from the runtime types so the file format can stay stable and strict
+//! (`deny_unknown_fields` catches typos) while the runtime side is free to precompute.
+//! Fields whose value is checked after parsing are `Spanned`, so an error can name the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: FileServer,
+    pub emulator: Option<FileEmulator>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, FileProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, FileModel>,
+    #[serde(default)]
+    pub keys: Vec<FileKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Spanned<String>,
+    pub admin_listen: Option<Spanned<String>>,
+    pub threads: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub admin_token_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEmulator {
+    pub listen: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileProviderKind {
+    Openai,
+    OpenaiCompatible,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProvider {
+    pub kind: FileProviderKind,
+    pub base_url: Spanned<String>,
+    pub api_key_env: Option<Spanned<String>>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileModel {
+    pub provider: Spanned<String>,
+    pub upstream_model: Option<String>,
+    pub price: Option<FilePrice>,
+    pub limits: Option<FileLimits>,
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrice {
+    pub input: Spanned<f64>,
+    pub output: Spanned<f64>,
+    pub cached_input: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKey {
+    pub name: Spanned<String>,
+    pub sha256: Spanned<String>,
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    pub limits: Option<FileLimits>,
+    pub budget_usd: Option<Spanned<f64>>,
+}
+
+fn all_models() -> Vec<String> {
+    vec!["*".to_string()]
+}

@@ -1,0 +1,430 @@
+//! Configuration: the TOML file ([`file`]) validated into the runtime [`Config`].
+//!
+//! Validation collects every problem, each with the file, line and field path, so an
+//! operator fixes a config in one pass. Secrets come from environment variables named in the
+//! file, never from the file itself.
+
+pub mod file;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::auth::{key_id, KeyInfo, KeyStore};
+use crate::catalog::{Catalog, Limits, Model, Price};
+use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
+use crate::secret::Secret;
+use file::{FileConfig, FileLimits, FilePrice, FileProviderKind};
+
+const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+
+/// The validated, ready-to-serve configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Listen address of the in-process provider emulator, when enabled.
+    pub emulator_listen: Option<String>,
+    pub providers: Vec<Arc<Provider>>,
+    pub catalog: Catalog,
+    pub keys: KeyStore,
+}
+
+/// Listener and process settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub admin_listen: Option<String>,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and streams may run on after SIGTERM.
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub admin_token: Option<Secret>,
+}
+
+/// Every problem found in a config file, one per line.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a config file; secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("{}: cannot read: {e}", path.display())]))?;
+        Self::parse(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Validates config text. `source` names it in errors; `env` looks up secrets (tests pass
+    /// their own instead of touching the process environment).
+    pub fn parse(
+        text: &str,
+        source: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: FileConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", line_of(text, s.start)))
+                .unwrap_or_default();
+            ConfigError(vec![format!("{source}{at}: {}", e.message().trim_end())])
+        })?;
+        let mut v = Validator {
+            text,
+            source,
+            problems: Vec::new(),
+        };
+        let config = v.build(raw, env);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(v.problems))
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    source: &'a str,
+    problems: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl std::fmt::Display) {
+        let line = line_of(self.text, at.span().start);
+        self.problems
+            .push(format!("{}:{line}: {field}: {message}", self.source));
+    }
+
+    fn build(&mut self, raw: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Config {
+        let server = self.server(&raw, env);
+        let emulator_listen = raw.emulator.as_ref().map(|e| {
+            self.socket_addr(&e.listen, "emulator.listen");
+            e.listen.get_ref().clone()
+        });
+
+        let used: BTreeSet<&str> = raw
+            .models
+            .values()
+            .map(|m| m.provider.get_ref().as_str())
+            .collect();
+        let mut providers = Vec::new();
+        for (name, p) in &raw.providers {
+            let field = |f: &str| format!("providers.{name}.{f}");
+            let upstream = match Upstream::parse(p.base_url.get_ref()) {
+                Ok(u) => u,
+                Err(e) => {
+                    self.problem(&p.base_url, &field("base_url"), e);
+                    continue;
+                }
+            };
+            let api_key = match &p.api_key_env {
+                None => None,
+                Some(var) => match env(var.get_ref()).filter(|v| !v.is_empty()) {
+                    Some(value) => Some(Secret::new(value)),
+                    None if used.contains(name.as_str()) => {
+                        self.problem(
+                            var,
+                            &field("api_key_env"),
+                            format!(
+                                "environment variable {} is not set (provider `{name}` serves models)",
+                                var.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+            };
+            let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+            providers.push(Arc::new(Provider {
+                name: name.clone(),
+                kind: match p.kind {
+                    FileProviderKind::Openai => ProviderKind::OpenAi,
+                    FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
+                },
+                upstream,
+                api_key,
+                timeouts: Timeouts {
+                    connect: ms(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS),
+                    first_byte: ms(p.first_byte_timeout_ms, DEFAULT_FIRST_BYTE_TIMEOUT_MS),
+                    idle: ms(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS),
+                },
+            }));
+        }
+
+        let mut models = Vec::new();
+        for (name, m) in &raw.models {
+            let field = |f: &str| format!("models.\"{name}\".{f}");
+            let provider = providers
+                .iter()
+                .find(|p| p.name == *m.provider.get_ref())
+                .cloned();
+            let Some(provider) = provider else {
+                if !raw.providers.contains_key(m.provider.get_ref()) {
+                    self.problem(
+                        &m.provider,
+                        &field("provider"),
+                        format!("unknown provider `{}`", m.provider.get_ref()),
+                    );
+                }
+                continue;
+            };
+            for fallback in &m.fallbacks {
+                if !raw.models.contains_key(fallback.get_ref()) {
+                    self.problem(
+                        fallback,
+                        &field("fallbacks"),
+                        format!("unknown model `{}`", fallback.get_ref()),
+                    );
+                }
+            }
+            models.push(Model {
+                name: name.clone(),
+                provider,
+                upstream_model: m.upstream_model.clone().unwrap_or_else(|| name.clone()),
+                price: m
+                    .price
+                    .as_ref()
+                    .map(|p| self.price(p, &field("price")))
+                    .unwrap_or_default(),
+                limits: limits(m.limits),
+                fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
+            });
+        }
+        let catalog = Catalog::new(models);
+
+        let mut keys = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let field = |f: &str| format!("keys[{i}].{f}");
+            let hash = k.sha256.get_ref().to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.problem(
+                    &k.sha256,
+                    &field("sha256"),
+                    "must be the 64 hex digits printed by `cheapai-gateway hash-key KEY`",
+                );
+                continue;
+            }
+            if !names.insert(k.name.get_ref().clone()) {
+                self.problem(&k.name, &field("name"), "duplicate key name");
+            }
+            let budget_micro_usd = k
+                .budget_usd
+                .as_ref()
+                .and_then(|b| self.usd_to_micro(b, &field("budget_usd")));
+            keys.push((
+                hash.clone(),
+                KeyInfo {
+                    id: key_id(&hash),
+                    name: k.name.get_ref().clone(),
+                    models: k.models.clone(),
+                    limits: limits(k.limits),
+                    budget_micro_usd,
+                },
+            ));
+        }
+
+        Config {
+            server,
+            emulator_listen,
+            providers,
+            catalog,
+            keys: KeyStore::new(keys),
+        }
+    }
+
+    fn server(&mut self, raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> ServerConfig {
+        let s = &raw.server;
+        self.socket_addr(&s.listen, "server.listen");
+        if let Some(a) = &s.admin_listen {
+            self.socket_addr(a, "server.admin_listen");
+        }
+        let admin_token = s.admin_token_env.as_ref().and_then(|var| {
+            env(var.get_ref())
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        });
+        ServerConfig {
+            listen: s.listen.get_ref().clone(),
+            admin_listen: s.admin_listen.as_ref().map(|a| a.get_ref().clone()),
+            threads: s.threads.unwrap_or(2).max(1),
+            max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            grace_period_seconds: s.grace_period_seconds.unwrap_or(30),
+            graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds.unwrap_or(5),
+            admin_token,
+        }
+    }
+
+    fn socket_addr(&mut self, addr: &Spanned<String>, field: &str) {
+        if addr.get_ref().parse::<SocketAddr>().is_err() {
+            self.problem(
+                addr,
+                field,
+                format!("`{}` is not an IP:port", addr.get_ref()),
+            );
+        }
+    }
+
+    fn price(&mut self, p: &FilePrice, field: &str) -> Price {
+        let mut get = |v: &Spanned<f64>, f: &str| {
+            self.usd_to_micro(v, &format!("{field}.{f}"))
+                .unwrap_or_default()
+        };
+        Price {
+            input: get(&p.input, "input"),
+            output: get(&p.output, "output"),
+            cached_input: p
+                .cached_input
+                .as_ref()
+                .map(|c| get(c, "cached_input"))
+                .unwrap_or_else(|| get(&p.input, "input")),
+        }
+    }
+
+    /// USD (as written in the file) to integer micro-USD, refusing negative or absurd values.
+    fn usd_to_micro(&mut self, usd: &Spanned<f64>, field: &str) -> Option<u64> {
+        let v = *usd.get_ref();
+        if !(v.is_finite() && (0.0..=1e9).contains(&v)) {
+            self.problem(usd, field, "must be a number between 0 and 1e9 (USD)");
+            return None;
+        }
+        Some((v * 1e6).round() as u64)
+    }
+}
+
+fn limits(l: Option<FileLimits>) -> Limits {
+    let l = l.unwrap_or_default();
+    Limits {
+        rpm: l.rpm,
+        tpm: l.tpm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:9464"
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[models."gpt-4o"]
+provider = "openai"
+upstream_model = "gpt-4o-2024-08-06"
+price = { input = 2.50, output = 10.00 }
+limits = { rpm = 500 }
+fallbacks = ["gpt-4o-mini"]
+
+[models."gpt-4o-mini"]
+provider = "openai"
+
+[[keys]]
+name = "demo"
+sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "OPENAI_API_KEY").then(|| "sk-test".to_string())
+    }
+
+    #[test]
+    fn good_config_builds_catalog_and_keys() {
+        let c = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let m = c.catalog.get("gpt-4o").unwrap();
+        assert_eq!(m.upstream_model, "gpt-4o-2024-08-06");
+        assert_eq!(m.price.input, 2_500_000);
+        assert_eq!(m.price.cached_input, 2_500_000);
+        assert_eq!(m.limits.rpm, Some(500));
+        assert_eq!(c.catalog.routes(m).len(), 2);
+        assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-test");
+        assert_eq!(c.server.max_body_bytes, 10 * 1024 * 1024);
+        assert!(c.keys.verify("password").is_some());
+    }
+
+    #[test]
+    fn missing_env_var_is_named_with_its_line() {
+        let e = Config::parse(GOOD, "t.toml", &|_| None).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(
+            e.0[0].starts_with("t.toml:9: providers.openai.api_key_env"),
+            "{e}"
+        );
+        assert!(e.0[0].contains("OPENAI_API_KEY"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_line() {
+        let bad = GOOD
+            .replace(
+                "provider = \"openai\"\nupstream",
+                "provider = \"nope\"\nupstream",
+            )
+            .replace("5e8848", "zz")
+            .replace("https://api.openai.com/v1", "ftp://x");
+        let e = Config::parse(&bad, "t.toml", &env).unwrap_err();
+        let all = e.to_string();
+        assert!(all.contains("t.toml:8: providers.openai.base_url"), "{all}");
+        assert!(
+            all.contains("t.toml:12: models.\"gpt-4o\".provider: unknown provider `nope`"),
+            "{all}"
+        );
+        assert!(all.contains("t.toml:23: keys[0].sha256"), "{all}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_kind_name_the_line() {
+        let e = Config::parse(
+            &GOOD
+                .replace("threads", "x")
+                .replace("admin_listen", "admin_lisen"),
+            "t.toml",
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.0[0].starts_with("t.toml:4:"), "{e}");
+        assert!(e.0[0].contains("admin_lisen"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("kind = \"openai\"", "kind = \"foo\""),
+            "t.toml",
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.0[0].starts_with("t.toml:7:"), "{e}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The client-facing endpoints and how a method + path maps onto them.
+
+use crate::dialect::Dialect;
+use crate::error::{ErrorKind, GatewayError};
+
+/// Every endpoint the proxy listener serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `GET /v1/models`
+    Models,
+    /// `GET /v1/models/{id}`
+    Model(String),
+}
+
+impl Endpoint {
+    /// Maps a request line onto an endpoint. The query string is ignored (Claude Code adds
+    /// `?beta=true`); a known path with the wrong method is a 405, anything else a 404.
+    pub fn route(method: &http::Method, path: &str) -> Result<Self, GatewayError> {
+        let path = path.split('?').next().unwrap_or_default();
+        let (endpoint, allowed) = match path {
+            "/v1/chat/completions" => (Self::ChatCompletions, http::Method::POST),
+            "/v1/embeddings" => (Self::Embeddings, http::Method::POST),
+            "/v1/models" => (Self::Models, http::Method::GET),
+            _ => match path.strip_prefix("/v1/models/") {
+                Some(id) if !id.is_empty() => (Self::Model(id.to_string()), http::Method::GET),
+                _ => {
+                    return Err(GatewayError::new(
+                        ErrorKind::UnknownPath,
+                        format!("Invalid URL ({method} {path})"),
+                    ))
+                }
+            },
+        };
+        if *method != allowed {
+            return Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not allowed on {path}; use {allowed}"),
+            ));
+        }
+        Ok(endpoint)
+    }
+
+    /// The API family of the endpoint, which decides the shape of its errors.
+    pub fn dialect(&self) -> Dialect {
+        Dialect::OpenAi
+    }
+
+    /// A bounded label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat_completions",
+            Self::Embeddings => "embeddings",
+            Self::Models | Self::Model(_) => "models",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn routes_known_paths_and_ignores_query() {
+        assert_eq!(
+            Endpoint::route(&Method::POST, "/v1/chat/completions?x=1").unwrap(),
+            Endpoint::ChatCompletions
+        );
+        assert_eq!(
+            Endpoint::route(&Method::GET, "/v1/models/gpt-4o").unwrap(),
+            Endpoint::Model("gpt-4o".into())
+        );
+        assert_eq!(
+            Endpoint::route(&Method::POST, "/v1/embeddings").unwrap(),
+            Endpoint::Embeddings
+        );
+    }
+
+    #[test]
+    fn wrong_method_is_405_unknown_path_404() {
+        let e = Endpoint::route(&Method::GET, "/v1/chat/completions").unwrap_err();
+        assert_eq!(e.status(), 405);
+        let e = Endpoint::route(&Method::POST, "/v1/nope").unwrap_err();
+        assert_eq!(e.status(), 404);
+        assert_eq!(e.kind, ErrorKind::UnknownPath);
+    }
+}

@@ -1,0 +1,84 @@
+//! The `cheapai-gateway` command: run the gateway, check a config, hash a client key.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cheapai_gateway::auth::hash_key;
+use cheapai_gateway::config::Config;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "LLM API gateway: OpenAI/Anthropic-compatible, routes by model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file, print every problem with its line, and exit.
+    CheckConfig {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 of a client key, as `[[keys]].sha256` expects it.
+    HashKey { key: String },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let command = Cli::parse().command.unwrap_or(Command::Run {
+        config: PathBuf::from("conf/gateway.toml"),
+    });
+    match command {
+        Command::HashKey { key } => {
+            println!("{}", hash_key(&key));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} providers, {} models)",
+                    config.display(),
+                    c.providers.len(),
+                    c.catalog.iter().count()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let loaded = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            log::info!(
+                "listening on {} (admin {}), {} models",
+                loaded.server.listen,
+                loaded.server.admin_listen.as_deref().unwrap_or("off"),
+                loaded.catalog.iter().count()
+            );
+            match cheapai_gateway::build_server(loaded) {
+                Ok(server) => server.run_forever(),
+                Err(e) => {
+                    eprintln!("cannot start: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! OpenAI's wire format, for api.openai.com and every OpenAI-compatible host.
+//!
+//! Clients on the OpenAI endpoints talk to these providers in passthrough: the body goes up
+//! unchanged except for the model name, and the answer comes back byte for byte.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::{Provider, UpstreamRequest};
+use crate::catalog::Model;
+use crate::endpoint::Endpoint;
+use crate::error::{ErrorKind, GatewayError};
+use crate::request::Peeked;
+
+/// Longest upstream error text quoted back to the client when it is not OpenAI JSON.
+const MAX_QUOTED_ERROR: usize = 512;
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    param: Option<String>,
+    code: Option<serde_json::Value>,
+}
+
+/// The upstream request: the endpoint's path under the provider's base URL, the body with
+/// the upstream model name, and the provider's bearer key.
+pub fn prepare(
+    provider: &Provider,
+    endpoint: &Endpoint,
+    body: &Bytes,
+    peeked: &Peeked,
+    model: &Model,
+) -> Result<UpstreamRequest, GatewayError> {
+    let suffix = match endpoint {
+        Endpoint::ChatCompletions => "/chat/completions",
+        Endpoint::Embeddings => "/embeddings",
+        Endpoint::Models | Endpoint::Model(_) => {
+            return Err(GatewayError::new(
+                ErrorKind::Internal,
+                "the models listing is answered by the gateway",
+            ))
+        }
+    };
+    Ok(UpstreamRequest {
+        path: provider.upstream.path(suffix),
+        body: peeked.with_model(body, &model.upstream_model),
+        auth: provider
+            .api_key
+            .as_ref()
+            .map(|k| ("authorization", format!("Bearer {}", k.expose()))),
+    })
+}
+
+/// An OpenAI-format error answer as a [`GatewayError`] with the same status, message, type,
+/// param and code. A body that is not OpenAI JSON (a proxy's HTML page, plain text) is quoted,
+/// shortened, inside an OpenAI error so the client's SDK can still parse it.
+pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError {
+    let kind = ErrorKind::UpstreamStatus(status);
+    match serde_json::from_slice::<ErrorEnvelope>(body) {
+        Ok(ErrorEnvelope { error }) => GatewayError {
+            param: error.param,
+            upstream_type: error.kind,
+            upstream_code: error.code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }),
+            ..GatewayError::new(
+                kind,
+                error
+                    .message
+                    .unwrap_or_else(|| format!("provider {provider} answered {status}")),
+            )
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let quoted: String = text.chars().take(MAX_QUOTED_ERROR).collect();
+            let message = if quoted.is_empty() {
+                format!("provider {provider} answered {status}")
+            } else {
+                format!("provider {provider} answered {status}: {quoted}")
+            };
+            GatewayError::new(kind, message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::Dialect;
+
+    #[test]
+    fn openai_error_keeps_its_fields() {
+        let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let e = upstream_error("openai", 429, body);
+        assert_eq!(e.status(), 429);
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAi)).unwrap();
+        assert_eq!(v["error"]["message"], "Rate limit reached");
+        assert_eq!(v["error"]["type"], "requests");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    }
+
+    #[test]
+    fn non_json_error_is_wrapped() {
+        let e = upstream_error("emu", 502, b"<html>Bad Gateway</html>");
+        assert_eq!(e.status(), 502);
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAi)).unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "provider emu answered 502: <html>Bad Gateway</html>"
+        );
+        assert_eq!(v["error"]["type"], "server_error");
+    }
+}

@@ -1,0 +1,170 @@
+//! Where a provider lives: scheme, host, port and path prefix, parsed once from `base_url`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// How long a resolved address list is reused. Short enough to follow a provider's DNS
+/// changes, long enough that lookups stay off the hot path.
+const DNS_TTL: Duration = Duration::from_secs(30);
+
+/// Per-provider timeouts (all three are enforced by the exchange loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (+TLS) connect.
+    pub connect: Duration,
+    /// From the end of the request until the response header arrives. LLMs think before
+    /// they answer a non-streaming call, so this is long by default.
+    pub first_byte: Duration,
+    /// Longest silence between two body chunks.
+    pub idle: Duration,
+}
+
+/// A provider's base URL, split into what the connector and the request line need.
+#[derive(Debug)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path before the endpoint suffix, without a trailing slash (`/v1`, `/api/v1`, ``).
+    pub path_prefix: String,
+    /// Value of the `Host` header: the host, plus the port when it is not the default.
+    pub authority: String,
+    resolved: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
+}
+
+impl Upstream {
+    /// Parses `http(s)://host[:port][/prefix]`. Query strings and fragments are refused:
+    /// they would silently end up on every request.
+    pub fn parse(base_url: &str) -> Result<Self, String> {
+        let uri: http::Uri = base_url
+            .parse()
+            .map_err(|e| format!("`{base_url}` is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("`{base_url}` must start with http:// or https://")),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("`{base_url}` has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if uri.query().is_some() {
+            return Err(format!("`{base_url}` must not have a query string"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let authority = match uri.port_u16() {
+            Some(p) if p != default_port => uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_else(|| format!("{host}:{p}")),
+            _ => match host.parse::<IpAddr>() {
+                Ok(IpAddr::V6(_)) => format!("[{host}]"),
+                _ => host.clone(),
+            },
+        };
+        let path_prefix = uri.path().trim_end_matches('/').to_string();
+        Ok(Self {
+            tls,
+            host,
+            port,
+            path_prefix,
+            authority,
+            resolved: Mutex::new(None),
+        })
+    }
+
+    /// The request path for an endpoint suffix such as `/chat/completions`.
+    pub fn path(&self, suffix: &str) -> String {
+        format!("{}{}", self.path_prefix, suffix)
+    }
+
+    /// A peer for the connector, with the provider's connect timeout. Host names are resolved
+    /// asynchronously and cached: `HttpPeer::new` would otherwise resolve with blocking std
+    /// DNS on the runtime thread and panic on failure.
+    pub async fn peer(&self, timeouts: &Timeouts) -> Result<HttpPeer, GatewayError> {
+        let addr = self.address().await?;
+        let sni = if self.tls {
+            self.host.clone()
+        } else {
+            String::new()
+        };
+        let mut peer = HttpPeer::new(addr, self.tls, sni);
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.total_connection_timeout = Some(timeouts.connect);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(peer)
+    }
+
+    async fn address(&self) -> Result<SocketAddr, GatewayError> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        if let Ok(guard) = self.resolved.lock() {
+            if let Some((addrs, at)) = guard.as_ref() {
+                if at.elapsed() < DNS_TTL {
+                    if let Some(a) = addrs.first() {
+                        return Ok(*a);
+                    }
+                }
+            }
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::UpstreamUnreachable,
+                    format!("cannot resolve provider host {}: {e}", self.host),
+                )
+            })?
+            .collect();
+        let first = addrs.first().copied().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamUnreachable,
+                format!("provider host {} has no address", self.host),
+            )
+        })?;
+        if let Ok(mut guard) = self.resolved.lock() {
+            *guard = Some((addrs, Instant::now()));
+        }
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prefix_port_and_authority() {
+        let u = Upstream::parse("http://127.0.0.1:1234/api/v1/").unwrap();
+        assert!(!u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 1234));
+        assert_eq!(u.path("/chat/completions"), "/api/v1/chat/completions");
+        assert_eq!(u.authority, "127.0.0.1:1234");
+
+        let u = Upstream::parse("https://api.openai.com/v1").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 443);
+        assert_eq!(u.authority, "api.openai.com");
+        assert_eq!(u.path("/embeddings"), "/v1/embeddings");
+
+        let u = Upstream::parse("https://api.anthropic.com").unwrap();
+        assert_eq!(u.path("/v1/messages"), "/v1/messages");
+    }
+
+    #[test]
+    fn rejects_what_would_misroute() {
+        assert!(Upstream::parse("ftp://x/v1").is_err());
+        assert!(Upstream::parse("api.openai.com/v1").is_err());
+        assert!(Upstream::parse("https://x/v1?key=1").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! Integration-test harness: the real gateway and the provider emulator, in-process, on free
+//! loopback ports, plus a small HTTP helper that returns status, headers and body for every
+//! answer (errors included).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cheapai_gateway::config::Config;
+use cheapai_gateway::emulator::Emulator;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The client key every test uses (the config stores only its hash).
+pub const KEY: &str = "cai-test-key-0001";
+/// A key limited to `gpt-4o`.
+pub const LIMITED_KEY: &str = "cai-test-limited-0002";
+/// What the gateway sends to the provider instead of the client key.
+pub const PROVIDER_KEY: &str = "sk-provider-secret-9f8e7d";
+
+/// A running gateway + emulator; shut down when dropped.
+pub struct Gateway {
+    pub url: String,
+    pub admin_url: String,
+    pub emu_url: String,
+    pub emu_port: u16,
+    pub emulator: Emulator,
+    shutdown: Option<tokio::sync::oneshot::Sender<ShutdownSignal>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Any free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The base config: one OpenAI-compatible provider `emu` (the emulator) with short timeouts,
+/// the catalog models, a full key and a limited key. `{EMU}` in `extra` is replaced by the
+/// emulator's port.
+pub fn config_text(gw: u16, admin: u16, emu: u16, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{gw}"
+admin_listen = "127.0.0.1:{admin}"
+threads = 1
+max_body_bytes = 10485760
+grace_period_seconds = 1
+graceful_shutdown_timeout_seconds = 1
+
+[providers.emu]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu}/v1"
+api_key_env = "TEST_PROVIDER_KEY"
+connect_timeout_ms = 500
+first_byte_timeout_ms = 1500
+idle_timeout_ms = 800
+
+[models."gpt-4o"]
+provider = "emu"
+price = {{ input = 2.5, output = 10.0 }}
+
+[models."gpt-4o-mini"]
+provider = "emu"
+
+[models."claude-3-5-sonnet"]
+provider = "emu"
+
+[models."text-embedding-3"]
+provider = "emu"
+upstream_model = "text-embedding-3-small"
+
+[[keys]]
+name = "test"
+sha256 = "{key}"
+
+[[keys]]
+name = "limited"
+sha256 = "{limited}"
+models = ["gpt-4o"]
+{extra}
+"#,
+        key = sha256_hex(KEY.as_bytes()),
+        limited = sha256_hex(LIMITED_KEY.as_bytes()),
+        extra = extra.replace("{EMU}", &emu.to_string()),
+    )
+}
+
+struct TestSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownSignal>>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for TestSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let rx = self.0.lock().await.take();
+        match rx {
+            Some(rx) => rx.await.unwrap_or(ShutdownSignal::FastShutdown),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Gateway {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts gateway and emulator with the base config plus `extra` TOML.
+    pub fn start_with(extra: &str) -> Self {
+        let (gw, admin, emu) = (free_port(), free_port(), free_port());
+        let text = config_text(gw, admin, emu, extra);
+        let config = Config::parse(&text, "test.toml", &|name| {
+            (name == "TEST_PROVIDER_KEY").then(|| PROVIDER_KEY.to_string())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let emulator = Emulator::new();
+        let mut server = cheapai_gateway::build_server(config).expect("server builds");
+        server.add_service(emulator.clone().service(&format!("127.0.0.1:{emu}")));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let signal = TestSignal(tokio::sync::Mutex::new(Some(rx)));
+        let thread = std::thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
+        for port in [gw, admin, emu] {
+            wait_for_port(port);
+        }
+        Self {
+            url: format!("http://127.0.0.1:{gw}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+            emu_url: format!("http://127.0.0.1:{emu}"),
+            emu_port: emu,
+            emulator,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// POST a JSON body with the test key.
+    pub fn post(&self, path: &str, body: &str) -> Answer {
+        self.request("POST", path, &[("authorization", &format!("Bearer {KEY}"))], body.as_bytes())
+    }
+
+    /// POST with the test key and extra headers (e.g. emulator fault injection).
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        let auth = format!("Bearer {KEY}");
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, body.as_bytes())
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut req = ureq::request(method, &format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let result = if method == "GET" {
+            req.call()
+        } else {
+            req.send_bytes(body)
+        };
+        Answer::from(result)
+    }
+
+    /// What the emulator recorded for request `seq` (the `x-emulator-seq` of an answer).
+    pub fn upstream_request(&self, answer: &Answer) -> Value {
+        let seq: u64 = answer
+            .header("x-emulator-seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("answer has no x-emulator-seq: {answer:?}"));
+        self.emulator
+            .record(seq)
+            .unwrap_or_else(|| panic!("emulator has no record {seq}"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(ShutdownSignal::FastShutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A whole HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl From<Result<ureq::Response, ureq::Error>> for Answer {
+    fn from(result: Result<ureq::Response, ureq::Error>) -> Self {
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| response.header(&n).map(|v| (n.to_ascii_lowercase(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        let _ = response.into_reader().take(64 << 20).read_to_end(&mut body);
+        Self { status, headers, body }
+    }
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `data:` payloads of an SSE body, in order.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+            .collect()
+    }
+}
+
+/// A chat request body for `model`.
+pub fn chat(model: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+    .to_string()
+}

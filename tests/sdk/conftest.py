@@ -1,0 +1,262 @@
+"""Fixtures for the SDK tests: one real gateway process for the whole session.
+
+The gateway binary comes from $CHEAPAI_BIN (scripts/test sets it to the release
+build). It runs with a generated config on free loopback ports, with its
+in-process emulator as the only upstream provider.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+# Everything here talks to loopback only; never route it through a proxy.
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost"]))
+
+PROVIDER_KEY = "sk-provider-secret"
+PROVIDER_KEY_ENV = "CHEAPAI_TEST_PROVIDER_KEY"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 80
+
+
+@dataclasses.dataclass
+class Gateway:
+    base_url: str  # http://127.0.0.1:PORT/v1, what SDK users configure
+    root_url: str  # http://127.0.0.1:PORT
+    admin_url: str  # http://127.0.0.1:ADMINPORT
+    emulator_url: str  # http://127.0.0.1:EMUPORT (upstream emulator root)
+    key: str  # client key allowed every model
+    other_key: str  # client key allowed only gpt-4o
+    provider_key: str  # what the gateway must send upstream
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def recorded(self, seq: int | str) -> dict:
+        """What the upstream emulator received for request number `seq`."""
+        resp = requests.get(f"{self.emulator_url}/_emulator/requests/{seq}", timeout=10)
+        assert resp.status_code == 200, f"recorder: {resp.status_code} {resp.text[:500]}"
+        return resp.json()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"<no gateway log: {exc}>"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: bind port 0 (all at once), read, close."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def render_config(port: int, admin_port: int, emu_port: int, key: str, other_key: str) -> str:
+    return f"""\
+[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+threads = 2
+max_body_bytes = 10485760
+grace_period_seconds = 5
+
+[emulator]
+listen = "127.0.0.1:{emu_port}"
+
+[providers.emu]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
+[models."gpt-4o"]
+provider = "emu"
+price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
+
+[models."claude-3-5-sonnet"]
+provider = "emu"
+
+[models."text-embedding-3"]
+provider = "emu"
+upstream_model = "text-embedding-3-small"
+
+[[keys]]
+name = "sdk-test"
+sha256 = "{sha256_hex(key)}"
+models = ["*"]
+
+[[keys]]
+name = "limited"
+sha256 = "{sha256_hex(other_key)}"
+models = ["gpt-4o"]
+"""
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _read_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no log>"
+
+
+def _gateway_bin() -> Path:
+    raw = os.environ.get("CHEAPAI_BIN")
+    if not raw:
+        pytest.fail(
+            "CHEAPAI_BIN is not set: point it at the built gateway binary, e.g. "
+            "CHEAPAI_BIN=target/release/cheapai-gateway (scripts/test does this)",
+            pytrace=False,
+        )
+    path = Path(raw)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"CHEAPAI_BIN={raw} is not an executable file (build it with cargo build --release)", pytrace=False)
+    return path
+
+
+_current: Gateway | None = None
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory) -> Gateway:
+    global _current
+    binary = _gateway_bin()
+    tmp = tmp_path_factory.mktemp("gateway")
+    key = "cai-" + secrets.token_hex(24)
+    other_key = "cai-" + secrets.token_hex(24)
+    port, admin_port, emu_port = free_ports(3)
+
+    config_path = tmp / "gateway.toml"
+    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key))
+    log_path = tmp / "gateway.log"
+
+    env = dict(os.environ)
+    env[PROVIDER_KEY_ENV] = PROVIDER_KEY
+    env.setdefault("RUST_LOG", "info")
+    env.setdefault("RUST_BACKTRACE", "1")
+
+    check = subprocess.run(
+        [str(binary), "check-config", "--config", str(config_path)],
+        env=env, capture_output=True, text=True, timeout=30,
+    )
+    if check.returncode != 0:
+        pytest.fail(
+            f"`cheapai-gateway check-config` rejected the test config (exit {check.returncode}):\n"
+            f"{check.stdout}\n{check.stderr}\n--- config ---\n{config_path.read_text()}",
+            pytrace=False,
+        )
+
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(binary), "run", "--config", str(config_path)],
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+    )
+    gw = Gateway(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        root_url=f"http://127.0.0.1:{port}",
+        admin_url=f"http://127.0.0.1:{admin_port}",
+        emulator_url=f"http://127.0.0.1:{emu_port}",
+        key=key,
+        other_key=other_key,
+        provider_key=PROVIDER_KEY,
+        config_path=config_path,
+        log_path=log_path,
+        process=proc,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        waiting = [port, admin_port, emu_port]
+        while waiting:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"gateway exited with code {proc.returncode} before listening; log tail:\n{_read_tail(log_path)}",
+                    pytrace=False,
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"gateway did not accept on ports {waiting} within {START_TIMEOUT_S:.0f}s; "
+                    f"log tail:\n{_read_tail(log_path)}",
+                    pytrace=False,
+                )
+            waiting = [p for p in waiting if not _port_open(p)]
+            if waiting:
+                time.sleep(0.05)
+        _current = gw
+        yield gw
+    finally:
+        _current = None
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def client(gateway):
+    from openai import OpenAI
+
+    c = OpenAI(base_url=gateway.base_url, api_key=gateway.key, max_retries=0, timeout=30)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def other_client(gateway):
+    from openai import OpenAI
+
+    c = OpenAI(base_url=gateway.base_url, api_key=gateway.other_key, max_retries=0, timeout=30)
+    yield c
+    c.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the tail of the gateway's log to every failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _current is not None:
+        report.sections.append(("gateway log (tail)", _current.log_tail()))
+
