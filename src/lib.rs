@@ -56,3 +56,18 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     }
     Ok(server)
 }
+
+/// A server running only the provider emulator, for a process of its own: the load bench
+/// runs it apart from the gateway so that the two do not share worker threads.
+pub fn build_emulator_server(listen: &str, threads: usize) -> Server {
+    let server_conf = ServerConf {
+        threads: threads.max(1),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    server.bootstrap();
+    server.add_service(emulator::Emulator::new().service(listen));
+    server
+}

@@ -31,6 +31,13 @@ enum Command {
     },
     /// Print the SHA-256 of a client key, as `[[keys]].sha256` expects it.
     HashKey { key: String },
+    /// Run only the provider emulator (OpenAI wire format), e.g. as the bench's upstream.
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: String,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,10 @@ fn main() -> ExitCode {
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             ExitCode::SUCCESS
+        }
+        Command::Emulator { listen, threads } => {
+            log::info!("provider emulator listening on {listen}");
+            cheapai_gateway::build_emulator_server(&listen, threads).run_forever()
         }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {

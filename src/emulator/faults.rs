@@ -27,8 +27,8 @@ pub struct Faults {
     pub chunks: usize,
     /// `x-emulator-chunk-delay-ms`: sleep between two stream events.
     pub chunk_delay_ms: u64,
-    /// `x-emulator-drop-after`: drop the connection after this many events
-    /// (0: before any response header, for every kind of answer).
+    /// `x-emulator-drop-after`: drop the connection after this many stream events
+    /// (0: before any response header, after the delay, for every kind of answer).
     pub drop_after: Option<u64>,
     /// `x-emulator-fragment: 1`: write each stream event in two pieces.
     pub fragment: bool,
@@ -92,6 +92,7 @@ impl Faults {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use http::HeaderValue;

@@ -231,6 +231,7 @@ pub fn model_reply(id: &str) -> Reply {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::emulator::ReplyBody;

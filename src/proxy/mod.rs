@@ -124,14 +124,19 @@ impl Gateway {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > self.max_body_bytes) {
-            session.set_keepalive(None);
-            return Err(too_large());
-        }
         let expects_continue = header
             .headers
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if declared.is_some_and(|len| len > self.max_body_bytes) {
+            // A client waiting for `100 Continue` sends nothing more; any other is already
+            // sending, and must be read from for the 413 to reach it.
+            if !expects_continue {
+                discard_rest_of_body(session, self.max_body_bytes.saturating_mul(4)).await;
+            }
+            session.set_keepalive(None);
+            return Err(too_large());
+        }
         if expects_continue {
             session.write_continue_response().await.map_err(|e| {
                 GatewayError::new(ErrorKind::InvalidRequest, format!("client connection: {e}"))

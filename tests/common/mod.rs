@@ -1,7 +1,8 @@
 //! Integration-test harness: the real gateway and the provider emulator, in-process, on free
 //! loopback ports, plus a small HTTP helper that returns status, headers and body for every
 //! answer (errors included).
-#![allow(dead_code)] // each test binary uses a different part of the harness
+// Each test binary uses a different part of the harness; test code may panic on failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -150,7 +151,12 @@ impl Gateway {
 
     /// POST a JSON body with the test key.
     pub fn post(&self, path: &str, body: &str) -> Answer {
-        self.request("POST", path, &[("authorization", &format!("Bearer {KEY}"))], body.as_bytes())
+        self.request(
+            "POST",
+            path,
+            &[("authorization", &format!("Bearer {KEY}"))],
+            body.as_bytes(),
+        )
     }
 
     /// POST with the test key and extra headers (e.g. emulator fault injection).
@@ -161,9 +167,15 @@ impl Gateway {
         self.request("POST", path, &all, body.as_bytes())
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        let mut req = ureq::request(method, &format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(30));
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let mut req =
+            ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -224,11 +236,19 @@ impl From<Result<ureq::Response, ureq::Error>> for Answer {
         let headers = response
             .headers_names()
             .into_iter()
-            .filter_map(|n| response.header(&n).map(|v| (n.to_ascii_lowercase(), v.to_string())))
+            .filter_map(|n| {
+                response
+                    .header(&n)
+                    .map(|v| (n.to_ascii_lowercase(), v.to_string()))
+            })
             .collect();
         let mut body = Vec::new();
         let _ = response.into_reader().take(64 << 20).read_to_end(&mut body);
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -263,4 +283,59 @@ pub fn chat(model: &str, stream: bool) -> String {
         "messages": [{"role": "user", "content": "Say hello"}],
     })
     .to_string()
+}
+
+/// A loopback address whose connect never completes: a listener with a backlog of one that
+/// is never accepted from, filled until the kernel starts dropping SYNs. Keep the returned
+/// guard alive for as long as the address must stay unanswering.
+pub fn blackhole() -> (u16, impl Drop) {
+    struct Guard(
+        Vec<TcpStream>,
+        Option<tokio::net::TcpListener>,
+        tokio::runtime::Runtime,
+    );
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.clear();
+            let _guard = self.2.enter();
+            self.1.take();
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        socket.listen(1).expect("listen")
+    });
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        fillers.push(s);
+        assert!(fillers.len() < 64, "backlog never filled");
+    }
+    (addr.port(), Guard(fillers, Some(listener), rt))
+}
+
+/// Sends raw bytes on a new connection to `port` and returns the stream.
+pub fn raw_connect(port: u16, request: &[u8]) -> TcpStream {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(request).expect("write");
+    s
+}
+
+impl Gateway {
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
 }

@@ -142,7 +142,7 @@ def _gateway_bin() -> Path:
             "CHEAPAI_BIN=target/release/cheapai-gateway (scripts/test does this)",
             pytrace=False,
         )
-    path = Path(raw)
+    path = Path(raw).resolve()
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(f"CHEAPAI_BIN={raw} is not an executable file (build it with cargo build --release)", pytrace=False)
     return path

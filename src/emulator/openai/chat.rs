@@ -15,27 +15,38 @@
 //!   first property) with an example value (`enum[0]`, else by `type`: integer/number → 1,
 //!   boolean → true, array → [], object → {}, anything else → "Paris"); `{}` without
 //!   properties.
+//! * **Stream** (`"stream":true`): per choice a role event (`{"role":"assistant",
+//!   "content":""}`, or for a tool call `content:null` plus the first fragment with
+//!   id/type/name and `arguments:""`); then the N chunks (or K argument fragments), one
+//!   event per choice each; then per choice `delta:{}` with the finish_reason; then, only
+//!   with `stream_options.include_usage` (which also puts `"usage":null` in every other
+//!   chunk), a `choices:[]` chunk with the usage; then `data: [DONE]`. So a text stream
+//!   with n=1 has N + 3 events (N + 4 with include_usage), `[DONE]` included.
+//! * Validation like the real API: missing `model` or `messages`, empty `messages`,
+//!   `n` outside 1..=128, or `stream_options` without `stream:true` → 400 with `param`.
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{param_error, sse, Reply};
+use stream::chat_stream;
 
 /// `system_fingerprint` of every chat answer (stable, so tests can match it).
 pub const SYSTEM_FINGERPRINT: &str = "fp_emulator";
 /// Largest accepted `n` (the real API's limit).
 const MAX_N: u64 = 128;
 
+mod stream;
+
 // ---------------------------------------------------------------- wire types
 
 /// Chat usage, with the detail objects the real API always sends.
 #[derive(Serialize)]
 pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
     prompt_tokens_details: PromptDetails,
     completion_tokens_details: CompletionDetails,
 }
@@ -100,39 +111,6 @@ struct FunctionCall<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     arguments: &'a str,
-}
-
-/// One `chat.completion.chunk`; `usage` is absent without include_usage, else null
-/// except on the final usage chunk.
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    service_tier: &'static str,
-    system_fingerprint: &'static str,
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<Usage>>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: usize,
-    delta: Delta<'a>,
-    logprobs: (),
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<Option<&'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
 /// Text of content chunk `i` (see the module doc for the rule).
@@ -420,100 +398,13 @@ fn chat_json(plan: &ChatPlan) -> Reply {
     Reply::json(200, &body)
 }
 
-fn chat_stream(plan: &ChatPlan) -> Reply {
-    let id = completion_id();
-    let created = unix_now();
-    let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| {
-        sse(&Chunk {
-            id: &id,
-            object: "chat.completion.chunk",
-            created,
-            model: plan.model,
-            service_tier: "default",
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices,
-            usage: plan.include_usage.then_some(usage),
-        })
-    };
-    let choice = |index: usize, delta: Delta, finish_reason: Option<&'static str>| {
-        let one = ChunkChoice {
-            index,
-            delta,
-            logprobs: (),
-            finish_reason,
-        };
-        chunk(vec![one], None)
-    };
-    let parts = fragments(plan);
-    let mut events = Vec::with_capacity((parts.len() + 2) * plan.n + 2);
-    for i in 0..plan.n {
-        let first = match &plan.tool {
-            Some(tool) => Delta {
-                role: Some("assistant"),
-                content: Some(None),
-                tool_calls: Some(vec![ToolCall {
-                    index: Some(0),
-                    id: Some(tool_call_id()),
-                    kind: Some("function"),
-                    function: FunctionCall {
-                        name: Some(&tool.name),
-                        arguments: "",
-                    },
-                }]),
-            },
-            None => Delta {
-                role: Some("assistant"),
-                content: Some(Some("")),
-                tool_calls: None,
-            },
-        };
-        events.push(choice(i, first, None));
-    }
-    for part in &parts {
-        for i in 0..plan.n {
-            let delta = match plan.tool {
-                Some(_) => Delta {
-                    tool_calls: Some(vec![ToolCall {
-                        index: Some(0),
-                        id: None,
-                        kind: None,
-                        function: FunctionCall {
-                            name: None,
-                            arguments: part,
-                        },
-                    }]),
-                    ..Delta::default()
-                },
-                None => Delta {
-                    content: Some(Some(part)),
-                    ..Delta::default()
-                },
-            };
-            events.push(choice(i, delta, None));
-        }
-    }
-    let finish = if plan.tool.is_some() {
-        "tool_calls"
-    } else {
-        "stop"
-    };
-    for i in 0..plan.n {
-        events.push(choice(i, Delta::default(), Some(finish)));
-    }
-    if plan.include_usage {
-        let total = usage(plan.prompt_tokens, (parts.len() * plan.n) as u64);
-        events.push(chunk(Vec::new(), Some(total)));
-    }
-    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    Reply::stream(events)
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::emulator::ReplyBody;
 
-    fn req(extra: Value) -> Value {
+    pub(super) fn req(extra: Value) -> Value {
         let mut v = json!({"model": "gpt-test", "messages": [
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": [{"type": "text", "text": "hi there you"},
@@ -524,7 +415,7 @@ mod tests {
         v
     }
 
-    fn weather_tools() -> Value {
+    pub(super) fn weather_tools() -> Value {
         json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
             "type": "object",
             "properties": {"unit": {"type": "string", "enum": ["c", "f"]},
@@ -538,30 +429,6 @@ mod tests {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap(),
             ReplyBody::Stream(_) => panic!("expected a JSON body"),
         }
-    }
-
-    /// Parses a stream event by event; `[DONE]` becomes `Value::Null`.
-    fn events(reply: &Reply) -> Vec<Value> {
-        let ReplyBody::Stream(events) = &reply.body else {
-            panic!("expected a stream");
-        };
-        events
-            .iter()
-            .map(|e| {
-                let text = std::str::from_utf8(e).unwrap();
-                let payload = text
-                    .strip_prefix("data: ")
-                    .unwrap()
-                    .strip_suffix("\n\n")
-                    .unwrap();
-                assert!(!payload.contains('\n'), "one line per event");
-                if payload == "[DONE]" {
-                    Value::Null
-                } else {
-                    serde_json::from_str(payload).unwrap()
-                }
-            })
-            .collect()
     }
 
     #[test]
@@ -617,54 +484,6 @@ mod tests {
         assert_eq!(v["choices"].as_array().unwrap().len(), 3);
         assert_eq!(v["choices"][2]["index"], 2);
         assert_eq!(v["usage"]["completion_tokens"], 6);
-        let ev = events(&chat_reply(&req(json!({"n": 2, "stream": true})), 1));
-        // 2 role chunks, 2 content chunks, 2 finish chunks, [DONE]
-        assert_eq!(ev.len(), 7);
-        let idx: Vec<u64> = ev[..6]
-            .iter()
-            .map(|e| e["choices"][0]["index"].as_u64().unwrap())
-            .collect();
-        assert_eq!(idx, [0, 1, 0, 1, 0, 1]);
-    }
-
-    #[test]
-    fn stream_without_usage_has_no_usage_key() {
-        let ev = events(&chat_reply(&req(json!({"stream": true})), 3));
-        assert_eq!(ev.len(), 1 + 3 + 1 + 1);
-        assert!(ev.last().unwrap().is_null(), "[DONE] last");
-        assert_eq!(
-            ev[0]["choices"][0]["delta"],
-            json!({"role": "assistant", "content": ""})
-        );
-        let text: String = ev[1..4]
-            .iter()
-            .map(|e| e["choices"][0]["delta"]["content"].as_str().unwrap())
-            .collect();
-        assert_eq!(text, content_text(3));
-        assert_eq!(ev[4]["choices"][0]["delta"], json!({}));
-        assert_eq!(ev[4]["choices"][0]["finish_reason"], "stop");
-        for e in &ev[..5] {
-            assert!(e.get("usage").is_none());
-            assert_eq!(e["object"], "chat.completion.chunk");
-            assert_eq!(e["id"], ev[0]["id"]);
-            assert_eq!(e["model"], "gpt-test");
-        }
-    }
-
-    #[test]
-    fn stream_with_include_usage_ends_with_usage_chunk() {
-        let r = req(json!({"stream": true, "stream_options": {"include_usage": true}}));
-        let ev = events(&chat_reply(&r, 2));
-        assert_eq!(ev.len(), 1 + 2 + 1 + 1 + 1);
-        for e in &ev[..4] {
-            assert!(e["usage"].is_null() && e.get("usage").is_some());
-        }
-        let last = &ev[4];
-        assert_eq!(last["choices"], json!([]));
-        assert_eq!(last["usage"]["prompt_tokens"], 11);
-        assert_eq!(last["usage"]["completion_tokens"], 2);
-        assert_eq!(last["usage"]["total_tokens"], 13);
-        assert!(ev[5].is_null());
     }
 
     #[test]
@@ -679,32 +498,6 @@ mod tests {
         assert_eq!(call["function"]["name"], "get_weather");
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(v["usage"]["completion_tokens"], 5);
-    }
-
-    #[test]
-    fn tool_call_stream_fragments() {
-        let r = req(json!({"tools": weather_tools(), "stream": true,
-            "tool_choice": {"type": "function", "function": {"name": "other"}}}));
-        let ev = events(&chat_reply(&r, 5));
-        // arguments "{}" has 2 chars, so K = 2 fragments
-        assert_eq!(ev.len(), 1 + 2 + 1 + 1);
-        let first = &ev[0]["choices"][0]["delta"];
-        assert_eq!(first["role"], "assistant");
-        assert!(first["content"].is_null() && first.get("content").is_some());
-        let call = &first["tool_calls"][0];
-        assert_eq!(call["index"], 0);
-        assert_eq!(call["type"], "function");
-        assert_eq!(call["function"], json!({"name": "other", "arguments": ""}));
-        let args: String = ev[1..3]
-            .iter()
-            .map(|e| {
-                let c = &e["choices"][0]["delta"]["tool_calls"][0];
-                assert!(c.get("id").is_none() && c["function"].get("name").is_none());
-                c["function"]["arguments"].as_str().unwrap().to_string()
-            })
-            .collect();
-        assert_eq!(args, "{}");
-        assert_eq!(ev[3]["choices"][0]["finish_reason"], "tool_calls");
     }
 
     #[test]

@@ -190,6 +190,7 @@ pub fn embeddings_reply(req: &Value) -> Reply {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::emulator::ReplyBody;

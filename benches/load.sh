@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Load bench: the provider emulator directly vs. the same traffic through the gateway, in one
+# run, interleaved, so the ratio is meaningful on a noisy shared machine.
+#
+#   benches/load.sh            # 10 s per measurement, 64 connections, 2 rounds
+#   DURATION=20 ROUNDS=3 benches/load.sh
+#
+# Prints RPS, p50 and p99 for each (target, workload) and the gateway/direct ratio, plus the
+# gateway's peak RSS. Workloads: chat JSON, and a 20-chunk SSE stream with no delay between
+# chunks. Load generator: wrk (Debian package, installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-64}"
+ROUNDS="${ROUNDS:-2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+BIN="$CARGO_TARGET_DIR/release/cheapai-gateway"
+KEY="cai-bench-key-0001"
+
+scripts/setup
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq wrk >/dev/null; else sudo apt-get install -y -qq wrk >/dev/null; fi
+fi
+cargo build --release --bin cheapai-gateway
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+EMU=$(port); GW=$(port); ADMIN=$(port)
+
+cat >"$work/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$GW"
+admin_listen = "127.0.0.1:$ADMIN"
+threads = 2
+grace_period_seconds = 1
+[providers.emu]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:$EMU/v1"
+[models."gpt-4o"]
+provider = "emu"
+[[keys]]
+name = "bench"
+sha256 = "$("$BIN" hash-key "$KEY")"
+TOML
+
+RUST_LOG=warn "$BIN" emulator --listen "127.0.0.1:$EMU" --threads 2 >"$work/emu.log" 2>&1 & pids+=($!)
+RUST_LOG=warn "$BIN" run --config "$work/gateway.toml" >"$work/gw.log" 2>&1 & pids+=($!)
+GW_PID=$!
+for p in $EMU $GW; do
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+done
+
+chat='{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}'
+stream='{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
+lua() { # $1 body, $2 extra header line
+    cat <<LUA
+wrk.method = "POST"
+wrk.body = '$1'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer $KEY"
+$2
+LUA
+}
+lua "$chat" "" >"$work/chat.lua"
+lua "$stream" 'wrk.headers["x-emulator-chunks"] = "20"' >"$work/stream.lua"
+
+# wrk --latency output → "rps p50_ms p99_ms non2xx"
+measure() { # $1 url, $2 lua
+    wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$2" "$1" 2>&1 | python3 -c '
+import re, sys
+t = sys.stdin.read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+errs = re.search(r"Socket errors:.*", t)
+print("%.0f %.2f %.2f %s %s" % (float(rps.group(1)) if rps else 0, ms("50"), ms("99"),
+      bad.group(1) if bad else 0, "errors" if errs else "ok"))
+'
+}
+
+declare -A sum_rps
+printf '%-8s %-7s %-6s %10s %8s %8s %6s\n' round target load rps p50_ms p99_ms non2xx
+for round in $(seq "$ROUNDS"); do
+    for load in chat stream; do
+        for target in direct gateway; do
+            if [ $target = direct ]; then url="http://127.0.0.1:$EMU/v1/chat/completions"; else url="http://127.0.0.1:$GW/v1/chat/completions"; fi
+            read -r rps p50 p99 bad _ < <(measure "$url" "$work/$load.lua")
+            printf '%-8s %-7s %-6s %10s %8s %8s %6s\n' "$round" $target $load "$rps" "$p50" "$p99" "$bad"
+            sum_rps[$target.$load]=$(( ${sum_rps[$target.$load]:-0} + rps ))
+        done
+    done
+done
+echo
+for load in chat stream; do
+    python3 -c "print('ratio %-6s gateway/direct = %.2fx' % ('$load', ${sum_rps[gateway.$load]} / max(1, ${sum_rps[direct.$load]})))"
+done
+echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$GW_PID/status)"

@@ -1,0 +1,387 @@
+//! The Pingora side: reads a request, records it, and writes the answer in pieces, which
+//! streaming and fault injection need (`ServeHttp` can only return a whole body).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use log::debug;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::faults::Faults;
+use super::recorder::{Record, Sent};
+use super::{openai, route, Emulator, Reply, ReplyBody, CONTROL_PREFIX};
+
+/// Largest request body read; a bigger one gets 413 and the connection is closed.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// A request body read to the end, or cut at [`MAX_BODY_BYTES`].
+struct Body {
+    bytes: Vec<u8>,
+    complete: bool,
+}
+
+async fn read_body(session: &mut ServerSession) -> pingora::Result<Body> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_BODY_BYTES {
+            return Ok(Body {
+                bytes,
+                complete: false,
+            });
+        }
+    }
+    Ok(Body {
+        bytes,
+        complete: true,
+    })
+}
+
+/// Writes one event, in two pieces when asked to (to test event reassembly).
+async fn write_event(
+    session: &mut ServerSession,
+    event: Bytes,
+    faults: &Faults,
+    sent: &mut Sent,
+) -> bool {
+    if faults.fragment && event.len() > 1 {
+        let mid = event.len() / 2;
+        if !send(session, sent, event.slice(..mid), false).await {
+            return false;
+        }
+        sleep_ms(faults.fragment_delay_ms).await;
+        return send(session, sent, event.slice(mid..), false).await;
+    }
+    send(session, sent, event, false).await
+}
+
+/// Writes body bytes and counts them into `sent`; false when the write failed.
+async fn send(session: &mut ServerSession, sent: &mut Sent, data: Bytes, end: bool) -> bool {
+    let ok = session.write_response_body(data.clone(), end).await.is_ok();
+    if ok {
+        sent.add(&data);
+    }
+    ok
+}
+
+async fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Writes `reply`; returns false when the connection must not be reused.
+async fn write_reply(
+    session: &mut ServerSession,
+    reply: Reply,
+    record: &Record,
+    faults: &Faults,
+    started: Instant,
+    sent: &mut Sent,
+) -> bool {
+    let Reply {
+        status,
+        mut headers,
+        body,
+    } = reply;
+    let Ok(mut resp) = ResponseHeader::build(status, Some(12)) else {
+        return false;
+    };
+    headers.push(("x-emulator-seq", record.seq.to_string()));
+    headers.push(("x-emulator-body-bytes", record.body_bytes.to_string()));
+    headers.push(("x-emulator-body-sha256", record.body_sha256.clone()));
+    headers.push((
+        "x-request-id",
+        format!("req_{}", uuid::Uuid::new_v4().simple()),
+    ));
+    headers.push(("openai-version", "2020-10-01".to_string()));
+    // What api.openai.com says about the caller's account on every answer: a gateway must
+    // not pass these on to its own clients.
+    for (name, value) in [
+        ("openai-organization", "org-emulator"),
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("set-cookie", "__cf_bm=emulator; path=/; HttpOnly"),
+    ] {
+        if !headers.iter().any(|(n, _)| *n == name) {
+            headers.push((name, value.to_string()));
+        }
+    }
+    let ms = started.elapsed().as_millis();
+    headers.push(("openai-processing-ms", ms.to_string()));
+    match &body {
+        ReplyBody::Full {
+            content_type,
+            bytes,
+        } => {
+            headers.push(("content-type", content_type.to_string()));
+            headers.push(("content-length", bytes.len().to_string()));
+        }
+        ReplyBody::Stream(_) => {
+            headers.push(("content-type", "text/event-stream".to_string()));
+            headers.push(("cache-control", "no-cache".to_string()));
+            headers.push(("transfer-encoding", "chunked".to_string()));
+        }
+    }
+    for (name, value) in headers {
+        if resp.insert_header(name, value).is_err() {
+            return false;
+        }
+    }
+    if session.write_response_header(Box::new(resp)).await.is_err() {
+        return false;
+    }
+    let events = match body {
+        ReplyBody::Full { bytes, .. } => return send(session, sent, bytes, true).await,
+        ReplyBody::Stream(events) => events,
+    };
+    if faults.chunk_delay_ms == 0
+        && !faults.fragment
+        && faults.drop_after.is_none()
+        && faults.stream_error_after.is_none()
+    {
+        // Nothing to observe between events: one write, as a fast provider's burst
+        // arrives (and so the emulator is not the bottleneck of a load test).
+        let burst = Bytes::from(events.concat());
+        return send(session, sent, burst, true).await;
+    }
+    let total = events.len() as u64;
+    for (i, event) in (0u64..).zip(events) {
+        if faults.drop_after == Some(i) {
+            return false;
+        }
+        if i > 0 {
+            sleep_ms(faults.chunk_delay_ms).await;
+        }
+        if faults.stream_error_after == Some(i) {
+            return write_event(session, openai::stream_error_event(), faults, sent).await
+                && send(session, sent, Bytes::new(), true).await;
+        }
+        if !write_event(session, event, faults, sent).await {
+            return false;
+        }
+    }
+    if faults.drop_after == Some(total) {
+        return false;
+    }
+    send(session, sent, Bytes::new(), true).await
+}
+
+impl Emulator {
+    /// Reads, records and answers one request; false when the connection must be dropped.
+    async fn serve(&self, session: &mut ServerSession) -> bool {
+        let started = Instant::now();
+        let expect = session.req_header().headers.get("expect");
+        if expect.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && session.write_continue_response().await.is_err()
+        {
+            return false;
+        }
+        let body = match read_body(session).await {
+            Ok(body) => body,
+            Err(e) => {
+                debug!("emulator: reading request body failed: {e}");
+                return false;
+            }
+        };
+        let req = session.req_header();
+        let record = self.recorder.record(req, &body.bytes);
+        let path = req.uri.path().to_string();
+        let method = req.method.as_str().to_string();
+        let faults = if path.starts_with(CONTROL_PREFIX) {
+            Faults::default()
+        } else {
+            Faults::from_headers(&req.headers)
+        };
+        let reply = if body.complete {
+            route(&method, &path, &body.bytes, &faults, &self.recorder)
+        } else {
+            session.set_keepalive(None);
+            let msg = format!("Request body larger than {MAX_BODY_BYTES} bytes.");
+            openai::error_reply(413, &msg, "invalid_request_error", None, None)
+        };
+        sleep_ms(faults.delay_ms).await;
+        if faults.drop_before_header() {
+            record.finish(Sent::default(), false);
+            return false;
+        }
+        let mut sent = Sent::default();
+        let reusable = write_reply(session, reply, &record, &faults, started, &mut sent).await;
+        record.finish(sent, reusable);
+        reusable && body.complete
+    }
+}
+
+/// Follows pingora's own `HttpServerApp` impl for `ServeHttp` (read, keepalive, write,
+/// finish) but writes bodies in pieces, which streaming and fault injection need.
+#[async_trait]
+impl HttpServerApp for Emulator {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                debug!("emulator: reading request header failed: {e}");
+                return None;
+            }
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        if !self.serve(&mut session).await {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(e) => {
+                debug!("emulator: finishing the response failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    struct TestSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
+
+    #[async_trait]
+    impl pingora::server::ShutdownSignalWatch for TestSignal {
+        async fn recv(&self) -> pingora::server::ShutdownSignal {
+            if let Some(rx) = self.0.lock().await.take() {
+                let _ = rx.await;
+            }
+            pingora::server::ShutdownSignal::FastShutdown
+        }
+    }
+
+    /// Sends one raw request and reads until the server closes the connection.
+    fn exchange(addr: &str, head: &str, body: &str) -> Vec<u8> {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let req = format!(
+            "{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// Splits a response into (head, chunk payloads, saw the terminating 0-chunk).
+    fn dechunk(raw: &[u8]) -> (String, Vec<Vec<u8>>, bool) {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, mut rest) = text.split_once("\r\n\r\n").unwrap();
+        let mut chunks = Vec::new();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size, 16).unwrap();
+            if n == 0 {
+                return (head.to_string(), chunks, true);
+            }
+            chunks.push(after.as_bytes()[..n].to_vec());
+            rest = &after[n + 2..];
+        }
+        (head.to_string(), chunks, false)
+    }
+
+    #[test]
+    fn serves_streams_faults_and_records_over_tcp() {
+        use pingora::server::{configuration::ServerConf, RunArgs, Server};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let emulator = Emulator::new();
+        let mut server = Server::new_with_opt_and_conf(None, ServerConf::default());
+        server.bootstrap();
+        server.add_service(emulator.clone().service(&addr));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let signal = Box::new(TestSignal(tokio::sync::Mutex::new(Some(rx))));
+        let handle = std::thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: signal,
+            })
+        });
+        for _ in 0..200 {
+            if TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stream = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let post = "POST /v1/chat/completions HTTP/1.1\r\nhost: x";
+
+        // JSON with Content-Length and the x-emulator-* headers
+        let raw = exchange(&addr, post, CHAT);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let sha = hex::encode(Sha256::digest(CHAT.as_bytes()));
+        assert!(text.contains(&format!("x-emulator-body-sha256: {sha}")));
+        assert!(text.contains(&format!("x-emulator-body-bytes: {}", CHAT.len())));
+        assert!(text.contains("content-length: "));
+
+        // a plain stream is one burst: 8 events (role, 5 content, finish, [DONE]) in one chunk
+        let (head, chunks, ended) = dechunk(&exchange(&addr, post, stream));
+        assert!(head.contains("transfer-encoding: chunked") && ended);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            String::from_utf8_lossy(&chunks[0])
+                .matches("data: ")
+                .count(),
+            8
+        );
+
+        // fragmented stream: the same 8 events in 16 chunks, reassembling to whole events
+        let raw = exchange(&addr, &format!("{post}\r\nx-emulator-fragment: 1"), stream);
+        let (head, chunks, ended) = dechunk(&raw);
+        assert!(head.contains("content-type: text/event-stream") && ended);
+        assert_eq!(chunks.len(), 16);
+        let joined = String::from_utf8(chunks.concat()).unwrap();
+        assert_eq!(joined.matches("data: ").count(), 8);
+        assert!(joined.ends_with("data: [DONE]\n\n"));
+
+        // drop after 2 events: no terminating chunk
+        let raw = exchange(
+            &addr,
+            &format!("{post}\r\nx-emulator-drop-after: 2"),
+            stream,
+        );
+        let (_, chunks, ended) = dechunk(&raw);
+        assert_eq!((chunks.len(), ended), (2, false));
+
+        // drop before the header
+        assert!(exchange(&addr, &format!("{post}\r\nx-emulator-drop-after: 0"), CHAT).is_empty());
+
+        // the recorder, over HTTP and through the handle
+        let seq = emulator.last_record().unwrap()["seq"].as_u64().unwrap();
+        let raw = exchange(
+            &addr,
+            &format!("GET /_emulator/requests/{seq} HTTP/1.1\r\nhost: x"),
+            "",
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("\"x-emulator-drop-after\",\"0\""), "{text}");
+        assert_eq!(emulator.record(1).unwrap()["body"], CHAT);
+
+        let _ = tx.send(());
+        handle.join().unwrap();
+    }
+}

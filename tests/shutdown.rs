@@ -1,0 +1,87 @@
+//! SIGTERM on the real binary: the listener closes at once, in-flight streams finish.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
+    let (gw, admin, emu) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("cheapai-shutdown-{gw}"));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let config = dir.join("gateway.toml");
+    let text = config_text(
+        gw,
+        admin,
+        emu,
+        &format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n"),
+    )
+    .replace("grace_period_seconds = 1", "grace_period_seconds = 4");
+    std::fs::write(&config, text).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    wait_for_port(gw);
+    wait_for_port(emu);
+
+    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
+    let stream = std::thread::spawn(move || {
+        let response = ureq::post(&url)
+            .set("authorization", &format!("Bearer {KEY}"))
+            .set("x-emulator-chunks", "10")
+            .set("x-emulator-chunk-delay-ms", "200")
+            .send_string(&chat("gpt-4o", true))
+            .expect("stream starts");
+        BufReader::new(response.into_reader())
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.starts_with("data: "))
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let term_at = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gw)).is_err(),
+        "listener must close on SIGTERM"
+    );
+
+    let events = stream.join().expect("stream thread");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("data: [DONE]"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.len(),
+        13,
+        "role + 10 chunks + finish + [DONE]: {events:?}"
+    );
+
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            term_at.elapsed() < Duration::from_secs(15),
+            "gateway did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
