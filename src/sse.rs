@@ -69,9 +69,124 @@ fn last_boundary(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// One parsed server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field, if any (Anthropic names every event; OpenAI and Gemini don't).
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// Incremental SSE parser: bytes in at any chunk border, whole events out. Comments
+/// (`: ping`) and `id:`/`retry:` fields are skipped; events without data are dropped, as
+/// the SSE spec says.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    event: Option<String>,
+    data: Option<String>,
+    last_was_cr: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; appends each event completed by them to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        for &b in bytes {
+            match b {
+                b'\n' if self.last_was_cr => self.last_was_cr = false,
+                b'\n' | b'\r' => {
+                    self.last_was_cr = b == b'\r';
+                    self.end_line(out);
+                }
+                _ => {
+                    self.last_was_cr = false;
+                    self.line.push(b);
+                }
+            }
+        }
+    }
+
+    /// End of stream: a last event without its blank line still counts.
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.line.is_empty() {
+            self.end_line(out);
+        }
+        self.dispatch(out);
+    }
+
+    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
+        if self.line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line.as_str(), ""),
+        };
+        match field {
+            "data" => match &mut self.data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => self.data = Some(value.to_string()),
+            },
+            "event" => self.event = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        let event = self.event.take();
+        if let Some(data) = self.data.take() {
+            out.push(SseEvent { event, data });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_yields_the_same_events_at_every_split() {
+        let stream = b"event: message_start\ndata: {\"a\":1}\n\n: ping\n\ndata: x\r\ndata: y\r\n\r\ndata: [DONE]\n\n";
+        let expected = vec![
+            SseEvent {
+                event: Some("message_start".into()),
+                data: "{\"a\":1}".into(),
+            },
+            SseEvent {
+                event: None,
+                data: "x\ny".into(),
+            },
+            SseEvent {
+                event: None,
+                data: "[DONE]".into(),
+            },
+        ];
+        for cut in 0..=stream.len() {
+            let mut p = SseParser::default();
+            let mut out = Vec::new();
+            p.push(&stream[..cut], &mut out);
+            p.push(&stream[cut..], &mut out);
+            p.finish(&mut out);
+            assert_eq!(out, expected, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn parser_flushes_an_unterminated_last_event() {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        p.push(b"data: {\"x\":1}", &mut out);
+        assert!(out.is_empty());
+        p.finish(&mut out);
+        assert_eq!(out[0].data, "{\"x\":1}");
+    }
 
     const STREAM: &[u8] =
         b"data: {\"a\":1}\n\ndata: {\"b\":2}\r\n\r\nevent: x\ndata: y\n\ndata: [DONE]\n\n";

@@ -16,6 +16,19 @@ use crate::request::Peeked;
 use crate::secret::Secret;
 pub use upstream::{Timeouts, Upstream};
 
+/// Turns a provider's response body into the client's wire format, chunk by chunk.
+///
+/// Implementations are pure state machines: bytes in at any chunk border, bytes out, no
+/// I/O, no Pingora. A non-streaming translator buffers in `push` and converts in `finish`;
+/// a streaming one emits each client event as soon as the upstream events that make it are
+/// complete. Chaining two (Gemini → OpenAI → Anthropic) composes formats.
+pub trait ResponseTranslator: Send {
+    /// The next upstream bytes; appends whatever is ready for the client to `out`.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
+    /// The upstream body ended; appends the rest (final events, a converted JSON body).
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError>;
+}
+
 /// The wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
