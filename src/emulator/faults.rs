@@ -17,7 +17,8 @@ pub const DEFAULT_CHUNKS: usize = 5;
 /// The faults one request asked for (parsed once, then read by the router and writer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Faults {
-    /// `x-emulator-status`: answer with this error status (400..=599) and OpenAI error body.
+    /// `x-emulator-status`: answer with this error status (400..=599) and the real API's
+    /// error body for it, in the format of the route hit (OpenAI, Anthropic or Gemini).
     pub status: Option<u16>,
     /// `x-emulator-error-body`: raw text that replaces the error body verbatim.
     pub error_body: Option<String>,
@@ -34,8 +35,10 @@ pub struct Faults {
     pub fragment: bool,
     /// `x-emulator-fragment-delay-ms`: sleep between the two pieces of one event.
     pub fragment_delay_ms: u64,
-    /// `x-emulator-stream-error-after`: after this many events, send a mid-stream
-    /// `data: {"error":...}` event and end the stream cleanly without `[DONE]`.
+    /// `x-emulator-stream-error-after`: after this many events, send the format's
+    /// mid-stream error event (OpenAI `data: {"error":...}`, Anthropic `event: error`,
+    /// Gemini `{"error":...}` as SSE data or closing array element) and end the stream
+    /// cleanly (no `[DONE]` / `message_stop`).
     pub stream_error_after: Option<u64>,
 }
 

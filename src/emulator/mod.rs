@@ -1,34 +1,53 @@
 //! In-process provider emulator: an HTTP server that answers exactly like an
-//! OpenAI-compatible provider, records every request it receives, and injects faults
-//! on demand, so the gateway's tests (and the offline default config) need no network.
+//! OpenAI-compatible provider, Anthropic's Messages API or Google's Gemini API, records
+//! every request it receives, and injects faults on demand, so the gateway's tests (and the
+//! offline default config) need no network.
 //!
 //! # Routes
 //! Routing matches the path *suffix*, so any base-URL prefix works
-//! (`/v1/chat/completions`, `/api/v1/chat/completions`, `/chat/completions`):
+//! (`/v1/chat/completions`, `/api/v1/chat/completions`, `/chat/completions`). The query
+//! string is ignored except where Gemini reads it (`alt=sse`).
 //!
-//! | method | path suffix | answer |
-//! |---|---|---|
-//! | POST | `/chat/completions` | chat JSON, or SSE with `"stream":true` |
-//! | POST | `/embeddings` | deterministic vectors, float or base64 |
-//! | GET | `/models`, `/models/{id}` | gpt-4o, gpt-4o-mini, o3-mini, text-embedding-3-small |
-//! | GET | `/_emulator/requests/{seq}`, `/_emulator/requests/last` | a recorded request |
+//! | method | path suffix | format | answer |
+//! |---|---|---|---|
+//! | POST | `/chat/completions` | OpenAI | chat JSON, or SSE with `"stream":true` |
+//! | POST | `/embeddings` | OpenAI | deterministic vectors, float or base64 |
+//! | GET | `/models`, `/models/{id}` | OpenAI | gpt-4o, gpt-4o-mini, o3-mini, text-embedding-3-small |
+//! | POST | `/v1/messages` | Anthropic | message JSON, or named-event SSE with `"stream":true` |
+//! | POST | `/v1/messages/count_tokens` | Anthropic | `{"input_tokens":N}` |
+//! | POST | `/models/{model}:generateContent` | Gemini | response JSON |
+//! | POST | `/models/{model}:streamGenerateContent` | Gemini | SSE with `?alt=sse`, else a JSON array |
+//! | POST | `/models/{model}:countTokens` | Gemini | `{"totalTokens":N,…}` |
+//! | POST | `/models/{model}:embedContent`, `:batchEmbedContents` | Gemini | deterministic vectors |
+//! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-embedding-001 |
+//! | GET | `/_emulator/requests/{seq}`, `/_emulator/requests/last` | — | a recorded request |
 //!
-//! Unknown path → 404, wrong method → 405, body not JSON → 400, all as OpenAI errors.
+//! **Format rule** ([`Wire::of`]): a path ending in `/v1/messages` or
+//! `/v1/messages/count_tokens` is Anthropic; a path whose last segment is `{model}:{action}`
+//! right after `/models/` (any prefix: `/v1beta/…`, `/v1/…`, Vertex's `…/publishers/google/…`),
+//! or that ends in `/v1beta/models` or is `…/v1beta/models/{id}`, is Gemini; everything else
+//! is OpenAI. So `GET /v1/models` and Google's OpenAI-compatible `GET /v1beta/openai/models`
+//! stay OpenAI's. The format picks the answer, every error body on that path (unknown
+//! action, wrong method, bad JSON, faults, 413), the provider's response headers and the
+//! mid-stream error event. Unknown paths get OpenAI's 404. Per-format rules are in
+//! [`openai`], [`anthropic`] and [`gemini`].
 //!
 //! # Deterministic answers (tests compute expected values from these)
+//! The same rules in every format, so a translated request gets the same numbers:
 //! * Content: chunk 0 is `"Hello"`, chunk i ≥ 1 is `" world{i}"`; N chunks (default 5)
 //!   join to `"Hello world1 world2 world3 world4"`. `model` is echoed.
-//! * prompt_tokens = Σ over `messages` of (3 + whitespace-separated words of `content`,
-//!   or of the `text` of every content part). completion_tokens = N × n (text) or K × n
-//!   (tool call, K = clamp(N, 1, chars(arguments)) argument fragments).
-//! * With `tools` (and `tool_choice` not `"none"`): a call to the named or first tool,
+//! * Prompt tokens: Σ over messages (Anthropic: plus `system`; Gemini: plus
+//!   `systemInstruction`) of (3 + whitespace-separated words of their text).
+//!   Output tokens: N (text), or K = clamp(N, 1, chars(arguments)) for a tool call.
+//! * With tools (and the tool choice not "none"): a call to the named or first tool,
 //!   arguments `{"<first required, else first property>":<example>}` (`"Paris"` for
-//!   strings, `enum[0]` if any), `finish_reason:"tool_calls"`, `content:null`.
-//! * Stream: role chunk, N content chunks (or K argument fragments), finish chunk, the
+//!   strings, `enum[0]` if any).
+//! * OpenAI stream: role chunk, N content chunks (or K argument fragments), finish chunk, the
 //!   `choices:[]` usage chunk only with `stream_options.include_usage` (then every chunk
 //!   has `"usage":null`), `data: [DONE]`. With n > 1 each step has one event per choice.
-//! * Embeddings: vector length `dimensions` or 8 from sha256 of each input, values in
-//!   [-1, 1); base64 = little-endian f32; usage = words per text + ints per token array.
+//! * Embeddings: vector length `dimensions` / `outputDimensionality` or 8 from sha256 of
+//!   each input, values in [-1, 1); base64 = little-endian f32; usage = words per text +
+//!   ints per token array (OpenAI only; Gemini reports none).
 //!
 //! # Recorder
 //! Every request gets a sequence number (from 1). Every response carries
@@ -36,29 +55,35 @@
 //! request it answers, so a test can check that the gateway forwarded a body byte for
 //! byte; the last 256 requests are kept for `GET /_emulator/requests/{seq}`.
 //!
-//! # Fault headers (ignored on `/_emulator/` paths)
+//! # Fault headers (ignored on `/_emulator/` paths; the same for every format)
 //! | header | effect |
 //! |---|---|
-//! | `x-emulator-status: 400..=599` | that status with the real API's error body for it |
+//! | `x-emulator-status: 400..=599` | that status with the real API's error body for it, in the route's format |
 //! | `x-emulator-error-body: TEXT` | with a status: the body, verbatim |
 //! | `x-emulator-delay-ms: N` | sleep before the response header |
 //! | `x-emulator-chunks: N` | content chunks / argument fragments (default 5) |
 //! | `x-emulator-chunk-delay-ms: N` | sleep between stream events; one write per event |
 //! | `x-emulator-drop-after: N` | drop after N stream events; 0: before the header (any answer) |
-//! | `x-emulator-fragment: 1` | write each SSE event in two pieces, split mid-line |
+//! | `x-emulator-fragment: 1` | write each stream event in two pieces, split mid-line |
 //! | `x-emulator-fragment-delay-ms: N` | sleep between the two pieces |
-//! | `x-emulator-stream-error-after: N` | after N events, `data: {"error":…}` and end |
+//! | `x-emulator-stream-error-after: N` | after N events, the format's error event, then end |
 //!
-//! Without chunk-delay, fragment, drop-after and stream-error-after, a stream's events go
-//! out in one write (one HTTP chunk), as a fast provider's burst does; with any of them,
-//! each event is its own write. Errors are JSON even for `"stream":true` requests.
+//! The mid-stream error event is OpenAI's `data: {"error":{…"server_error"…}}`, Anthropic's
+//! `event: error` with `overloaded_error`, Gemini's `data: {"error":{"code":503,…
+//! "UNAVAILABLE"}}` (or, in a JSON-array stream, that object as the array's last element,
+//! closing the array). Without chunk-delay, fragment, drop-after and stream-error-after, a
+//! stream's events go out in one write (one HTTP chunk), as a fast provider's burst does;
+//! with any of them, each event is its own write. Errors are JSON even for streaming requests.
 
+mod anthropic;
 mod faults;
+mod gemini;
 mod openai;
 mod recorder;
 mod server;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use pingora::services::listening::Service;
 use serde::Serialize;
 use serde_json::Value;
@@ -105,10 +130,22 @@ impl Emulator {
     }
 }
 
-// ---------------------------------------------------------------- replies
+// ---------------------------------------------------------------- requests and replies
 
-/// What a request is answered with: built by the pure functions in `openai`, written
-/// to the socket by `server` (which adds framing and the `x-emulator-*` headers).
+/// The parts of a received request the router reads.
+pub(crate) struct Request<'a> {
+    pub method: &'a str,
+    /// Path without the query string.
+    pub path: &'a str,
+    /// The query string without `?` (empty when absent).
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// What a request is answered with: built by the pure functions in `openai`, `anthropic`
+/// and `gemini`, written to the socket by `server` (which adds framing, the provider's
+/// headers and the `x-emulator-*` headers).
 pub(crate) struct Reply {
     pub status: u16,
     /// Extra response headers (framing and `x-emulator-*` headers are added when written).
@@ -116,13 +153,19 @@ pub(crate) struct Reply {
     pub body: ReplyBody,
 }
 
-/// A whole body sent with Content-Length, or SSE events sent chunked one by one.
+/// A whole body sent with Content-Length, or stream events sent chunked one by one.
 pub(crate) enum ReplyBody {
     Full {
         content_type: &'static str,
         bytes: Bytes,
     },
-    Stream(Vec<Bytes>),
+    /// `error(n)` is what the provider sends instead of event `n` when it fails mid-stream
+    /// (`x-emulator-stream-error-after: n`); the stream ends after it.
+    Stream {
+        content_type: &'static str,
+        events: Vec<Bytes>,
+        error: fn(u64) -> Bytes,
+    },
 }
 
 impl Reply {
@@ -143,12 +186,27 @@ impl Reply {
         }
     }
 
-    /// A 200 `text/event-stream` answer made of these complete events.
+    /// A 200 OpenAI `text/event-stream` answer made of these complete events.
     pub fn stream(events: Vec<Bytes>) -> Self {
+        Self::stream_with("text/event-stream", events, |_| {
+            openai::stream_error_event()
+        })
+    }
+
+    /// A 200 streamed answer with this content type and mid-stream error event.
+    pub fn stream_with(
+        content_type: &'static str,
+        events: Vec<Bytes>,
+        error: fn(u64) -> Bytes,
+    ) -> Self {
         Reply {
             status: 200,
             headers: Vec::new(),
-            body: ReplyBody::Stream(events),
+            body: ReplyBody::Stream {
+                content_type,
+                events,
+                error,
+            },
         }
     }
 
@@ -159,12 +217,66 @@ impl Reply {
             bytes,
         };
     }
+
+    /// Replaces the body with `x-emulator-error-body` text, verbatim: `application/json`
+    /// when it parses as JSON, else `text/plain; charset=utf-8`.
+    pub fn set_raw_body(&mut self, raw: &str) {
+        let is_json = serde_json::from_str::<Value>(raw).is_ok();
+        let content_type = if is_json {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        self.set_full(content_type, Bytes::from(raw.to_string()));
+    }
+}
+
+// ---------------------------------------------------------------- formats
+
+/// The provider wire format a path speaks (the rule is in the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wire {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl Wire {
+    pub fn of(path: &str) -> Wire {
+        if anthropic::serves(path) {
+            Wire::Anthropic
+        } else if gemini::serves(path) {
+            Wire::Gemini
+        } else {
+            Wire::OpenAi
+        }
+    }
+
+    /// The error for a request body over the emulator's size limit.
+    pub fn too_large_reply(self, message: &str) -> Reply {
+        match self {
+            Wire::OpenAi => openai::error_reply(413, message, "invalid_request_error", None, None),
+            Wire::Anthropic => anthropic::error_reply(413, "request_too_large", message),
+            Wire::Gemini => gemini::error_reply(413, message),
+        }
+    }
+
+    /// Headers the provider puts on every answer (added when the reply has none of that
+    /// name); `elapsed_ms` is the time since the request was read.
+    pub fn provider_headers(self, elapsed_ms: u128) -> Vec<(&'static str, String)> {
+        match self {
+            Wire::OpenAi => openai::provider_headers(elapsed_ms),
+            Wire::Anthropic => anthropic::provider_headers(),
+            Wire::Gemini => gemini::provider_headers(elapsed_ms),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- routing
 
 /// Chooses the answer for one request (pure apart from reading the recorder).
-fn route(method: &str, path: &str, body: &[u8], faults: &Faults, recorder: &Recorder) -> Reply {
+fn route(req: &Request, faults: &Faults, recorder: &Recorder) -> Reply {
+    let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
         if method != "GET" {
             return openai::invalid_method_reply(method, path);
@@ -184,12 +296,23 @@ fn route(method: &str, path: &str, body: &[u8], faults: &Faults, recorder: &Reco
             ),
         };
     }
-    let json = || serde_json::from_slice::<Value>(body);
+    let json = || serde_json::from_slice::<Value>(req.body);
+    let wire = Wire::of(path);
     if let Some(status) = faults.status {
         let model = json()
             .ok()
             .and_then(|v| v.get("model")?.as_str().map(str::to_string));
-        return openai::fault_reply(status, model.as_deref(), faults.error_body.as_deref());
+        let (model, raw) = (model.as_deref(), faults.error_body.as_deref());
+        return match wire {
+            Wire::OpenAi => openai::fault_reply(status, model, raw),
+            Wire::Anthropic => anthropic::fault_reply(status, model, raw),
+            Wire::Gemini => gemini::fault_reply(status, path, raw),
+        };
+    }
+    match wire {
+        Wire::Anthropic => return anthropic::route(req, faults.chunks),
+        Wire::Gemini => return gemini::route(req, faults.chunks),
+        Wire::OpenAi => {}
     }
     let post = |answer: fn(&Value, &Faults) -> Reply| match method {
         "POST" => match json() {
@@ -220,13 +343,36 @@ fn route(method: &str, path: &str, body: &[u8], faults: &Faults, recorder: &Reco
 mod tests {
     use super::*;
 
-    fn status_of(method: &str, path: &str, body: &str, faults: &Faults) -> (u16, Value) {
-        let reply = route(method, path, body.as_bytes(), faults, &Recorder::default());
+    /// Routes one request (`target` may carry a query string) and parses the answer.
+    fn answer(
+        method: &str,
+        target: &str,
+        headers: &[(&'static str, &str)],
+        body: &str,
+        faults: &Faults,
+    ) -> (u16, Value) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, v.parse().unwrap());
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let req = Request {
+            method,
+            path,
+            query,
+            headers: &map,
+            body: body.as_bytes(),
+        };
+        let reply = route(&req, faults, &Recorder::default());
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),
-            ReplyBody::Stream(_) => Value::String("stream".into()),
+            ReplyBody::Stream { .. } => Value::String("stream".into()),
         };
         (reply.status, v)
+    }
+
+    fn status_of(method: &str, path: &str, body: &str, faults: &Faults) -> (u16, Value) {
+        answer(method, path, &[], body, faults)
     }
 
     const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
@@ -271,5 +417,86 @@ mod tests {
         let (status, v) = status_of("POST", "/v1/chat/completions", CHAT, &f);
         assert_eq!(status, 429);
         assert!(v["error"]["message"].as_str().unwrap().contains(" m "));
+    }
+
+    #[test]
+    fn format_rule() {
+        for (path, wire) in [
+            ("/v1/messages", Wire::Anthropic),
+            ("/anthropic/v1/messages/count_tokens", Wire::Anthropic),
+            ("/v1/messages/batches", Wire::OpenAi),
+            (
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+                Wire::Gemini,
+            ),
+            ("/v1/models/g:streamGenerateContent", Wire::Gemini),
+            ("/x/publishers/google/models/g:embedContent", Wire::Gemini),
+            ("/v1beta/models", Wire::Gemini),
+            ("/v1beta/models/gemini-2.5-pro", Wire::Gemini),
+            ("/v1beta/openai/models", Wire::OpenAi),
+            ("/v1beta/openai/chat/completions", Wire::OpenAi),
+            ("/v1/models", Wire::OpenAi),
+            ("/v1/models/gpt-4o", Wire::OpenAi),
+            ("/v1/chat/completions", Wire::OpenAi),
+        ] {
+            assert_eq!(Wire::of(path), wire, "{path}");
+        }
+    }
+
+    #[test]
+    fn anthropic_and_gemini_routes_answer_in_their_format() {
+        let f = Faults::default();
+        let msg = r#"{"model":"c","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#;
+        let version = [("anthropic-version", "2023-06-01")];
+        let (status, v) = answer("POST", "/v1/messages?beta=true", &version, msg, &f);
+        assert_eq!((status, v["type"].as_str()), (200, Some("message")));
+        let (status, v) = answer("POST", "/v1/messages", &[], msg, &f);
+        assert_eq!(
+            (status, v["error"]["type"].as_str()),
+            (400, Some("invalid_request_error"))
+        );
+        let (status, v) = answer("GET", "/v1/messages", &version, "", &f);
+        assert_eq!((status, v["type"].as_str()), (405, Some("error")));
+        let gen = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
+        let (status, v) = answer("POST", "/v1beta/models/g:generateContent", &[], gen, &f);
+        assert_eq!((status, v["modelVersion"].as_str()), (200, Some("g")));
+        let stream = "/v1beta/models/g:streamGenerateContent?alt=sse";
+        assert_eq!(answer("POST", stream, &[], gen, &f).1, "stream");
+        let (status, v) = status_of("GET", "/v1beta/models", "", &f);
+        assert_eq!(status, 200);
+        assert!(v["models"].is_array());
+        let (status, v) = status_of("POST", "/v1beta/models/g:nope", gen, &f);
+        assert_eq!(
+            (status, v["error"]["status"].as_str()),
+            (404, Some("NOT_FOUND"))
+        );
+    }
+
+    #[test]
+    fn fault_status_uses_the_route_format() {
+        let f = Faults {
+            status: Some(529),
+            ..Faults::default()
+        };
+        let (status, v) = status_of("POST", "/v1/messages", "{}", &f);
+        assert_eq!(
+            (status, v["error"]["type"].as_str()),
+            (529, Some("overloaded_error"))
+        );
+        let f = Faults {
+            status: Some(429),
+            ..Faults::default()
+        };
+        let (status, v) = status_of("POST", "/v1beta/models/g:generateContent", "", &f);
+        assert_eq!(status, 429);
+        assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert_eq!(v["error"]["code"], 429);
+        let f = Faults {
+            status: Some(500),
+            error_body: Some("oops".into()),
+            ..Faults::default()
+        };
+        let (status, v) = status_of("POST", "/v1/messages", "{}", &f);
+        assert_eq!((status, v), (500, Value::Null), "raw body, not JSON");
     }
 }

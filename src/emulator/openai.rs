@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::Reply;
 
-pub use chat::chat_reply;
-pub use embeddings::embeddings_reply;
+pub use chat::{chat_reply, chunk_text, content_text, example_arguments, split_even};
+pub use embeddings::{embedding_vector, embeddings_reply};
 
 /// `(id, created)` of the models listed by `GET …/models`.
 pub const MODELS: &[(&str, u64)] = &[
@@ -146,15 +146,32 @@ pub fn fault_reply(status: u16, model: Option<&str>, raw_body: Option<&str>) -> 
             .push(("x-ratelimit-reset-requests", "1s".to_string()));
     }
     if let Some(raw) = raw_body {
-        let is_json = serde_json::from_str::<serde_json::Value>(raw).is_ok();
-        let content_type = if is_json {
-            "application/json"
-        } else {
-            "text/plain; charset=utf-8"
-        };
-        reply.set_full(content_type, Bytes::from(raw.to_string()));
+        reply.set_raw_body(raw);
     }
     reply
+}
+
+/// What api.openai.com sends on every answer, including what it says about the caller's
+/// account (a gateway must not pass that on to its own clients).
+pub fn provider_headers(elapsed_ms: u128) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        (
+            "x-request-id",
+            format!("req_{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("openai-version", "2020-10-01".to_string()),
+    ];
+    for (name, value) in [
+        ("openai-organization", "org-emulator"),
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("set-cookie", "__cf_bm=emulator; path=/; HttpOnly"),
+    ] {
+        headers.push((name, value.to_string()));
+    }
+    headers.push(("openai-processing-ms", elapsed_ms.to_string()));
+    headers
 }
 
 /// 400 for a body that is not JSON (the real API's wording).
@@ -246,7 +263,7 @@ mod tests {
                 content_type.to_string(),
                 serde_json::from_slice(bytes).unwrap_or(Value::Null),
             ),
-            ReplyBody::Stream(_) => panic!("expected a full body"),
+            ReplyBody::Stream { .. } => panic!("expected a full body"),
         }
     }
 

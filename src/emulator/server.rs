@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::faults::Faults;
 use super::recorder::{Record, Sent};
-use super::{openai, route, Emulator, Reply, ReplyBody, CONTROL_PREFIX};
+use super::{route, Emulator, Reply, ReplyBody, Request, Wire, CONTROL_PREFIX};
 
 /// Largest request body read; a bigger one gets 413 and the connection is closed.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -78,6 +78,7 @@ async fn sleep_ms(ms: u64) {
 async fn write_reply(
     session: &mut ServerSession,
     reply: Reply,
+    wire: Wire,
     record: &Record,
     faults: &Faults,
     started: Instant,
@@ -94,26 +95,11 @@ async fn write_reply(
     headers.push(("x-emulator-seq", record.seq.to_string()));
     headers.push(("x-emulator-body-bytes", record.body_bytes.to_string()));
     headers.push(("x-emulator-body-sha256", record.body_sha256.clone()));
-    headers.push((
-        "x-request-id",
-        format!("req_{}", uuid::Uuid::new_v4().simple()),
-    ));
-    headers.push(("openai-version", "2020-10-01".to_string()));
-    // What api.openai.com says about the caller's account on every answer: a gateway must
-    // not pass these on to its own clients.
-    for (name, value) in [
-        ("openai-organization", "org-emulator"),
-        ("x-ratelimit-limit-requests", "10000"),
-        ("x-ratelimit-remaining-requests", "9999"),
-        ("x-ratelimit-reset-requests", "6ms"),
-        ("set-cookie", "__cf_bm=emulator; path=/; HttpOnly"),
-    ] {
+    for (name, value) in wire.provider_headers(started.elapsed().as_millis()) {
         if !headers.iter().any(|(n, _)| *n == name) {
-            headers.push((name, value.to_string()));
+            headers.push((name, value));
         }
     }
-    let ms = started.elapsed().as_millis();
-    headers.push(("openai-processing-ms", ms.to_string()));
     match &body {
         ReplyBody::Full {
             content_type,
@@ -122,8 +108,8 @@ async fn write_reply(
             headers.push(("content-type", content_type.to_string()));
             headers.push(("content-length", bytes.len().to_string()));
         }
-        ReplyBody::Stream(_) => {
-            headers.push(("content-type", "text/event-stream".to_string()));
+        ReplyBody::Stream { content_type, .. } => {
+            headers.push(("content-type", content_type.to_string()));
             headers.push(("cache-control", "no-cache".to_string()));
             headers.push(("transfer-encoding", "chunked".to_string()));
         }
@@ -136,9 +122,9 @@ async fn write_reply(
     if session.write_response_header(Box::new(resp)).await.is_err() {
         return false;
     }
-    let events = match body {
+    let (events, error_event) = match body {
         ReplyBody::Full { bytes, .. } => return send(session, sent, bytes, true).await,
-        ReplyBody::Stream(events) => events,
+        ReplyBody::Stream { events, error, .. } => (events, error),
     };
     if faults.chunk_delay_ms == 0
         && !faults.fragment
@@ -159,7 +145,7 @@ async fn write_reply(
             sleep_ms(faults.chunk_delay_ms).await;
         }
         if faults.stream_error_after == Some(i) {
-            return write_event(session, openai::stream_error_event(), faults, sent).await
+            return write_event(session, error_event(i), faults, sent).await
                 && send(session, sent, Bytes::new(), true).await;
         }
         if !write_event(session, event, faults, sent).await {
@@ -191,19 +177,25 @@ impl Emulator {
         };
         let req = session.req_header();
         let record = self.recorder.record(req, &body.bytes);
-        let path = req.uri.path().to_string();
-        let method = req.method.as_str().to_string();
+        let path = req.uri.path();
+        let wire = Wire::of(path);
         let faults = if path.starts_with(CONTROL_PREFIX) {
             Faults::default()
         } else {
             Faults::from_headers(&req.headers)
         };
         let reply = if body.complete {
-            route(&method, &path, &body.bytes, &faults, &self.recorder)
+            let request = Request {
+                method: req.method.as_str(),
+                path,
+                query: req.uri.query().unwrap_or(""),
+                headers: &req.headers,
+                body: &body.bytes,
+            };
+            route(&request, &faults, &self.recorder)
         } else {
             session.set_keepalive(None);
-            let msg = format!("Request body larger than {MAX_BODY_BYTES} bytes.");
-            openai::error_reply(413, &msg, "invalid_request_error", None, None)
+            wire.too_large_reply(&format!("Request body larger than {MAX_BODY_BYTES} bytes."))
         };
         sleep_ms(faults.delay_ms).await;
         if faults.drop_before_header() {
@@ -211,7 +203,8 @@ impl Emulator {
             return false;
         }
         let mut sent = Sent::default();
-        let reusable = write_reply(session, reply, &record, &faults, started, &mut sent).await;
+        let reusable =
+            write_reply(session, reply, wire, &record, &faults, started, &mut sent).await;
         record.finish(sent, reusable);
         reusable && body.complete
     }
@@ -380,6 +373,39 @@ mod tests {
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("\"x-emulator-drop-after\",\"0\""), "{text}");
         assert_eq!(emulator.record(1).unwrap()["body"], CHAT);
+
+        // Anthropic: its headers instead of OpenAI's, and its error event mid-stream
+        let msgs =
+            "POST /v1/messages?beta=true HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01";
+        let body = r#"{"model":"c","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let raw = exchange(
+            &addr,
+            &format!("{msgs}\r\nx-emulator-stream-error-after: 3"),
+            body,
+        );
+        let (head, chunks, ended) = dechunk(&raw);
+        assert!(head.contains("request-id: req_011") && !head.contains("openai-version"));
+        assert!(head.contains("anthropic-ratelimit-requests-limit: 4000"));
+        assert!(head.contains("content-type: text/event-stream") && ended);
+        let joined = String::from_utf8(chunks.concat()).unwrap();
+        assert_eq!(joined.matches("event: ").count(), 4);
+        assert!(joined.starts_with("event: message_start\n"));
+        assert!(joined.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"));
+
+        // Gemini: a JSON-array stream cut by an error still parses as one array
+        let gen = "POST /v1beta/models/g:streamGenerateContent HTTP/1.1\r\nhost: x";
+        let body = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
+        let raw = exchange(
+            &addr,
+            &format!("{gen}\r\nx-emulator-stream-error-after: 2"),
+            body,
+        );
+        let (head, chunks, ended) = dechunk(&raw);
+        assert!(head.contains("content-type: application/json; charset=UTF-8") && ended);
+        assert!(head.contains("server-timing: gfet4t7; dur=") && !head.contains("request-id"));
+        let v: serde_json::Value = serde_json::from_slice(&chunks.concat()).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 3);
+        assert_eq!(v[2]["error"]["status"], "UNAVAILABLE");
 
         let _ = tx.send(());
         handle.join().unwrap();

@@ -264,7 +264,7 @@ fn plan_tool(req: &Value) -> Option<ToolPlan> {
 }
 
 /// One-key example arguments for a JSON schema (see the module doc).
-fn example_arguments(schema: Option<&Value>) -> String {
+pub fn example_arguments(schema: Option<&Value>) -> String {
     let Some(props) = schema
         .and_then(|s| s.get("properties"))
         .and_then(Value::as_object)
@@ -305,7 +305,7 @@ fn example_arguments(schema: Option<&Value>) -> String {
 }
 
 /// Splits `s` into `k` (clamped to 1..=chars) pieces of near-equal char count.
-fn split_even(s: &str, k: usize) -> Vec<String> {
+pub fn split_even(s: &str, k: usize) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     let len = chars.len();
     let k = k.clamp(1, len.max(1));
@@ -427,7 +427,7 @@ mod tests {
     fn json_body(reply: &Reply) -> Value {
         match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap(),
-            ReplyBody::Stream(_) => panic!("expected a JSON body"),
+            ReplyBody::Stream { .. } => panic!("expected a JSON body"),
         }
     }
 

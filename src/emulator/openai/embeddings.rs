@@ -199,7 +199,7 @@ mod tests {
     fn body(reply: &Reply) -> Value {
         match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap(),
-            ReplyBody::Stream(_) => panic!("expected JSON"),
+            ReplyBody::Stream { .. } => panic!("expected JSON"),
         }
     }
 

@@ -142,7 +142,7 @@ mod tests {
 
     /// Parses a stream event by event; `[DONE]` becomes `Value::Null`.
     fn events(reply: &Reply) -> Vec<Value> {
-        let ReplyBody::Stream(events) = &reply.body else {
+        let ReplyBody::Stream { events, .. } = &reply.body else {
             panic!("expected a stream");
         };
         events

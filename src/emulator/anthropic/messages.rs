@@ -1,0 +1,526 @@
+//! `POST …/v1/messages` answers (the request was validated by the parent module):
+//!
+//! * **JSON**: `{"id":"msg_01…","type":"message","role":"assistant","model":<echo>,
+//!   "content":[…],"stop_reason","stop_sequence":null,"usage":{"input_tokens",
+//!   "output_tokens","cache_creation_input_tokens":0,"cache_read_input_tokens",
+//!   "cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},
+//!   "service_tier":"standard"}}`. Text: one text block, the N chunks joined (`""` for N =
+//!   0), `stop_reason:"end_turn"`.
+//! * **Tool use**: when `tools` is non-empty and `tool_choice.type` is not `"none"`, the
+//!   content is one `tool_use` block `{"id":"toolu_01…","name","input"}` calling the tool
+//!   named by `tool_choice.name` (type `tool`), else the first tool with a name; `input` is
+//!   built from its `input_schema` by the OpenAI side's rule (one key, example value), and
+//!   `stop_reason:"tool_use"`.
+//! * **Stream** (`"stream":true`, `event:` + `data:` lines, `\n\n` after each):
+//!   `message_start` (usage: input/cache counts, `output_tokens: 1`), `content_block_start`
+//!   (index 0), `ping`, then N `text_delta`s (tool: an `input_json_delta` with `""`, then K
+//!   fragments of the input JSON), `content_block_stop`, `message_delta` (stop_reason,
+//!   `usage.output_tokens` = N or K), `message_stop`. So a text stream has N + 6 events, a
+//!   tool stream K + 7.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
+use super::{prompt_tokens, random_id, sse, stream_error_event, uses_cache, Reply};
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<Block<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: (),
+    usage: Usage,
+}
+
+/// A content block (`content_block_start` sends the empty form of the same block).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+}
+
+/// Usage; the `cache_creation` / `service_tier` tail only in JSON answers.
+#[derive(Serialize)]
+struct Usage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation: Option<CacheCreation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: u64,
+    ephemeral_1h_input_tokens: u64,
+}
+
+/// The message inside `message_start` (its keys in the API's stream order).
+#[derive(Serialize)]
+struct StartMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    content: [(); 0],
+    model: &'a str,
+    stop_reason: (),
+    stop_sequence: (),
+    usage: Usage,
+}
+
+/// One stream event; its `type` is also the SSE event name.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart {
+        message: StartMessage<'a>,
+    },
+    ContentBlockStart {
+        index: usize,
+        content_block: Block<'a>,
+    },
+    Ping,
+    ContentBlockDelta {
+        index: usize,
+        delta: Delta<'a>,
+    },
+    ContentBlockStop {
+        index: usize,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: OutputUsage,
+    },
+    MessageStop,
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::MessageStart { .. } => "message_start",
+            Event::ContentBlockStart { .. } => "content_block_start",
+            Event::Ping => "ping",
+            Event::ContentBlockDelta { .. } => "content_block_delta",
+            Event::ContentBlockStop { .. } => "content_block_stop",
+            Event::MessageDelta { .. } => "message_delta",
+            Event::MessageStop => "message_stop",
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Delta<'a> {
+    TextDelta { text: &'a str },
+    InputJsonDelta { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: (),
+}
+
+#[derive(Serialize)]
+struct OutputUsage {
+    output_tokens: u64,
+}
+
+// ---------------------------------------------------------------- answers
+
+/// The tool the answer calls: its name and input as compact JSON text.
+struct ToolPlan<'a> {
+    name: &'a str,
+    input: String,
+}
+
+/// Everything an answer depends on, read from the request once.
+struct Plan<'a> {
+    model: &'a str,
+    input_tokens: u64,
+    cache_read: u64,
+    chunks: usize,
+    tool: Option<ToolPlan<'a>>,
+}
+
+impl Plan<'_> {
+    /// Text chunks, or the K fragments of the tool input; their count is output_tokens.
+    fn fragments(&self) -> Vec<String> {
+        match &self.tool {
+            Some(tool) => split_even(&tool.input, self.chunks),
+            None => (0..self.chunks).map(chunk_text).collect(),
+        }
+    }
+
+    fn usage(&self, output_tokens: u64, full: bool) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens,
+            output_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: self.cache_read,
+            cache_creation: full.then_some(CacheCreation {
+                ephemeral_5m_input_tokens: 0,
+                ephemeral_1h_input_tokens: 0,
+            }),
+            service_tier: full.then_some("standard"),
+        }
+    }
+
+    fn stop_reason(&self) -> &'static str {
+        if self.tool.is_some() {
+            "tool_use"
+        } else {
+            "end_turn"
+        }
+    }
+}
+
+/// The tool to call, or None for a text answer (see the module doc).
+fn plan_tool(req: &Value) -> Option<ToolPlan<'_>> {
+    let tools = req.get("tools")?.as_array()?;
+    let choice = req.get("tool_choice");
+    let choice_type = choice.and_then(|c| c.get("type")).and_then(Value::as_str);
+    if choice_type == Some("none") {
+        return None;
+    }
+    fn name_of(t: &Value) -> Option<&str> {
+        t.get("name").and_then(Value::as_str)
+    }
+    let forced = choice
+        .filter(|_| choice_type == Some("tool"))
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str);
+    let tool = forced
+        .and_then(|f| tools.iter().find(|t| name_of(t) == Some(f)))
+        .or_else(|| tools.iter().find(|t| name_of(t).is_some()))?;
+    Some(ToolPlan {
+        name: name_of(tool)?,
+        input: example_arguments(tool.get("input_schema")),
+    })
+}
+
+/// `POST …/v1/messages` for a validated request: JSON or SSE (see the module doc).
+pub fn messages_reply(req: &Value, chunks: usize) -> Reply {
+    let total = prompt_tokens(req);
+    let cache_read = if uses_cache(req) { total / 2 } else { 0 };
+    let plan = Plan {
+        model: req.get("model").and_then(Value::as_str).unwrap_or_default(),
+        input_tokens: total - cache_read,
+        cache_read,
+        chunks,
+        tool: plan_tool(req),
+    };
+    if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        messages_stream(&plan)
+    } else {
+        messages_json(&plan)
+    }
+}
+
+fn input_value(input: &str) -> Value {
+    serde_json::from_str(input).unwrap_or_else(|_| Value::Object(Map::new()))
+}
+
+fn messages_json(plan: &Plan) -> Reply {
+    let id = random_id("msg_01");
+    let tool_id = random_id("toolu_01");
+    let text = content_text(plan.chunks);
+    let block = match &plan.tool {
+        Some(tool) => Block::ToolUse {
+            id: &tool_id,
+            name: tool.name,
+            input: input_value(&tool.input),
+        },
+        None => Block::Text { text: &text },
+    };
+    let body = Message {
+        id: &id,
+        kind: "message",
+        role: "assistant",
+        model: plan.model,
+        content: vec![block],
+        stop_reason: plan.stop_reason(),
+        stop_sequence: (),
+        usage: plan.usage(plan.fragments().len() as u64, true),
+    };
+    Reply::json(200, &body)
+}
+
+fn messages_stream(plan: &Plan) -> Reply {
+    let id = random_id("msg_01");
+    let tool_id = random_id("toolu_01");
+    let parts = plan.fragments();
+    let event = |e: Event| sse(e.name(), &e);
+    let start = StartMessage {
+        id: &id,
+        kind: "message",
+        role: "assistant",
+        content: [],
+        model: plan.model,
+        stop_reason: (),
+        stop_sequence: (),
+        usage: plan.usage(1, false),
+    };
+    let mut events: Vec<Bytes> = Vec::with_capacity(parts.len() + 7);
+    events.push(event(Event::MessageStart { message: start }));
+    let content_block = match &plan.tool {
+        Some(tool) => Block::ToolUse {
+            id: &tool_id,
+            name: tool.name,
+            input: Value::Object(Map::new()),
+        },
+        None => Block::Text { text: "" },
+    };
+    events.push(event(Event::ContentBlockStart {
+        index: 0,
+        content_block,
+    }));
+    events.push(event(Event::Ping));
+    let first = plan.tool.as_ref().map(|_| String::new());
+    for part in first.iter().chain(&parts) {
+        let delta = match plan.tool {
+            Some(_) => Delta::InputJsonDelta { partial_json: part },
+            None => Delta::TextDelta { text: part },
+        };
+        events.push(event(Event::ContentBlockDelta { index: 0, delta }));
+    }
+    events.push(event(Event::ContentBlockStop { index: 0 }));
+    events.push(event(Event::MessageDelta {
+        delta: StopDelta {
+            stop_reason: plan.stop_reason(),
+            stop_sequence: (),
+        },
+        usage: OutputUsage {
+            output_tokens: parts.len() as u64,
+        },
+    }));
+    events.push(event(Event::MessageStop));
+    Reply::stream_with("text/event-stream", events, |_| stream_error_event())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::super::tests::body;
+    use super::*;
+    use crate::emulator::ReplyBody;
+    use serde_json::json;
+
+    fn req(extra: Value) -> Value {
+        let mut v = json!({"model": "claude-test", "max_tokens": 100, "system": "be brief",
+            "messages": [{"role": "user", "content": "hi there you"}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    fn weather_tools() -> Value {
+        json!([{"name": "get_weather", "input_schema": {"type": "object",
+            "properties": {"unit": {"type": "string", "enum": ["c", "f"]},
+                           "city": {"type": "string"}},
+            "required": ["city"]}},
+               {"name": "other", "input_schema": {"type": "object"}}])
+    }
+
+    /// Parses a stream into (event name, data) pairs, checking the framing.
+    fn events(reply: &Reply) -> Vec<(String, Value)> {
+        let ReplyBody::Stream {
+            content_type,
+            events,
+            ..
+        } = &reply.body
+        else {
+            panic!("expected a stream");
+        };
+        assert_eq!(*content_type, "text/event-stream");
+        events
+            .iter()
+            .map(|e| {
+                let text = std::str::from_utf8(e).unwrap();
+                let body = text.strip_suffix("\n\n").unwrap();
+                let (name, data) = body.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap();
+                let data: Value =
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name, "type equals the event name");
+                (name.to_string(), data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_text_answer() {
+        let reply = messages_reply(&req(json!({})), 5);
+        assert_eq!(reply.status, 200);
+        let v = body(&reply);
+        assert!(v["id"].as_str().unwrap().starts_with("msg_01"));
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["role"], "assistant");
+        assert_eq!(v["model"], "claude-test");
+        assert_eq!(
+            v["content"],
+            json!([{"type": "text", "text": "Hello world1 world2 world3 world4"}])
+        );
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert!(v["stop_sequence"].is_null() && v.get("stop_sequence").is_some());
+        assert_eq!(
+            v["usage"],
+            json!({"input_tokens": 11, "output_tokens": 5, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "cache_creation": {"ephemeral_5m_input_tokens": 0,
+                "ephemeral_1h_input_tokens": 0}, "service_tier": "standard"})
+        );
+        let ReplyBody::Full { bytes, .. } = &reply.body else {
+            panic!()
+        };
+        assert!(
+            bytes.starts_with(b"{\"id\":\"msg_01"),
+            "keys in the API's order"
+        );
+    }
+
+    #[test]
+    fn cache_control_splits_the_prompt() {
+        let r = req(json!({"system": [{"type": "text", "text": "a b c d",
+            "cache_control": {"type": "ephemeral"}}]}));
+        // P = (3 + 4) + (3 + 3) = 13 → cache_read 6, input 7
+        let v = body(&messages_reply(&r, 1));
+        assert_eq!(v["usage"]["cache_read_input_tokens"], 6);
+        assert_eq!(v["usage"]["input_tokens"], 7);
+        let ev = events(&messages_reply(
+            &json!({"stream": true, "model": "m",
+            "system": r["system"], "messages": r["messages"]}),
+            1,
+        ));
+        let usage = &ev[0].1["message"]["usage"];
+        assert_eq!(
+            *usage,
+            json!({"input_tokens": 7, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 6})
+        );
+    }
+
+    #[test]
+    fn json_tool_use() {
+        let v = body(&messages_reply(&req(json!({"tools": weather_tools()})), 5));
+        assert_eq!(v["stop_reason"], "tool_use");
+        let block = &v["content"][0];
+        assert_eq!(v["content"].as_array().unwrap().len(), 1);
+        assert_eq!(block["type"], "tool_use");
+        assert!(block["id"].as_str().unwrap().starts_with("toolu_01"));
+        assert_eq!(block["name"], "get_weather");
+        assert_eq!(block["input"], json!({"city": "Paris"}));
+        assert_eq!(v["usage"]["output_tokens"], 5);
+        let forced =
+            json!({"tools": weather_tools(), "tool_choice": {"type": "tool", "name": "other"}});
+        let v = body(&messages_reply(&req(forced), 5));
+        assert_eq!(v["content"][0]["name"], "other");
+        assert_eq!(v["content"][0]["input"], json!({}));
+        assert_eq!(v["usage"]["output_tokens"], 2, "K = chars of \"{{}}\"");
+        let none = json!({"tools": weather_tools(), "tool_choice": {"type": "none"}});
+        let v = body(&messages_reply(&req(none), 1));
+        assert_eq!(v["content"], json!([{"type": "text", "text": "Hello"}]));
+    }
+
+    #[test]
+    fn text_stream_event_sequence() {
+        let ev = events(&messages_reply(&req(json!({"stream": true})), 3));
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let start = &ev[0].1["message"];
+        assert!(start["id"].as_str().unwrap().starts_with("msg_01"));
+        assert_eq!(start["content"], json!([]));
+        assert_eq!(start["model"], "claude-test");
+        assert!(start["stop_reason"].is_null() && start.get("stop_reason").is_some());
+        assert_eq!(start["usage"]["input_tokens"], 11);
+        assert_eq!(start["usage"]["output_tokens"], 1);
+        assert_eq!(
+            ev[1].1,
+            json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}})
+        );
+        let text: String = ev[3..6]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["index"], 0);
+                assert_eq!(d["delta"]["type"], "text_delta");
+                d["delta"]["text"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(text, "Hello world1 world2");
+        assert_eq!(ev[6].1, json!({"type": "content_block_stop", "index": 0}));
+        assert_eq!(
+            ev[7].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                "stop_sequence": null}, "usage": {"output_tokens": 3}})
+        );
+        assert_eq!(ev[8].1, json!({"type": "message_stop"}));
+    }
+
+    #[test]
+    fn tool_stream_input_json_deltas_concatenate_to_the_input() {
+        let r = req(json!({"stream": true, "tools": weather_tools(),
+            "tool_choice": {"type": "any"}}));
+        let ev = events(&messages_reply(&r, 4));
+        assert_eq!(ev.len(), 4 + 7);
+        let block = &ev[1].1["content_block"];
+        assert_eq!(block["type"], "tool_use");
+        assert!(block["id"].as_str().unwrap().starts_with("toolu_01"));
+        assert_eq!(block["name"], "get_weather");
+        assert_eq!(block["input"], json!({}));
+        assert_eq!(ev[2].0, "ping");
+        let fragments: Vec<&str> = ev[3..8]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["delta"]["type"], "input_json_delta");
+                d["delta"]["partial_json"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(fragments[0], "", "first fragment is empty");
+        let input: Value = serde_json::from_str(&fragments.concat()).unwrap();
+        assert_eq!(input, json!({"city": "Paris"}));
+        assert_eq!(ev[9].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(ev[9].1["usage"]["output_tokens"], 4);
+    }
+
+    #[test]
+    fn zero_chunks() {
+        let v = body(&messages_reply(&req(json!({})), 0));
+        assert_eq!(v["content"], json!([{"type": "text", "text": ""}]));
+        let ev = events(&messages_reply(&req(json!({"stream": true})), 0));
+        assert_eq!(ev.len(), 6);
+        assert_eq!(ev[4].1["usage"]["output_tokens"], 0);
+    }
+}

@@ -1,0 +1,577 @@
+//! `generateContent`, `streamGenerateContent` and `countTokens`:
+//!
+//! * **Answer**: `{"candidates":[{"content":{"parts":[…],"role":"model"},
+//!   "finishReason":"STOP","index":0}],"usageMetadata":{…},"modelVersion":<path model>,
+//!   "responseId":<22 chars>}`. Text: one part, the N chunks joined (`""` for N = 0).
+//! * **Function call**: when some `tools[].functionDeclarations` is non-empty and
+//!   `toolConfig.functionCallingConfig.mode` is not `NONE`, the only part is
+//!   `{"functionCall":{"name","args"}}` (no id, like the real API) for the first
+//!   `allowedFunctionNames` entry that is declared, else the first declaration; `args`
+//!   from its `parameters` (or `parametersJsonSchema`) by the OpenAI side's rule.
+//!   `finishReason` stays `STOP`.
+//! * **usageMetadata**: `promptTokenCount` P (parent module rule), `candidatesTokenCount`
+//!   C = N (text) or K = clamp(N, 1, chars(args JSON)) (call), `totalTokenCount` P + C + T,
+//!   `thoughtsTokenCount` T = [`THOUGHTS_TOKENS`] only when the request has
+//!   `generationConfig.thinkingConfig` and its `thinkingBudget` is not 0, then
+//!   `promptTokensDetails:[{"modality":"TEXT","tokenCount":P}]`.
+//! * **Stream**: one response object per chunk, each carrying only its new part, the same
+//!   `responseId` and `modelVersion`: N text chunks (one with `""` for N = 0), or one
+//!   chunk with the whole `functionCall`. Only the last has `finishReason` and the full
+//!   usageMetadata; the others have `{"promptTokenCount":P,"totalTokenCount":P}`. With
+//!   `?alt=sse` each is `data: <json>\r\n\r\n` (`text/event-stream`, no `[DONE]`);
+//!   without it the body is a JSON array (`application/json; charset=UTF-8`) written as
+//!   events `[<json>`, `,\r\n<json>`…, then `]`.
+//! * **Mid-stream error** (`x-emulator-stream-error-after`): `data: {"error":{"code":503,
+//!   …,"status":"UNAVAILABLE"}}\r\n\r\n` (SSE); in an array, that object as the array's
+//!   last element: `,\r\n{"error":…}]` (or `[{"error":…}]` before the first element).
+//! * **Validation** (400 `INVALID_ARGUMENT`, Google's wording): `contents` a non-empty
+//!   array; every role absent, `user` or `model`; every `parts` a non-empty array.
+//! * **countTokens**: `{"totalTokens":P,"promptTokensDetails":[…]}` for `contents` or
+//!   `generateContentRequest`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
+use super::{error_reply, field, json, prompt_tokens, stream_error_json, Reply, JSON};
+
+/// `thoughtsTokenCount` of an answer to a request with a thinking config.
+pub const THOUGHTS_TOKENS: u64 = 16;
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    candidates: [Candidate<'a>; 1],
+    usage_metadata: Usage,
+    model_version: &'a str,
+    response_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate<'a> {
+    content: Content<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'static str>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    parts: [Part<'a>; 1],
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Part<'a> {
+    Text {
+        text: &'a str,
+    },
+    Call {
+        #[serde(rename = "functionCall")]
+        function_call: FunctionCall<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    name: &'a str,
+    args: Value,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    prompt_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates_token_count: Option<u64>,
+    total_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thoughts_token_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<[ModalityCount; 1]>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModalityCount {
+    modality: &'static str,
+    token_count: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenCount {
+    total_tokens: u64,
+    prompt_tokens_details: [ModalityCount; 1],
+}
+
+fn text_tokens(n: u64) -> [ModalityCount; 1] {
+    [ModalityCount {
+        modality: "TEXT",
+        token_count: n,
+    }]
+}
+
+// ---------------------------------------------------------------- plan
+
+/// The function the answer calls: its name and args as compact JSON text.
+struct CallPlan<'a> {
+    name: &'a str,
+    args: String,
+}
+
+/// Everything an answer depends on, read from the request once.
+struct Plan<'a> {
+    model: &'a str,
+    prompt: u64,
+    thoughts: Option<u64>,
+    chunks: usize,
+    call: Option<CallPlan<'a>>,
+}
+
+impl Plan<'_> {
+    /// candidatesTokenCount: N, or K argument fragments for a call.
+    fn candidates_tokens(&self) -> u64 {
+        match &self.call {
+            Some(call) => split_even(&call.args, self.chunks).len() as u64,
+            None => self.chunks as u64,
+        }
+    }
+
+    fn usage(&self, last: bool) -> Usage {
+        if !last {
+            return Usage {
+                prompt_token_count: self.prompt,
+                candidates_token_count: None,
+                total_token_count: self.prompt,
+                thoughts_token_count: None,
+                prompt_tokens_details: None,
+            };
+        }
+        let candidates = self.candidates_tokens();
+        Usage {
+            prompt_token_count: self.prompt,
+            candidates_token_count: Some(candidates),
+            total_token_count: self.prompt + candidates + self.thoughts.unwrap_or(0),
+            thoughts_token_count: self.thoughts,
+            prompt_tokens_details: Some(text_tokens(self.prompt)),
+        }
+    }
+
+    /// One response object with this part; the last one carries finishReason + usage.
+    fn response<'a>(&'a self, part: Part<'a>, last: bool, id: &'a str) -> Response<'a> {
+        Response {
+            candidates: [Candidate {
+                content: Content {
+                    parts: [part],
+                    role: "model",
+                },
+                finish_reason: last.then_some("STOP"),
+                index: 0,
+            }],
+            usage_metadata: self.usage(last),
+            model_version: self.model,
+            response_id: id,
+        }
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// The (last and only) response object of a function-call answer.
+    fn call_response(&'a self, call: &'a CallPlan, id: &'a str) -> Response<'a> {
+        let args = serde_json::from_str(&call.args).unwrap_or_else(|_| Value::Object(Map::new()));
+        let function_call = FunctionCall {
+            name: call.name,
+            args,
+        };
+        self.response(Part::Call { function_call }, true, id)
+    }
+}
+
+/// One streamed response object as JSON bytes.
+fn to_vec(response: &Response) -> Vec<u8> {
+    // Serializing these plain structs cannot fail; an empty object keeps the chunk valid.
+    serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn plan_call(req: &Value) -> Option<CallPlan<'_>> {
+    let tools = field(req, "tools").and_then(Value::as_array);
+    let declarations: Vec<&Value> = tools
+        .into_iter()
+        .flatten()
+        .filter_map(|t| field(t, "functionDeclarations").and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let config = field(req, "toolConfig").and_then(|c| field(c, "functionCallingConfig"));
+    let mode = config.and_then(|c| c.get("mode")).and_then(Value::as_str);
+    if mode.is_some_and(|m| m.eq_ignore_ascii_case("NONE")) {
+        return None;
+    }
+    fn name_of<'a>(d: &&'a Value) -> Option<&'a str> {
+        d.get("name").and_then(Value::as_str)
+    }
+    let allowed = config
+        .and_then(|c| field(c, "allowedFunctionNames"))
+        .and_then(Value::as_array);
+    let declaration = allowed
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|a| declarations.iter().find(|d| name_of(d) == Some(a)))
+        .or_else(|| declarations.iter().find(|d| name_of(d).is_some()))?;
+    let schema =
+        field(declaration, "parameters").or_else(|| field(declaration, "parametersJsonSchema"));
+    Some(CallPlan {
+        name: name_of(declaration)?,
+        args: example_arguments(schema),
+    })
+}
+
+/// T: [`THOUGHTS_TOKENS`] with a thinking config whose budget is not 0.
+fn thoughts(req: &Value) -> Option<u64> {
+    let config = field(req, "generationConfig").and_then(|g| field(g, "thinkingConfig"))?;
+    let budget = field(config, "thinkingBudget").and_then(Value::as_i64);
+    (!config.is_null() && budget != Some(0)).then_some(THOUGHTS_TOKENS)
+}
+
+/// The module doc's validation, in Google's wording.
+fn validate(req: &Value) -> Result<(), Reply> {
+    let bad = |msg: &str| Err(error_reply(400, msg));
+    let contents = match field(req, "contents") {
+        Some(Value::Array(c)) if !c.is_empty() => c,
+        _ => return bad("* GenerateContentRequest.contents: contents is not specified\n"),
+    };
+    for (i, c) in contents.iter().enumerate() {
+        match c.get("role") {
+            None | Some(Value::Null) => {}
+            Some(r) if matches!(r.as_str(), Some("user" | "model")) => {}
+            Some(_) => return bad("Please use a valid role: user, model."),
+        }
+        let parts = field(c, "parts").and_then(Value::as_array);
+        if parts.is_none_or(Vec::is_empty) {
+            let msg = format!(
+                "* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
+            );
+            return bad(&msg);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- answers
+
+/// `generateContent` (`stream` None), or `streamGenerateContent` as SSE (`Some(true)`)
+/// or as a JSON array (`Some(false)`).
+pub fn generate_reply(req: &Value, model: &str, chunks: usize, stream: Option<bool>) -> Reply {
+    if let Err(reply) = validate(req) {
+        return reply;
+    }
+    let plan = Plan {
+        model,
+        prompt: prompt_tokens(req),
+        thoughts: thoughts(req),
+        chunks,
+        call: plan_call(req),
+    };
+    let id = response_id();
+    let Some(sse) = stream else {
+        let text = content_text(chunks);
+        return match &plan.call {
+            Some(call) => json(200, &plan.call_response(call, &id)),
+            None => json(200, &plan.response(Part::Text { text: &text }, true, &id)),
+        };
+    };
+    let objects: Vec<Vec<u8>> = match &plan.call {
+        Some(call) => vec![to_vec(&plan.call_response(call, &id))],
+        None if chunks == 0 => vec![to_vec(&plan.response(Part::Text { text: "" }, true, &id))],
+        None => (0..chunks)
+            .map(|i| {
+                let text = chunk_text(i);
+                to_vec(&plan.response(Part::Text { text: &text }, i + 1 == chunks, &id))
+            })
+            .collect(),
+    };
+    if sse {
+        let events = objects
+            .into_iter()
+            .map(|o| Bytes::from([b"data: ".as_slice(), &o, b"\r\n\r\n"].concat()))
+            .collect();
+        return Reply::stream_with("text/event-stream", events, sse_error);
+    }
+    let mut events: Vec<Bytes> = (0..)
+        .zip(objects)
+        .map(|(i, o)| {
+            let lead: &[u8] = if i == 0 { b"[" } else { b",\r\n" };
+            Bytes::from([lead, &o].concat())
+        })
+        .collect();
+    events.push(Bytes::from_static(b"]"));
+    Reply::stream_with(JSON, events, array_error)
+}
+
+fn sse_error(_: u64) -> Bytes {
+    Bytes::from([b"data: ".as_slice(), &stream_error_json(), b"\r\n\r\n"].concat())
+}
+
+fn array_error(i: u64) -> Bytes {
+    let lead: &[u8] = if i == 0 { b"[" } else { b",\r\n" };
+    Bytes::from([lead, &stream_error_json(), b"]"].concat())
+}
+
+/// 22 URL-safe base64 chars, like the real `responseId`.
+fn response_id() -> String {
+    URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// `countTokens`: P of `contents`, or of `generateContentRequest` when given.
+pub fn count_tokens_reply(req: &Value) -> Reply {
+    let inner = field(req, "generateContentRequest").unwrap_or(req);
+    if let Err(reply) = validate(inner) {
+        return reply;
+    }
+    let total = prompt_tokens(inner);
+    json(
+        200,
+        &TokenCount {
+            total_tokens: total,
+            prompt_tokens_details: text_tokens(total),
+        },
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::super::tests::body;
+    use super::*;
+    use crate::emulator::ReplyBody;
+    use serde_json::json;
+
+    fn req(extra: Value) -> Value {
+        let mut v = json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi there you"}]}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    fn weather_tools() -> Value {
+        json!([{"functionDeclarations": [
+            {"name": "get_weather", "parameters": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+            {"name": "other", "parameters": {"type": "object"}}]}])
+    }
+
+    /// The stream's content type and events.
+    fn stream(reply: &Reply) -> (&'static str, Vec<String>, fn(u64) -> Bytes) {
+        let ReplyBody::Stream {
+            content_type,
+            events,
+            error,
+        } = &reply.body
+        else {
+            panic!("expected a stream");
+        };
+        let events = events
+            .iter()
+            .map(|e| String::from_utf8(e.to_vec()).unwrap());
+        (content_type, events.collect(), *error)
+    }
+
+    fn sse_objects(reply: &Reply) -> Vec<Value> {
+        let (ct, events, _) = stream(reply);
+        assert_eq!(ct, "text/event-stream");
+        events
+            .iter()
+            .map(|e| {
+                let data = e
+                    .strip_prefix("data: ")
+                    .unwrap()
+                    .strip_suffix("\r\n\r\n")
+                    .unwrap();
+                assert!(!data.contains('\n'));
+                serde_json::from_str(data).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_text_answer() {
+        let (status, ct, v) = body(&generate_reply(&req(json!({})), "gemini-x", 5, None));
+        assert_eq!((status, ct), (200, JSON));
+        assert_eq!(
+            v["candidates"],
+            json!([{"content": {"parts": [{"text": "Hello world1 world2 world3 world4"}],
+                "role": "model"}, "finishReason": "STOP", "index": 0}])
+        );
+        assert_eq!(
+            v["usageMetadata"],
+            json!({"promptTokenCount": 11, "candidatesTokenCount": 5, "totalTokenCount": 16,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 11}]})
+        );
+        assert_eq!(v["modelVersion"], "gemini-x");
+        assert_eq!(v["responseId"].as_str().unwrap().len(), 22);
+    }
+
+    #[test]
+    fn thinking_config_adds_thoughts() {
+        let r = req(json!({"generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}}));
+        let (_, _, v) = body(&generate_reply(&r, "g", 2, None));
+        let usage = &v["usageMetadata"];
+        assert_eq!(usage["thoughtsTokenCount"], THOUGHTS_TOKENS);
+        assert_eq!(usage["totalTokenCount"], 11 + 2 + THOUGHTS_TOKENS);
+        let off = req(json!({"generation_config": {"thinking_config": {"thinking_budget": 0}}}));
+        let (_, _, v) = body(&generate_reply(&off, "g", 2, None));
+        assert!(v["usageMetadata"].get("thoughtsTokenCount").is_none());
+    }
+
+    #[test]
+    fn function_call_answer() {
+        let r = req(json!({"tools": weather_tools()}));
+        let (_, _, v) = body(&generate_reply(&r, "g", 5, None));
+        let cand = &v["candidates"][0];
+        assert_eq!(
+            cand["content"]["parts"],
+            json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}])
+        );
+        assert_eq!(cand["finishReason"], "STOP");
+        assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 5);
+        let allowed = req(
+            json!({"tools": weather_tools(), "toolConfig": {"functionCallingConfig":
+            {"mode": "ANY", "allowedFunctionNames": ["other"]}}}),
+        );
+        let (_, _, v) = body(&generate_reply(&allowed, "g", 5, None));
+        assert_eq!(
+            v["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
+            "other"
+        );
+        assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 2);
+        let none = req(json!({"tools": weather_tools(),
+            "toolConfig": {"functionCallingConfig": {"mode": "NONE"}}}));
+        let (_, _, v) = body(&generate_reply(&none, "g", 1, None));
+        assert_eq!(
+            v["candidates"][0]["content"]["parts"],
+            json!([{"text": "Hello"}])
+        );
+    }
+
+    #[test]
+    fn sse_stream_chunks() {
+        let objects = sse_objects(&generate_reply(&req(json!({})), "g", 3, Some(true)));
+        assert_eq!(objects.len(), 3);
+        let text: String = objects
+            .iter()
+            .map(|o| {
+                o["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(text, "Hello world1 world2");
+        for o in &objects[..2] {
+            assert!(o["candidates"][0].get("finishReason").is_none());
+            assert_eq!(
+                o["usageMetadata"],
+                json!({"promptTokenCount": 11, "totalTokenCount": 11})
+            );
+            assert_eq!(o["responseId"], objects[2]["responseId"]);
+            assert_eq!(o["modelVersion"], "g");
+        }
+        let last = &objects[2];
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3);
+        assert_eq!(last["usageMetadata"]["totalTokenCount"], 14);
+        let zero = sse_objects(&generate_reply(&req(json!({})), "g", 0, Some(true)));
+        assert_eq!(zero.len(), 1);
+        assert_eq!(zero[0]["candidates"][0]["content"]["parts"][0]["text"], "");
+    }
+
+    #[test]
+    fn sse_function_call_arrives_whole() {
+        let r = req(json!({"tools": weather_tools()}));
+        let reply = generate_reply(&r, "g", 5, Some(true));
+        let objects = sse_objects(&reply);
+        assert_eq!(objects.len(), 1);
+        let cand = &objects[0]["candidates"][0];
+        assert_eq!(
+            cand["content"]["parts"][0]["functionCall"]["args"],
+            json!({"city": "Paris"})
+        );
+        assert_eq!(cand["finishReason"], "STOP");
+        let (_, _, error) = stream(&reply);
+        let ev = String::from_utf8(error(1).to_vec()).unwrap();
+        let data = ev
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\r\n\r\n")
+            .unwrap();
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["error"]["status"], "UNAVAILABLE");
+        assert_eq!(v["error"]["code"], 503);
+    }
+
+    #[test]
+    fn array_stream_parses_as_one_json_array() {
+        let reply = generate_reply(&req(json!({})), "g", 3, Some(false));
+        let (ct, events, error) = stream(&reply);
+        assert_eq!(ct, JSON);
+        assert_eq!(events.len(), 4);
+        assert!(events[0].starts_with("[{") && events[1].starts_with(",\r\n{"));
+        assert_eq!(events[3], "]");
+        let all: Value = serde_json::from_str(&events.concat()).unwrap();
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2]["candidates"][0]["finishReason"], "STOP");
+        // a failure after 2 elements closes the array with the error object
+        let cut: Value = serde_json::from_str(&format!(
+            "{}{}",
+            events[..2].concat(),
+            String::from_utf8(error(2).to_vec()).unwrap()
+        ))
+        .unwrap();
+        assert_eq!(cut[2]["error"]["status"], "UNAVAILABLE");
+        let first: Value = serde_json::from_slice(&error(0)).unwrap();
+        assert_eq!(first[0]["error"]["code"], 503);
+    }
+
+    #[test]
+    fn validation_and_count_tokens() {
+        let cases = [
+            (json!({}), "contents is not specified"),
+            (json!({"contents": []}), "contents is not specified"),
+            (
+                json!({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}),
+                "valid role",
+            ),
+            (
+                json!({"contents": [{"role": "user", "parts": []}]}),
+                "contents[0].parts",
+            ),
+        ];
+        for (r, want) in cases {
+            let (status, _, v) = body(&generate_reply(&r, "g", 1, None));
+            assert_eq!(status, 400, "{r}");
+            assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(want),
+                "{v}"
+            );
+        }
+        let (status, _, v) = body(&count_tokens_reply(&req(json!({}))));
+        assert_eq!(status, 200);
+        assert_eq!(
+            v,
+            json!({"totalTokens": 11, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 11}]})
+        );
+        let wrapped = json!({"generateContentRequest": req(json!({"model": "models/g"}))});
+        assert_eq!(body(&count_tokens_reply(&wrapped)).2["totalTokens"], 11);
+    }
+}
