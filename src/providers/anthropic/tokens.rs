@@ -1,0 +1,111 @@
+//! Input-token estimate for `POST /v1/messages/count_tokens` on models not served by Anthropic
+//! (Claude Code calls it to manage its context window).
+//!
+//! Claude's tokenizer is not public, so text is counted with OpenAI's o200k_base, which lands
+//! within a few percent of it on English and code. Fixed costs are added where the real count
+//! has them; content whose size the gateway cannot see (images, PDFs) counts a flat amount.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+
+use super::{field, parse_object};
+use crate::error::GatewayError;
+
+/// Per-message framing (role marker and separators), as in OpenAI's published chat counting.
+const PER_MESSAGE_TOKENS: u64 = 4;
+/// The assistant-turn priming every request carries.
+const REPLY_PRIMING_TOKENS: u64 = 3;
+/// Per tool definition, for its framing around name, description and schema.
+const PER_TOOL_TOKENS: u64 = 8;
+/// The system prompt Anthropic adds when tools are present (346 tokens per its tool-use
+/// pricing table for current models with `auto`/`none` choice).
+const TOOL_SYSTEM_PROMPT_TOKENS: u64 = 346;
+/// An image of unknown size: about what Anthropic charges for a 1.15-megapixel image (its
+/// largest unscaled size, width × height / 750).
+const IMAGE_TOKENS: u64 = 1600;
+/// A PDF or other non-text document: one page's worth (text plus page image).
+const DOCUMENT_TOKENS: u64 = 2000;
+
+/// The o200k_base encoder, built once (building it takes tens of milliseconds). `None` when
+/// it could not be built; counting then falls back to one token per four bytes.
+fn encoder() -> Option<&'static CoreBPE> {
+    static ENCODER: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    ENCODER
+        .get_or_init(|| tiktoken_rs::o200k_base().ok())
+        .as_ref()
+}
+
+fn count(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    match encoder() {
+        Some(bpe) => bpe.encode_ordinary(text).len() as u64,
+        None => (text.len() as u64).div_ceil(4),
+    }
+}
+
+/// The estimate; see [`super::count_tokens_estimate`].
+pub(super) fn estimate(body: &[u8]) -> Result<u64, GatewayError> {
+    let req = parse_object(body)?;
+    let messages = field(&req, "messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| GatewayError::invalid("messages", "`messages` must be an array"))?;
+    let mut total = REPLY_PRIMING_TOKENS;
+    match field(&req, "system") {
+        Some(Value::String(s)) => total += PER_MESSAGE_TOKENS + count(s),
+        Some(Value::Array(blocks)) => {
+            total += PER_MESSAGE_TOKENS + blocks.iter().map(block_tokens).sum::<u64>()
+        }
+        _ => {}
+    }
+    for message in messages {
+        total += PER_MESSAGE_TOKENS + content_tokens(message.get("content"));
+    }
+    if let Some(tools) = field(&req, "tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+    {
+        total += TOOL_SYSTEM_PROMPT_TOKENS;
+        for tool in tools {
+            let text = |key: &str| tool.get(key).and_then(Value::as_str).map_or(0, count);
+            let schema = tool
+                .get("input_schema")
+                .map_or(0, |s| count(&s.to_string()));
+            total += PER_TOOL_TOKENS + text("name") + text("description") + schema;
+        }
+    }
+    Ok(total)
+}
+
+/// A message's (or a tool result's) content: a string or blocks.
+fn content_tokens(content: Option<&Value>) -> u64 {
+    match content {
+        Some(Value::String(s)) => count(s),
+        Some(Value::Array(blocks)) => blocks.iter().map(block_tokens).sum(),
+        _ => 0,
+    }
+}
+
+/// One content block. Earlier turns' thinking is not counted: Anthropic strips it from the
+/// context of later turns.
+fn block_tokens(block: &Value) -> u64 {
+    let text = |key: &str| block.get(key).and_then(Value::as_str).map_or(0, count);
+    match block.get("type").and_then(Value::as_str) {
+        Some("text") => text("text"),
+        Some("tool_use" | "server_tool_use") => {
+            text("name") + block.get("input").map_or(0, |i| count(&i.to_string()))
+        }
+        Some("tool_result") => content_tokens(block.get("content")),
+        Some("image") => IMAGE_TOKENS,
+        Some("document") => match block.get("source") {
+            Some(source) if source.get("type").and_then(Value::as_str) == Some("text") => {
+                source.get("data").and_then(Value::as_str).map_or(0, count)
+            }
+            _ => DOCUMENT_TOKENS,
+        },
+        _ => 0,
+    }
+}
