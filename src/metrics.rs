@@ -1,0 +1,190 @@
+//! Every Prometheus metric, defined once. Label values come from bounded sets only (catalog
+//! model names, provider names, endpoint labels, status codes, error kinds), never from keys
+//! or other user input.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    exponential_buckets, CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The registry `/metrics` renders.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// Latency buckets for LLM calls: 5 ms .. ~120 s.
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.005, 2.0, 15).unwrap_or_default()
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    if let Err(e) = REGISTRY.register(Box::new(c.clone())) {
+        log::error!("metric registration failed: {e}");
+    }
+    c
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        IntCounterVec::new(Opts::new(name, help).namespace("cheapai"), labels)
+            .unwrap_or_else(|_| unreachable_metric()),
+    )
+}
+
+/// Metric definitions are constants; a failure to build one is a programming error caught
+/// by the unit test below, never by a request.
+#[allow(clippy::panic)]
+fn unreachable_metric() -> ! {
+    panic!("invalid metric definition")
+}
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "requests_total",
+        "Requests by catalog model, provider, endpoint and final status.",
+        &["model", "provider", "endpoint", "status"],
+    )
+});
+
+pub static TOKENS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "tokens_total",
+        "Tokens by model, provider and kind (prompt, completion, cached).",
+        &["model", "provider", "kind"],
+    )
+});
+
+pub static COST_USD: LazyLock<CounterVec> = LazyLock::new(|| {
+    register(
+        CounterVec::new(
+            Opts::new("cost_usd_total", "Billed cost in USD by model.").namespace("cheapai"),
+            &["model"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "Whole request duration.")
+                .namespace("cheapai")
+                .buckets(latency_buckets()),
+            &["model", "provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static TIME_TO_FIRST_TOKEN: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "time_to_first_token_seconds",
+                "Time until the first answer byte reached the client.",
+            )
+            .namespace("cheapai")
+            .buckets(latency_buckets()),
+            &["model", "provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "upstream_errors_total",
+        "Provider failures by provider and reason.",
+        &["provider", "reason"],
+    )
+});
+
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "rate_limited_total",
+        "Requests refused by a limit, by scope.",
+        &["scope"],
+    )
+});
+
+pub static INFLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::with_opts(
+            Opts::new("inflight_requests", "Requests being served now.").namespace("cheapai"),
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static REDIS_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::with_opts(
+            Opts::new("redis_errors_total", "Failed or timed-out Redis calls.")
+                .namespace("cheapai"),
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static USAGE_SINK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "usage_sink_errors_total",
+        "Usage records that missed a destination, by where (channel_full, store, jsonl).",
+        &["where"],
+    )
+});
+
+pub static USAGE_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::with_opts(
+            Opts::new("usage_records_total", "Usage records produced.").namespace("cheapai"),
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+/// Forces every metric into the registry, so `/metrics` lists them all from the start.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&TOKENS);
+    LazyLock::force(&COST_USD);
+    LazyLock::force(&REQUEST_DURATION);
+    LazyLock::force(&TIME_TO_FIRST_TOKEN);
+    LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&INFLIGHT);
+    LazyLock::force(&REDIS_ERRORS);
+    LazyLock::force(&USAGE_SINK_ERRORS);
+    LazyLock::force(&USAGE_RECORDS);
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&REGISTRY.gather(), &mut out) {
+        log::error!("metrics encoding failed: {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_defined_and_rendered() {
+        init();
+        REQUESTS
+            .with_label_values(&["gpt-4o", "emu", "chat_completions", "200"])
+            .inc();
+        let text = String::from_utf8(render()).unwrap();
+        for name in [
+            "cheapai_requests_total",
+            "cheapai_inflight_requests",
+            "cheapai_redis_errors_total",
+            "cheapai_usage_records_total",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Where usage records go: off the request path through a bounded channel to one task that
+//! writes them in batches to the history store (Redis, or an in-memory ring per key) and to
+//! the optional JSONL billing log.
+//!
+//! Nothing here ever blocks a request: a full channel sends the record straight to the JSONL
+//! log (and counts it), a failing store is counted and logged while JSONL keeps the record.
+//! On shutdown the task keeps draining until no request is in flight.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::mpsc;
+
+use super::UsageRecord;
+use crate::metrics;
+
+/// Records waiting for the writer task at most; beyond it they bypass to JSONL.
+const CHANNEL_CAPACITY: usize = 16_384;
+/// Most records written in one batch.
+const BATCH: usize = 512;
+
+/// A per-key usage history.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Appends records (already in time order).
+    async fn append(&self, batch: &[UsageRecord]) -> Result<(), String>;
+    /// The key's records with `from_ms <= timestamp_ms < to_ms`, newest first, at most `limit`.
+    async fn query(
+        &self,
+        key_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, String>;
+}
+
+/// The history kept in process (single instance, no Redis): the last `cap` records per key.
+pub struct MemoryStore {
+    cap: usize,
+    per_key: Mutex<HashMap<String, VecDeque<UsageRecord>>>,
+}
+
+impl MemoryStore {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            per_key: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
+    async fn append(&self, batch: &[UsageRecord]) -> Result<(), String> {
+        let mut map = self
+            .per_key
+            .lock()
+            .map_err(|_| "usage store lock poisoned")?;
+        for r in batch {
+            let ring = map.entry(r.key_id.clone()).or_default();
+            if ring.len() >= self.cap {
+                ring.pop_front();
+            }
+            ring.push_back(r.clone());
+        }
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        key_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, String> {
+        let map = self
+            .per_key
+            .lock()
+            .map_err(|_| "usage store lock poisoned")?;
+        Ok(map
+            .get(key_id)
+            .into_iter()
+            .flat_map(|ring| ring.iter().rev())
+            .filter(|r| r.timestamp_ms >= from_ms && r.timestamp_ms < to_ms)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+/// The append-only JSONL billing log, one record per line.
+struct Jsonl {
+    path: PathBuf,
+    file: Mutex<Option<BufWriter<File>>>,
+}
+
+impl Jsonl {
+    fn open(path: PathBuf) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(Some(BufWriter::new(file))),
+        })
+    }
+
+    fn write(&self, records: &[UsageRecord]) {
+        let Ok(mut guard) = self.file.lock() else {
+            return;
+        };
+        let Some(w) = guard.as_mut() else { return };
+        let mut result = Ok(());
+        for r in records {
+            result = serde_json::to_writer(&mut *w, r)
+                .map_err(std::io::Error::other)
+                .and_then(|()| w.write_all(b"\n"));
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = result.and_then(|()| w.flush()) {
+            metrics::USAGE_SINK_ERRORS
+                .with_label_values(&["jsonl"])
+                .inc();
+            log::error!("usage log {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The request side: hands records to the writer task without waiting.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageRecord>,
+    jsonl: Option<Arc<Jsonl>>,
+}
+
+/// The writer task, run as a Pingora background service.
+pub struct SinkService {
+    rx: tokio::sync::Mutex<Option<mpsc::Receiver<UsageRecord>>>,
+    store: Arc<dyn UsageStore>,
+    jsonl: Option<Arc<Jsonl>>,
+}
+
+/// Creates the sink and its writer. `jsonl_path` opens (appends to) the billing log.
+pub fn channel(
+    store: Arc<dyn UsageStore>,
+    jsonl_path: Option<PathBuf>,
+) -> std::io::Result<(UsageSink, SinkService)> {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let jsonl = jsonl_path.map(Jsonl::open).transpose()?.map(Arc::new);
+    Ok((
+        UsageSink {
+            tx,
+            jsonl: jsonl.clone(),
+        },
+        SinkService {
+            rx: tokio::sync::Mutex::new(Some(rx)),
+            store,
+            jsonl,
+        },
+    ))
+}
+
+impl UsageSink {
+    /// Queues a record. A full or closed channel is counted and the record goes straight to
+    /// the JSONL log, so it is never lost silently.
+    pub fn submit(&self, record: UsageRecord) {
+        if let Err(e) = self.tx.try_send(record) {
+            let record = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            metrics::USAGE_SINK_ERRORS
+                .with_label_values(&["channel_full"])
+                .inc();
+            log::warn!(
+                "usage channel full; record {} written to the JSONL log only",
+                record.request_id
+            );
+            if let Some(j) = &self.jsonl {
+                j.write(std::slice::from_ref(&record));
+            }
+        }
+    }
+}
+
+impl SinkService {
+    async fn write(&self, batch: &[UsageRecord]) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(j) = &self.jsonl {
+            j.write(batch);
+        }
+        if let Err(e) = self.store.append(batch).await {
+            metrics::USAGE_SINK_ERRORS
+                .with_label_values(&["store"])
+                .inc();
+            log::error!("usage history write of {} records failed: {e}", batch.len());
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SinkService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(mut rx) = self.rx.lock().await.take() else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.write(&batch).await;
+                    batch.clear();
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Shutting down: requests still in flight (the grace period) keep producing records.
+        loop {
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
+                if batch.len() >= BATCH {
+                    self.write(&batch).await;
+                    batch.clear();
+                }
+            }
+            self.write(&batch).await;
+            batch.clear();
+            if metrics::INFLIGHT.get() <= 0 && rx.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(j) = &self.jsonl {
+            if let Ok(mut f) = j.file.lock() {
+                if let Some(w) = f.as_mut() {
+                    let _ = w.flush();
+                }
+            }
+        }
+        log::info!(
+            "usage sink flushed (in flight: {})",
+            metrics::INFLIGHT.get().max(0)
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record(key: &str, ts: u64) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("req_{ts}"),
+            key_id: key.into(),
+            model: "gpt-4o".into(),
+            provider: "emu".into(),
+            endpoint: "chat_completions".into(),
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            cached_tokens: 0,
+            cost_micro_usd: 3,
+            status: 200,
+            duration_ms: 1,
+            ttft_ms: Some(1),
+            stream: false,
+            client_disconnected: false,
+            estimated: false,
+            error: None,
+            timestamp_ms: ts,
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_last_records_per_key() {
+        let store = MemoryStore::new(3);
+        let batch: Vec<_> = (1..=5)
+            .map(|t| record("k_a", t))
+            .chain([record("k_b", 9)])
+            .collect();
+        store.append(&batch).await.unwrap();
+        let a = store.query("k_a", 0, u64::MAX, 10).await.unwrap();
+        assert_eq!(
+            a.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(),
+            [5, 4, 3]
+        );
+        let a = store.query("k_a", 4, 5, 10).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(store.query("k_b", 0, u64::MAX, 10).await.unwrap().len(), 1);
+        assert!(store
+            .query("k_c", 0, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
