@@ -1,0 +1,148 @@
+//! The in-memory twin of the Redis limit store: the same sliding window, per instance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{Claim, Decision, LimitStore, Scope, WINDOW_SECS};
+use crate::state::StateError;
+
+#[derive(Default)]
+struct Window {
+    requests: BTreeMap<u64, u64>,
+    tokens: BTreeMap<u64, u64>,
+}
+
+/// Windows and spend in process memory.
+#[derive(Default)]
+pub struct LocalLimits {
+    windows: Mutex<HashMap<(String, String), Window>>,
+    spend: Mutex<HashMap<String, u64>>,
+}
+
+/// Drops buckets older than the window; returns the live sum.
+fn live(buckets: &mut BTreeMap<u64, u64>, now: u64) -> u64 {
+    let oldest = now.saturating_sub(WINDOW_SECS - 1);
+    buckets.retain(|second, _| *second >= oldest);
+    buckets.values().sum()
+}
+
+fn wait_for(buckets: &BTreeMap<u64, u64>, used: u64, need: u64, limit: u64, now: u64) -> u64 {
+    let mut over = (used + need).saturating_sub(limit) as i64;
+    for (second, n) in buckets {
+        over -= *n as i64;
+        if over <= 0 {
+            return (second + WINDOW_SECS).saturating_sub(now).max(1);
+        }
+    }
+    WINDOW_SECS
+}
+
+fn reset(buckets: &BTreeMap<u64, u64>, now: u64) -> u64 {
+    buckets
+        .keys()
+        .next_back()
+        .map_or(0, |s| (s + WINDOW_SECS).saturating_sub(now).max(1))
+}
+
+fn poisoned() -> StateError {
+    StateError("local limits lock poisoned".into())
+}
+
+#[async_trait]
+impl LimitStore for LocalLimits {
+    async fn acquire(&self, claim: &Claim, now: u64) -> Result<Decision, StateError> {
+        if let Some(budget) = claim.budget_micro_usd {
+            let spend = self.spend.lock().map_err(|_| poisoned())?;
+            if spend.get(&claim.key_id).copied().unwrap_or(0) >= budget {
+                return Ok(Decision {
+                    denied_by: Some(Scope::Budget),
+                    requests_used: 0,
+                    tokens_used: 0,
+                    retry_after_secs: 0,
+                    requests_reset_secs: 0,
+                    tokens_reset_secs: 0,
+                    bucket: now,
+                });
+            }
+        }
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        let w = windows
+            .entry((claim.key_id.clone(), claim.model.clone()))
+            .or_default();
+        let reqs = live(&mut w.requests, now);
+        let toks = live(&mut w.tokens, now);
+        let denied = |scope, retry| Decision {
+            denied_by: Some(scope),
+            requests_used: reqs,
+            tokens_used: toks,
+            retry_after_secs: retry,
+            requests_reset_secs: reset(&w.requests, now),
+            tokens_reset_secs: reset(&w.tokens, now),
+            bucket: now,
+        };
+        if let Some(rpm) = claim.rpm {
+            if reqs + 1 > rpm {
+                return Ok(denied(
+                    Scope::Requests,
+                    wait_for(&w.requests, reqs, 1, rpm, now),
+                ));
+            }
+        }
+        if let Some(tpm) = claim.tpm {
+            if toks > 0 && toks + claim.reserve > tpm {
+                return Ok(denied(
+                    Scope::Tokens,
+                    wait_for(&w.tokens, toks, claim.reserve, tpm, now),
+                ));
+            }
+        }
+        *w.requests.entry(now).or_default() += 1;
+        if claim.reserve > 0 {
+            *w.tokens.entry(now).or_default() += claim.reserve;
+        }
+        Ok(Decision {
+            denied_by: None,
+            requests_used: reqs + 1,
+            tokens_used: toks + claim.reserve,
+            retry_after_secs: 0,
+            requests_reset_secs: WINDOW_SECS,
+            tokens_reset_secs: WINDOW_SECS,
+            bucket: now,
+        })
+    }
+
+    async fn settle(
+        &self,
+        key_id: &str,
+        model: &str,
+        bucket: u64,
+        delta: i64,
+    ) -> Result<(), StateError> {
+        let mut windows = self.windows.lock().map_err(|_| poisoned())?;
+        if let Some(n) = windows
+            .get_mut(&(key_id.to_string(), model.to_string()))
+            .and_then(|w| w.tokens.get_mut(&bucket))
+        {
+            *n = (*n as i64 + delta).max(0) as u64;
+        }
+        Ok(())
+    }
+
+    async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError> {
+        let mut spend = self.spend.lock().map_err(|_| poisoned())?;
+        *spend.entry(key_id.to_string()).or_default() += micro_usd;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_meets_the_contract() {
+        super::super::tests::store_contract(&LocalLimits::default()).await;
+    }
+}

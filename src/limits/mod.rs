@@ -1,0 +1,367 @@
+//! Rate limits and budgets: requests and tokens per minute for each (key, model), the key's
+//! spend budget, and the `x-ratelimit-*` headers that let SDKs back off.
+//!
+//! Algorithm: a sliding 60-second window of per-second buckets. Unlike a fixed window it
+//! never lets 2× the limit through across a minute boundary, and unlike GCRA it allows
+//! exactly `rpm` requests in any 60 s (what operators read "500 RPM" to mean, and what
+//! OpenAI's headers describe); it costs at most 60 small hash fields per counter. The
+//! check-and-record is one Lua script in Redis ([`redis`]), so any number of gateway
+//! instances share one exact limit; [`local`] is the same logic in memory, used without
+//! Redis and while Redis is unreachable (`on_redis_error = "allow"`).
+
+pub mod local;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::metrics;
+use crate::state::StateError;
+
+/// Window length in seconds.
+pub const WINDOW_SECS: u64 = 60;
+
+/// One request's claim on its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key_id: String,
+    pub model: String,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// Tokens reserved now (prompt estimate + output cap), settled later.
+    pub reserve: u64,
+    pub budget_micro_usd: Option<u64>,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Requests,
+    Tokens,
+    Budget,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::Tokens => "tokens",
+            Self::Budget => "budget",
+        }
+    }
+}
+
+/// What the limiter decided, with what the response headers report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub denied_by: Option<Scope>,
+    pub requests_used: u64,
+    pub tokens_used: u64,
+    pub retry_after_secs: u64,
+    pub requests_reset_secs: u64,
+    pub tokens_reset_secs: u64,
+    /// The second whose bucket holds this request's token reservation.
+    pub bucket: u64,
+}
+
+/// A store of windows and spend: Redis, or memory.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Checks every limit of `claim` and records it when allowed, atomically.
+    async fn acquire(&self, claim: &Claim, now_secs: u64) -> Result<Decision, StateError>;
+    /// Adds `delta` (real − reserved tokens) to the bucket of an earlier reservation.
+    async fn settle(
+        &self,
+        key_id: &str,
+        model: &str,
+        bucket: u64,
+        delta: i64,
+    ) -> Result<(), StateError>;
+    /// Adds to a key's spend (micro-USD).
+    async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError>;
+}
+
+/// What to do when Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisError {
+    /// Per-instance limits take over (the default): availability first.
+    Allow,
+    /// 503: strictness first.
+    Deny,
+}
+
+/// The limiter the request path calls: the shared store, with the local twin behind it.
+pub struct Limiter {
+    shared: Option<Arc<dyn LimitStore>>,
+    local: local::LocalLimits,
+    on_error: OnRedisError,
+}
+
+impl Limiter {
+    pub fn new(shared: Option<Arc<dyn LimitStore>>, on_error: OnRedisError) -> Self {
+        Self {
+            shared,
+            local: local::LocalLimits::default(),
+            on_error,
+        }
+    }
+
+    /// Acquires `claim` (nothing to do when it has no limit). A refusal is a 429 in the
+    /// client's dialect, with the headers attached; a Redis failure under "deny" is a 503.
+    pub async fn acquire(&self, claim: &Claim) -> Result<Option<Decision>, GatewayError> {
+        if claim.rpm.is_none() && claim.tpm.is_none() && claim.budget_micro_usd.is_none() {
+            return Ok(None);
+        }
+        let now = now_secs();
+        let decision = match &self.shared {
+            None => self.local.acquire(claim, now).await,
+            Some(shared) => match shared.acquire(claim, now).await {
+                Ok(d) => Ok(d),
+                Err(e) => match self.on_error {
+                    OnRedisError::Allow => {
+                        log::warn!("{e}; limiting per instance until Redis answers");
+                        self.local.acquire(claim, now).await
+                    }
+                    OnRedisError::Deny => {
+                        log::warn!("{e}; refusing (on_redis_error = \"deny\")");
+                        return Err(GatewayError::new(
+                            ErrorKind::StateUnavailable,
+                            "rate-limit state is unavailable; try again shortly",
+                        ));
+                    }
+                },
+            },
+        }
+        .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
+        match decision.denied_by {
+            None => Ok(Some(decision)),
+            Some(scope) => {
+                metrics::RATE_LIMITED
+                    .with_label_values(&[scope.label()])
+                    .inc();
+                Err(refusal(claim, &decision, scope))
+            }
+        }
+    }
+
+    /// Replaces a reservation with the real token count and adds the cost to the spend.
+    /// Failures are counted and logged; they never reach the client.
+    pub async fn settle(
+        &self,
+        claim: &Claim,
+        decision: &Decision,
+        tokens: u64,
+        cost_micro_usd: u64,
+    ) {
+        let delta = tokens as i64 - claim.reserve as i64;
+        for store in self.stores() {
+            if claim.tpm.is_some() && delta != 0 {
+                if let Err(e) = store
+                    .settle(&claim.key_id, &claim.model, decision.bucket, delta)
+                    .await
+                {
+                    log::warn!("token settlement: {e}");
+                }
+            }
+            if cost_micro_usd > 0 && claim.budget_micro_usd.is_some() {
+                if let Err(e) = store.add_spend(&claim.key_id, cost_micro_usd).await {
+                    log::warn!("spend update: {e}");
+                }
+            }
+        }
+    }
+
+    /// Where settlements go: the shared store, and the local twin too so a fallback to it
+    /// starts from recent numbers.
+    fn stores(&self) -> Vec<&dyn LimitStore> {
+        let mut v: Vec<&dyn LimitStore> = vec![&self.local];
+        if let Some(s) = &self.shared {
+            v.push(s.as_ref());
+        }
+        v
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn refusal(claim: &Claim, d: &Decision, scope: Scope) -> GatewayError {
+    let (kind, message) = match scope {
+        Scope::Budget => (
+            ErrorKind::QuotaExceeded,
+            "You exceeded your current quota: this key's budget is spent.".to_string(),
+        ),
+        Scope::Requests => (
+            ErrorKind::RateLimited,
+            format!(
+                "Rate limit reached for {} on requests per min (RPM): Limit {}, Used {}. Please try again in {}s.",
+                claim.model,
+                claim.rpm.unwrap_or(0),
+                d.requests_used,
+                d.retry_after_secs
+            ),
+        ),
+        Scope::Tokens => (
+            ErrorKind::RateLimited,
+            format!(
+                "Rate limit reached for {} on tokens per min (TPM): Limit {}, Used {}, Requested {}. Please try again in {}s.",
+                claim.model,
+                claim.tpm.unwrap_or(0),
+                d.tokens_used,
+                claim.reserve,
+                d.retry_after_secs
+            ),
+        ),
+    };
+    let mut e = GatewayError::new(kind, message);
+    e.upstream_type = Some(match scope {
+        Scope::Budget => "insufficient_quota".into(),
+        other => other.label().into(),
+    });
+    if scope != Scope::Budget {
+        e.retry_after = Some(d.retry_after_secs.max(1));
+    }
+    e.rate_limit_headers = headers(claim, d);
+    e
+}
+
+/// OpenAI's rate-limit headers for a decision (on successes and refusals alike).
+pub fn headers(claim: &Claim, d: &Decision) -> Vec<(&'static str, String)> {
+    let mut h = Vec::new();
+    if let Some(rpm) = claim.rpm {
+        h.push(("x-ratelimit-limit-requests", rpm.to_string()));
+        h.push((
+            "x-ratelimit-remaining-requests",
+            rpm.saturating_sub(d.requests_used).to_string(),
+        ));
+        h.push((
+            "x-ratelimit-reset-requests",
+            format!("{}s", d.requests_reset_secs),
+        ));
+    }
+    if let Some(tpm) = claim.tpm {
+        h.push(("x-ratelimit-limit-tokens", tpm.to_string()));
+        h.push((
+            "x-ratelimit-remaining-tokens",
+            tpm.saturating_sub(d.tokens_used).to_string(),
+        ));
+        h.push((
+            "x-ratelimit-reset-tokens",
+            format!("{}s", d.tokens_reset_secs),
+        ));
+    }
+    h
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn claim(rpm: Option<u64>, tpm: Option<u64>, reserve: u64) -> Claim {
+        Claim {
+            key_id: "k_test".into(),
+            model: "gpt-4o".into(),
+            rpm,
+            tpm,
+            reserve,
+            budget_micro_usd: None,
+        }
+    }
+
+    /// The behaviour both stores must have; run against each.
+    pub async fn store_contract(store: &dyn LimitStore) {
+        let t = 1_000_000;
+        let c = claim(Some(3), Some(100), 30);
+        for used in 1..=3 {
+            let d = store.acquire(&c, t).await.unwrap();
+            assert_eq!(d.denied_by, None);
+            assert_eq!(d.requests_used, used);
+        }
+        let d = store.acquire(&c, t + 10).await.unwrap();
+        assert_eq!(d.denied_by, Some(Scope::Requests));
+        assert_eq!(
+            d.retry_after_secs, 50,
+            "the first bucket leaves the window at t+60"
+        );
+        let d = store.acquire(&c, t + 60).await.unwrap();
+        assert_eq!(
+            d.denied_by, None,
+            "a sliding window frees slots as buckets age out"
+        );
+
+        // tokens: reserve, settle to the real count
+        let c = Claim {
+            key_id: "k_tok".into(),
+            ..claim(None, Some(100), 40)
+        };
+        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(d.tokens_used, 40);
+        store
+            .settle("k_tok", "gpt-4o", d.bucket, 7 - 40)
+            .await
+            .unwrap();
+        let d = store
+            .acquire(
+                &Claim {
+                    reserve: 90,
+                    ..c.clone()
+                },
+                t,
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.denied_by, None, "7 + 90 fits in 100");
+        assert_eq!(d.tokens_used, 97);
+        let d = store
+            .acquire(
+                &Claim {
+                    reserve: 10,
+                    ..c.clone()
+                },
+                t + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.denied_by, Some(Scope::Tokens));
+
+        // budget
+        let c = Claim {
+            key_id: "k_budget".into(),
+            budget_micro_usd: Some(1000),
+            ..claim(None, None, 0)
+        };
+        assert_eq!(store.acquire(&c, t).await.unwrap().denied_by, None);
+        store.add_spend("k_budget", 999).await.unwrap();
+        assert_eq!(store.acquire(&c, t).await.unwrap().denied_by, None);
+        store.add_spend("k_budget", 1).await.unwrap();
+        assert_eq!(
+            store.acquire(&c, t).await.unwrap().denied_by,
+            Some(Scope::Budget)
+        );
+    }
+
+    #[test]
+    fn headers_follow_openai_names() {
+        let c = claim(Some(10), Some(1000), 5);
+        let d = Decision {
+            denied_by: None,
+            requests_used: 4,
+            tokens_used: 205,
+            retry_after_secs: 0,
+            requests_reset_secs: 60,
+            tokens_reset_secs: 59,
+            bucket: 0,
+        };
+        let h = headers(&c, &d);
+        assert!(h.contains(&("x-ratelimit-remaining-requests", "6".into())));
+        assert!(h.contains(&("x-ratelimit-remaining-tokens", "795".into())));
+        assert!(h.contains(&("x-ratelimit-reset-tokens", "59s".into())));
+    }
+}
