@@ -14,6 +14,12 @@ pub enum Endpoint {
     Models,
     /// `GET /v1/models/{id}`
     Model(String),
+    /// `POST /v1/messages` (Anthropic)
+    Messages,
+    /// `POST /v1/messages/count_tokens` (Anthropic)
+    CountTokens,
+    /// `GET /v1/usage`: the key's own usage history.
+    Usage,
 }
 
 impl Endpoint {
@@ -25,6 +31,9 @@ impl Endpoint {
             "/v1/chat/completions" => (Self::ChatCompletions, http::Method::POST),
             "/v1/embeddings" => (Self::Embeddings, http::Method::POST),
             "/v1/models" => (Self::Models, http::Method::GET),
+            "/v1/messages" => (Self::Messages, http::Method::POST),
+            "/v1/messages/count_tokens" => (Self::CountTokens, http::Method::POST),
+            "/v1/usage" => (Self::Usage, http::Method::GET),
             _ => match path.strip_prefix("/v1/models/") {
                 Some(id) if !id.is_empty() => (Self::Model(id.to_string()), http::Method::GET),
                 _ => {
@@ -44,9 +53,14 @@ impl Endpoint {
         Ok(endpoint)
     }
 
-    /// The API family of the endpoint, which decides the shape of its errors.
-    pub fn dialect(&self) -> Dialect {
-        Dialect::OpenAi
+    /// The API family of the endpoint, which decides the shape of its errors and answers.
+    /// The models listing speaks Anthropic to clients that send `anthropic-version`.
+    pub fn dialect(&self, anthropic_version_sent: bool) -> Dialect {
+        match self {
+            Self::Messages | Self::CountTokens => Dialect::Anthropic,
+            Self::Models | Self::Model(_) if anthropic_version_sent => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
     }
 
     /// A bounded label for logs and metrics.
@@ -55,6 +69,9 @@ impl Endpoint {
             Self::ChatCompletions => "chat_completions",
             Self::Embeddings => "embeddings",
             Self::Models | Self::Model(_) => "models",
+            Self::Messages => "messages",
+            Self::CountTokens => "count_tokens",
+            Self::Usage => "usage",
         }
     }
 }
@@ -78,6 +95,15 @@ mod tests {
             Endpoint::route(&Method::POST, "/v1/embeddings").unwrap(),
             Endpoint::Embeddings
         );
+        let messages = Endpoint::route(&Method::POST, "/v1/messages?beta=true").unwrap();
+        assert_eq!(messages, Endpoint::Messages);
+        assert_eq!(messages.dialect(false), Dialect::Anthropic);
+        assert_eq!(
+            Endpoint::route(&Method::POST, "/v1/messages/count_tokens?beta=true").unwrap(),
+            Endpoint::CountTokens
+        );
+        assert_eq!(Endpoint::Models.dialect(true), Dialect::Anthropic);
+        assert_eq!(Endpoint::Models.dialect(false), Dialect::OpenAi);
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The provider's answer broke the protocol (cut body, bad framing).
     UpstreamProtocol,
+    /// A rate limit (requests or tokens per minute) refused the request.
+    RateLimited,
+    /// The key's budget is spent.
+    QuotaExceeded,
+    /// Shared state (Redis) is unreachable and the policy is to refuse.
+    StateUnavailable,
     /// A bug or an impossible state inside the gateway.
     Internal,
 }
@@ -51,6 +57,8 @@ impl ErrorKind {
             Self::UpstreamUnreachable | Self::UpstreamProtocol => 502,
             Self::UpstreamTimeout => 504,
             Self::UpstreamStatus(status) => status,
+            Self::RateLimited | Self::QuotaExceeded => 429,
+            Self::StateUnavailable => 503,
             Self::Internal => 500,
         }
     }
@@ -78,6 +86,9 @@ impl ErrorKind {
             Self::UpstreamUnreachable => Some("upstream_unreachable"),
             Self::UpstreamTimeout => Some("upstream_timeout"),
             Self::UpstreamProtocol => Some("upstream_protocol_error"),
+            Self::RateLimited => Some("rate_limit_exceeded"),
+            Self::QuotaExceeded => Some("insufficient_quota"),
+            Self::StateUnavailable => Some("state_unavailable"),
             Self::UpstreamStatus(_) | Self::Internal => None,
         }
     }
@@ -98,6 +109,17 @@ impl ErrorKind {
         }
     }
 
+    /// Whether the provider (not the client or the gateway) failed.
+    pub fn is_upstream(self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamUnreachable
+                | Self::UpstreamTimeout
+                | Self::UpstreamStatus(_)
+                | Self::UpstreamProtocol
+        )
+    }
+
     /// A bounded label for metrics and the access log.
     pub fn label(self) -> &'static str {
         match self {
@@ -112,6 +134,9 @@ impl ErrorKind {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamStatus(_) => "upstream_status",
             Self::UpstreamProtocol => "upstream_protocol",
+            Self::RateLimited => "rate_limited",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::StateUnavailable => "state_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -129,6 +154,19 @@ pub struct GatewayError {
     pub upstream_code: Option<String>,
     /// Seconds the client should wait, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// A provider's own well-formed error answer, forwarded unmodified to clients of the same
+    /// dialect (Claude Code matches Anthropic's error texts to recover).
+    pub passthrough: Option<Passthrough>,
+    /// `x-ratelimit-*` headers sent with the error.
+    pub rate_limit_headers: Vec<(&'static str, String)>,
+}
+
+/// A provider error answer kept verbatim, with the dialect it is written in.
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    pub dialect: Dialect,
+    pub status: u16,
+    pub body: Bytes,
 }
 
 impl GatewayError {
@@ -140,6 +178,8 @@ impl GatewayError {
             upstream_type: None,
             upstream_code: None,
             retry_after: None,
+            passthrough: None,
+            rate_limit_headers: Vec::new(),
         }
     }
 
@@ -151,13 +191,25 @@ impl GatewayError {
         }
     }
 
-    /// The HTTP status for the client.
+    /// The HTTP status (the kind's; see [`Self::status_for`] for what a client receives).
     pub fn status(&self) -> u16 {
         self.kind.status()
     }
 
+    /// The HTTP status a client of `dialect` receives: the provider's own for a forwarded
+    /// error in the client's dialect, else the kind's.
+    pub fn status_for(&self, dialect: Dialect) -> u16 {
+        match &self.passthrough {
+            Some(p) if p.dialect == dialect => p.status,
+            _ => self.status(),
+        }
+    }
+
     /// The JSON error body in the client's dialect.
     pub fn body(&self, dialect: Dialect) -> Bytes {
+        if let Some(p) = self.passthrough.as_ref().filter(|p| p.dialect == dialect) {
+            return p.body.clone();
+        }
         let value = match dialect {
             Dialect::OpenAi => json!({"error": self.openai_object()}),
             Dialect::Anthropic => json!({

@@ -12,17 +12,24 @@ pub mod dialect;
 pub mod emulator;
 pub mod endpoint;
 pub mod error;
+pub mod limits;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod request;
 pub mod secret;
 pub mod sse;
+pub mod state;
+pub mod usage;
+
+use std::sync::Arc;
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use config::Config;
+use usage::sink::{MemoryStore, UsageStore};
 
 /// Builds the whole server from a validated config: the proxy listener, the admin listener
 /// and, when configured, the in-process provider emulator. Call `run_forever()` on the
@@ -36,8 +43,42 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
+    metrics::init();
 
-    let gateway = proxy::Gateway::new(config.catalog, config.keys, config.server.max_body_bytes);
+    let history: Arc<dyn UsageStore> = Arc::new(MemoryStore::new(config.usage.history_per_key));
+    let (usage_sink, usage_writer) =
+        usage::sink::channel(history.clone(), config.usage.jsonl_path.clone()).map_err(|e| {
+            pingora::Error::explain(
+                pingora::ErrorType::FileOpenError,
+                format!("usage log {:?}: {e}", config.usage.jsonl_path),
+            )
+        })?;
+    server.add_service(pingora::services::background::background_service(
+        "usage writer",
+        usage_writer,
+    ));
+
+    let redis = match &config.state.redis_url {
+        Some(url) => Some(Arc::new(
+            state::Redis::new(url, config.state.timeout).map_err(|e| {
+                pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string())
+            })?,
+        )),
+        None => None,
+    };
+    let shared_limits = redis
+        .clone()
+        .map(|r| Arc::new(limits::redis::RedisLimits::new(r)) as Arc<dyn limits::LimitStore>);
+    let limiter = limits::Limiter::new(shared_limits, config.state.on_redis_error);
+
+    let gateway = proxy::Gateway::new(
+        config.catalog,
+        config.keys,
+        config.server.max_body_bytes,
+        usage_sink,
+        history.clone(),
+        limiter,
+    );
     let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,
@@ -47,7 +88,8 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     server.add_service(proxy_service);
 
     if let Some(listen) = &config.server.admin_listen {
-        let mut admin = Service::new("admin".to_string(), admin::Admin);
+        let admin_app = admin::Admin::new(config.server.admin_token.clone(), history);
+        let mut admin = Service::new("admin".to_string(), admin_app);
         admin.add_tcp(listen);
         server.add_service(admin);
     }

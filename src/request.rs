@@ -20,8 +20,14 @@ pub struct Peeked {
     pub model: String,
     /// `"stream": true`.
     pub stream: bool,
+    /// `"stream_options": {"include_usage": true}` (OpenAI clients).
+    pub include_usage: bool,
+    /// The output cap the client set (`max_completion_tokens`, else `max_tokens`).
+    pub max_tokens: Option<u64>,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
+    /// The body has a `stream_options` field.
+    has_stream_options: bool,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +40,14 @@ struct Fields<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 /// Checks the body of a model endpoint and returns its routing fields. Errors are 400s that
@@ -72,7 +86,7 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
         }
     };
     match endpoint {
-        Endpoint::ChatCompletions => {
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => {
             let messages = fields.messages.ok_or_else(|| {
                 GatewayError::invalid("messages", "you must provide a messages parameter")
             })?;
@@ -97,12 +111,20 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
                 return Err(GatewayError::invalid("stream", "embeddings cannot stream"));
             }
         }
-        Endpoint::Models | Endpoint::Model(_) => {}
+        Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage => {}
     }
     let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
+    let has_stream_options = fields.stream_options.is_some();
+    let max_tokens = fields.max_completion_tokens.or(fields.max_tokens);
     Ok(Peeked {
         model,
         stream,
+        has_stream_options,
+        max_tokens,
+        include_usage: fields
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
         model_span: start..start + model_raw.get().len(),
     })
 }
@@ -120,6 +142,38 @@ impl Peeked {
         out.extend_from_slice(quoted.as_bytes());
         out.extend_from_slice(&body[self.model_span.end..]);
         Bytes::from(out)
+    }
+}
+
+impl Peeked {
+    /// The body for an OpenAI-format provider, with `upstream_model` and, for a stream whose
+    /// client did not ask for usage, `stream_options.include_usage` turned on so the gateway
+    /// can meter it (the extra chunk is removed before the client sees it). Without an
+    /// existing `stream_options` the field is inserted after the opening brace and every
+    /// other byte is kept; otherwise the body is re-serialised.
+    pub fn for_openai_upstream(&self, body: &Bytes, upstream_model: &str) -> Bytes {
+        let renamed = self.with_model(body, upstream_model);
+        if !self.stream || self.include_usage {
+            return renamed;
+        }
+        if !self.has_stream_options {
+            let Some(open) = renamed.iter().position(|b| *b == b'{') else {
+                return renamed;
+            };
+            let field = br#""stream_options":{"include_usage":true},"#;
+            let mut out = Vec::with_capacity(renamed.len() + field.len());
+            out.extend_from_slice(&renamed[..=open]);
+            out.extend_from_slice(field);
+            out.extend_from_slice(&renamed[open + 1..]);
+            return Bytes::from(out);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&renamed) {
+            Ok(mut v) => {
+                v["stream_options"] = serde_json::json!({"include_usage": true});
+                Bytes::from(v.to_string())
+            }
+            Err(_) => renamed,
+        }
     }
 }
 
@@ -187,6 +241,31 @@ mod tests {
             br#"{ "messages": [{"role":"user","content":"model"}], "model" : "gpt-4o-2024-08-06", "x":1}"#
         );
         assert_eq!(p.with_model(&body, "gpt-4o").as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn usage_is_requested_for_streams_that_did_not_ask() {
+        let body = Bytes::from_static(br#"{"model":"a","stream":true,"messages":[]}"#);
+        let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+        assert_eq!(
+            &p.for_openai_upstream(&body, "b")[..],
+            br#"{"stream_options":{"include_usage":true},"model":"b","stream":true,"messages":[]}"#
+        );
+        let body = Bytes::from_static(
+            br#"{"model":"a","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#,
+        );
+        let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&p.for_openai_upstream(&body, "a")).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        for untouched in [
+            r#"{"model":"a","stream":false,"messages":[]}"#,
+            r#"{"model":"a","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+        ] {
+            let body = Bytes::from(untouched);
+            let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+            assert_eq!(p.for_openai_upstream(&body, "a"), body);
+        }
     }
 
     #[test]

@@ -7,10 +7,17 @@ use std::io::Read;
 
 use common::*;
 
-/// A chat body of exactly `size` bytes.
+/// A chat body of exactly `size` bytes. Streams ask for usage themselves, so the gateway
+/// forwards the body unchanged (it adds `stream_options` otherwise).
 fn chat_of_size(size: usize, stream: bool) -> String {
-    let head =
-        format!(r#"{{"model":"gpt-4o","stream":{stream},"messages":[{{"role":"user","content":""#);
+    let options = if stream {
+        r#""stream_options":{"include_usage":true},"#
+    } else {
+        ""
+    };
+    let head = format!(
+        r#"{{"model":"gpt-4o","stream":{stream},{options}"messages":[{{"role":"user","content":""#
+    );
     let tail = r#""}]}"#;
     let fill = size - head.len() - tail.len();
     format!("{head}{}{tail}", "x".repeat(fill))

@@ -68,21 +68,22 @@ fn provider_gets_its_own_key_and_never_the_clients() {
 #[test]
 fn json_and_stream_answers_are_forwarded_byte_for_byte() {
     let gw = Gateway::start();
-    for (stream, headers) in [
-        (false, vec![]),
-        (true, vec![]),
-        (true, vec![("x-emulator-fragment", "1")]),
+    let stream_with_usage = r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    for (body, headers) in [
+        (chat("gpt-4o", false), vec![]),
+        (stream_with_usage.to_string(), vec![]),
+        (
+            stream_with_usage.to_string(),
+            vec![("x-emulator-fragment", "1")],
+        ),
     ] {
-        let a = gw.post_with("/v1/chat/completions", &headers, &chat("gpt-4o", stream));
+        let a = gw.post_with("/v1/chat/completions", &headers, &body);
         assert_eq!(a.status, 200);
-        let record = gw.upstream_request(&a);
-        assert_eq!(record["response_bytes"], a.body.len(), "stream={stream}");
-        assert_eq!(
-            record["response_sha256"],
-            sha256_hex(&a.body),
-            "stream={stream}"
-        );
-        if stream {
+        let record = gw.upstream_exchange(&a);
+        assert_eq!(record["body"], body.as_str(), "request passes unchanged");
+        assert_eq!(record["response_bytes"], a.body.len(), "{body}");
+        assert_eq!(record["response_sha256"], sha256_hex(&a.body), "{body}");
+        if body.contains("\"stream\":true") {
             assert_eq!(a.header("content-type"), Some("text/event-stream"));
             assert!(a.text().ends_with("data: [DONE]\n\n"));
         } else {
@@ -92,6 +93,22 @@ fn json_and_stream_answers_are_forwarded_byte_for_byte() {
             );
         }
     }
+}
+
+/// A stream whose client did not ask for usage: the gateway asks the provider for it (to
+/// meter the request) and removes exactly that one chunk; every other byte is the provider's.
+#[test]
+fn usage_chunk_is_requested_upstream_and_removed_for_the_client() {
+    let gw = Gateway::start();
+    let a = gw.post("/v1/chat/completions", &chat("gpt-4o", true));
+    assert_eq!(a.status, 200);
+    let record = gw.upstream_exchange(&a);
+    assert_eq!(sent_body(&record)["stream_options"]["include_usage"], true);
+    assert!(!a.text().contains("\"choices\":[]"), "{}", a.text());
+    assert!(a.text().ends_with("data: [DONE]\n\n"));
+    // the provider sent exactly the client's bytes plus one usage event
+    let extra = record["response_bytes"].as_u64().unwrap_or_default() - a.body.len() as u64;
+    assert!((100..1000).contains(&extra), "removed {extra} bytes");
 }
 
 #[test]

@@ -13,6 +13,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub server: FileServer,
+    pub state: Option<FileState>,
+    pub usage: Option<FileUsage>,
     pub emulator: Option<FileEmulator>,
     #[serde(default)]
     pub providers: BTreeMap<String, FileProvider>,
@@ -36,6 +38,29 @@ pub struct FileServer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FileState {
+    pub redis_url: Option<Spanned<String>>,
+    pub timeout_ms: Option<u64>,
+    pub on_redis_error: Option<FileOnRedisError>,
+    pub key_cache_ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOnRedisError {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUsage {
+    pub jsonl_path: Option<String>,
+    pub history_per_key: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileEmulator {
     pub listen: Spanned<String>,
 }
@@ -45,6 +70,8 @@ pub struct FileEmulator {
 pub enum FileProviderKind {
     Openai,
     OpenaiCompatible,
+    Anthropic,
+    Gemini,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ pub mod file;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use toml::Spanned;
 
 use crate::auth::{key_id, KeyInfo, KeyStore};
 use crate::catalog::{Catalog, Limits, Model, Price};
+use crate::limits::OnRedisError;
 use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
 use crate::secret::Secret;
-use file::{FileConfig, FileLimits, FilePrice, FileProviderKind};
+use file::{FileConfig, FileLimits, FileOnRedisError, FilePrice, FileProviderKind};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -29,6 +30,8 @@ const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    pub state: StateConfig,
+    pub usage: UsageConfig,
     /// Listen address of the in-process provider emulator, when enabled.
     pub emulator_listen: Option<String>,
     pub providers: Vec<Arc<Provider>>,
@@ -47,6 +50,27 @@ pub struct ServerConfig {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub admin_token: Option<Secret>,
+}
+
+/// Shared state: Redis, when configured; in-process state otherwise (one instance).
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub redis_url: Option<String>,
+    /// Deadline of every Redis call.
+    pub timeout: Duration,
+    pub on_redis_error: OnRedisError,
+    /// How long a looked-up client key is trusted before Redis is asked again (a disabled
+    /// key keeps working this long at most).
+    pub key_cache_ttl: Duration,
+}
+
+/// Where usage records go.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    /// Append-only JSONL billing log, one record per request.
+    pub jsonl_path: Option<PathBuf>,
+    /// Records kept per key in the history `/v1/usage` reads.
+    pub history_per_key: usize,
 }
 
 /// Every problem found in a config file, one per line.
@@ -170,6 +194,8 @@ impl Validator<'_> {
                 kind: match p.kind {
                     FileProviderKind::Openai => ProviderKind::OpenAi,
                     FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
+                    FileProviderKind::Anthropic => ProviderKind::Anthropic,
+                    FileProviderKind::Gemini => ProviderKind::Gemini,
                 },
                 upstream,
                 api_key,
@@ -254,8 +280,45 @@ impl Validator<'_> {
             ));
         }
 
+        let state = raw.state.as_ref();
+        if let Some(url) = state.and_then(|s| s.redis_url.as_ref()) {
+            if !(url.get_ref().starts_with("redis://") || url.get_ref().starts_with("rediss://")) {
+                self.problem(
+                    url,
+                    "state.redis_url",
+                    "must start with redis:// or rediss://",
+                );
+            }
+        }
+        let state = StateConfig {
+            redis_url: state
+                .and_then(|s| s.redis_url.as_ref())
+                .map(|u| u.get_ref().clone()),
+            timeout: Duration::from_millis(state.and_then(|s| s.timeout_ms).unwrap_or(50)),
+            on_redis_error: match state.and_then(|s| s.on_redis_error) {
+                Some(FileOnRedisError::Deny) => OnRedisError::Deny,
+                _ => OnRedisError::Allow,
+            },
+            key_cache_ttl: Duration::from_millis(
+                state.and_then(|s| s.key_cache_ttl_ms).unwrap_or(5_000),
+            ),
+        };
+        let usage = UsageConfig {
+            jsonl_path: raw
+                .usage
+                .as_ref()
+                .and_then(|u| u.jsonl_path.as_ref())
+                .map(PathBuf::from),
+            history_per_key: raw
+                .usage
+                .as_ref()
+                .and_then(|u| u.history_per_key)
+                .unwrap_or(10_000),
+        };
         Config {
             server,
+            state,
+            usage,
             emulator_listen,
             providers,
             catalog,

@@ -1,20 +1,27 @@
 //! Provider adapters: one file per wire format, dispatched with a `match` on the kind.
 //!
-//! An adapter turns a client request into the request its provider expects (path, auth
-//! header, body) and turns the provider's error answers into a [`GatewayError`]. It knows
-//! nothing about Pingora: bytes in, bytes out.
+//! An adapter turns a client request into the request its provider expects (path, auth,
+//! body) and picks the translator for the answer. It knows nothing about Pingora: bytes in,
+//! bytes out. Formats compose through OpenAI's: an Anthropic client on a Gemini model is
+//! translated Anthropic → OpenAI → Gemini, and the answer back the same way.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod upstream;
 
 use bytes::Bytes;
 
 use crate::catalog::Model;
+use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError, Passthrough};
 use crate::request::Peeked;
 use crate::secret::Secret;
 pub use upstream::{Timeouts, Upstream};
+
+/// The Anthropic API version sent when a client (an OpenAI one, say) names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Turns a provider's response body into the client's wire format, chunk by chunk.
 ///
@@ -22,11 +29,38 @@ pub use upstream::{Timeouts, Upstream};
 /// I/O, no Pingora. A non-streaming translator buffers in `push` and converts in `finish`;
 /// a streaming one emits each client event as soon as the upstream events that make it are
 /// complete. Chaining two (Gemini → OpenAI → Anthropic) composes formats.
-pub trait ResponseTranslator: Send {
+pub trait ResponseTranslator: Send + Sync {
     /// The next upstream bytes; appends whatever is ready for the client to `out`.
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
     /// The upstream body ended; appends the rest (final events, a converted JSON body).
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError>;
+}
+
+/// Two translators in a row: the first's output is the second's input.
+struct Chain(
+    Box<dyn ResponseTranslator>,
+    Box<dyn ResponseTranslator>,
+    Vec<u8>,
+);
+
+impl ResponseTranslator for Chain {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.2.clear();
+        self.0.push(chunk, &mut self.2)?;
+        if self.2.is_empty() {
+            return Ok(());
+        }
+        self.1.push(&self.2, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.2.clear();
+        self.0.finish(&mut self.2)?;
+        if !self.2.is_empty() {
+            self.1.push(&self.2, out)?;
+        }
+        self.1.finish(out)
+    }
 }
 
 /// The wire format a provider speaks.
@@ -36,6 +70,10 @@ pub enum ProviderKind {
     OpenAi,
     /// Any host that speaks OpenAI's format (vLLM, Ollama, Groq, …); same adapter.
     OpenAiCompatible,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API (generateContent).
+    Gemini,
 }
 
 impl ProviderKind {
@@ -43,6 +81,17 @@ impl ProviderKind {
         match self {
             Self::OpenAi => "openai",
             Self::OpenAiCompatible => "openai_compatible",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+        }
+    }
+
+    /// The client dialect whose requests this provider takes unchanged, if any.
+    fn native_dialect(self) -> Option<Dialect> {
+        match self {
+            Self::OpenAi | Self::OpenAiCompatible => Some(Dialect::OpenAi),
+            Self::Anthropic => Some(Dialect::Anthropic),
+            Self::Gemini => None,
         }
     }
 }
@@ -59,37 +108,218 @@ pub struct Provider {
     pub timeouts: Timeouts,
 }
 
-/// What the exchange sends to the provider, besides the client headers it copies.
-#[derive(Debug)]
+/// What the exchange sends to the provider, and how to read its answer.
 pub struct UpstreamRequest {
     pub path: String,
     pub body: Bytes,
-    /// The provider's auth header, replacing whatever the client sent.
-    pub auth: Option<(&'static str, String)>,
+    /// Headers set on the upstream request, replacing any client value (auth).
+    pub headers: Vec<(&'static str, String)>,
+    /// Headers set only when the client sent none (`anthropic-version`).
+    pub default_headers: Vec<(&'static str, &'static str)>,
+    /// Client header name prefixes not forwarded to this provider (another API's headers).
+    pub dropped_header_prefixes: &'static [&'static str],
+    /// Converts the answer into the client's format; `None` = passthrough.
+    pub translator: Option<Box<dyn ResponseTranslator>>,
+    /// The answer's content type after translation (`None` = the provider's own).
+    pub content_type: Option<&'static str>,
+}
+
+/// A request answered by the gateway itself instead of a provider.
+pub enum Plan {
+    Upstream(UpstreamRequest),
+    /// A JSON body to answer with directly (count_tokens estimated locally).
+    Local(Bytes),
 }
 
 impl Provider {
-    /// Builds the upstream request for `model` from the client's body.
+    /// Plans the upstream request for `model` from the client's request.
     pub fn prepare(
         &self,
         endpoint: &Endpoint,
         body: &Bytes,
         peeked: &Peeked,
         model: &Model,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        match self.kind {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-                openai::prepare(self, endpoint, body, peeked, model)
+    ) -> Result<Plan, GatewayError> {
+        let upstream_model = model.upstream_model.as_str();
+        let client_model = peeked.model.as_str();
+        let stream = peeked.stream;
+        let event_stream = |s: bool| {
+            Some(if s {
+                "text/event-stream"
+            } else {
+                "application/json"
+            })
+        };
+        let mut plan = self.request(String::new(), Bytes::new());
+        match (self.kind, endpoint) {
+            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::ChatCompletions)
+            | (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Embeddings) => {
+                return Ok(Plan::Upstream(openai::prepare(
+                    self, endpoint, body, peeked, model,
+                )?));
+            }
+            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Messages) => {
+                plan.path = self.upstream.path("/chat/completions");
+                plan.body = anthropic::to_openai_request(body, upstream_model)?.into();
+                plan.translator = Some(anthropic::to_anthropic_response(stream, client_model));
+                plan.content_type = event_stream(stream);
+            }
+            (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => {
+                let suffix = match endpoint {
+                    Endpoint::CountTokens => "/v1/messages/count_tokens",
+                    _ => "/v1/messages",
+                };
+                plan.path = self.upstream.path(suffix);
+                plan.body = peeked.with_model(body, upstream_model);
+            }
+            (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
+                plan.path = self.upstream.path("/v1/messages");
+                plan.body = anthropic::to_anthropic_request(body, upstream_model)?.into();
+                // Usage is always asked for; the meter removes it for clients that did not.
+                plan.translator = Some(anthropic::from_anthropic_response(
+                    stream,
+                    client_model,
+                    true,
+                ));
+                plan.content_type = event_stream(stream);
+            }
+            (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
+                let (gemini_body, stream) = gemini::to_gemini_request(body)?;
+                plan.path = self.gemini_path(upstream_model, stream);
+                plan.body = gemini_body.into();
+                plan.translator = Some(gemini::from_gemini_response(stream, client_model, true));
+                plan.content_type = event_stream(stream);
+            }
+            (ProviderKind::Gemini, Endpoint::Messages) => {
+                let openai_body = anthropic::to_openai_request(body, upstream_model)?;
+                let (gemini_body, stream) = gemini::to_gemini_request(&openai_body)?;
+                plan.path = self.gemini_path(upstream_model, stream);
+                plan.body = gemini_body.into();
+                plan.translator = Some(Box::new(Chain(
+                    gemini::from_gemini_response(stream, client_model, true),
+                    anthropic::to_anthropic_response(stream, client_model),
+                    Vec::new(),
+                )));
+                plan.content_type = event_stream(stream);
+            }
+            (ProviderKind::Gemini, Endpoint::Embeddings) => {
+                let (gemini_body, batch) = gemini::to_gemini_embeddings(body, upstream_model)?;
+                let (inputs, base64) = gemini::embedding_inputs(body)?;
+                let method = if batch {
+                    "batchEmbedContents"
+                } else {
+                    "embedContent"
+                };
+                plan.path = self
+                    .upstream
+                    .path(&format!("/models/{upstream_model}:{method}"));
+                plan.body = gemini_body.into();
+                plan.translator =
+                    Some(gemini::from_gemini_embeddings(client_model, inputs, base64));
+                plan.content_type = Some("application/json");
+            }
+            (_, Endpoint::CountTokens) => {
+                let tokens = anthropic::count_tokens_estimate(body)?;
+                return Ok(Plan::Local(
+                    serde_json::json!({"input_tokens": tokens})
+                        .to_string()
+                        .into(),
+                ));
+            }
+            (ProviderKind::Anthropic, Endpoint::Embeddings) => {
+                return Err(GatewayError::invalid(
+                    "model",
+                    format!("the model `{client_model}` does not support embeddings"),
+                ))
+            }
+            (_, Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage) => {
+                return Err(GatewayError::new(
+                    ErrorKind::Internal,
+                    "the models listing is answered by the gateway",
+                ))
             }
         }
+        Ok(Plan::Upstream(plan))
     }
 
-    /// The client-facing error for an upstream error answer.
-    pub fn upstream_error(&self, status: u16, body: &[u8]) -> GatewayError {
+    /// An empty request with this provider's auth and header rules.
+    fn request(&self, path: String, body: Bytes) -> UpstreamRequest {
+        let key = self.api_key.as_ref().map(Secret::expose);
+        let mut request = UpstreamRequest {
+            path,
+            body,
+            headers: Vec::new(),
+            default_headers: Vec::new(),
+            dropped_header_prefixes: &[],
+            translator: None,
+            content_type: None,
+        };
         match self.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                request
+                    .headers
+                    .extend(key.map(|k| ("authorization", format!("Bearer {k}"))));
+                request.dropped_header_prefixes = &["anthropic-", "x-goog-"];
+            }
+            ProviderKind::Anthropic => {
+                request
+                    .headers
+                    .extend(key.map(|k| ("x-api-key", k.to_string())));
+                request
+                    .default_headers
+                    .push(("anthropic-version", ANTHROPIC_VERSION));
+                request.dropped_header_prefixes = &["openai-", "x-goog-"];
+            }
+            ProviderKind::Gemini => {
+                request
+                    .headers
+                    .extend(key.map(|k| ("x-goog-api-key", k.to_string())));
+                request.dropped_header_prefixes = &["anthropic-", "openai-"];
+            }
+        }
+        request
+    }
+
+    fn gemini_path(&self, upstream_model: &str, stream: bool) -> String {
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        self.upstream
+            .path(&format!("/models/{upstream_model}:{method}"))
+    }
+
+    /// The client-facing error for an upstream error answer. A well-formed error in the
+    /// provider's own format is kept verbatim for clients of that dialect.
+    pub fn upstream_error(&self, status: u16, body: &[u8]) -> GatewayError {
+        let mut error = match self.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 openai::upstream_error(&self.name, status, body)
             }
+            ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),
+            ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
+        };
+        if let Some(dialect) = self.kind.native_dialect() {
+            if is_error_envelope(dialect, body) {
+                error.passthrough = Some(Passthrough {
+                    dialect,
+                    status,
+                    body: Bytes::copy_from_slice(body),
+                });
+            }
         }
+        error
+    }
+}
+
+/// Whether `body` is an error answer in `dialect`'s own shape.
+fn is_error_envelope(dialect: Dialect, body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    match dialect {
+        Dialect::OpenAi => v["error"]["message"].is_string(),
+        Dialect::Anthropic => v["type"] == "error" && v["error"]["type"].is_string(),
     }
 }

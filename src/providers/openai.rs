@@ -30,7 +30,8 @@ struct ErrorBody {
 }
 
 /// The upstream request: the endpoint's path under the provider's base URL, the body with
-/// the upstream model name, and the provider's bearer key.
+/// the upstream model name spliced in (and usage requested for streams, see
+/// [`Peeked::for_openai_upstream`]), and the provider's bearer key.
 pub fn prepare(
     provider: &Provider,
     endpoint: &Endpoint,
@@ -41,21 +42,17 @@ pub fn prepare(
     let suffix = match endpoint {
         Endpoint::ChatCompletions => "/chat/completions",
         Endpoint::Embeddings => "/embeddings",
-        Endpoint::Models | Endpoint::Model(_) => {
+        _ => {
             return Err(GatewayError::new(
                 ErrorKind::Internal,
-                "the models listing is answered by the gateway",
+                "not an OpenAI passthrough endpoint",
             ))
         }
     };
-    Ok(UpstreamRequest {
-        path: provider.upstream.path(suffix),
-        body: peeked.with_model(body, &model.upstream_model),
-        auth: provider
-            .api_key
-            .as_ref()
-            .map(|k| ("authorization", format!("Bearer {}", k.expose()))),
-    })
+    Ok(provider.request(
+        provider.upstream.path(suffix),
+        peeked.for_openai_upstream(body, &model.upstream_model),
+    ))
 }
 
 /// An OpenAI-format error answer as a [`GatewayError`] with the same status, message, type,

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::catalog::Model;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::limits::{Claim, Decision};
+use crate::metrics;
+use crate::usage::meter::Meter;
 
 /// Everything one request accumulates on its way through the gateway.
 #[derive(Debug)]
@@ -21,6 +26,8 @@ pub struct RequestCtx {
     /// The catalog model that served the request (after any fallback).
     pub model: Option<Arc<Model>>,
     pub stream: bool,
+    /// The client asked for OpenAI's usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
     /// When the first response body byte was written to the client.
     pub first_byte_at: Option<Instant>,
     /// The failure, whether it became an error response or an error event mid-stream.
@@ -29,10 +36,19 @@ pub struct RequestCtx {
     /// sees a truncated body, instead of letting Pingora terminate it cleanly.
     pub abort_downstream: bool,
     pub client_gone: bool,
+    /// The client's request body (kept for a token estimate when no usage is reported).
+    pub body: Bytes,
+    /// Reads usage from the answer; set once an answer starts.
+    pub meter: Option<Meter>,
+    /// The limits this request counts against, and what the limiter decided.
+    pub limit: Option<(Claim, Decision)>,
+    /// `x-ratelimit-*` headers for the response.
+    pub rate_headers: Vec<(&'static str, String)>,
 }
 
 impl RequestCtx {
     pub fn new() -> Self {
+        metrics::INFLIGHT.inc();
         Self {
             request_id: format!("req_{}", uuid::Uuid::new_v4().simple()),
             started: Instant::now(),
@@ -41,11 +57,24 @@ impl RequestCtx {
             key_id: None,
             model: None,
             stream: false,
+            include_usage: false,
             first_byte_at: None,
             error: None,
             abort_downstream: false,
             client_gone: false,
+            body: Bytes::new(),
+            meter: None,
+            limit: None,
+            rate_headers: Vec::new(),
         }
+    }
+}
+
+impl Drop for RequestCtx {
+    /// Paired with the increment in `new_ctx`: the gauge counts live requests even when
+    /// Pingora drops one without calling `logging`.
+    fn drop(&mut self) {
+        metrics::INFLIGHT.dec();
     }
 }
 

@@ -5,27 +5,23 @@
 //! size through: Pingora replays a body read in `request_filter` only up to 64 KiB. It also
 //! makes fallback a loop over routes, since the body is in hand.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
+use super::relay;
 use crate::catalog::Model;
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::{Provider, UpstreamRequest};
-use crate::sse::EventFramer;
+use crate::providers::{Plan, Provider, UpstreamRequest};
 
-/// Most bytes gathered from already-readable upstream chunks into one client write.
-const MAX_COALESCE: usize = 64 * 1024;
 /// Largest upstream error body read before it is turned into the client's error.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// Fresh connections tried when a pooled one turns out to be closed by the provider.
@@ -59,31 +55,6 @@ const REQUEST_HEADERS_DROPPED: &[&str] = &[
     "x-real-ip",
 ];
 
-/// Provider response headers never shown to clients: framing, hop-by-hop, and facts about
-/// the gateway's provider account (its rate limits, organisation, cookies, request ids).
-const RESPONSE_HEADERS_DROPPED: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "set-cookie",
-    "x-request-id",
-    "request-id",
-    "openai-organization",
-    "openai-project",
-    "anthropic-organization-id",
-    "server",
-    "alt-svc",
-    "via",
-    "cf-ray",
-    "cf-cache-status",
-];
-const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] = &["x-ratelimit-", "anthropic-ratelimit-"];
-
 /// How the exchange ended, when it did not end with an error response.
 pub enum Finished {
     /// The answer (or an SSE error event) was delivered and the response is complete.
@@ -102,13 +73,17 @@ pub async fn forward(
     session: &mut Session,
     ctx: &mut RequestCtx,
     routes: &[Arc<Model>],
-    mut prepare: impl FnMut(&Model) -> Result<UpstreamRequest, GatewayError>,
+    mut prepare: impl FnMut(&Model) -> Result<Plan, GatewayError>,
 ) -> Result<Finished, GatewayError> {
     let mut last_error = None;
     for (i, model) in routes.iter().enumerate() {
         let may_fall_back = i + 1 < routes.len();
-        let request = prepare(model)?;
         ctx.model = Some(model.clone());
+        let mut request = match prepare(model)? {
+            Plan::Upstream(request) => request,
+            Plan::Local(body) => return super::write_json(session, ctx, 200, body, None).await,
+        };
+        let translator = request.translator.take();
         let provider = &model.provider;
         let (up, peer) = match send(connector, provider, session.req_header(), &request, ctx).await
         {
@@ -138,7 +113,13 @@ pub async fn forward(
             }
             return Err(e);
         }
-        return Ok(relay(connector, up, &peer, provider, session, ctx).await);
+        let upstream = relay::Upstream {
+            connector,
+            session: up,
+            peer: &peer,
+            provider,
+        };
+        return relay::relay(upstream, translator, request.content_type, session, ctx).await;
     }
     Err(last_error.unwrap_or_else(|| GatewayError::new(ErrorKind::Internal, "no route to try")))
 }
@@ -195,7 +176,8 @@ async fn write_and_read_header(
 }
 
 /// The request line and headers for the provider: the client's own headers minus
-/// [`REQUEST_HEADERS_DROPPED`], then the provider's host, auth and the new body length.
+/// [`REQUEST_HEADERS_DROPPED`] and other APIs' headers, then the provider's host, auth and
+/// defaults, and the new body length.
 fn upstream_header(
     provider: &Provider,
     client: &RequestHeader,
@@ -203,20 +185,31 @@ fn upstream_header(
     request_id: &str,
 ) -> pingora::Result<RequestHeader> {
     let mut header = RequestHeader::build(
-        client.method.clone(),
+        http::Method::POST,
         request.path.as_bytes(),
         Some(client.headers.len() + 4),
     )?;
     for (name, value) in client.headers.iter() {
-        if !REQUEST_HEADERS_DROPPED.contains(&name.as_str()) {
+        let name_str = name.as_str();
+        let dropped = REQUEST_HEADERS_DROPPED.contains(&name_str)
+            || request
+                .dropped_header_prefixes
+                .iter()
+                .any(|p| name_str.starts_with(p));
+        if !dropped {
             header.append_header(name.clone(), value.clone())?;
         }
     }
     header.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
-    if let Some((name, value)) = &request.auth {
+    for (name, value) in &request.headers {
         header.insert_header(*name, value.as_str())?;
     }
-    if !header.headers.contains_key(http::header::CONTENT_TYPE) {
+    for (name, value) in &request.default_headers {
+        if !header.headers.contains_key(*name) {
+            header.insert_header(*name, *value)?;
+        }
+    }
+    if request.content_type.is_some() || !header.headers.contains_key(http::header::CONTENT_TYPE) {
         header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     }
     header.insert_header(http::header::CONTENT_LENGTH, request.body.len())?;
@@ -267,217 +260,6 @@ async fn read_error(
     e
 }
 
-/// Streams a successful answer to the client: header first, then the body as it arrives.
-/// Chunks that are already readable are sent in one write (Pingora flushes every write);
-/// SSE answers go out in whole events so a failure can end them with an error event.
-async fn relay(
-    connector: &Connector,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    provider: &Provider,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Finished {
-    let Some(upstream_header) = up.response_header() else {
-        return Finished::Abort;
-    };
-    let is_sse = upstream_header
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let client_header = match client_response_header(upstream_header, &ctx.request_id, is_sse) {
-        Ok(h) => h,
-        Err(e) => {
-            ctx.error = Some(GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                format!("provider response header: {e}"),
-            ));
-            return Finished::Abort;
-        }
-    };
-    if session
-        .write_response_header(Box::new(client_header), false)
-        .await
-        .is_err()
-    {
-        ctx.client_gone = true;
-        return Finished::Abort;
-    }
-    up.set_read_timeout(Some(provider.timeouts.idle));
-
-    let mut framer = is_sse.then(EventFramer::default);
-    let mut pieces: Vec<Bytes> = Vec::new();
-    let mut watch_client = true;
-    loop {
-        let first = tokio::select! {
-            biased;
-            read = up.read_response_body() => read,
-            watched = session.read_body_or_idle(true), if watch_client => {
-                if watched.is_err() {
-                    ctx.client_gone = true;
-                    return Finished::Abort;
-                }
-                watch_client = false;
-                continue;
-            }
-        };
-        let first = match first {
-            Ok(chunk) => chunk,
-            Err(e) => return fail_mid_stream(session, ctx, framer, provider, &e).await,
-        };
-        let mut eos = first.is_none() || up.response_done();
-        let mut total = first.as_ref().map_or(0, Bytes::len);
-        pieces.clear();
-        pieces.extend(first);
-        let mut late_error = None;
-        while !eos && total < MAX_COALESCE {
-            match ready_now(up.read_response_body()).await {
-                None => break,
-                Some(Err(e)) => {
-                    late_error = Some(e);
-                    break;
-                }
-                Some(Ok(chunk)) => {
-                    eos = chunk.is_none() || up.response_done();
-                    if let Some(chunk) = chunk {
-                        total += chunk.len();
-                        pieces.push(chunk);
-                    }
-                }
-            }
-        }
-        let data = concat(&mut pieces, total);
-        let out = match (&mut framer, data) {
-            (Some(f), Some(d)) => f.push(d),
-            (None, d) => d,
-            (Some(_), None) => None,
-        };
-        if let Some(out) = out {
-            ctx.first_byte_at.get_or_insert_with(Instant::now);
-            if session.write_response_body(Some(out), false).await.is_err() {
-                ctx.client_gone = true;
-                return Finished::Abort;
-            }
-        }
-        if let Some(e) = late_error {
-            return fail_mid_stream(session, ctx, framer, provider, &e).await;
-        }
-        if eos {
-            break;
-        }
-    }
-    connector
-        .release_http_session(up, peer, Some(Duration::from_secs(60)))
-        .await;
-    if let Some(rest) = framer.as_mut().and_then(EventFramer::finish) {
-        if session
-            .write_response_body(Some(rest), false)
-            .await
-            .is_err()
-        {
-            ctx.client_gone = true;
-            return Finished::Abort;
-        }
-    }
-    if session.write_response_body(None, true).await.is_err() {
-        ctx.client_gone = true;
-        return Finished::Abort;
-    }
-    Finished::Complete
-}
-
-/// The provider failed after the response began. An SSE answer ends with an error event
-/// (the unfinished event before it is dropped); any other body cannot be repaired, so the
-/// connection is dropped and the client sees a truncated response, not a wrong one.
-async fn fail_mid_stream(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    framer: Option<EventFramer>,
-    provider: &Provider,
-    e: &Error,
-) -> Finished {
-    let error = upstream_failure(provider, e, "streaming the answer");
-    let finished = match framer {
-        Some(_) => {
-            let event = error.sse_event(ctx.dialect);
-            let written = session
-                .write_response_body(Some(event), false)
-                .await
-                .is_ok()
-                && session.write_response_body(None, true).await.is_ok();
-            if written {
-                Finished::Complete
-            } else {
-                ctx.client_gone = true;
-                Finished::Abort
-            }
-        }
-        None => Finished::Abort,
-    };
-    ctx.error = Some(error);
-    finished
-}
-
-/// The client's response header: the provider's status and headers minus
-/// [`RESPONSE_HEADERS_DROPPED`], with the gateway's request id. A passthrough JSON answer
-/// keeps its Content-Length; streams are chunked.
-fn client_response_header(
-    upstream: &ResponseHeader,
-    request_id: &str,
-    is_sse: bool,
-) -> pingora::Result<ResponseHeader> {
-    let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
-    for (name, value) in upstream.headers.iter() {
-        let name_str = name.as_str();
-        let dropped = RESPONSE_HEADERS_DROPPED.contains(&name_str)
-            || RESPONSE_HEADER_PREFIXES_DROPPED
-                .iter()
-                .any(|p| name_str.starts_with(p));
-        if !dropped {
-            header.append_header(name.clone(), value.clone())?;
-        }
-    }
-    let length = upstream
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .filter(|_| !is_sse);
-    match length {
-        Some(length) => header.insert_header(http::header::CONTENT_LENGTH, length.clone())?,
-        None => header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?,
-    }
-    header.insert_header("x-request-id", request_id)?;
-    Ok(header)
-}
-
-/// One piece is passed on as is; several are joined into one buffer for one write.
-fn concat(pieces: &mut Vec<Bytes>, total: usize) -> Option<Bytes> {
-    match pieces.len() {
-        0 => None,
-        1 => pieces.pop(),
-        _ => {
-            let mut joined = BytesMut::with_capacity(total);
-            for piece in pieces.drain(..) {
-                joined.extend_from_slice(&piece);
-            }
-            Some(joined.freeze())
-        }
-    }
-}
-
-/// Polls a future once with the task's real waker: `Some` if it is ready now, `None` if it
-/// would wait. (A no-op waker, as in `now_or_never`, would lose the wake-up.)
-async fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        Poll::Ready(match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Some(v),
-            Poll::Pending => None,
-        })
-    })
-    .await
-}
-
 fn is_timeout(e: &Error) -> bool {
     matches!(
         e.etype(),
@@ -490,7 +272,7 @@ fn is_timeout(e: &Error) -> bool {
 
 /// A transport failure talking to `provider`, as the client's error: timeouts are 504,
 /// everything else (refused, reset, TLS, malformed answer) is 502.
-fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> GatewayError {
+pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> GatewayError {
     let t = &provider.timeouts;
     let (kind, message) = match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (

@@ -3,6 +3,7 @@
 
 pub mod ctx;
 pub mod exchange;
+mod relay;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,11 +19,28 @@ use serde_json::json;
 
 use crate::auth::{presented_key, KeyInfo, KeyStore};
 use crate::catalog::Catalog;
+use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
+use crate::limits::{self, Claim, Limiter};
+use crate::metrics;
 use crate::request::peek;
+use crate::usage::api::{usage_json, UsageQuery};
+use crate::usage::sink::{UsageSink, UsageStore};
+use crate::usage::{estimate, pricing, Usage, UsageRecord};
 use ctx::RequestCtx;
 use exchange::Finished;
+
+/// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
+const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
+
+/// The stricter of two optional limits.
+fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// The gateway's request handler, shared by every worker thread.
 pub struct Gateway {
@@ -30,17 +48,30 @@ pub struct Gateway {
     keys: KeyStore,
     max_body_bytes: usize,
     connector: Connector,
+    usage: UsageSink,
+    history: Arc<dyn UsageStore>,
+    limiter: Limiter,
     /// Unix time the catalog was loaded: the `created` of every listed model.
     loaded_at: u64,
 }
 
 impl Gateway {
-    pub fn new(catalog: Catalog, keys: KeyStore, max_body_bytes: usize) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        keys: KeyStore,
+        max_body_bytes: usize,
+        usage: UsageSink,
+        history: Arc<dyn UsageStore>,
+        limiter: Limiter,
+    ) -> Self {
         Self {
             catalog,
             keys,
             max_body_bytes,
             connector: Connector::new(None),
+            usage,
+            history,
+            limiter,
             loaded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -56,20 +87,34 @@ impl Gateway {
     ) -> Result<Finished, GatewayError> {
         let header = session.req_header();
         let endpoint = Endpoint::route(&header.method, header.uri.path())?;
-        ctx.dialect = endpoint.dialect();
+        ctx.dialect = endpoint.dialect(header.headers.contains_key("anthropic-version"));
         ctx.endpoint = Some(endpoint.clone());
         let key = self.authenticate(session)?;
         ctx.key_id = Some(key.id.clone());
 
         match &endpoint {
             Endpoint::Models => return self.list_models(session, ctx, &key).await,
+            Endpoint::Usage => {
+                let query = UsageQuery::parse(session.req_header().uri.query())?;
+                let body = usage_json(self.history.as_ref(), &key.id, query)
+                    .await
+                    .map_err(|e| {
+                        GatewayError::new(ErrorKind::Internal, format!("usage history: {e}"))
+                    })?;
+                return write_json(session, ctx, 200, body.to_string().into(), None).await;
+            }
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
-            Endpoint::ChatCompletions | Endpoint::Embeddings => {}
+            Endpoint::ChatCompletions
+            | Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens => {}
         }
 
         let body = self.read_body(session).await?;
+        ctx.body = body.clone();
         let peeked = peek(&endpoint, &body)?;
         ctx.stream = peeked.stream;
+        ctx.include_usage = peeked.include_usage;
         let model = self
             .catalog
             .get(&peeked.model)
@@ -85,6 +130,28 @@ impl Gateway {
                 ErrorKind::ModelNotAllowed,
                 format!("this API key may not use the model `{}`", model.name),
             ));
+        }
+        let claim = Claim {
+            key_id: key.id.clone(),
+            model: model.name.clone(),
+            rpm: stricter(key.limits.rpm, model.limits.rpm),
+            tpm: stricter(key.limits.tpm, model.limits.tpm),
+            reserve: 0,
+            budget_micro_usd: key.budget_micro_usd,
+        };
+        let claim = Claim {
+            reserve: match claim.tpm {
+                // bytes/4 is a cheap prompt estimate; settlement corrects it
+                Some(_) => {
+                    body.len() as u64 / 4 + peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
+                }
+                None => 0,
+            },
+            ..claim
+        };
+        if let Some(decision) = self.limiter.acquire(&claim).await? {
+            ctx.rate_headers = limits::headers(&claim, &decision);
+            ctx.limit = Some((claim, decision));
         }
         let routes = self.catalog.routes(model);
         exchange::forward(&self.connector, session, ctx, &routes, |route| {
@@ -168,9 +235,17 @@ impl Gateway {
             .catalog
             .iter()
             .filter(|m| key.allows(&m.name))
-            .map(|m| self.model_object(&m.name))
+            .map(|m| self.model_object(&m.name, ctx.dialect))
             .collect();
-        let body = json!({"object": "list", "data": data});
+        let body = match ctx.dialect {
+            Dialect::OpenAi => json!({"object": "list", "data": data}),
+            Dialect::Anthropic => json!({
+                "data": data,
+                "has_more": false,
+                "first_id": data.first().map(|m| m["id"].clone()),
+                "last_id": data.last().map(|m| m["id"].clone()),
+            }),
+        };
         write_json(session, ctx, 200, body.to_string().into(), None).await
     }
 
@@ -183,7 +258,7 @@ impl Gateway {
     ) -> Result<Finished, GatewayError> {
         match self.catalog.get(id).filter(|m| key.allows(&m.name)) {
             Some(m) => {
-                let body = self.model_object(&m.name).to_string().into();
+                let body = self.model_object(&m.name, ctx.dialect).to_string().into();
                 write_json(session, ctx, 200, body, None).await
             }
             None => Err(GatewayError::new(
@@ -193,8 +268,22 @@ impl Gateway {
         }
     }
 
-    fn model_object(&self, name: &str) -> serde_json::Value {
-        json!({"id": name, "object": "model", "created": self.loaded_at, "owned_by": "cheapai"})
+    /// A catalog model as OpenAI's or Anthropic's models API describes one.
+    fn model_object(&self, name: &str, dialect: Dialect) -> serde_json::Value {
+        match dialect {
+            Dialect::OpenAi => {
+                json!({"id": name, "object": "model", "created": self.loaded_at, "owned_by": "cheapai"})
+            }
+            Dialect::Anthropic => {
+                let created = UNIX_EPOCH + std::time::Duration::from_secs(self.loaded_at);
+                json!({
+                    "type": "model",
+                    "id": name,
+                    "display_name": name,
+                    "created_at": humantime::format_rfc3339_seconds(created).to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -219,21 +308,88 @@ async fn discard_rest_of_body(session: &mut Session, limit: usize) {
     }
 }
 
+impl Gateway {
+    /// The usage record of a request that named a catalog model with a valid key: tokens as
+    /// the provider reported them or, when it reported none for an answer that started (a cut
+    /// stream, a client that left), the tokenizer's count of the prompt and of what was
+    /// delivered, marked `estimated`.
+    fn usage_record(&self, ctx: &mut RequestCtx, status: u16) -> Option<UsageRecord> {
+        let key_id = ctx.key_id.clone()?;
+        let model = ctx.model.clone()?;
+        let (usage, estimated) = match ctx.meter.as_mut() {
+            None => (Usage::default(), false),
+            Some(meter) => match meter.reported() {
+                Some(u) => (u, false),
+                None => {
+                    let ratio = meter.text_overflow_ratio();
+                    let completion = estimate::count(&model.upstream_model, meter.delivered_text());
+                    let usage = Usage {
+                        prompt: estimate::prompt_tokens(&model.upstream_model, &ctx.body),
+                        completion: (completion as f64 * ratio).round() as u64,
+                        cached: 0,
+                    };
+                    (usage, true)
+                }
+            },
+        };
+        Some(UsageRecord {
+            request_id: ctx.request_id.clone(),
+            key_id,
+            model: model.name.clone(),
+            provider: model.provider.name.clone(),
+            endpoint: ctx
+                .endpoint
+                .as_ref()
+                .map_or("-", Endpoint::label)
+                .to_string(),
+            prompt_tokens: usage.prompt,
+            completion_tokens: usage.completion,
+            cached_tokens: usage.cached,
+            cost_micro_usd: pricing::cost_micro_usd(&usage, &model.price),
+            status,
+            duration_ms: ctx.started.elapsed().as_millis() as u64,
+            ttft_ms: ctx
+                .first_byte_at
+                .map(|t| t.duration_since(ctx.started).as_millis() as u64),
+            stream: ctx.stream,
+            client_disconnected: ctx.client_gone,
+            estimated,
+            error: ctx.error.as_ref().map(|e| e.kind.label().to_string()),
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// Writes a complete JSON response with the request id (and `Retry-After` when given).
-async fn write_json(
+pub(crate) async fn write_json(
     session: &mut Session,
     ctx: &RequestCtx,
     status: u16,
     body: Bytes,
-    retry_after: Option<u64>,
+    error: Option<&GatewayError>,
 ) -> Result<Finished, GatewayError> {
     let header = (|| -> pingora::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(status, Some(4))?;
+        let mut h = ResponseHeader::build(status, Some(8))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(seconds) = retry_after {
+        let rate_headers = match error {
+            Some(e) if !e.rate_limit_headers.is_empty() => &e.rate_limit_headers,
+            _ => &ctx.rate_headers,
+        };
+        for (name, value) in rate_headers {
+            h.insert_header(*name, value.as_str())?;
+        }
+        if let Some(seconds) = error.and_then(|e| e.retry_after) {
             h.insert_header(http::header::RETRY_AFTER, seconds)?;
+            h.insert_header("retry-after-ms", seconds * 1000)?;
+        }
+        if error.is_some_and(|e| e.kind == ErrorKind::QuotaExceeded) {
+            // retrying cannot help until an operator raises the budget
+            h.insert_header("x-should-retry", "false")?;
         }
         Ok(h)
     })()
@@ -270,7 +426,7 @@ impl ProxyHttp for Gateway {
                 Error::e_explain(ErrorType::ConnectionClosed, "response cut short")
             }
             Err(e) => {
-                let status = e.status();
+                let status = e.status_for(ctx.dialect);
                 ctx.error = Some(e);
                 Error::e_explain(ErrorType::HTTPStatus(status), "request refused")
             }
@@ -311,10 +467,10 @@ impl ProxyHttp for Gateway {
             };
             GatewayError::new(kind, format!("request failed: {}", e.etype().as_str()))
         });
-        let status = error.status();
+        let error = error.clone();
+        let status = error.status_for(ctx.dialect);
         let body = error.body(ctx.dialect);
-        let retry_after = error.retry_after;
-        let written = write_json(session, ctx, status, body, retry_after).await;
+        let written = write_json(session, ctx, status, body, Some(&error)).await;
         FailToProxy {
             error_code: status,
             can_reuse_downstream: matches!(written, Ok(Finished::Complete)) && status != 413,
@@ -327,24 +483,73 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = final_status(session).unwrap_or(0);
+        let record = self.usage_record(ctx, status);
         let model = ctx.model.as_ref();
+        let model_label = model.map_or("-", |m| m.name.as_str());
+        let provider_label = model.map_or("-", |m| m.provider.name.as_str());
+        let endpoint_label = ctx.endpoint.as_ref().map_or("-", Endpoint::label);
+        metrics::REQUESTS
+            .with_label_values(&[
+                model_label,
+                provider_label,
+                endpoint_label,
+                &status.to_string(),
+            ])
+            .inc();
+        metrics::REQUEST_DURATION
+            .with_label_values(&[model_label, provider_label])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(first) = ctx.first_byte_at {
+            metrics::TIME_TO_FIRST_TOKEN
+                .with_label_values(&[model_label, provider_label])
+                .observe(first.duration_since(ctx.started).as_secs_f64());
+        }
+        if let Some(e) = ctx.error.as_ref().filter(|e| e.kind.is_upstream()) {
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&[provider_label, e.kind.label()])
+                .inc();
+        }
         log::info!(
             target: "access",
-            "{} {} {} status={} key={} model={} provider={} stream={} ms={} ttfb_ms={} error={}{}",
+            "{} {} {} status={} key={} model={} provider={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
             ctx.request_id,
             session.req_header().method,
-            ctx.endpoint.as_ref().map_or("-", Endpoint::label),
+            endpoint_label,
             status,
             ctx.key_id.as_deref().unwrap_or("-"),
-            model.map_or("-", |m| m.name.as_str()),
-            model.map_or("-", |m| m.provider.name.as_str()),
+            model_label,
+            provider_label,
             ctx.stream,
             ctx.started.elapsed().as_millis(),
             ctx.first_byte_at
                 .map(|t| t.duration_since(ctx.started).as_millis().to_string())
                 .unwrap_or_else(|| "-".into()),
+            record.as_ref().map_or(0, |r| r.prompt_tokens),
+            record.as_ref().map_or(0, |r| r.completion_tokens),
             ctx.error.as_ref().map_or("-", |e| e.kind.label()),
             if ctx.client_gone { " client_gone" } else { "" },
         );
+        if let Some(record) = record {
+            for (kind, n) in [
+                ("prompt", record.prompt_tokens),
+                ("completion", record.completion_tokens),
+                ("cached", record.cached_tokens),
+            ] {
+                metrics::TOKENS
+                    .with_label_values(&[model_label, provider_label, kind])
+                    .inc_by(n);
+            }
+            metrics::COST_USD
+                .with_label_values(&[model_label])
+                .inc_by(pricing::usd(record.cost_micro_usd));
+            metrics::USAGE_RECORDS.inc();
+            if let Some((claim, decision)) = ctx.limit.take() {
+                let tokens = record.prompt_tokens + record.completion_tokens;
+                self.limiter
+                    .settle(&claim, &decision, tokens, record.cost_micro_usd)
+                    .await;
+            }
+            self.usage.submit(record);
+        }
     }
 }

@@ -187,6 +187,19 @@ impl Gateway {
         Answer::from(result)
     }
 
+    /// The emulator's record of the request behind `answer`, once the emulator has finished
+    /// writing its answer (the client may read the last byte before the emulator records it).
+    pub fn upstream_exchange(&self, answer: &Answer) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let record = self.upstream_request(answer);
+            if record["response_finished"] == true || Instant::now() > deadline {
+                return record;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What the emulator recorded for request `seq` (the `x-emulator-seq` of an answer).
     pub fn upstream_request(&self, answer: &Answer) -> Value {
         let seq: u64 = answer

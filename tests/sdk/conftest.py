@@ -24,8 +24,17 @@ import requests
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost"]))
 
+# Client-side settings of the official SDKs must not leak into the tests (a stray
+# ANTHROPIC_API_KEY would add an x-api-key header to the auth_token client, say).
+for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+    os.environ.pop(_var, None)
+
 PROVIDER_KEY = "sk-provider-secret"
 PROVIDER_KEY_ENV = "CHEAPAI_TEST_PROVIDER_KEY"
+ANTHROPIC_PROVIDER_KEY = "sk-ant-provider-secret"
+ANTHROPIC_PROVIDER_KEY_ENV = "CHEAPAI_TEST_ANTHROPIC_KEY"
+GEMINI_PROVIDER_KEY = "gemini-provider-secret"
+GEMINI_PROVIDER_KEY_ENV = "CHEAPAI_TEST_GEMINI_KEY"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 80
@@ -39,8 +48,11 @@ class Gateway:
     emulator_url: str  # http://127.0.0.1:EMUPORT (upstream emulator root)
     key: str  # client key allowed every model
     other_key: str  # client key allowed only gpt-4o
-    provider_key: str  # what the gateway must send upstream
+    provider_key: str  # what the gateway must send upstream (OpenAI-format provider `emu`)
+    anthropic_provider_key: str  # ... to the Anthropic-format provider `emu-anthropic`
+    gemini_provider_key: str  # ... to the Gemini provider `emu-gemini`
     config_path: Path
+    jsonl_path: Path  # [usage].jsonl_path: the billing log, one JSON record per request
     log_path: Path
     process: subprocess.Popen
 
@@ -76,7 +88,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def render_config(port: int, admin_port: int, emu_port: int, key: str, other_key: str) -> str:
+def render_config(port: int, admin_port: int, emu_port: int, key: str, other_key: str, jsonl_path: Path) -> str:
     return f"""\
 [server]
 listen = "127.0.0.1:{port}"
@@ -84,6 +96,10 @@ admin_listen = "127.0.0.1:{admin_port}"
 threads = 2
 max_body_bytes = 10485760
 grace_period_seconds = 5
+
+[usage]
+jsonl_path = "{jsonl_path}"
+history_per_key = 1000
 
 [emulator]
 listen = "127.0.0.1:{emu_port}"
@@ -96,12 +112,38 @@ connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
 
+[providers.emu-anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "{ANTHROPIC_PROVIDER_KEY_ENV}"
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
+[providers.emu-gemini]
+kind = "gemini"
+base_url = "http://127.0.0.1:{emu_port}/v1beta"
+api_key_env = "{GEMINI_PROVIDER_KEY_ENV}"
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
 [models."gpt-4o"]
 provider = "emu"
 price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
 
 [models."claude-3-5-sonnet"]
-provider = "emu"
+provider = "emu-anthropic"
+upstream_model = "claude-3-5-sonnet-20241022"
+price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
+
+[models."gemini-1-5-pro"]
+provider = "emu-gemini"
+upstream_model = "gemini-1.5-pro"
+price = {{ input = 1.25, output = 5.0 }}
+
+[models."text-embedding-004"]
+provider = "emu-gemini"
 
 [models."text-embedding-3"]
 provider = "emu"
@@ -161,11 +203,14 @@ def gateway(tmp_path_factory) -> Gateway:
     port, admin_port, emu_port = free_ports(3)
 
     config_path = tmp / "gateway.toml"
-    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key))
+    jsonl_path = tmp / "usage.jsonl"
+    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key, jsonl_path))
     log_path = tmp / "gateway.log"
 
     env = dict(os.environ)
     env[PROVIDER_KEY_ENV] = PROVIDER_KEY
+    env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
+    env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
 
@@ -193,7 +238,10 @@ def gateway(tmp_path_factory) -> Gateway:
         key=key,
         other_key=other_key,
         provider_key=PROVIDER_KEY,
+        anthropic_provider_key=ANTHROPIC_PROVIDER_KEY,
+        gemini_provider_key=GEMINI_PROVIDER_KEY,
         config_path=config_path,
+        jsonl_path=jsonl_path,
         log_path=log_path,
         process=proc,
     )
@@ -248,6 +296,26 @@ def other_client(gateway):
     from openai import OpenAI
 
     c = OpenAI(base_url=gateway.base_url, api_key=gateway.other_key, max_retries=0, timeout=30)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def anthropic_client(gateway):
+    """The Anthropic SDK as its users configure it: root URL (no /v1), key sent as x-api-key."""
+    import anthropic
+
+    c = anthropic.Anthropic(base_url=gateway.root_url, api_key=gateway.key, max_retries=0, timeout=30)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def anthropic_token_client(gateway):
+    """The Anthropic SDK with `auth_token`: `Authorization: Bearer` (Claude Code's ANTHROPIC_AUTH_TOKEN)."""
+    import anthropic
+
+    c = anthropic.Anthropic(base_url=gateway.root_url, auth_token=gateway.key, max_retries=0, timeout=30)
     yield c
     c.close()
 

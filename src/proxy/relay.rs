@@ -1,0 +1,471 @@
+//! Streaming a provider's answer to the client: as it is (passthrough), or through a
+//! translator into the client's format (whole JSON, or event by event).
+//!
+//! Upstream chunks that are already readable are gathered into one client write (Pingora
+//! flushes every write), so a burst of events costs a few syscalls, while a paced stream
+//! still reaches the client event by event.
+
+use std::future::Future;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::Error;
+
+use super::ctx::RequestCtx;
+use super::exchange::{upstream_failure, Finished};
+use crate::error::{ErrorKind, GatewayError};
+use crate::providers::{Provider, ResponseTranslator};
+use crate::sse::EventFramer;
+use crate::usage::meter::Meter;
+
+/// Most bytes gathered from already-readable upstream chunks into one client write.
+const MAX_COALESCE: usize = 64 * 1024;
+/// Largest non-streaming answer buffered for translation.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+
+/// Provider response headers never shown to clients: framing, hop-by-hop, and facts about
+/// the gateway's provider account (its rate limits, organisation, cookies, request ids).
+const RESPONSE_HEADERS_DROPPED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "set-cookie",
+    "x-request-id",
+    "request-id",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "server",
+    "alt-svc",
+    "via",
+    "cf-ray",
+    "cf-cache-status",
+];
+const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] = &["x-ratelimit-", "anthropic-ratelimit-"];
+
+/// The provider side of an exchange whose response header has been read.
+pub struct Upstream<'a> {
+    pub connector: &'a Connector,
+    pub session: HttpSession,
+    pub peer: &'a HttpPeer,
+    pub provider: &'a Provider,
+}
+
+impl Upstream<'_> {
+    /// The connection goes back to the pool (only after a complete answer).
+    async fn release(self) {
+        self.connector
+            .release_http_session(self.session, self.peer, Some(Duration::from_secs(60)))
+            .await;
+    }
+}
+
+/// One read of the upstream body: what arrived, and how reading ended.
+struct Batch {
+    data: Option<Bytes>,
+    /// The upstream body is complete.
+    eos: bool,
+    /// Reading failed after `data` (which is still delivered first).
+    error: Option<Box<Error>>,
+}
+
+/// Reads the upstream body in batches while watching the client.
+struct BodyReader {
+    pieces: Vec<Bytes>,
+    watch_client: bool,
+}
+
+impl BodyReader {
+    fn new() -> Self {
+        Self {
+            pieces: Vec::new(),
+            watch_client: true,
+        }
+    }
+
+    /// Waits for the next chunk, then takes whatever else is already readable (never waiting
+    /// for more). `None` = the client went away.
+    async fn next(&mut self, up: &mut HttpSession, session: &mut Session) -> Option<Batch> {
+        let first = loop {
+            tokio::select! {
+                biased;
+                read = up.read_response_body() => break read,
+                watched = session.read_body_or_idle(true), if self.watch_client => {
+                    if watched.is_err() {
+                        return None;
+                    }
+                    self.watch_client = false;
+                }
+            }
+        };
+        let first = match first {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                return Some(Batch {
+                    data: None,
+                    eos: false,
+                    error: Some(e),
+                })
+            }
+        };
+        let mut eos = first.is_none() || up.response_done();
+        let mut total = first.as_ref().map_or(0, Bytes::len);
+        self.pieces.clear();
+        self.pieces.extend(first);
+        let mut error = None;
+        while !eos && total < MAX_COALESCE {
+            match ready_now(up.read_response_body()).await {
+                None => break,
+                Some(Err(e)) => {
+                    error = Some(e);
+                    break;
+                }
+                Some(Ok(chunk)) => {
+                    eos = chunk.is_none() || up.response_done();
+                    if let Some(chunk) = chunk {
+                        total += chunk.len();
+                        self.pieces.push(chunk);
+                    }
+                }
+            }
+        }
+        Some(Batch {
+            data: concat(&mut self.pieces, total),
+            eos,
+            error,
+        })
+    }
+}
+
+/// Streams a successful answer to the client, translated when `translator` is set. An
+/// `Err` means nothing was written yet, so it can still become an error response.
+pub async fn relay(
+    mut up: Upstream<'_>,
+    translator: Option<Box<dyn ResponseTranslator>>,
+    content_type: Option<&'static str>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Finished, GatewayError> {
+    up.session.set_read_timeout(Some(up.provider.timeouts.idle));
+    let upstream_header = up
+        .session
+        .response_header()
+        .cloned()
+        .ok_or_else(|| GatewayError::new(ErrorKind::UpstreamProtocol, "no response header"))?;
+    let streamed = match content_type {
+        Some(t) => t == "text/event-stream",
+        None => content_type_of(&upstream_header).starts_with("text/event-stream"),
+    };
+    ctx.meter = Some(Meter::new(ctx.dialect, streamed, !ctx.include_usage));
+    Ok(match (translator, content_type) {
+        (Some(t), Some("text/event-stream")) => {
+            let header = client_header(&upstream_header, ctx, Some("text/event-stream"), None)?;
+            translated_stream(up, t, header, session, ctx).await
+        }
+        (Some(t), _) => {
+            translated_body(up, t, &upstream_header, content_type, session, ctx).await?
+        }
+        (None, _) => passthrough(up, &upstream_header, session, ctx).await?,
+    })
+}
+
+/// The provider's answer, byte for byte. SSE answers go out in whole events, so a failure
+/// mid-stream can end them with an error event.
+async fn passthrough(
+    up: Upstream<'_>,
+    upstream_header: &ResponseHeader,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Finished, GatewayError> {
+    let is_sse = content_type_of(upstream_header).starts_with("text/event-stream");
+    let length = upstream_header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .filter(|_| !is_sse);
+    let header = client_header(upstream_header, ctx, None, length)?;
+    if !write_header(session, ctx, header).await {
+        return Ok(Finished::Abort);
+    }
+    Ok(passthrough_body(up, is_sse, session, ctx).await)
+}
+
+async fn passthrough_body(
+    mut up: Upstream<'_>,
+    is_sse: bool,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Finished {
+    let mut framer = is_sse.then(EventFramer::default);
+    let mut reader = BodyReader::new();
+    loop {
+        let Some(batch) = reader.next(&mut up.session, session).await else {
+            ctx.client_gone = true;
+            return Finished::Abort;
+        };
+        let out = match (&mut framer, batch.data) {
+            (Some(f), Some(d)) => f.push(d),
+            (_, d) => d,
+        };
+        if let Some(out) = out {
+            if !write_body(session, ctx, out).await {
+                return Finished::Abort;
+            }
+        }
+        if let Some(e) = batch.error {
+            let error = upstream_failure(up.provider, &e, "streaming the answer");
+            return fail_mid_stream(session, ctx, is_sse, error).await;
+        }
+        if batch.eos {
+            break;
+        }
+    }
+    up.release().await;
+    if let Some(rest) = framer.as_mut().and_then(EventFramer::finish) {
+        if !write_body(session, ctx, rest).await {
+            return Finished::Abort;
+        }
+    }
+    end_body(session, ctx).await
+}
+
+/// A non-streaming answer in another format: read whole, translated, then sent with its
+/// length. Nothing is written before the translation succeeded, so a provider answer the
+/// gateway cannot read still becomes a proper error response.
+async fn translated_body(
+    mut up: Upstream<'_>,
+    mut translator: Box<dyn ResponseTranslator>,
+    upstream_header: &ResponseHeader,
+    content_type: Option<&'static str>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<Finished, GatewayError> {
+    let mut out = Vec::new();
+    let mut received = 0usize;
+    let mut reader = BodyReader::new();
+    let failure = loop {
+        let Some(batch) = reader.next(&mut up.session, session).await else {
+            ctx.client_gone = true;
+            return Ok(Finished::Abort);
+        };
+        if let Some(data) = &batch.data {
+            received += data.len();
+            if received > MAX_TRANSLATED_BODY {
+                break Some(GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!(
+                        "provider {} answered more than {MAX_TRANSLATED_BODY} bytes",
+                        up.provider.name
+                    ),
+                ));
+            }
+            if let Err(e) = translator.push(data, &mut out) {
+                break Some(e);
+            }
+        }
+        if let Some(e) = batch.error {
+            break Some(upstream_failure(up.provider, &e, "reading the answer"));
+        }
+        if batch.eos {
+            break translator.finish(&mut out).err();
+        }
+    };
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    up.release().await;
+    let header = client_header(upstream_header, ctx, content_type, Some(out.len()))?;
+    if !write_header(session, ctx, header).await || !write_body(session, ctx, out.into()).await {
+        return Ok(Finished::Abort);
+    }
+    Ok(end_body(session, ctx).await)
+}
+
+/// A streamed answer in another format, translated event by event as it arrives.
+async fn translated_stream(
+    mut up: Upstream<'_>,
+    mut translator: Box<dyn ResponseTranslator>,
+    header: ResponseHeader,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Finished {
+    if !write_header(session, ctx, header).await {
+        return Finished::Abort;
+    }
+    let mut reader = BodyReader::new();
+    let mut out = Vec::new();
+    loop {
+        let Some(batch) = reader.next(&mut up.session, session).await else {
+            ctx.client_gone = true;
+            return Finished::Abort;
+        };
+        out.clear();
+        let translated = match &batch.data {
+            Some(data) => translator.push(data, &mut out),
+            None => Ok(()),
+        };
+        let translated = translated.and_then(|()| match batch.eos {
+            true => translator.finish(&mut out),
+            false => Ok(()),
+        });
+        if !out.is_empty() && !write_body(session, ctx, Bytes::copy_from_slice(&out)).await {
+            return Finished::Abort;
+        }
+        if let Err(error) = translated {
+            return fail_mid_stream(session, ctx, true, error).await;
+        }
+        if let Some(e) = batch.error {
+            let error = upstream_failure(up.provider, &e, "streaming the answer");
+            return fail_mid_stream(session, ctx, true, error).await;
+        }
+        if batch.eos {
+            break;
+        }
+    }
+    up.release().await;
+    end_body(session, ctx).await
+}
+
+async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: ResponseHeader) -> bool {
+    let ok = session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_ok();
+    ctx.client_gone |= !ok;
+    ok
+}
+
+/// Writes answer bytes, after the meter has read them (and removed the usage chunk the
+/// client did not ask for).
+async fn write_body(session: &mut Session, ctx: &mut RequestCtx, data: Bytes) -> bool {
+    let data = match ctx.meter.as_mut() {
+        Some(meter) => meter.process(data),
+        None => data,
+    };
+    if data.is_empty() {
+        return true;
+    }
+    ctx.first_byte_at.get_or_insert_with(Instant::now);
+    let ok = session.write_response_body(Some(data), false).await.is_ok();
+    ctx.client_gone |= !ok;
+    ok
+}
+
+async fn end_body(session: &mut Session, ctx: &mut RequestCtx) -> Finished {
+    if session.write_response_body(None, true).await.is_ok() {
+        Finished::Complete
+    } else {
+        ctx.client_gone = true;
+        Finished::Abort
+    }
+}
+
+/// The provider failed after the response began. An SSE answer ends with an error event in
+/// the client's dialect; any other body cannot be repaired, so the connection is dropped
+/// and the client sees a truncated response, not a wrong one.
+async fn fail_mid_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    is_sse: bool,
+    error: GatewayError,
+) -> Finished {
+    let event = error.sse_event(ctx.dialect);
+    ctx.error = Some(error);
+    if !is_sse {
+        return Finished::Abort;
+    }
+    if !write_body(session, ctx, event).await {
+        return Finished::Abort;
+    }
+    end_body(session, ctx).await
+}
+
+fn content_type_of(header: &ResponseHeader) -> &str {
+    header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The client's response header: the provider's status and headers minus
+/// [`RESPONSE_HEADERS_DROPPED`], with the gateway's request id, the translated content type
+/// if any, and a Content-Length when the body length is known (else chunked).
+fn client_header(
+    upstream: &ResponseHeader,
+    ctx: &RequestCtx,
+    content_type: Option<&'static str>,
+    length: Option<usize>,
+) -> Result<ResponseHeader, GatewayError> {
+    let build = || -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
+        for (name, value) in upstream.headers.iter() {
+            let name_str = name.as_str();
+            let dropped = RESPONSE_HEADERS_DROPPED.contains(&name_str)
+                || RESPONSE_HEADER_PREFIXES_DROPPED
+                    .iter()
+                    .any(|p| name_str.starts_with(p));
+            if !dropped {
+                header.append_header(name.clone(), value.clone())?;
+            }
+        }
+        if let Some(content_type) = content_type {
+            header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+        }
+        match length {
+            Some(length) => header.insert_header(http::header::CONTENT_LENGTH, length)?,
+            None => header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?,
+        }
+        header.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (name, value) in &ctx.rate_headers {
+            header.insert_header(*name, value.as_str())?;
+        }
+        Ok(header)
+    };
+    build().map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamProtocol,
+            format!("provider response header unusable: {e}"),
+        )
+    })
+}
+
+/// One piece is passed on as is; several are joined into one buffer for one write.
+fn concat(pieces: &mut Vec<Bytes>, total: usize) -> Option<Bytes> {
+    match pieces.len() {
+        0 => None,
+        1 => pieces.pop(),
+        _ => {
+            let mut joined = BytesMut::with_capacity(total);
+            for piece in pieces.drain(..) {
+                joined.extend_from_slice(&piece);
+            }
+            Some(joined.freeze())
+        }
+    }
+}
+
+/// Polls a future once with the task's real waker: `Some` if it is ready now, `None` if it
+/// would wait. (A no-op waker, as in `now_or_never`, would lose the wake-up.)
+async fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
