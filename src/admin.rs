@@ -11,6 +11,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::keys::{self, KeyBackend, StoredKey};
 use crate::metrics;
 use crate::secret::Secret;
 use crate::usage::api::{usage_json, UsageQuery};
@@ -20,11 +21,164 @@ use crate::usage::sink::UsageStore;
 pub struct Admin {
     token: Option<Secret>,
     history: Arc<dyn UsageStore>,
+    keys: Arc<dyn KeyBackend>,
+}
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// `POST /admin/keys` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    limits: Option<NewLimits>,
+    budget_usd: Option<f64>,
+    /// Unix seconds.
+    expires_at: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLimits {
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+}
+
+type Answer = (u16, &'static str, Vec<u8>);
+
+fn json_answer(status: u16, v: serde_json::Value) -> Answer {
+    (status, "application/json", v.to_string().into_bytes())
+}
+
+fn error(status: u16, kind: &str, message: impl std::fmt::Display) -> Answer {
+    json_answer(
+        status,
+        json!({"error": {"message": message.to_string(), "type": kind}}),
+    )
+}
+
+/// A key as the admin API shows it (never the secret, never the hash).
+fn key_view(k: &StoredKey) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "models": k.models,
+        "limits": {"rpm": k.rpm, "tpm": k.tpm},
+        "budget_usd": k.budget_micro_usd.map(crate::usage::pricing::usd),
+        "expires_at": k.expires_at,
+        "disabled": k.disabled,
+        "created_at": k.created_at,
+    })
 }
 
 impl Admin {
-    pub fn new(token: Option<Secret>, history: Arc<dyn UsageStore>) -> Self {
-        Self { token, history }
+    pub fn new(
+        token: Option<Secret>,
+        history: Arc<dyn UsageStore>,
+        keys: Arc<dyn KeyBackend>,
+    ) -> Self {
+        Self {
+            token,
+            history,
+            keys,
+        }
+    }
+
+    async fn create_key(&self, session: &mut ServerSession) -> Answer {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_ADMIN_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => return error(413, "invalid_request_error", "body too large"),
+                Ok(None) => break,
+                Err(e) => return error(400, "invalid_request_error", e),
+            }
+        }
+        let new: NewKey = match serde_json::from_slice(&body) {
+            Ok(n) => n,
+            Err(e) => {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    format!("invalid key request: {e}"),
+                )
+            }
+        };
+        if new.name.trim().is_empty() {
+            return error(400, "invalid_request_error", "`name` must not be empty");
+        }
+        let budget_micro_usd = match new.budget_usd {
+            Some(b) if !(b.is_finite() && b >= 0.0) => {
+                return error(400, "invalid_request_error", "`budget_usd` must be >= 0")
+            }
+            Some(b) => Some((b * 1e6).round() as u64),
+            None => None,
+        };
+        let secret = keys::new_secret();
+        let sha256 = crate::auth::hash_key(&secret);
+        let limits = new.limits.unwrap_or(NewLimits {
+            rpm: None,
+            tpm: None,
+        });
+        let stored = StoredKey {
+            id: keys::id_for(&sha256),
+            sha256,
+            name: new.name,
+            models: new.models.unwrap_or_else(|| vec!["*".into()]),
+            rpm: limits.rpm,
+            tpm: limits.tpm,
+            budget_micro_usd,
+            expires_at: new.expires_at,
+            disabled: false,
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        };
+        if let Err(e) = self.keys.insert(&stored).await {
+            return error(503, "server_error", e);
+        }
+        let mut view = key_view(&stored);
+        view["key"] = json!(secret);
+        json_answer(201, view)
+    }
+
+    async fn keys_route(&self, session: &mut ServerSession, method: &str, rest: &str) -> Answer {
+        let result = match (
+            method,
+            rest.trim_matches('/')
+                .split('/')
+                .collect::<Vec<_>>()
+                .as_slice(),
+        ) {
+            ("POST", [""]) => return self.create_key(session).await,
+            ("GET", [""]) => self.keys.list().await.map(|keys| {
+                json_answer(
+                    200,
+                    json!({"data": keys.iter().map(key_view).collect::<Vec<_>>()}),
+                )
+            }),
+            ("POST", [id, action @ ("disable" | "enable")]) => self
+                .keys
+                .set_disabled(id, *action == "disable")
+                .await
+                .map(|found| match found {
+                    true => json_answer(200, json!({"id": id, "disabled": *action == "disable"})),
+                    false => error(404, "not_found_error", format!("no key {id}")),
+                }),
+            ("DELETE", [id]) => self.keys.delete(id).await.map(|found| match found {
+                true => json_answer(200, json!({"id": id, "deleted": true})),
+                false => error(404, "not_found_error", format!("no key {id}")),
+            }),
+            _ => Ok(error(404, "not_found_error", "not found")),
+        };
+        result.unwrap_or_else(|e| error(503, "server_error", e))
     }
 
     fn authorized(&self, session: &ServerSession) -> Result<(), (u16, serde_json::Value)> {
@@ -53,52 +207,58 @@ impl Admin {
         }
     }
 
-    async fn route(&self, session: &ServerSession) -> (u16, &'static str, Vec<u8>) {
+    async fn route(&self, session: &mut ServerSession) -> Answer {
         let header = session.req_header();
-        let path = header.uri.path();
-        let json_answer = |status: u16, v: serde_json::Value| {
-            (status, "application/json", v.to_string().into_bytes())
+        let path = header.uri.path().to_string();
+        let method = header.method.as_str().to_string();
+        let query = header.uri.query().map(str::to_string);
+        match path.as_str() {
+            "/health" | "/ready" => return json_answer(200, json!({"status": "ok"})),
+            "/metrics" => return (200, "text/plain; version=0.0.4", metrics::render()),
+            _ => {}
+        }
+        let Some(admin_path) = path.strip_prefix("/admin/") else {
+            return error(404, "not_found_error", "not found");
         };
-        match path {
-            "/health" | "/ready" => json_answer(200, json!({"status": "ok"})),
-            "/metrics" => (200, "text/plain; version=0.0.4", metrics::render()),
-            "/admin/usage" => {
-                if let Err((status, body)) = self.authorized(session) {
-                    return json_answer(status, body);
-                }
-                let query = header.uri.query();
-                let key = query
+        if let Err((status, body)) = self.authorized(session) {
+            return json_answer(status, body);
+        }
+        match admin_path
+            .split_once('/')
+            .map_or(admin_path, |(first, _)| first)
+        {
+            "usage" => self.usage(query.as_deref()).await,
+            "keys" => {
+                let rest = admin_path
+                    .strip_prefix("keys")
                     .unwrap_or_default()
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("key="))
-                    .filter(|k| !k.is_empty());
-                let Some(key) = key else {
-                    return json_answer(
-                        400,
-                        json!({"error": {"message": "`key` (a key id, k_…) is required", "type": "invalid_request_error", "param": "key"}}),
-                    );
-                };
-                let q = match UsageQuery::parse(query) {
-                    Ok(q) => q,
-                    Err(e) => {
-                        return json_answer(
-                            400,
-                            json!({"error": {"message": e.message, "type": "invalid_request_error", "param": e.param}}),
-                        )
-                    }
-                };
-                match usage_json(self.history.as_ref(), key, q).await {
-                    Ok(v) => json_answer(200, v),
-                    Err(e) => json_answer(
-                        500,
-                        json!({"error": {"message": e, "type": "server_error"}}),
-                    ),
-                }
+                    .to_string();
+                self.keys_route(session, &method, &rest).await
             }
-            _ => json_answer(
-                404,
-                json!({"error": {"message": "not found", "type": "invalid_request_error"}}),
-            ),
+            _ => error(404, "not_found_error", "not found"),
+        }
+    }
+
+    async fn usage(&self, query: Option<&str>) -> Answer {
+        let key = query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|p| p.strip_prefix("key="))
+            .filter(|k| !k.is_empty());
+        let Some(key) = key else {
+            return error(
+                400,
+                "invalid_request_error",
+                "`key` (a key id, k_…) is required",
+            );
+        };
+        let q = match UsageQuery::parse(query) {
+            Ok(q) => q,
+            Err(e) => return error(400, "invalid_request_error", e.message),
+        };
+        match usage_json(self.history.as_ref(), key, q).await {
+            Ok(v) => json_answer(200, v),
+            Err(e) => error(500, "server_error", e),
         }
     }
 }

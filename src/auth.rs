@@ -5,12 +5,15 @@
 //! records carry.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Limits;
+use crate::keys::KeyBackend;
+use crate::state::StateError;
 
 /// What the gateway knows about a verified client key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct KeyInfo {
     pub models: Vec<String>,
     pub limits: Limits,
     pub budget_micro_usd: Option<u64>,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<u64>,
 }
 
 impl KeyInfo {
@@ -67,11 +72,31 @@ pub fn presented_key(req: &RequestHeader) -> Option<&str> {
     })
 }
 
-/// Static keys from the config, by hash.
-#[derive(Debug, Default)]
+/// A looked-up run-time key, remembered for the cache TTL (`None` = unknown key).
+type Cached = (Option<Arc<KeyInfo>>, Instant);
+
+/// Every key the gateway accepts: static keys from the config, then run-time keys from the
+/// [`KeyBackend`] (Redis or memory), cached in process for `cache_ttl` so the hot path makes
+/// no Redis call for a known key. A disabled or deleted key is refused within that TTL; an
+/// expired one at once.
 pub struct KeyStore {
     by_hash: HashMap<String, Arc<KeyInfo>>,
+    dynamic: Option<Arc<dyn KeyBackend>>,
+    cache: Mutex<HashMap<String, Cached>>,
+    cache_ttl: Duration,
 }
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("static_keys", &self.by_hash.len())
+            .finish()
+    }
+}
+
+/// Unknown keys are remembered for less time, so a key just created on another instance
+/// works here quickly.
+const NEGATIVE_CACHE: Duration = Duration::from_millis(500);
 
 impl KeyStore {
     /// `keys` pairs each key's lowercase hex SHA-256 with its info.
@@ -81,12 +106,67 @@ impl KeyStore {
                 .into_iter()
                 .map(|(hash, info)| (hash, Arc::new(info)))
                 .collect(),
+            dynamic: None,
+            cache: Mutex::new(HashMap::new()),
+            cache_ttl: Duration::from_secs(5),
         }
     }
 
-    /// The key's info, if the presented key is known.
-    pub fn verify(&self, presented: &str) -> Option<Arc<KeyInfo>> {
-        self.by_hash.get(&hash_key(presented)).cloned()
+    /// How many keys the config defines.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Adds the run-time key backend.
+    pub fn with_backend(mut self, backend: Arc<dyn KeyBackend>, cache_ttl: Duration) -> Self {
+        self.dynamic = Some(backend);
+        self.cache_ttl = cache_ttl;
+        self
+    }
+
+    /// The key's info, if the presented key is known and usable now. `Err` when the key
+    /// backend cannot be asked (the client gets a 503, not a wrong 401).
+    pub async fn verify(&self, presented: &str) -> Result<Option<Arc<KeyInfo>>, StateError> {
+        let hash = hash_key(presented);
+        if let Some(info) = self.by_hash.get(&hash) {
+            return Ok(Some(info.clone()));
+        }
+        let Some(backend) = &self.dynamic else {
+            return Ok(None);
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&hash).cloned());
+        if let Some((info, at)) = &cached {
+            let ttl = if info.is_some() {
+                self.cache_ttl
+            } else {
+                NEGATIVE_CACHE
+            };
+            if at.elapsed() < ttl {
+                return Ok(info
+                    .clone()
+                    .filter(|i| i.expires_at.is_none_or(|t| now < t)));
+            }
+        }
+        let info = match backend.get(&hash).await {
+            Ok(stored) => stored.and_then(|k| k.usable(now)).map(Arc::new),
+            // Redis is down: a key seen before keeps working.
+            Err(e) => match cached {
+                Some((info, _)) => info,
+                None => return Err(e),
+            },
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(hash, (info.clone(), Instant::now()));
+        }
+        Ok(info)
     }
 }
 
@@ -121,8 +201,8 @@ mod tests {
         assert_eq!(presented_key(&req(&[])), None);
     }
 
-    #[test]
-    fn verifies_by_hash_and_checks_models() {
+    #[tokio::test]
+    async fn verifies_by_hash_and_checks_models() {
         let hash = hash_key("cai-secret");
         assert_eq!(hash.len(), 64);
         let info = KeyInfo {
@@ -131,13 +211,33 @@ mod tests {
             models: vec!["gpt-4o".into(), "claude-*".into()],
             limits: Limits::default(),
             budget_micro_usd: None,
+            expires_at: None,
         };
         let store = KeyStore::new([(hash, info)]);
-        let found = store.verify("cai-secret").unwrap();
+        let found = store.verify("cai-secret").await.unwrap().unwrap();
         assert!(found.id.starts_with("k_") && found.id.len() == 14);
-        assert!(store.verify("cai-other").is_none());
+        assert!(store.verify("cai-other").await.unwrap().is_none());
         assert!(found.allows("gpt-4o"));
         assert!(found.allows("claude-3-5-sonnet"));
         assert!(!found.allows("gpt-4o-mini"));
+    }
+
+    #[tokio::test]
+    async fn run_time_keys_are_cached_and_disabling_takes_effect_after_the_ttl() {
+        let backend = Arc::new(crate::keys::MemoryKeys::default());
+        let key = crate::keys::tests::stored("cai-runtime");
+        backend.insert(&key).await.unwrap();
+        let store = KeyStore::new([]).with_backend(backend.clone(), Duration::from_millis(100));
+        assert!(store.verify("cai-runtime").await.unwrap().is_some());
+        backend.set_disabled(&key.id, true).await.unwrap();
+        assert!(
+            store.verify("cai-runtime").await.unwrap().is_some(),
+            "cached"
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(
+            store.verify("cai-runtime").await.unwrap().is_none(),
+            "refused after the TTL"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod emulator;
 pub mod endpoint;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod providers;
@@ -70,10 +71,17 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         .clone()
         .map(|r| Arc::new(limits::redis::RedisLimits::new(r)) as Arc<dyn limits::LimitStore>);
     let limiter = limits::Limiter::new(shared_limits, config.state.on_redis_error);
+    let key_backend: Arc<dyn keys::KeyBackend> = match &redis {
+        Some(r) => Arc::new(keys::RedisKeys::new(r.clone())),
+        None => Arc::new(keys::MemoryKeys::default()),
+    };
+    let client_keys = config
+        .keys
+        .with_backend(key_backend.clone(), config.state.key_cache_ttl);
 
     let gateway = proxy::Gateway::new(
         config.catalog,
-        config.keys,
+        client_keys,
         config.server.max_body_bytes,
         usage_sink,
         history.clone(),
@@ -88,7 +96,7 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     server.add_service(proxy_service);
 
     if let Some(listen) = &config.server.admin_listen {
-        let admin_app = admin::Admin::new(config.server.admin_token.clone(), history);
+        let admin_app = admin::Admin::new(config.server.admin_token.clone(), history, key_backend);
         let mut admin = Service::new("admin".to_string(), admin_app);
         admin.add_tcp(listen);
         server.add_service(admin);

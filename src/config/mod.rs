@@ -276,6 +276,7 @@ impl Validator<'_> {
                     models: k.models.clone(),
                     limits: limits(k.limits),
                     budget_micro_usd,
+                    expires_at: None,
                 },
             ));
         }
@@ -437,7 +438,7 @@ sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
         assert_eq!(c.catalog.routes(m).len(), 2);
         assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-test");
         assert_eq!(c.server.max_body_bytes, 10 * 1024 * 1024);
-        assert!(c.keys.verify("password").is_some());
+        assert_eq!(c.keys.len(), 1);
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Gateway {
         let endpoint = Endpoint::route(&header.method, header.uri.path())?;
         ctx.dialect = endpoint.dialect(header.headers.contains_key("anthropic-version"));
         ctx.endpoint = Some(endpoint.clone());
-        let key = self.authenticate(session)?;
+        let key = self.authenticate(session).await?;
         ctx.key_id = Some(key.id.clone());
 
         match &endpoint {
@@ -160,7 +160,7 @@ impl Gateway {
         .await
     }
 
-    fn authenticate(&self, session: &Session) -> Result<Arc<KeyInfo>, GatewayError> {
+    async fn authenticate(&self, session: &Session) -> Result<Arc<KeyInfo>, GatewayError> {
         let presented = presented_key(session.req_header()).ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::InvalidKey,
@@ -169,6 +169,14 @@ impl Gateway {
         })?;
         self.keys
             .verify(presented)
+            .await
+            .map_err(|e| {
+                log::warn!("key lookup: {e}");
+                GatewayError::new(
+                    ErrorKind::StateUnavailable,
+                    "the key store is unavailable; try again shortly",
+                )
+            })?
             .ok_or_else(|| GatewayError::new(ErrorKind::InvalidKey, "Incorrect API key provided."))
     }
 

@@ -1,0 +1,342 @@
+//! Client keys created at run time through `/admin/keys`: stored by SHA-256 only, in Redis
+//! (shared by every instance) or in memory (one instance). Config keys live in
+//! [`crate::auth::KeyStore`] and never come here.
+//!
+//! Redis layout: `cai:key:{sha256}` → the key's JSON ([`StoredKey`]), `cai:key:{sha256}:off`
+//! present while it is disabled (a flag of its own, so disabling is one write, never a
+//! read-modify-write), `cai:keyid:{id}` → its sha256, and the set `cai:keys` of ids. The
+//! secret itself is never stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{key_id, KeyInfo};
+use crate::catalog::Limits;
+use crate::state::{Redis, StateError};
+
+/// What is stored for a key: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub id: String,
+    pub sha256: String,
+    pub name: String,
+    pub models: Vec<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_micro_usd: Option<u64>,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<u64>,
+    pub disabled: bool,
+    pub created_at: u64,
+}
+
+impl StoredKey {
+    /// The key as the request path sees it, or `None` when it may not be used at `now`.
+    pub fn usable(&self, now_secs: u64) -> Option<KeyInfo> {
+        if self.disabled || self.expires_at.is_some_and(|t| now_secs >= t) {
+            return None;
+        }
+        Some(KeyInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            models: self.models.clone(),
+            limits: Limits {
+                rpm: self.rpm,
+                tpm: self.tpm,
+            },
+            budget_micro_usd: self.budget_micro_usd,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// Where run-time keys live.
+#[async_trait]
+pub trait KeyBackend: Send + Sync {
+    async fn get(&self, sha256: &str) -> Result<Option<StoredKey>, StateError>;
+    async fn insert(&self, key: &StoredKey) -> Result<(), StateError>;
+    async fn list(&self) -> Result<Vec<StoredKey>, StateError>;
+    /// Sets `disabled`; false when no key has that id.
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, StateError>;
+    /// False when no key has that id.
+    async fn delete(&self, id: &str) -> Result<bool, StateError>;
+}
+
+/// A new secret: `cai-` and 64 hex digits from two v4 UUIDs (244 random bits).
+pub fn new_secret() -> String {
+    format!(
+        "cai-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The id of a key with this hash (same rule as config keys).
+pub fn id_for(sha256: &str) -> String {
+    key_id(sha256)
+}
+
+/// Run-time keys of a single instance.
+#[derive(Default)]
+pub struct MemoryKeys {
+    by_hash: Mutex<HashMap<String, StoredKey>>,
+}
+
+fn poisoned() -> StateError {
+    StateError("key store lock poisoned".into())
+}
+
+#[async_trait]
+impl KeyBackend for MemoryKeys {
+    async fn get(&self, sha256: &str) -> Result<Option<StoredKey>, StateError> {
+        Ok(self
+            .by_hash
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(sha256)
+            .cloned())
+    }
+
+    async fn insert(&self, key: &StoredKey) -> Result<(), StateError> {
+        self.by_hash
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key.sha256.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<StoredKey>, StateError> {
+        let mut keys: Vec<_> = self
+            .by_hash
+            .lock()
+            .map_err(|_| poisoned())?
+            .values()
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, StateError> {
+        let mut map = self.by_hash.lock().map_err(|_| poisoned())?;
+        Ok(map
+            .values_mut()
+            .find(|k| k.id == id)
+            .map(|k| k.disabled = disabled)
+            .is_some())
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StateError> {
+        let mut map = self.by_hash.lock().map_err(|_| poisoned())?;
+        let before = map.len();
+        map.retain(|_, k| k.id != id);
+        Ok(map.len() < before)
+    }
+}
+
+/// Run-time keys shared through Redis.
+pub struct RedisKeys {
+    redis: Arc<Redis>,
+}
+
+impl RedisKeys {
+    pub fn new(redis: Arc<Redis>) -> Self {
+        Self { redis }
+    }
+}
+
+impl RedisKeys {
+    /// The sha256 of the key with this id.
+    async fn hash_of(&self, id: &str) -> Result<Option<String>, StateError> {
+        let id_key = format!("cai:keyid:{id}");
+        self.redis
+            .run("key id", move |mut c| {
+                Box::pin(async move { redis::cmd("GET").arg(id_key).query_async(&mut c).await })
+            })
+            .await
+    }
+}
+
+fn parse(json: Option<String>) -> Result<Option<StoredKey>, StateError> {
+    json.map(|j| {
+        serde_json::from_str(&j).map_err(|e| StateError(format!("stored key is not valid: {e}")))
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl KeyBackend for RedisKeys {
+    async fn get(&self, sha256: &str) -> Result<Option<StoredKey>, StateError> {
+        let keys = [
+            format!("cai:key:{{{sha256}}}"),
+            format!("cai:key:{{{sha256}}}:off"),
+        ];
+        let (json, off): (Option<String>, Option<String>) = self
+            .redis
+            .run("key lookup", move |mut c| {
+                Box::pin(async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await })
+            })
+            .await?;
+        Ok(parse(json)?.map(|k| StoredKey {
+            disabled: off.is_some(),
+            ..k
+        }))
+    }
+
+    async fn insert(&self, key: &StoredKey) -> Result<(), StateError> {
+        let json = serde_json::to_string(key).map_err(|e| StateError(e.to_string()))?;
+        let (hash, id) = (key.sha256.clone(), key.id.clone());
+        let _: () = self
+            .redis
+            .run("key insert", move |mut c| {
+                Box::pin(async move {
+                    redis::pipe()
+                        .atomic()
+                        .set(format!("cai:key:{{{hash}}}"), json)
+                        .ignore()
+                        .set(format!("cai:keyid:{id}"), &hash)
+                        .ignore()
+                        .sadd("cai:keys", &id)
+                        .ignore()
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<StoredKey>, StateError> {
+        let ids: Vec<String> = self
+            .redis
+            .run("key list", |mut c| {
+                Box::pin(async move {
+                    redis::cmd("SMEMBERS")
+                        .arg("cai:keys")
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        let mut keys = Vec::new();
+        for id in ids {
+            if let Some(hash) = self.hash_of(&id).await? {
+                keys.extend(self.get(&hash).await?);
+            }
+        }
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, StateError> {
+        let Some(hash) = self.hash_of(id).await? else {
+            return Ok(false);
+        };
+        let flag = format!("cai:key:{{{hash}}}:off");
+        let _: () = self
+            .redis
+            .run("key disable", move |mut c| {
+                Box::pin(async move {
+                    if disabled {
+                        redis::cmd("SET").arg(flag).arg(1).query_async(&mut c).await
+                    } else {
+                        redis::cmd("DEL").arg(flag).query_async(&mut c).await
+                    }
+                })
+            })
+            .await?;
+        Ok(true)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StateError> {
+        let Some(hash) = self.hash_of(id).await? else {
+            return Ok(false);
+        };
+        let id_key = format!("cai:keyid:{id}");
+        let id = id.to_string();
+        let _: () = self
+            .redis
+            .run("key delete", move |mut c| {
+                Box::pin(async move {
+                    redis::pipe()
+                        .atomic()
+                        .del(format!("cai:key:{{{hash}}}"))
+                        .ignore()
+                        .del(format!("cai:key:{{{hash}}}:off"))
+                        .ignore()
+                        .del(id_key)
+                        .ignore()
+                        .srem("cai:keys", id)
+                        .ignore()
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn stored(name: &str) -> StoredKey {
+        let sha256 = crate::auth::hash_key(name);
+        StoredKey {
+            id: id_for(&sha256),
+            sha256,
+            name: name.into(),
+            models: vec!["*".into()],
+            rpm: Some(5),
+            tpm: None,
+            budget_micro_usd: None,
+            expires_at: None,
+            disabled: false,
+            created_at: 1,
+        }
+    }
+
+    /// The behaviour both backends must have.
+    pub async fn backend_contract(b: &dyn KeyBackend) {
+        let k = stored("cai-contract-1");
+        b.insert(&k).await.unwrap();
+        assert_eq!(b.get(&k.sha256).await.unwrap(), Some(k.clone()));
+        assert_eq!(
+            b.list()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|x| x.id == k.id)
+                .count(),
+            1
+        );
+        assert!(b.set_disabled(&k.id, true).await.unwrap());
+        assert!(b.get(&k.sha256).await.unwrap().unwrap().disabled);
+        assert!(!b.set_disabled("k_nope", true).await.unwrap());
+        assert!(b.delete(&k.id).await.unwrap());
+        assert_eq!(b.get(&k.sha256).await.unwrap(), None);
+        assert!(!b.delete(&k.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn memory_backend_meets_the_contract() {
+        backend_contract(&MemoryKeys::default()).await;
+    }
+
+    #[test]
+    fn disabled_and_expired_keys_are_not_usable() {
+        let mut k = stored("cai-x");
+        assert!(k.usable(100).is_some());
+        k.expires_at = Some(100);
+        assert!(k.usable(99).is_some());
+        assert!(k.usable(100).is_none());
+        k.expires_at = None;
+        k.disabled = true;
+        assert!(k.usable(0).is_none());
+        assert!(new_secret().starts_with("cai-") && new_secret().len() == 68);
+    }
+}
