@@ -340,3 +340,15 @@ pub(crate) mod tests {
         assert!(new_secret().starts_with("cai-") && new_secret().len() == 68);
     }
 }
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redis_backend_meets_the_same_contract() {
+        let server = crate::state::tests::redis_server();
+        let redis = Redis::new(&server.1, std::time::Duration::from_secs(2)).unwrap();
+        tests::backend_contract(&RedisKeys::new(Arc::new(redis))).await;
+    }
+}

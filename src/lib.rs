@@ -46,9 +46,39 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     server.bootstrap();
     metrics::init();
 
-    let history: Arc<dyn UsageStore> = Arc::new(MemoryStore::new(config.usage.history_per_key));
+    // Each runtime that talks to Redis gets its own connection (made on first use there):
+    // the request path, and the usage writer, which outlives requests at shutdown.
+    let connect = || {
+        config
+            .state
+            .redis_url
+            .as_ref()
+            .map(|url| state::Redis::new(url, config.state.timeout).map(Arc::new))
+            .transpose()
+            .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
+    };
+    let redis = connect()?;
+    let history_cap = config.usage.history_per_key;
+    let (history, history_writer): (Arc<dyn UsageStore>, Arc<dyn UsageStore>) =
+        match (&redis, connect()?) {
+            (Some(r), Some(writer)) => (
+                Arc::new(usage::redis_history::RedisHistory::new(
+                    r.clone(),
+                    history_cap,
+                )),
+                Arc::new(usage::redis_history::RedisHistory::new(writer, history_cap)),
+            ),
+            _ => {
+                let memory = Arc::new(MemoryStore::new(history_cap));
+                (memory.clone(), memory)
+            }
+        };
+    let shared_limits = redis
+        .clone()
+        .map(|r| Arc::new(limits::redis::RedisLimits::new(r)) as Arc<dyn limits::LimitStore>);
+    let limiter = limits::Limiter::new(shared_limits, config.state.on_redis_error);
     let (usage_sink, usage_writer) =
-        usage::sink::channel(history.clone(), config.usage.jsonl_path.clone()).map_err(|e| {
+        usage::sink::channel(history_writer, config.usage.jsonl_path.clone()).map_err(|e| {
             pingora::Error::explain(
                 pingora::ErrorType::FileOpenError,
                 format!("usage log {:?}: {e}", config.usage.jsonl_path),
@@ -59,18 +89,6 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         usage_writer,
     ));
 
-    let redis = match &config.state.redis_url {
-        Some(url) => Some(Arc::new(
-            state::Redis::new(url, config.state.timeout).map_err(|e| {
-                pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string())
-            })?,
-        )),
-        None => None,
-    };
-    let shared_limits = redis
-        .clone()
-        .map(|r| Arc::new(limits::redis::RedisLimits::new(r)) as Arc<dyn limits::LimitStore>);
-    let limiter = limits::Limiter::new(shared_limits, config.state.on_redis_error);
     let key_backend: Arc<dyn keys::KeyBackend> = match &redis {
         Some(r) => Arc::new(keys::RedisKeys::new(r.clone())),
         None => Arc::new(keys::MemoryKeys::default()),

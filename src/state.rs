@@ -79,3 +79,44 @@ impl Redis {
         Err(StateError(error))
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    /// A throwaway `redis-server` for store tests; killed on drop.
+    pub struct TestRedis(Child, pub String);
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    pub fn redis_server() -> TestRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup installs it)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        TestRedis(child, format!("redis://127.0.0.1:{port}/0"))
+    }
+}

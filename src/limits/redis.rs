@@ -126,3 +126,16 @@ impl LimitStore for RedisLimits {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn redis_store_meets_the_same_contract_as_the_local_one() {
+        let server = crate::state::tests::redis_server();
+        let redis = Redis::new(&server.1, Duration::from_secs(2)).unwrap();
+        super::super::tests::store_contract(&RedisLimits::new(std::sync::Arc::new(redis))).await;
+    }
+}

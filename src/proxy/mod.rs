@@ -31,6 +31,57 @@ use crate::usage::{estimate, pricing, Usage, UsageRecord};
 use ctx::RequestCtx;
 use exchange::Finished;
 
+/// Anthropic's list pagination: `limit` (1..=1000, default 20), `after_id`, `before_id`.
+struct AnthropicPage {
+    limit: usize,
+    after_id: Option<String>,
+    before_id: Option<String>,
+}
+
+impl AnthropicPage {
+    fn parse(query: Option<&str>) -> Result<Self, GatewayError> {
+        let mut page = Self {
+            limit: 20,
+            after_id: None,
+            before_id: None,
+        };
+        for pair in query.unwrap_or_default().split('&') {
+            match pair.split_once('=') {
+                Some(("limit", v)) => {
+                    page.limit = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|l| (1..=1000).contains(l))
+                        .ok_or_else(|| {
+                            GatewayError::invalid("limit", "`limit` must be 1..=1000")
+                        })?;
+                }
+                Some(("after_id", v)) => page.after_id = Some(v.to_string()),
+                Some(("before_id", v)) => page.before_id = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// The page of `ids` and whether more lie beyond it in the direction of travel.
+    fn select<'a>(&self, ids: &[&'a str]) -> (Vec<&'a str>, bool) {
+        let position = |id: &str| ids.iter().position(|x| *x == id);
+        match (&self.before_id, &self.after_id) {
+            (Some(before), _) => {
+                let end = position(before).unwrap_or(0);
+                let start = end.saturating_sub(self.limit);
+                (ids[start..end].to_vec(), start > 0)
+            }
+            (None, after) => {
+                let start = after.as_deref().and_then(position).map_or(0, |p| p + 1);
+                let end = (start + self.limit).min(ids.len());
+                (ids[start..end].to_vec(), end < ids.len())
+            }
+        }
+    }
+}
+
 /// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
 const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
 
@@ -239,20 +290,34 @@ impl Gateway {
         ctx: &RequestCtx,
         key: &KeyInfo,
     ) -> Result<Finished, GatewayError> {
-        let data: Vec<_> = self
+        let names: Vec<&str> = self
             .catalog
             .iter()
             .filter(|m| key.allows(&m.name))
-            .map(|m| self.model_object(&m.name, ctx.dialect))
+            .map(|m| m.name.as_str())
             .collect();
         let body = match ctx.dialect {
-            Dialect::OpenAi => json!({"object": "list", "data": data}),
-            Dialect::Anthropic => json!({
-                "data": data,
-                "has_more": false,
-                "first_id": data.first().map(|m| m["id"].clone()),
-                "last_id": data.last().map(|m| m["id"].clone()),
-            }),
+            Dialect::OpenAi => {
+                let data: Vec<_> = names
+                    .iter()
+                    .map(|n| self.model_object(n, ctx.dialect))
+                    .collect();
+                json!({"object": "list", "data": data})
+            }
+            Dialect::Anthropic => {
+                let page = AnthropicPage::parse(session.req_header().uri.query())?;
+                let (window, has_more) = page.select(&names);
+                let data: Vec<_> = window
+                    .iter()
+                    .map(|n| self.model_object(n, ctx.dialect))
+                    .collect();
+                json!({
+                    "data": data,
+                    "has_more": has_more,
+                    "first_id": window.first(),
+                    "last_id": window.last(),
+                })
+            }
         };
         write_json(session, ctx, 200, body.to_string().into(), None).await
     }
@@ -324,10 +389,13 @@ impl Gateway {
     fn usage_record(&self, ctx: &mut RequestCtx, status: u16) -> Option<UsageRecord> {
         let key_id = ctx.key_id.clone()?;
         let model = ctx.model.clone()?;
+        // Gemini reports no embedding tokens: the translator counted them itself.
+        let counted_by_gateway = model.provider.kind == crate::providers::ProviderKind::Gemini
+            && ctx.endpoint == Some(Endpoint::Embeddings);
         let (usage, estimated) = match ctx.meter.as_mut() {
             None => (Usage::default(), false),
             Some(meter) => match meter.reported() {
-                Some(u) => (u, false),
+                Some(u) => (u, counted_by_gateway),
                 None => {
                     let ratio = meter.text_overflow_ratio();
                     let completion = estimate::count(&model.upstream_model, meter.delivered_text());
@@ -559,5 +627,22 @@ impl ProxyHttp for Gateway {
             }
             self.usage.submit(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_model_pages() {
+        let ids = ["a", "b", "c", "d", "e"];
+        let page = |q: &str| AnthropicPage::parse(Some(q)).unwrap().select(&ids);
+        assert_eq!(page("limit=2"), (vec!["a", "b"], true));
+        assert_eq!(page("limit=2&after_id=b"), (vec!["c", "d"], true));
+        assert_eq!(page("limit=2&after_id=d"), (vec!["e"], false));
+        assert_eq!(page("limit=2&before_id=d"), (vec!["b", "c"], true));
+        assert_eq!(page(""), (ids.to_vec(), false));
+        assert!(AnthropicPage::parse(Some("limit=0")).is_err());
     }
 }

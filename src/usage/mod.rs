@@ -6,6 +6,7 @@ pub mod api;
 pub mod estimate;
 pub mod meter;
 pub mod pricing;
+pub mod redis_history;
 pub mod sink;
 
 use serde::{Deserialize, Serialize};

@@ -23,6 +23,8 @@ pub const KEY: &str = "cai-test-key-0001";
 pub const LIMITED_KEY: &str = "cai-test-limited-0002";
 /// What the gateway sends to the provider instead of the client key.
 pub const PROVIDER_KEY: &str = "sk-provider-secret-9f8e7d";
+/// The admin API token (`Authorization: Bearer` on the admin listener).
+pub const ADMIN_TOKEN: &str = "admin-secret-token";
 
 /// A running gateway + emulator; shut down when dropped.
 pub struct Gateway {
@@ -60,6 +62,7 @@ threads = 1
 max_body_bytes = 10485760
 grace_period_seconds = 1
 graceful_shutdown_timeout_seconds = 1
+admin_token_env = "TEST_ADMIN_TOKEN"
 
 [providers.emu]
 kind = "openai_compatible"
@@ -121,8 +124,10 @@ impl Gateway {
     pub fn start_with(extra: &str) -> Self {
         let (gw, admin, emu) = (free_port(), free_port(), free_port());
         let text = config_text(gw, admin, emu, extra);
-        let config = Config::parse(&text, "test.toml", &|name| {
-            (name == "TEST_PROVIDER_KEY").then(|| PROVIDER_KEY.to_string())
+        let config = Config::parse(&text, "test.toml", &|name| match name {
+            "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),
+            "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
+            _ => None,
         })
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let emulator = Emulator::new();
@@ -350,5 +355,69 @@ impl Gateway {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("port")
+    }
+}
+
+/// A real `redis-server` on a free loopback port, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port, empty.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/setup installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a command with redis-cli and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
