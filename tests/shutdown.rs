@@ -85,3 +85,80 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
     assert!(status.success(), "exit status {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every request the gateway answered before and during a SIGTERM has its usage record in
+/// the JSONL log once the process has exited.
+#[test]
+fn sigterm_under_load_loses_no_usage_record() {
+    let (gw, admin, emu) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("cheapai-term-{gw}"));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let log = dir.join("usage.jsonl");
+    let extra = format!(
+        "[emulator]\nlisten = \"127.0.0.1:{emu}\"\n[usage]\njsonl_path = \"{}\"\n",
+        log.display()
+    );
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        config_text(gw, admin, emu, &extra)
+            .replace("grace_period_seconds = 1", "grace_period_seconds = 5"),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    wait_for_port(gw);
+    wait_for_port(emu);
+
+    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().max_idle_connections(0).build();
+                let mut answered = 0;
+                let until = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < until {
+                    let stream = i % 2 == 0;
+                    let result = agent
+                        .post(&url)
+                        .set("authorization", &format!("Bearer {KEY}"))
+                        .set("x-emulator-chunks", "8")
+                        .set("x-emulator-chunk-delay-ms", "40")
+                        .send_string(&chat("gpt-4o", stream));
+                    match result {
+                        Ok(r) => {
+                            let _ = r.into_string();
+                            answered += 1;
+                        }
+                        Err(ureq::Error::Status(..)) => answered += 1,
+                        Err(_) => break, // the listener is closed: shutting down
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let answered: usize = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+    let status = child.wait().expect("gateway exits");
+    assert!(status.success(), "{status:?}");
+    let records = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!(answered >= 8, "load ran: {answered}");
+    assert_eq!(records, answered, "one record per answered request");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,86 +1,36 @@
 //! The Pingora glue: `request_filter` runs the request path step by step, `fail_to_proxy`
 //! is the one place an error becomes a response, and `logging` writes the one log line.
 
+mod body;
 pub mod ctx;
 pub mod exchange;
+mod models;
+mod record;
 mod relay;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
-use serde_json::json;
 
 use crate::auth::{presented_key, KeyInfo, KeyStore};
 use crate::catalog::Catalog;
-use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::limits::{self, Claim, Limiter};
 use crate::metrics;
 use crate::request::peek;
 use crate::usage::api::{usage_json, UsageQuery};
+use crate::usage::pricing;
 use crate::usage::sink::{UsageSink, UsageStore};
-use crate::usage::{estimate, pricing, Usage, UsageRecord};
 use ctx::RequestCtx;
 use exchange::Finished;
-
-/// Anthropic's list pagination: `limit` (1..=1000, default 20), `after_id`, `before_id`.
-struct AnthropicPage {
-    limit: usize,
-    after_id: Option<String>,
-    before_id: Option<String>,
-}
-
-impl AnthropicPage {
-    fn parse(query: Option<&str>) -> Result<Self, GatewayError> {
-        let mut page = Self {
-            limit: 20,
-            after_id: None,
-            before_id: None,
-        };
-        for pair in query.unwrap_or_default().split('&') {
-            match pair.split_once('=') {
-                Some(("limit", v)) => {
-                    page.limit = v
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|l| (1..=1000).contains(l))
-                        .ok_or_else(|| {
-                            GatewayError::invalid("limit", "`limit` must be 1..=1000")
-                        })?;
-                }
-                Some(("after_id", v)) => page.after_id = Some(v.to_string()),
-                Some(("before_id", v)) => page.before_id = Some(v.to_string()),
-                _ => {}
-            }
-        }
-        Ok(page)
-    }
-
-    /// The page of `ids` and whether more lie beyond it in the direction of travel.
-    fn select<'a>(&self, ids: &[&'a str]) -> (Vec<&'a str>, bool) {
-        let position = |id: &str| ids.iter().position(|x| *x == id);
-        match (&self.before_id, &self.after_id) {
-            (Some(before), _) => {
-                let end = position(before).unwrap_or(0);
-                let start = end.saturating_sub(self.limit);
-                (ids[start..end].to_vec(), start > 0)
-            }
-            (None, after) => {
-                let start = after.as_deref().and_then(position).map_or(0, |p| p + 1);
-                let end = (start + self.limit).min(ids.len());
-                (ids[start..end].to_vec(), end < ids.len())
-            }
-        }
-    }
-}
 
 /// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
 const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
@@ -230,134 +180,6 @@ impl Gateway {
             })?
             .ok_or_else(|| GatewayError::new(ErrorKind::InvalidKey, "Incorrect API key provided."))
     }
-
-    /// Reads the whole request body, refusing anything over `max_body_bytes` before reading
-    /// it when Content-Length says so, and answering `Expect: 100-continue` (curl waits a
-    /// second for it otherwise).
-    async fn read_body(&self, session: &mut Session) -> Result<Bytes, GatewayError> {
-        let header = session.req_header();
-        let too_large = || {
-            GatewayError::new(
-                ErrorKind::BodyTooLarge,
-                format!(
-                    "request body is larger than the gateway's limit of {} bytes",
-                    self.max_body_bytes
-                ),
-            )
-        };
-        let declared = header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let expects_continue = header
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if declared.is_some_and(|len| len > self.max_body_bytes) {
-            // A client waiting for `100 Continue` sends nothing more; any other is already
-            // sending, and must be read from for the 413 to reach it.
-            if !expects_continue {
-                discard_rest_of_body(session, self.max_body_bytes.saturating_mul(4)).await;
-            }
-            session.set_keepalive(None);
-            return Err(too_large());
-        }
-        if expects_continue {
-            session.write_continue_response().await.map_err(|e| {
-                GatewayError::new(ErrorKind::InvalidRequest, format!("client connection: {e}"))
-            })?;
-        }
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-        loop {
-            let chunk = session.read_request_body().await.map_err(|e| {
-                GatewayError::invalid("body", format!("could not read the request body: {e}"))
-            })?;
-            let Some(chunk) = chunk else { break };
-            if body.len() + chunk.len() > self.max_body_bytes {
-                discard_rest_of_body(session, self.max_body_bytes.saturating_mul(4)).await;
-                session.set_keepalive(None);
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
-    }
-
-    async fn list_models(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        key: &KeyInfo,
-    ) -> Result<Finished, GatewayError> {
-        let names: Vec<&str> = self
-            .catalog
-            .iter()
-            .filter(|m| key.allows(&m.name))
-            .map(|m| m.name.as_str())
-            .collect();
-        let body = match ctx.dialect {
-            Dialect::OpenAi => {
-                let data: Vec<_> = names
-                    .iter()
-                    .map(|n| self.model_object(n, ctx.dialect))
-                    .collect();
-                json!({"object": "list", "data": data})
-            }
-            Dialect::Anthropic => {
-                let page = AnthropicPage::parse(session.req_header().uri.query())?;
-                let (window, has_more) = page.select(&names);
-                let data: Vec<_> = window
-                    .iter()
-                    .map(|n| self.model_object(n, ctx.dialect))
-                    .collect();
-                json!({
-                    "data": data,
-                    "has_more": has_more,
-                    "first_id": window.first(),
-                    "last_id": window.last(),
-                })
-            }
-        };
-        write_json(session, ctx, 200, body.to_string().into(), None).await
-    }
-
-    async fn show_model(
-        &self,
-        session: &mut Session,
-        ctx: &RequestCtx,
-        key: &KeyInfo,
-        id: &str,
-    ) -> Result<Finished, GatewayError> {
-        match self.catalog.get(id).filter(|m| key.allows(&m.name)) {
-            Some(m) => {
-                let body = self.model_object(&m.name, ctx.dialect).to_string().into();
-                write_json(session, ctx, 200, body, None).await
-            }
-            None => Err(GatewayError::new(
-                ErrorKind::ModelNotFound,
-                format!("The model `{id}` does not exist"),
-            )),
-        }
-    }
-
-    /// A catalog model as OpenAI's or Anthropic's models API describes one.
-    fn model_object(&self, name: &str, dialect: Dialect) -> serde_json::Value {
-        match dialect {
-            Dialect::OpenAi => {
-                json!({"id": name, "object": "model", "created": self.loaded_at, "owned_by": "cheapai"})
-            }
-            Dialect::Anthropic => {
-                let created = UNIX_EPOCH + std::time::Duration::from_secs(self.loaded_at);
-                json!({
-                    "type": "model",
-                    "id": name,
-                    "display_name": name,
-                    "created_at": humantime::format_rfc3339_seconds(created).to_string(),
-                })
-            }
-        }
-    }
 }
 
 /// The status of the response header sent to the client, ignoring `100 Continue`.
@@ -366,77 +188,6 @@ fn final_status(session: &Session) -> Option<u16> {
         .response_written()
         .map(|r| r.status.as_u16())
         .filter(|s| *s >= 200)
-}
-
-/// Reads and drops what is left of an oversized body (up to `limit` bytes), so the 413 is
-/// read by the client: closing a socket with unread input makes the kernel reset the
-/// connection, and the reset can destroy the answer before the client reads it.
-async fn discard_rest_of_body(session: &mut Session, limit: usize) {
-    let mut discarded = 0usize;
-    while discarded < limit {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => discarded += chunk.len(),
-            Ok(None) | Err(_) => break,
-        }
-    }
-}
-
-impl Gateway {
-    /// The usage record of a request that named a catalog model with a valid key: tokens as
-    /// the provider reported them or, when it reported none for an answer that started (a cut
-    /// stream, a client that left), the tokenizer's count of the prompt and of what was
-    /// delivered, marked `estimated`.
-    fn usage_record(&self, ctx: &mut RequestCtx, status: u16) -> Option<UsageRecord> {
-        let key_id = ctx.key_id.clone()?;
-        let model = ctx.model.clone()?;
-        // Gemini reports no embedding tokens: the translator counted them itself.
-        let counted_by_gateway = model.provider.kind == crate::providers::ProviderKind::Gemini
-            && ctx.endpoint == Some(Endpoint::Embeddings);
-        let (usage, estimated) = match ctx.meter.as_mut() {
-            None => (Usage::default(), false),
-            Some(meter) => match meter.reported() {
-                Some(u) => (u, counted_by_gateway),
-                None => {
-                    let ratio = meter.text_overflow_ratio();
-                    let completion = estimate::count(&model.upstream_model, meter.delivered_text());
-                    let usage = Usage {
-                        prompt: estimate::prompt_tokens(&model.upstream_model, &ctx.body),
-                        completion: (completion as f64 * ratio).round() as u64,
-                        cached: 0,
-                    };
-                    (usage, true)
-                }
-            },
-        };
-        Some(UsageRecord {
-            request_id: ctx.request_id.clone(),
-            key_id,
-            model: model.name.clone(),
-            provider: model.provider.name.clone(),
-            endpoint: ctx
-                .endpoint
-                .as_ref()
-                .map_or("-", Endpoint::label)
-                .to_string(),
-            prompt_tokens: usage.prompt,
-            completion_tokens: usage.completion,
-            cached_tokens: usage.cached,
-            cost_micro_usd: pricing::cost_micro_usd(&usage, &model.price),
-            status,
-            duration_ms: ctx.started.elapsed().as_millis() as u64,
-            ttft_ms: ctx
-                .first_byte_at
-                .map(|t| t.duration_since(ctx.started).as_millis() as u64),
-            stream: ctx.stream,
-            client_disconnected: ctx.client_gone,
-            estimated,
-            error: ctx.error.as_ref().map(|e| e.kind.label().to_string()),
-            timestamp_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_default(),
-        })
-    }
 }
 
 /// Writes a complete JSON response with the request id (and `Retry-After` when given).
@@ -627,22 +378,5 @@ impl ProxyHttp for Gateway {
             }
             self.usage.submit(record);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn anthropic_model_pages() {
-        let ids = ["a", "b", "c", "d", "e"];
-        let page = |q: &str| AnthropicPage::parse(Some(q)).unwrap().select(&ids);
-        assert_eq!(page("limit=2"), (vec!["a", "b"], true));
-        assert_eq!(page("limit=2&after_id=b"), (vec!["c", "d"], true));
-        assert_eq!(page("limit=2&after_id=d"), (vec!["e"], false));
-        assert_eq!(page("limit=2&before_id=d"), (vec!["b", "c"], true));
-        assert_eq!(page(""), (ids.to_vec(), false));
-        assert!(AnthropicPage::parse(Some("limit=0")).is_err());
     }
 }
