@@ -8,8 +8,8 @@
 //! method (else 405), an `anthropic-version` header (else 400 `anthropic-version: header
 //! is required`), a JSON body, then the body rules, all 400 `invalid_request_error` in the
 //! real API's wording: a JSON object; `model` string; `max_tokens` integer ≥ 1 (Messages
-//! only; `max_tokens: Field required`); `messages` a non-empty array; every role `user` or
-//! `assistant` (`system` gets the real "Unexpected role" text); every content a string or
+//! only; `max_tokens: Field required`); `messages` a non-empty array; every role `user`,
+//! `assistant` or `system` (Claude Code 2.x sends system turns between messages); every content a string or
 //! an array, non-empty except for a final assistant message (prefill); no empty text
 //! block; `temperature` a number in 0..=1. `x-api-key` / `Authorization` are recorded but
 //! not checked (the offline config has no secrets): test auth errors with
@@ -421,10 +421,6 @@ mod tests {
             (
                 with(json!({"messages": []})),
                 "messages: at least one message",
-            ),
-            (
-                with(json!({"messages": [{"role": "system", "content": "x"}]})),
-                "messages: Unexpected role \"system\"",
             ),
             (
                 with(json!({"messages": [{"role": "tool", "content": "x"}]})),

@@ -30,9 +30,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::json::{field, parse_object};
 use crate::providers::ResponseTranslator;
 
 #[path = "anthropic/chat_messages.rs"]
@@ -267,26 +268,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// A client request body as a JSON object, or a 400 saying why not.
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(GatewayError::new(
-            ErrorKind::InvalidRequest,
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(GatewayError::new(
-            ErrorKind::InvalidRequest,
-            format!("the request body is not valid JSON: {e}"),
-        )),
-    }
-}
-
-/// A field of a JSON object, with `null` read as absent (both formats treat them alike).
-fn field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object.get(key).filter(|v| !v.is_null())
 }
 
 /// Serializes a value the gateway built itself.

@@ -20,9 +20,10 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::json::{field, parse_object};
 
 #[path = "gemini/embeddings.rs"]
 mod embeddings;
@@ -49,26 +50,6 @@ const THOUGHT_SEPARATOR: &str = "__thought__";
 
 /// Longest upstream error text quoted back to the client when it is not Google JSON.
 const MAX_QUOTED_ERROR: usize = 512;
-
-/// Parses a client body that must be a JSON object.
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(GatewayError::new(
-            ErrorKind::InvalidRequest,
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(GatewayError::new(
-            ErrorKind::InvalidRequest,
-            format!("the request body is not valid JSON: {e}"),
-        )),
-    }
-}
-
-/// A field of the client body, with JSON `null` read as absent (SDKs send explicit nulls).
-fn field<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    body.get(key).filter(|v| !v.is_null())
-}
 
 /// A provider answer that broke the expected shape.
 fn protocol_error(what: &str, e: impl std::fmt::Display) -> GatewayError {

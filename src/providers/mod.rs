@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub(crate) mod json;
 pub mod openai;
 pub mod upstream;
 

@@ -30,6 +30,8 @@ for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", 
     os.environ.pop(_var, None)
 
 PROVIDER_KEY = "sk-provider-secret"
+# A key allowed one request per minute (tests/sdk/test_limits.py).
+RATE_LIMITED_KEY = "cai-one-request-per-minute-" + secrets.token_hex(8)
 PROVIDER_KEY_ENV = "CHEAPAI_TEST_PROVIDER_KEY"
 ANTHROPIC_PROVIDER_KEY = "sk-ant-provider-secret"
 ANTHROPIC_PROVIDER_KEY_ENV = "CHEAPAI_TEST_ANTHROPIC_KEY"
@@ -158,6 +160,11 @@ models = ["*"]
 name = "limited"
 sha256 = "{sha256_hex(other_key)}"
 models = ["gpt-4o"]
+
+[[keys]]
+name = "one-per-minute"
+sha256 = "{sha256_hex(RATE_LIMITED_KEY)}"
+limits = {{ rpm = 1 }}
 """
 
 

@@ -6,7 +6,8 @@
 //!   "cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},
 //!   "service_tier":"standard"}}`. Text: one text block, the N chunks joined (`""` for N =
 //!   0), `stop_reason:"end_turn"`.
-//! * **Tool use**: when `tools` is non-empty and `tool_choice.type` is not `"none"`, the
+//! * **Tool use**: when `tools` is non-empty, `tool_choice.type` is not `"none"` and the last
+//!   message carries no `tool_result` (then the answer is text, as a model's would be), the
 //!   content is one `tool_use` block `{"id":"toolu_01…","name","input"}` calling the tool
 //!   named by `tool_choice.name` (type `tool`), else the first tool with a name; `input` is
 //!   built from its `input_schema` by the OpenAI side's rule (one key, example value), and
@@ -200,6 +201,23 @@ fn plan_tool(req: &Value) -> Option<ToolPlan<'_>> {
     let choice = req.get("tool_choice");
     let choice_type = choice.and_then(|c| c.get("type")).and_then(Value::as_str);
     if choice_type == Some("none") {
+        return None;
+    }
+    // Like a model, answer in text once a tool result is in (unless a tool is forced), so
+    // agent loops (Claude Code's) end.
+    let last = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    let answers_tool = last
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| {
+            blocks
+                .iter()
+                .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        });
+    if answers_tool && choice_type.is_none_or(|t| t == "auto") {
         return None;
     }
     fn name_of(t: &Value) -> Option<&str> {

@@ -35,13 +35,9 @@ pub fn validate(req: &Value, count: bool) -> Result<(), Reply> {
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str);
         match role {
-            Some("user" | "assistant") => {}
-            Some("system") => {
-                return fail(
-                    "messages: Unexpected role \"system\". The Messages API accepts a top-level \
-                     `system` parameter, not \"system\" as an input message role.",
-                )
-            }
+            // Claude Code 2.x sends system messages between the turns, and the API takes
+            // them (seen on the wire), so the emulator does too.
+            Some("user" | "assistant" | "system") => {}
             _ => {
                 let msg = format!("messages.{i}.role: Input should be 'user' or 'assistant'");
                 return fail(&msg);

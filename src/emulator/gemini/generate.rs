@@ -214,6 +214,17 @@ fn plan_call(req: &Value) -> Option<CallPlan<'_>> {
     if mode.is_some_and(|m| m.eq_ignore_ascii_case("NONE")) {
         return None;
     }
+    // Like a model, answer in text once a function result is in (unless a call is forced).
+    let last = field(req, "contents")
+        .and_then(Value::as_array)
+        .and_then(|c| c.last());
+    let answers_call = last
+        .and_then(|c| field(c, "parts"))
+        .and_then(Value::as_array)
+        .is_some_and(|parts| parts.iter().any(|p| field(p, "functionResponse").is_some()));
+    if answers_call && mode.is_none_or(|m| m.eq_ignore_ascii_case("AUTO")) {
+        return None;
+    }
     fn name_of<'a>(d: &&'a Value) -> Option<&'a str> {
         d.get("name").and_then(Value::as_str)
     }

@@ -9,7 +9,8 @@
 //!   the `text` of every part when it is an array; anything else counts 0 words).
 //! * **completion_tokens**: text answers: N × n. Tool-call answers: K × n, where K is the
 //!   number of argument fragments, K = clamp(N, 1, chars(arguments)).
-//! * **Tool calls**: when `tools` is non-empty and `tool_choice` is not `"none"`, the answer
+//! * **Tool calls**: when `tools` is non-empty, `tool_choice` is not `"none"`, and the last
+//!   message is not a tool result (then the answer is text, as a model's would be), the answer
 //!   calls the tool named by `tool_choice.function.name` (else the first tool). Its
 //!   arguments are one key: the schema's first `required` property (else the alphabetically
 //!   first property) with an example value (`enum[0]`, else by `type`: integer/number → 1,
@@ -246,6 +247,21 @@ fn plan_tool(req: &Value) -> Option<ToolPlan> {
     let tools = req.get("tools")?.as_array()?;
     let choice = req.get("tool_choice");
     if choice.and_then(Value::as_str) == Some("none") {
+        return None;
+    }
+    // Like a model, answer in text once a tool result is in (unless a tool is forced), so
+    // agent loops (Claude Code's) end.
+    let last_role = req
+        .pointer("/messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    let auto = choice.is_none_or(|c| c.as_str() == Some("auto"));
+    if auto
+        && last_role
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+            == Some("tool")
+    {
         return None;
     }
     fn name_of(t: &Value) -> Option<&str> {

@@ -263,6 +263,19 @@ fn convert_message(message: &Value, at: &str, out: &mut Vec<Value>) -> Result<()
             Ok(())
         }
         (Some("user"), Some(Value::Array(blocks))) => user_message(blocks, at, out),
+        // Claude Code (2.x) sends mid-conversation system messages; OpenAI takes them in place.
+        (Some("system"), Some(Value::String(text))) => {
+            out.push(json!({"role": "system", "content": text}));
+            Ok(())
+        }
+        (Some("system"), Some(Value::Array(blocks))) => {
+            let text: Vec<&str> = blocks
+                .iter()
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect();
+            out.push(json!({"role": "system", "content": text.join("\n\n")}));
+            Ok(())
+        }
         (Some("assistant"), Some(Value::Array(blocks))) => assistant_message(blocks, at, out),
         (Some("user" | "assistant"), _) => Err(GatewayError::invalid(
             &format!("{at}.content"),
@@ -270,7 +283,7 @@ fn convert_message(message: &Value, at: &str, out: &mut Vec<Value>) -> Result<()
         )),
         _ => Err(GatewayError::invalid(
             &format!("{at}.role"),
-            "`role` must be user or assistant",
+            "`role` must be user, assistant or system",
         )),
     }
 }

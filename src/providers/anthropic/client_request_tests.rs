@@ -306,7 +306,7 @@ fn assistant_thinking_is_dropped_and_tool_only_turns_have_null_content() {
 fn malformed_requests_are_400s() {
     assert_param(&reject(&json!({"model": "m"})), "messages");
     assert_param(
-        &reject(&json!({"messages": [{"role": "system", "content": "x"}]})),
+        &reject(&json!({"messages": [{"role": "tool", "content": "x"}]})),
         "messages[0].role",
     );
     assert_param(
@@ -316,4 +316,23 @@ fn malformed_requests_are_400s() {
     let bad_block = json!({"messages": [{"role": "user", "content": [{"type": "video"}]}]});
     assert_param(&reject(&bad_block), "messages[0].content[0]");
     assert_eq!(to_openai_request(b"nope", "m").unwrap_err().status(), 400);
+}
+
+/// Claude Code 2.x puts system messages between the turns (seen on the wire: a user turn,
+/// then `{"role":"system","content":"Available agent types…"}`); they stay in place.
+#[test]
+fn mid_conversation_system_messages_are_kept_in_place() {
+    let out = turns(json!([
+        {"role": "user", "content": [{"type": "text", "text": "say hi"}]},
+        {"role": "system", "content": "Available agent types"},
+        {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+    ]));
+    assert_eq!(
+        out,
+        json!([
+            {"role": "user", "content": "say hi"},
+            {"role": "system", "content": "Available agent types"},
+            {"role": "system", "content": "a\n\nb"},
+        ])
+    );
 }

@@ -1,0 +1,26 @@
+//! JSON helpers shared by the translators.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, GatewayError};
+
+/// A client request body as a JSON object, or a 400 saying why not.
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            format!("the request body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// A field of a JSON object, with `null` read as absent (SDKs send explicit nulls, and every
+/// format treats them as missing).
+pub(crate) fn field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|v| !v.is_null())
+}
