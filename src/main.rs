@@ -7,6 +7,11 @@ use cheapai_gateway::auth::hash_key;
 use cheapai_gateway::config::Config;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: a proxy allocates and frees per request and per chunk,
+/// and glibc's malloc/free took ~16% of the gateway's CPU in `perf` under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -72,7 +72,8 @@ pub struct Decision {
 pub trait LimitStore: Send + Sync {
     /// Checks every limit of `claim` and records it when allowed, atomically.
     async fn acquire(&self, claim: &Claim, now_secs: u64) -> Result<Decision, StateError>;
-    /// Adds `delta` (real − reserved tokens) to the bucket of an earlier reservation.
+    /// Adds `delta` (real − reserved tokens) to the bucket of an earlier reservation; may be
+    /// applied a little later (batched), see [`LimitStore::flush`].
     async fn settle(
         &self,
         key_id: &str,
@@ -80,8 +81,12 @@ pub trait LimitStore: Send + Sync {
         bucket: u64,
         delta: i64,
     ) -> Result<(), StateError>;
-    /// Adds to a key's spend (micro-USD).
+    /// Adds to a key's spend (micro-USD), at once.
     async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError>;
+    /// Applies every settlement queued so far.
+    async fn flush(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// What to do when Redis does not answer.
@@ -307,6 +312,7 @@ pub(crate) mod tests {
             .settle("k_tok", "gpt-4o", d.bucket, 7 - 40)
             .await
             .unwrap();
+        store.flush().await.unwrap();
         let d = store
             .acquire(
                 &Claim {

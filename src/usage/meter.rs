@@ -9,6 +9,10 @@
 //!
 //! SSE input must come in whole events (the relay frames passthrough streams; translators
 //! emit whole events), so no event is ever split across calls.
+//!
+//! Hot path: an event is parsed only when it can carry usage (a cheap byte search finds
+//! `"usage":{` or Anthropic's usage events); the chunks themselves are kept by reference
+//! (`Bytes`, no copy) and their text is extracted only when an estimate is needed.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
@@ -20,8 +24,8 @@ use crate::dialect::Dialect;
 const MAX_JSON_BUFFER: usize = 4 * 1024 * 1024;
 /// How much of a large JSON answer's end is kept (usage is the last field).
 const JSON_TAIL: usize = 64 * 1024;
-/// Delivered text kept for the tokenizer fallback (beyond it the estimate is linear).
-const MAX_TEXT: usize = 4 * 1024 * 1024;
+/// Stream bytes kept for the tokenizer fallback (beyond it the estimate is linear).
+const MAX_KEPT: usize = 4 * 1024 * 1024;
 
 /// Observes one answer.
 #[derive(Debug)]
@@ -32,8 +36,11 @@ pub struct Meter {
     json: Vec<u8>,
     json_bytes: usize,
     usage: Option<Usage>,
-    text: String,
-    text_bytes: usize,
+    /// The stream's chunks (shared, not copied), for a text estimate if no usage comes.
+    kept: Vec<Bytes>,
+    kept_bytes: usize,
+    seen_bytes: usize,
+    text: Option<String>,
 }
 
 impl Meter {
@@ -46,8 +53,10 @@ impl Meter {
             json: Vec::new(),
             json_bytes: 0,
             usage: None,
-            text: String::new(),
-            text_bytes: 0,
+            kept: Vec::new(),
+            kept_bytes: 0,
+            seen_bytes: 0,
+            text: None,
         }
     }
 
@@ -57,6 +66,11 @@ impl Meter {
         if !self.stream {
             self.buffer_json(&data);
             return data;
+        }
+        self.seen_bytes += data.len();
+        if self.kept_bytes < MAX_KEPT {
+            self.kept_bytes += data.len();
+            self.kept.push(data.clone());
         }
         let mut drop_ranges = Vec::new();
         let mut start = 0;
@@ -89,12 +103,32 @@ impl Meter {
         self.usage
     }
 
-    /// The text delivered so far (content, tool arguments), for an estimate.
+    /// The text delivered so far (content, tool arguments), for an estimate; extracted on
+    /// first call.
     pub fn delivered_text(&mut self) -> &str {
-        if !self.stream && self.text.is_empty() && self.json_bytes <= MAX_JSON_BUFFER {
-            self.text = json_text(self.dialect, &self.json);
+        let dialect = self.dialect;
+        if self.text.is_none() {
+            let text = if self.stream {
+                let mut text = String::new();
+                for chunk in &self.kept {
+                    let mut start = 0;
+                    while start < chunk.len() {
+                        let end = event_end(chunk, start);
+                        if let Some(data) = event_data(&chunk[start..end]) {
+                            event_text(dialect, data, &mut text);
+                        }
+                        start = end;
+                    }
+                }
+                text
+            } else if self.json_bytes <= MAX_JSON_BUFFER {
+                json_text(dialect, &self.json)
+            } else {
+                String::new()
+            };
+            self.text = Some(text);
         }
-        &self.text
+        self.text.as_deref().unwrap_or_default()
     }
 
     fn buffer_json(&mut self, data: &[u8]) {
@@ -106,29 +140,20 @@ impl Meter {
         }
     }
 
-    /// Reads one SSE event; true when it is OpenAI's usage-only chunk.
+    /// Reads one SSE event's usage, if it can carry any; true when it is OpenAI's usage-only
+    /// chunk.
     fn observe_event(&mut self, event: &[u8]) -> bool {
+        if !carries_usage(event) {
+            return false;
+        }
         let Some(data) = event_data(event) else {
             return false;
         };
         match self.dialect {
             Dialect::OpenAi => {
-                if data == b"[DONE]" {
-                    return false;
-                }
-                let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
+                let Ok(chunk) = serde_json::from_slice::<OpenAiUsageChunk>(data) else {
                     return false;
                 };
-                for choice in chunk.choices.iter().flatten() {
-                    if let Some(delta) = &choice.delta {
-                        self.keep_text(delta.content.as_deref());
-                        for call in delta.tool_calls.iter().flatten() {
-                            self.keep_text(
-                                call.function.as_ref().and_then(|f| f.arguments.as_deref()),
-                            );
-                        }
-                    }
-                }
                 match chunk.usage {
                     Some(u) => {
                         self.usage = Some(u.into());
@@ -152,12 +177,6 @@ impl Meter {
                             self.usage = Some(u.merge_into(self.usage));
                         }
                     }
-                    "content_block_delta" => {
-                        if let Some(d) = event.delta {
-                            self.keep_text(d.text.as_deref());
-                            self.keep_text(d.partial_json.as_deref());
-                        }
-                    }
                     _ => {}
                 }
                 false
@@ -165,21 +184,60 @@ impl Meter {
         }
     }
 
-    fn keep_text(&mut self, text: Option<&str>) {
-        if let Some(t) = text {
-            self.text_bytes += t.len();
-            if self.text.len() + t.len() <= MAX_TEXT {
-                self.text.push_str(t);
-            }
-        }
-    }
-
-    /// Bytes of text seen beyond what was kept (the estimate scales them linearly).
+    /// How many stream bytes there were per byte kept (the estimate scales by it).
     pub fn text_overflow_ratio(&self) -> f64 {
-        if self.text.is_empty() {
+        if self.kept_bytes == 0 {
             1.0
         } else {
-            self.text_bytes as f64 / self.text.len() as f64
+            self.seen_bytes as f64 / self.kept_bytes as f64
+        }
+    }
+}
+
+/// Whether an event can hold usage: `"usage":` followed by an object (OpenAI sends
+/// `"usage":null` on every chunk once usage is requested; those are skipped).
+fn carries_usage(event: &[u8]) -> bool {
+    let mut rest = event;
+    while let Some(at) = memchr::memmem::find(rest, b"\"usage\"") {
+        rest = &rest[at + 7..];
+        let value = rest
+            .iter()
+            .find(|b| !(b.is_ascii_whitespace() || **b == b':'));
+        if value == Some(&b'{') {
+            return true;
+        }
+    }
+    false
+}
+
+/// Appends the text an event delivered (content deltas, tool arguments).
+fn event_text(dialect: Dialect, data: &[u8], text: &mut String) {
+    match dialect {
+        Dialect::OpenAi => {
+            let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
+                return;
+            };
+            for delta in chunk
+                .choices
+                .iter()
+                .flatten()
+                .filter_map(|c| c.delta.as_ref())
+            {
+                text.push_str(delta.content.as_deref().unwrap_or_default());
+                for call in delta.tool_calls.iter().flatten() {
+                    let args = call.function.as_ref().and_then(|f| f.arguments.as_deref());
+                    text.push_str(args.unwrap_or_default());
+                }
+            }
+        }
+        Dialect::Anthropic => {
+            let Ok(event) = serde_json::from_slice::<AnthropicEvent>(data) else {
+                return;
+            };
+            if let Some(d) = event.delta {
+                text.push_str(d.text.as_deref().unwrap_or_default());
+                text.push_str(d.partial_json.as_deref().unwrap_or_default());
+            }
         }
     }
 }
@@ -278,10 +336,16 @@ struct OpenAiBody {
     usage: Option<OpenAiUsage>,
 }
 
+/// What the hot path reads of an OpenAI chunk: its usage, and whether it has choices.
+#[derive(Deserialize)]
+struct OpenAiUsageChunk {
+    choices: Option<Vec<serde::de::IgnoredAny>>,
+    usage: Option<OpenAiUsage>,
+}
+
 #[derive(Deserialize)]
 struct OpenAiChunk {
     choices: Option<Vec<OpenAiChoice>>,
-    usage: Option<OpenAiUsage>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +570,18 @@ mod tests {
             })
         );
         assert_eq!(m.delivered_text(), "Hi");
+    }
+
+    #[test]
+    fn only_events_with_a_usage_object_are_parsed() {
+        assert!(carries_usage(
+            br#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(carries_usage(br#"data: {"usage" : {"x":1}}"#));
+        assert!(!carries_usage(
+            br#"data: {"choices":[{"delta":{"content":"usage"}}],"usage":null}"#
+        ));
+        assert!(!carries_usage(br#"data: {"choices":[]}"#));
     }
 
     #[test]
