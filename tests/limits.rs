@@ -322,6 +322,18 @@ fn usage_history_in_redis_is_shared_by_the_instances() {
             .trim(),
         "1"
     );
+    let pattern = format!("cai:usage:{{{key_id}}}:day:*");
+    let day_key = redis.cli(&["--scan", "--pattern", &pattern]);
+    let totals = redis.cli(&["HGETALL", day_key.trim()]);
+    let totals: Vec<&str> = totals.lines().map(str::trim).collect();
+    assert!(
+        totals.windows(2).any(|w| w == ["requests", "1"]),
+        "{totals:?}"
+    );
+    assert!(
+        totals.windows(2).any(|w| w == ["cost_micro_usd", "63"]),
+        "{totals:?}"
+    );
     let admin = Answer::from(
         ureq::get(&format!("{}/admin/usage?key={key_id}", a.admin_url))
             .set("authorization", &format!("Bearer {ADMIN}"))

@@ -3,6 +3,7 @@
 //! (`cai:usage:{k_…}:day:YYYYMMDD`, a hash of requests, tokens and micro-USD). One pipeline
 //! per batch.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -24,6 +25,15 @@ impl RedisHistory {
     }
 }
 
+/// The fields of a per-day totals hash.
+const TOTAL_FIELDS: [&str; 5] = [
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_micro_usd",
+];
+
 fn stream_key(key_id: &str) -> String {
     format!("cai:usage:{{{key_id}}}")
 }
@@ -38,6 +48,8 @@ fn day(timestamp_ms: u64) -> String {
 impl UsageStore for RedisHistory {
     async fn append(&self, batch: &[UsageRecord]) -> Result<(), String> {
         let mut pipe = redis::pipe();
+        // per-day totals are summed per batch first: one HINCRBY per field and key, not per record
+        let mut totals: HashMap<(String, String), [u64; 5]> = HashMap::new();
         for r in batch {
             let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
             pipe.cmd("XADD")
@@ -49,21 +61,25 @@ impl UsageStore for RedisHistory {
                 .arg("record")
                 .arg(json)
                 .ignore();
-            let totals = format!("cai:usage:{{{}}}:day:{}", r.key_id, day(r.timestamp_ms));
-            pipe.cmd("HINCRBY")
-                .arg(&totals)
-                .arg("requests")
-                .arg(1)
-                .ignore();
-            for (field, n) in [
-                ("prompt_tokens", r.prompt_tokens),
-                ("completion_tokens", r.completion_tokens),
-                ("cached_tokens", r.cached_tokens),
-                ("cost_micro_usd", r.cost_micro_usd),
-            ] {
-                pipe.cmd("HINCRBY").arg(&totals).arg(field).arg(n).ignore();
+            let t = totals
+                .entry((r.key_id.clone(), day(r.timestamp_ms)))
+                .or_default();
+            for (slot, n) in t.iter_mut().zip([
+                1,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cached_tokens,
+                r.cost_micro_usd,
+            ]) {
+                *slot += n;
             }
-            pipe.cmd("EXPIRE").arg(&totals).arg(400 * 86_400).ignore();
+        }
+        for ((key_id, day), t) in &totals {
+            let key = format!("cai:usage:{{{key_id}}}:day:{day}");
+            for (field, n) in TOTAL_FIELDS.iter().zip(t) {
+                pipe.cmd("HINCRBY").arg(&key).arg(*field).arg(*n).ignore();
+            }
+            pipe.cmd("EXPIRE").arg(&key).arg(400 * 86_400).ignore();
         }
         self.redis
             .run("usage write", move |mut c| {
