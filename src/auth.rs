@@ -94,6 +94,9 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
+/// Most looked-up keys remembered at once.
+const MAX_CACHED_KEYS: usize = 100_000;
+
 /// Unknown keys are remembered for less time, so a key just created on another instance
 /// works here quickly.
 const NEGATIVE_CACHE: Duration = Duration::from_millis(500);
@@ -164,6 +167,10 @@ impl KeyStore {
             },
         };
         if let Ok(mut cache) = self.cache.lock() {
+            // bounded: a flood of made-up keys must not grow memory without end
+            if cache.len() >= MAX_CACHED_KEYS {
+                cache.clear();
+            }
             cache.insert(hash, (info.clone(), Instant::now()));
         }
         Ok(info)

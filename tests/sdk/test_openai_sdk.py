@@ -12,20 +12,11 @@ import json
 import openai
 import pytest
 import requests
+from sdk_helpers import header_values, json_body
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
-def json_body(recorded: dict) -> dict:
-    """The JSON body the upstream received, from a recorder entry."""
-    body = recorded["body"]
-    if isinstance(body, (dict, list)):
-        return body
-    return json.loads(body)
-
-
-def header_values(recorded: dict, name: str) -> list[str]:
-    return [v for (k, v) in recorded["headers"] if k.lower() == name.lower()]
 
 
 def seq_of(headers) -> str:
