@@ -132,23 +132,17 @@ impl Gateway {
                 format!("this API key may not use the model `{}`", model.name),
             ));
         }
+        let tpm = stricter(key.limits.tpm, model.limits.tpm);
         let claim = Claim {
             key_id: key.id.clone(),
             model: model.name.clone(),
             rpm: stricter(key.limits.rpm, model.limits.rpm),
-            tpm: stricter(key.limits.tpm, model.limits.tpm),
-            reserve: 0,
+            tpm,
+            // bytes/4 is a cheap prompt estimate; settlement corrects it
+            reserve: tpm.map_or(0, |_| {
+                body.len() as u64 / 4 + peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
+            }),
             budget_micro_usd: key.budget_micro_usd,
-        };
-        let claim = Claim {
-            reserve: match claim.tpm {
-                // bytes/4 is a cheap prompt estimate; settlement corrects it
-                Some(_) => {
-                    body.len() as u64 / 4 + peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
-                }
-                None => 0,
-            },
-            ..claim
         };
         if let Some(decision) = self.limiter.acquire(&claim).await? {
             ctx.rate_headers = limits::headers(&claim, &decision);
