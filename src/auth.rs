@@ -115,15 +115,6 @@ impl KeyStore {
         }
     }
 
-    /// How many keys the config defines.
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
-
     /// Adds the run-time key backend.
     pub fn with_backend(mut self, backend: Arc<dyn KeyBackend>, cache_ttl: Duration) -> Self {
         self.dynamic = Some(backend);

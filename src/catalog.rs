@@ -73,8 +73,4 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
         self.models.values()
     }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.models.contains_key(name)
-    }
 }

@@ -37,11 +37,6 @@ impl EventFramer {
         last_boundary(&self.pending, from).map(|end| self.pending.split_to(end).freeze())
     }
 
-    /// Whether bytes of an unfinished event are held back.
-    pub fn has_partial(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// The held-back tail, at the end of a stream that did not end on a blank line.
     pub fn finish(&mut self) -> Option<Bytes> {
         (!self.pending.is_empty()).then(|| self.pending.split().freeze())
@@ -197,7 +192,7 @@ mod tests {
         let chunk = Bytes::from_static(STREAM);
         let out = f.push(chunk.clone()).unwrap();
         assert_eq!(out.as_ptr(), chunk.as_ptr());
-        assert!(!f.has_partial());
+        assert!(f.finish().is_none(), "nothing held back");
     }
 
     #[test]
@@ -238,7 +233,6 @@ mod tests {
             f.push(Bytes::from_static(b"data: 1\n\ndata: 2")).unwrap(),
             &b"data: 1\n\n"[..]
         );
-        assert!(f.has_partial());
         assert_eq!(f.finish().unwrap(), &b"data: 2"[..]);
     }
 }

@@ -78,15 +78,6 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-            Self::OpenAiCompatible => "openai_compatible",
-            Self::Anthropic => "anthropic",
-            Self::Gemini => "gemini",
-        }
-    }
-
     /// The client dialect whose requests this provider takes unchanged, if any.
     fn native_dialect(self) -> Option<Dialect> {
         match self {
