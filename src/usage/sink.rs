@@ -25,6 +25,10 @@ use crate::metrics;
 const CHANNEL_CAPACITY: usize = 16_384;
 /// Most records written in one batch.
 const BATCH: usize = 512;
+/// Pause after each write so that, under load, records gather into batches: at most one
+/// write per interval instead of one per handful of records (each write is a Redis pipeline
+/// with its per-day totals). An idle gateway still writes a lone record at once.
+const LINGER: Duration = Duration::from_millis(10);
 
 /// A per-key usage history.
 #[async_trait]
@@ -222,6 +226,10 @@ impl BackgroundService for SinkService {
                     self.write(&batch).await;
                     batch.clear();
                 }
+                _ = shutdown.changed() => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
                 _ = shutdown.changed() => break,
             }
         }
