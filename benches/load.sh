@@ -6,10 +6,13 @@
 #   DURATION=20 ROUNDS=3 benches/load.sh
 #
 # Prints RPS, p50 and p99 for each (target, workload) and the gateway/direct ratio, plus the
-# gateway's peak RSS. Targets: the emulator directly; the gateway; the gateway with limits on
-# (a key with RPM and TPM limits, counted in a real redis-server: one Lua call per request,
-# settlement after it). Workloads: chat JSON, and a 20-chunk SSE stream with no delay between
-# chunks. Load generator: wrk (Debian package, installed if missing).
+# gateway's peak RSS. Targets: the emulator directly; the gateway on in-memory state; the
+# gateway with its usage history in a real redis-server and no limits ("redis"); the same
+# with limits on ("limited": a key with RPM and TPM limits counted in that redis-server, one
+# Lua call per request, settlement after it). limits-on/limits-off compares the last two,
+# which differ only in the limits; limited/gateway (no Redis at all) is printed as well.
+# Workloads: chat JSON, and a 20-chunk SSE stream with no delay between chunks.
+# Load generator: wrk (Debian package, installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +35,8 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-EMU=$(port); GW=$(port); ADMIN=$(port); LGW=$(port); LADMIN=$(port); REDIS=$(port)
+EMU=$(port); GW=$(port); ADMIN=$(port); RGW=$(port); RADMIN=$(port); LGW=$(port); LADMIN=$(port)
+REDIS=$(port)
 
 cat >"$work/gateway.toml" <<TOML
 [server]
@@ -50,21 +54,19 @@ name = "bench"
 sha256 = "$("$BIN" hash-key "$KEY")"
 TOML
 
-# the same gateway with limits on, counted in Redis
-sed -e "s/127.0.0.1:$GW\"/127.0.0.1:$LGW\"/" -e "s/127.0.0.1:$ADMIN\"/127.0.0.1:$LADMIN\"/" \
-    "$work/gateway.toml" >"$work/limited.toml"
-cat >>"$work/limited.toml" <<TOML
-limits = { rpm = 100000000, tpm = 100000000000 }
-[state]
-redis_url = "redis://127.0.0.1:$REDIS/0"
-TOML
+# the same gateway with its state in Redis: without limits, and with limits on
+on_ports() { sed -e "s/127.0.0.1:$GW\"/127.0.0.1:$1\"/" -e "s/127.0.0.1:$ADMIN\"/127.0.0.1:$2\"/" "$work/gateway.toml"; }
+state="$(printf '[state]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$REDIS")"
+{ on_ports "$RGW" "$RADMIN"; echo "$state"; } >"$work/redis.toml"
+{ on_ports "$LGW" "$LADMIN"; echo 'limits = { rpm = 100000000, tpm = 100000000000 }'; echo "$state"; } >"$work/limited.toml"
 
 redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$BIN" emulator --listen "127.0.0.1:$EMU" --threads 2 >"$work/emu.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$BIN" run --config "$work/gateway.toml" >"$work/gw.log" 2>&1 & pids+=($!)
 GW_PID=$!
+RUST_LOG=warn "$BIN" run --config "$work/redis.toml" >"$work/rgw.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$BIN" run --config "$work/limited.toml" >"$work/lgw.log" 2>&1 & pids+=($!)
-for p in $EMU $GW $LGW $REDIS; do
+for p in $EMU $GW $RGW $LGW $REDIS; do
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -104,10 +106,11 @@ declare -A sum_rps
 printf '%-8s %-7s %-6s %10s %8s %8s %6s\n' round target load rps p50_ms p99_ms non2xx
 for round in $(seq "$ROUNDS"); do
     for load in chat stream; do
-        for target in direct gateway limited; do
+        for target in direct gateway redis limited; do
             case $target in
                 direct) url="http://127.0.0.1:$EMU/v1/chat/completions" ;;
                 gateway) url="http://127.0.0.1:$GW/v1/chat/completions" ;;
+                redis) url="http://127.0.0.1:$RGW/v1/chat/completions" ;;
                 limited) url="http://127.0.0.1:$LGW/v1/chat/completions" ;;
             esac
             read -r rps p50 p99 bad _ < <(measure "$url" "$work/$load.lua")
@@ -118,6 +121,9 @@ for round in $(seq "$ROUNDS"); do
 done
 echo
 for load in chat stream; do
-    python3 -c "print('ratio %-6s gateway/direct = %.2fx   limits-on/limits-off = %.2fx' % ('$load', ${sum_rps[gateway.$load]} / max(1, ${sum_rps[direct.$load]}), ${sum_rps[limited.$load]} / max(1, ${sum_rps[gateway.$load]})))"
+    python3 -c "
+d, g, r, l = ${sum_rps[direct.$load]}, ${sum_rps[gateway.$load]}, ${sum_rps[redis.$load]}, ${sum_rps[limited.$load]}
+print('ratio %-6s gateway/direct = %.2fx   limits-on/limits-off = %.2fx   limited/no-redis = %.2fx'
+      % ('$load', g / max(1, d), l / max(1, r), l / max(1, g)))"
 done
 echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$GW_PID/status)"
