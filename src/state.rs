@@ -43,6 +43,11 @@ impl Redis {
         })
     }
 
+    /// The deadline of every call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)

@@ -102,23 +102,28 @@ fn token_reservation_is_settled_to_the_real_count() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(remaining <= 100_000 - 500, "{remaining}");
-    let key = format!(
-        "cai:rl:{{{}}}:gpt-4o:tok",
-        cheapai_gateway::auth::key_id(&sha256_hex(b"cai-limited-rpm"))
-    );
+    let key = window_key("cai-limited-rpm");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let values = redis.cli(&["HVALS", &key]);
-        let sum: u64 = values
-            .lines()
-            .filter_map(|l| l.trim().parse::<u64>().ok())
-            .sum();
-        if sum == 10 {
+        let total = redis.cli(&["HGET", &key, "t"]);
+        if total.trim() == "10" {
             break; // 5 prompt + 5 completion tokens, as the emulator reported
         }
-        assert!(Instant::now() < deadline, "token counter is {sum}, not 10");
+        assert!(
+            Instant::now() < deadline,
+            "token counter is {total:?}, not 10"
+        );
         thread::sleep(Duration::from_millis(50));
     }
+    // the total is the sum of the per-second buckets
+    let fields = redis.cli(&["HGETALL", &key]);
+    let lines: Vec<&str> = fields.lines().map(str::trim).collect();
+    let bucket_sum: u64 = lines
+        .chunks(2)
+        .filter(|pair| pair[0].starts_with("t:"))
+        .filter_map(|pair| pair[1].parse::<u64>().ok())
+        .sum();
+    assert_eq!(bucket_sum, 10, "{fields}");
 }
 
 #[test]
@@ -147,6 +152,14 @@ fn a_spent_budget_refuses_with_insufficient_quota_on_every_instance() {
         assert_eq!(refused.json()["error"]["type"], "insufficient_quota");
         assert_eq!(refused.header("x-should-retry"), Some("false"));
     }
+}
+
+/// The Redis hash of a client key's gpt-4o window.
+fn window_key(client_key: &str) -> String {
+    cheapai_gateway::limits::redis::window_key(
+        &cheapai_gateway::auth::key_id(&sha256_hex(client_key.as_bytes())),
+        "gpt-4o",
+    )
 }
 
 fn admin(gw: &Gateway, method: &str, path: &str, token: &str, body: Option<Value>) -> Answer {
@@ -255,16 +268,13 @@ fn redis_outage_falls_back_to_local_limits_then_shared_limits_resume() {
     }
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let key = format!(
-        "cai:rl:{{{}}}:gpt-4o:req",
-        cheapai_gateway::auth::key_id(&sha256_hex(b"cai-limited-rpm"))
-    );
+    let key = window_key("cai-limited-rpm");
     loop {
         assert_eq!(
             post_as(&a, "cai-limited-rpm", &chat("gpt-4o", false)).status,
             200
         );
-        if !redis.cli(&["HVALS", &key]).trim().is_empty() {
+        if !redis.cli(&["HGET", &key, "r"]).trim().is_empty() {
             break; // the shared window counts again
         }
         assert!(Instant::now() < deadline, "Redis never picked up again");

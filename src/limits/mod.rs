@@ -9,6 +9,7 @@
 //! instances share one exact limit; [`local`] is the same logic in memory, used without
 //! Redis and while Redis is unreachable (`on_redis_error = "allow"`).
 
+mod group;
 pub mod local;
 pub mod redis;
 

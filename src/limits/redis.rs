@@ -1,29 +1,29 @@
-//! The Redis limit store: each check is one Lua script call (one round trip), atomic across
-//! every gateway instance. Keys share the client key's hash tag, so a Redis Cluster keeps
-//! them on one slot: `cai:rl:{k_…}:{model}:req|tok`, `cai:spend:{k_…}`.
+//! The Redis limit store: checks are Lua script calls (one round trip, atomic across every
+//! gateway instance), shared by a window's concurrent requests ([`super::group`]). Keys share the client key's hash tag, so a Redis Cluster keeps
+//! them on one slot: `cai:rl:{k_…}:{model}` (one hash per window, layout in `window.lua`),
+//! `cai:spend:{k_…}`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use redis::Script;
 
-use super::{Claim, Decision, LimitStore, Scope, WINDOW_SECS};
+use super::group::Checks;
+use super::{Claim, Decision, LimitStore};
 use crate::state::{Redis, StateError};
 
-static WINDOW: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("window.lua")));
 const SETTLE_SOURCE: &str = include_str!("settle.lua");
 
 /// How often queued token settlements are written (one pipeline per interval).
 const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Token settlements waiting to be written: (tokens hash, bucket) → delta.
+/// Token settlements waiting to be written: (window hash, bucket) → delta.
 type PendingSettlements = HashMap<(String, u64), i64>;
 
 /// Limits kept in Redis.
 pub struct RedisLimits {
     redis: Arc<Redis>,
+    checks: Checks,
     /// Settlements are batched: under load one pipeline every [`SETTLE_INTERVAL`] replaces a
     /// round trip per request (they only correct rate-limit counters, so a short delay is
     /// harmless; spend, which is money, is written at once).
@@ -43,6 +43,7 @@ impl RedisLimits {
     pub fn new(redis: Arc<Redis>) -> Self {
         Self {
             redis,
+            checks: Checks::default(),
             pending: Arc::new(Pending::default()),
             flusher: OnceLock::new(),
         }
@@ -64,12 +65,12 @@ async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
         return Ok(());
     }
     let mut pipe = redis::pipe();
-    for ((tokens_key, bucket), delta) in &batch {
+    for ((window, bucket), delta) in &batch {
         // EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT mid-way.
         pipe.cmd("EVAL")
             .arg(SETTLE_SOURCE)
             .arg(1)
-            .arg(tokens_key)
+            .arg(window)
             .arg(bucket)
             .arg(delta)
             .ignore();
@@ -81,11 +82,9 @@ async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
         .await
 }
 
-fn window_keys(key_id: &str, model: &str) -> (String, String) {
-    (
-        format!("cai:rl:{{{key_id}}}:{model}:req"),
-        format!("cai:rl:{{{key_id}}}:{model}:tok"),
-    )
+/// The hash holding one (key, model) window.
+pub fn window_key(key_id: &str, model: &str) -> String {
+    format!("cai:rl:{{{key_id}}}:{model}")
 }
 
 pub fn spend_key(key_id: &str) -> String {
@@ -95,51 +94,11 @@ pub fn spend_key(key_id: &str) -> String {
 #[async_trait]
 impl LimitStore for RedisLimits {
     async fn acquire(&self, claim: &Claim, now: u64) -> Result<Decision, StateError> {
-        let (req, tok) = window_keys(&claim.key_id, &claim.model);
+        let window = window_key(&claim.key_id, &claim.model);
         let spend = spend_key(&claim.key_id);
-        let args = [
-            now,
-            WINDOW_SECS,
-            claim.rpm.unwrap_or(0),
-            claim.tpm.unwrap_or(0),
-            claim.reserve,
-            claim.budget_micro_usd.unwrap_or(0),
-        ];
-        let (allowed, denied_by, reqs, toks, retry, req_reset, tok_reset): (
-            u8,
-            String,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = self
-            .redis
-            .run("limits", move |mut c| {
-                Box::pin(async move {
-                    let mut call = WINDOW.prepare_invoke();
-                    call.key(req).key(tok).key(spend);
-                    for a in args {
-                        call.arg(a);
-                    }
-                    call.invoke_async(&mut c).await
-                })
-            })
-            .await?;
-        Ok(Decision {
-            denied_by: match (allowed, denied_by.as_str()) {
-                (1, _) => None,
-                (_, "budget") => Some(Scope::Budget),
-                (_, "tokens") => Some(Scope::Tokens),
-                _ => Some(Scope::Requests),
-            },
-            requests_used: reqs,
-            tokens_used: toks,
-            retry_after_secs: retry,
-            requests_reset_secs: req_reset,
-            tokens_reset_secs: tok_reset,
-            bucket: now,
-        })
+        self.checks
+            .check(&self.redis, window, spend, claim, now)
+            .await
     }
 
     async fn settle(
@@ -149,9 +108,8 @@ impl LimitStore for RedisLimits {
         bucket: u64,
         delta: i64,
     ) -> Result<(), StateError> {
-        let (_, tok) = window_keys(key_id, model);
         if let Ok(mut p) = self.pending.queue.lock() {
-            *p.entry((tok, bucket)).or_default() += delta;
+            *p.entry((window_key(key_id, model), bucket)).or_default() += delta;
         }
         self.flusher.get_or_init(|| {
             let (redis, pending) = (self.redis.clone(), self.pending.clone());
@@ -191,6 +149,7 @@ impl LimitStore for RedisLimits {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Scope, WINDOW_SECS};
     use super::*;
     use std::time::Duration;
 
@@ -200,5 +159,138 @@ mod tests {
         let redis = Redis::new(&server.1, Duration::from_secs(2)).unwrap();
         let store = RedisLimits::new(std::sync::Arc::new(redis));
         super::super::tests::store_contract(&store).await;
+    }
+
+    /// Concurrent requests of one window share script calls, and each is still decided as
+    /// if it came alone: of 200 at once with rpm = 50, exactly 50 pass, and they saw
+    /// `requests_used` 1, 2, …, 50 in turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_checks_are_batched_and_stay_exact() {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let store = Arc::new(RedisLimits::new(redis.clone()));
+        let claim = super::super::tests::claim(Some(50), Some(1_000_000), 10);
+        let now = 1_000_000;
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (store, claim) = (store.clone(), claim.clone());
+                tokio::spawn(async move { store.acquire(&claim, now).await })
+            })
+            .collect();
+        let mut used = Vec::new();
+        let mut refused = 0;
+        for t in tasks {
+            let d = t.await.unwrap().unwrap();
+            match d.denied_by {
+                None => used.push(d.requests_used),
+                Some(Scope::Requests) => {
+                    assert_eq!(d.requests_used, 50);
+                    assert_eq!(d.retry_after_secs, 60);
+                    refused += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        used.sort_unstable();
+        assert_eq!(used, (1..=50).collect::<Vec<u64>>());
+        assert_eq!(refused, 150);
+        let stats: String = redis
+            .run("info", |mut c| {
+                Box::pin(async move {
+                    redis::cmd("INFO")
+                        .arg("commandstats")
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await
+            .unwrap();
+        let calls: u64 = stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        assert!(
+            (1..200).contains(&calls),
+            "{calls} script calls for 200 checks"
+        );
+    }
+
+    /// The O(1) script keeps running totals; this drives it and the in-memory twin (which
+    /// sums its buckets every time) through the same random history — seconds that pass
+    /// one by one, gaps, whole windows skipped, settlements — and requires the same
+    /// decision every time, then checks the stored totals against the stored buckets.
+    #[tokio::test]
+    async fn running_totals_match_the_local_twin_over_a_random_history() {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let shared = RedisLimits::new(redis.clone());
+        let local = super::super::local::LocalLimits::default();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut now = 1_000_000;
+        for step in 0..3000 {
+            now += match next(100) {
+                0 => 61 + next(60),
+                1..=9 => 5 + next(30),
+                10..=49 => 1,
+                _ => 0,
+            };
+            let claim = Claim {
+                key_id: "k_random".into(),
+                ..super::super::tests::claim(Some(40), Some(2_000), next(120))
+            };
+            let a = shared.acquire(&claim, now).await.unwrap();
+            let b = local.acquire(&claim, now).await.unwrap();
+            assert_eq!(a, b, "step {step} at {now}");
+            if a.denied_by.is_none() && next(2) == 0 {
+                let delta = next(200) as i64 - 100;
+                shared
+                    .settle("k_random", "gpt-4o", a.bucket, delta)
+                    .await
+                    .unwrap();
+                shared.flush().await.unwrap();
+                local
+                    .settle("k_random", "gpt-4o", a.bucket, delta)
+                    .await
+                    .unwrap();
+            }
+        }
+        let fields: HashMap<String, i64> = redis
+            .run("read", |mut c| {
+                Box::pin(async move {
+                    redis::cmd("HGETALL")
+                        .arg(window_key("k_random", "gpt-4o"))
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await
+            .unwrap();
+        let sum = |prefix: &str| -> i64 {
+            fields
+                .iter()
+                .filter(|(f, _)| f.starts_with(prefix))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!(fields["r"], sum("r:"));
+        assert_eq!(fields["t"], sum("t:"));
+        assert!(
+            fields.len() <= 2 * WINDOW_SECS as usize + 3,
+            "stale buckets remain"
+        );
     }
 }

@@ -1,43 +1,78 @@
--- cheapai_window_v1
+-- cheapai_window_v2
 -- Sliding 60 s windows of per-second buckets for one (key, model): requests and tokens,
--- plus the key's spend budget. One call checks all of them and, when the request is
--- allowed, records it (1 request, `reserve` tokens) in the current second's bucket.
+-- plus the key's spend budget. One call decides a batch of requests, in order, as if each
+-- had come alone: each is checked against all the limits and, when allowed, recorded
+-- (1 request, its `reserve` tokens) in the current second's bucket before the next is checked.
 --
--- KEYS[1] requests hash {second -> count}, KEYS[2] tokens hash {second -> tokens},
--- KEYS[3] spend counter (micro-USD). All share the key's hash tag.
--- ARGV: now (unix s), window (s), rpm, tpm, reserve, budget (micro-USD); 0 = no limit.
--- Returns {allowed, denied_by, requests_used, tokens_used, retry_after_s,
---          requests_reset_s, tokens_reset_s}.
+-- KEYS[1] the window hash: `r:<second>` / `t:<second>` buckets, running totals `r` / `t` of
+-- the live buckets, and `f`, the oldest second still counted. KEYS[2] spend counter
+-- (micro-USD). Both share the key's hash tag.
+-- ARGV: now (unix s), window (s), rpm, tpm, budget (micro-USD), then one reserve (tokens) per
+-- request; 0 = no limit. Returns one {allowed, denied_by, requests_used, tokens_used,
+-- retry_after_s, requests_reset_s, tokens_reset_s} per request.
+--
+-- The allowed path is O(1): the totals are kept up to date and a bucket is subtracted once,
+-- when it leaves the window; only a refusal reads the buckets (to say when to retry).
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local rpm = tonumber(ARGV[3])
 local tpm = tonumber(ARGV[4])
-local reserve = tonumber(ARGV[5])
-local budget = tonumber(ARGV[6])
-local oldest = now - window + 1
+local budget = tonumber(ARGV[5])
+local first_reserve = 6
+local key = KEYS[1]
 
--- live buckets, oldest first, and their sum; buckets that left the window are deleted
-local function live(key)
-  local flat = redis.call('HGETALL', key)
-  local buckets, stale, total = {}, {}, 0
-  for i = 1, #flat, 2 do
-    local second, n = tonumber(flat[i]), tonumber(flat[i + 1])
-    if second < oldest then
-      stale[#stale + 1] = flat[i]
-    else
-      total = total + n
-      buckets[#buckets + 1] = { second, n }
-    end
+if budget > 0 then
+  local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if spent >= budget then
+    local out = {}
+    for i = first_reserve, #ARGV do out[#out + 1] = { 0, 'budget', 0, 0, 0, 0, 0 } end
+    return out
   end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  table.sort(buckets, function(a, b) return a[1] < b[1] end)
-  return total, buckets
+end
+
+local state = redis.call('HMGET', key, 'r', 't', 'f')
+local reqs, toks, floor = tonumber(state[1] or '0'), tonumber(state[2] or '0'), tonumber(state[3])
+local oldest = now - window + 1
+-- an instance whose clock lags behind the others records into the oldest live second
+if floor and now < floor then now = floor end
+
+if floor == nil or oldest - floor >= window then
+  -- nothing counted, or every bucket has left the window
+  if floor ~= nil then redis.call('DEL', key) end
+  reqs, toks = 0, 0
+  redis.call('HSET', key, 'f', oldest)
+elseif floor < oldest then
+  -- subtract and delete the buckets that left the window since the last call
+  local fields = {}
+  for s = floor, oldest - 1 do
+    fields[#fields + 1] = 'r:' .. s
+    fields[#fields + 1] = 't:' .. s
+  end
+  local gone = redis.call('HMGET', key, unpack(fields))
+  for i = 1, #fields, 2 do
+    reqs = reqs - tonumber(gone[i] or '0')
+    toks = toks - tonumber(gone[i + 1] or '0')
+  end
+  redis.call('HDEL', key, unpack(fields))
+  redis.call('HSET', key, 'r', reqs, 't', toks, 'f', oldest)
+end
+
+-- the live buckets of one kind, oldest first (only read on refusal)
+local function buckets(kind)
+  local fields = {}
+  for s = oldest, now do fields[#fields + 1] = kind .. s end
+  local values = redis.call('HMGET', key, unpack(fields))
+  local out = {}
+  for i, v in ipairs(values) do
+    if v then out[#out + 1] = { oldest + i - 1, tonumber(v) } end
+  end
+  return out
 end
 
 -- seconds until `need` more fit under `limit`, as the oldest buckets leave the window
-local function wait_for(buckets, used, need, limit)
+local function wait_for(live, used, need, limit)
   local over = used + need - limit
-  for _, b in ipairs(buckets) do
+  for _, b in ipairs(live) do
     over = over - b[2]
     if over <= 0 then return math.max(1, b[1] + window - now) end
   end
@@ -45,30 +80,53 @@ local function wait_for(buckets, used, need, limit)
 end
 
 -- seconds until the window is empty again
-local function reset(buckets)
-  if #buckets == 0 then return 0 end
-  return math.max(1, buckets[#buckets][1] + window - now)
+local function reset(live)
+  if #live == 0 then return 0 end
+  return math.max(1, live[#live][1] + window - now)
 end
 
-if budget > 0 then
-  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if spent >= budget then return { 0, 'budget', 0, 0, 0, 0, 0 } end
+-- the live buckets of both kinds, read once per batch on its first refusal and kept up to
+-- date as the batch records requests
+local live_r, live_t
+local function record(live, n)
+  if not live or n == 0 then return end
+  local last = live[#live]
+  if last and last[1] == now then last[2] = last[2] + n else live[#live + 1] = { now, n } end
 end
 
-local reqs, req_buckets = live(KEYS[1])
-local toks, tok_buckets = live(KEYS[2])
-if rpm > 0 and reqs + 1 > rpm then
-  return { 0, 'requests', reqs, toks, wait_for(req_buckets, reqs, 1, rpm), reset(req_buckets), reset(tok_buckets) }
-end
--- a request larger than the whole token limit passes only into an empty window
-if tpm > 0 and toks > 0 and toks + reserve > tpm then
-  return { 0, 'tokens', reqs, toks, wait_for(tok_buckets, toks, reserve, tpm), reset(req_buckets), reset(tok_buckets) }
+local out = {}
+local allowed_reqs, allowed_toks = 0, 0
+for i = first_reserve, #ARGV do
+  local reserve = tonumber(ARGV[i])
+  local denied_by
+  if rpm > 0 and reqs + 1 > rpm then
+    denied_by = 'requests'
+  elseif tpm > 0 and toks > 0 and toks + reserve > tpm then
+    -- a request larger than the whole token limit passes only into an empty window
+    denied_by = 'tokens'
+  end
+  if denied_by then
+    if not live_r then live_r, live_t = buckets('r:'), buckets('t:') end
+    local retry
+    if denied_by == 'requests' then retry = wait_for(live_r, reqs, 1, rpm)
+    else retry = wait_for(live_t, toks, reserve, tpm) end
+    out[#out + 1] = { 0, denied_by, reqs, toks, retry, reset(live_r), reset(live_t) }
+  else
+    reqs, toks = reqs + 1, toks + reserve
+    allowed_reqs, allowed_toks = allowed_reqs + 1, allowed_toks + reserve
+    record(live_r, 1)
+    if reserve > 0 then record(live_t, reserve) end
+    out[#out + 1] = { 1, '', reqs, toks, 0, window, window }
+  end
 end
 
-redis.call('HINCRBY', KEYS[1], now, 1)
-redis.call('EXPIRE', KEYS[1], window + 1)
-if reserve > 0 then
-  redis.call('HINCRBY', KEYS[2], now, reserve)
-  redis.call('EXPIRE', KEYS[2], window + 1)
+if allowed_reqs > 0 then
+  redis.call('HINCRBY', key, 'r:' .. now, allowed_reqs)
+  redis.call('HINCRBY', key, 'r', allowed_reqs)
+  if allowed_toks > 0 then
+    redis.call('HINCRBY', key, 't:' .. now, allowed_toks)
+    redis.call('HINCRBY', key, 't', allowed_toks)
+  end
+  redis.call('EXPIRE', key, window + 1)
 end
-return { 1, '', reqs + 1, toks + reserve, 0, window, window }
+return out

@@ -1,0 +1,194 @@
+//! Group commit of limit checks: requests of one (key, model) that arrive while that window's
+//! script call is in flight wait, and the next call decides all of them at once.
+//!
+//! `window.lua` decides a batch in order, exactly as one call per request would (each
+//! request sees the ones before it), so limits stay exact across instances; what changes is
+//! the cost. Under load a key's requests are concurrent, and one round trip, one script run
+//! and one reply now serve many of them instead of one each, which is what lets limits in
+//! Redis cost little next to the request itself. A request alone is sent at once, as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redis::Script;
+use tokio::sync::oneshot;
+
+use super::{Claim, Decision, Scope, WINDOW_SECS};
+use crate::state::{Redis, StateError};
+
+static WINDOW: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("window.lua")));
+
+/// Most requests decided by one script call.
+const MAX_BATCH: usize = 256;
+
+/// What a batch has in common: requests are batched only with others that share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Terms {
+    now: u64,
+    rpm: u64,
+    tpm: u64,
+    budget: u64,
+}
+
+struct Waiter {
+    terms: Terms,
+    reserve: u64,
+    reply: oneshot::Sender<Result<Decision, StateError>>,
+}
+
+/// One window's requests waiting for the next call.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    /// A task is sending this window's batches; new requests only join the queue.
+    draining: bool,
+}
+
+/// The queues of every window with requests waiting or in flight (entries go when empty).
+#[derive(Clone, Default)]
+pub struct Checks {
+    queues: Arc<Mutex<HashMap<String, Queue>>>,
+}
+
+fn lock(queues: &Mutex<HashMap<String, Queue>>) -> MutexGuard<'_, HashMap<String, Queue>> {
+    // a panic while holding the lock cannot leave a queue half-updated: each update is
+    // one push or one drain
+    queues
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Checks {
+    /// Decides `claim` in the window hash `window` (spend in `spend`), batched with the
+    /// window's other waiting requests. Waits at most the Redis deadline.
+    pub async fn check(
+        &self,
+        redis: &Arc<Redis>,
+        window: String,
+        spend: String,
+        claim: &Claim,
+        now: u64,
+    ) -> Result<Decision, StateError> {
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter {
+            terms: Terms {
+                now,
+                rpm: claim.rpm.unwrap_or(0),
+                tpm: claim.tpm.unwrap_or(0),
+                budget: claim.budget_micro_usd.unwrap_or(0),
+            },
+            reserve: claim.reserve,
+            reply,
+        };
+        let start = {
+            let mut queues = lock(&self.queues);
+            let queue = queues.entry(window.clone()).or_default();
+            queue.waiting.push(waiter);
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            tokio::spawn(drain(redis.clone(), self.clone(), window, spend));
+        }
+        let deadline = redis.timeout();
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(decision)) => decision,
+            Ok(Err(_)) => Err(StateError("limit check: the batch was dropped".into())),
+            Err(_) => Err(StateError(format!(
+                "limit check: no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        }
+    }
+
+    /// The next batch of `window`: the longest run of waiting requests with the same terms;
+    /// `None` (and the queue removed) when nothing waits.
+    fn next_batch(&self, window: &str) -> Option<Vec<Waiter>> {
+        let mut queues = lock(&self.queues);
+        let queue = queues.get_mut(window)?;
+        let Some(first) = queue.waiting.first().map(|w| w.terms) else {
+            queues.remove(window);
+            return None;
+        };
+        let n = queue
+            .waiting
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|w| w.terms == first)
+            .count();
+        Some(queue.waiting.drain(..n).collect())
+    }
+}
+
+/// Sends `window`'s batches one after the other until its queue is empty.
+async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String) {
+    while let Some(batch) = checks.next_batch(&window) {
+        match decide(&redis, &window, &spend, &batch).await {
+            Ok(decisions) => {
+                for (waiter, decision) in batch.into_iter().zip(decisions) {
+                    // a waiter past its deadline has gone; nothing to tell it
+                    let _ = waiter.reply.send(Ok(decision));
+                }
+            }
+            Err(e) => {
+                for waiter in batch {
+                    let _ = waiter.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One script call for a batch (all with the same terms); one decision per request.
+async fn decide(
+    redis: &Redis,
+    window: &str,
+    spend: &str,
+    batch: &[Waiter],
+) -> Result<Vec<Decision>, StateError> {
+    let Some(terms) = batch.first().map(|w| w.terms) else {
+        return Ok(Vec::new());
+    };
+    let mut call = WINDOW.prepare_invoke();
+    call.key(window).key(spend);
+    call.arg(terms.now)
+        .arg(WINDOW_SECS)
+        .arg(terms.rpm)
+        .arg(terms.tpm)
+        .arg(terms.budget);
+    for w in batch {
+        call.arg(w.reserve);
+    }
+    type Row = (u8, String, u64, u64, u64, u64, u64);
+    let rows: Vec<Row> = redis
+        .run("limits", move |mut c| {
+            Box::pin(async move { call.invoke_async(&mut c).await })
+        })
+        .await?;
+    if rows.len() != batch.len() {
+        return Err(StateError(format!(
+            "limits: {} decisions for {} requests",
+            rows.len(),
+            batch.len()
+        )));
+    }
+    Ok(rows
+        .into_iter()
+        .map(
+            |(allowed, denied_by, reqs, toks, retry, req_reset, tok_reset)| Decision {
+                denied_by: match (allowed, denied_by.as_str()) {
+                    (1, _) => None,
+                    (_, "budget") => Some(Scope::Budget),
+                    (_, "tokens") => Some(Scope::Tokens),
+                    _ => Some(Scope::Requests),
+                },
+                requests_used: reqs,
+                tokens_used: toks,
+                retry_after_secs: retry,
+                requests_reset_secs: req_reset,
+                tokens_reset_secs: tok_reset,
+                bucket: terms.now,
+            },
+        )
+        .collect())
+}
