@@ -12,6 +12,7 @@ pub mod dialect;
 pub mod emulator;
 pub mod endpoint;
 pub mod error;
+pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

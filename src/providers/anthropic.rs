@@ -302,7 +302,7 @@ fn sanitize_tool_id(id: &str) -> String {
 
 /// A fresh Anthropic-style tool id, for upstreams that send none.
 fn synthesize_tool_id() -> String {
-    format!("toolu_{}", uuid::Uuid::new_v4().simple())
+    format!("toolu_{}", crate::ids::random_hex())
 }
 
 /// `data:<mime>;base64,<data>` → (mime, data); `None` for anything else.

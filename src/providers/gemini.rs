@@ -94,7 +94,7 @@ impl Stamp {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut nonce = uuid::Uuid::new_v4().simple().to_string();
+        let mut nonce = crate::ids::random_hex();
         nonce.truncate(16);
         Self { created, nonce }
     }

@@ -50,7 +50,7 @@ impl RequestCtx {
     pub fn new() -> Self {
         metrics::INFLIGHT.inc();
         Self {
-            request_id: format!("req_{}", uuid::Uuid::new_v4().simple()),
+            request_id: format!("req_{}", crate::ids::random_hex()),
             started: Instant::now(),
             endpoint: None,
             dialect: Dialect::OpenAi,

@@ -104,7 +104,7 @@ pub(super) fn stop_reason(finish_reason: Option<&str>, made_tool_calls: bool) ->
 fn message_id(upstream: Option<&str>) -> String {
     match upstream.filter(|id| !id.is_empty()) {
         Some(id) => format!("msg_{}", sanitize_tool_id(id)),
-        None => format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        None => format!("msg_{}", crate::ids::random_hex()),
     }
 }
 
