@@ -102,10 +102,13 @@ impl Checks {
     }
 
     /// The next batch of `window`: the longest run of waiting requests with the same terms;
-    /// `None` (and the queue removed) when nothing waits.
+    /// `None` (and the queue removed) when nothing waits. Requests that stopped waiting (past
+    /// their deadline, already decided by the local fallback) are dropped, not counted: this
+    /// also bounds the queue while Redis is slow.
     fn next_batch(&self, window: &str) -> Option<Vec<Waiter>> {
         let mut queues = lock(&self.queues);
         let queue = queues.get_mut(window)?;
+        queue.waiting.retain(|w| !w.reply.is_closed());
         let Some(first) = queue.waiting.first().map(|w| w.terms) else {
             queues.remove(window);
             return None;
@@ -191,4 +194,49 @@ async fn decide(
             },
         )
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(now: u64, reserve: u64) -> (Waiter, oneshot::Receiver<Result<Decision, StateError>>) {
+        let (reply, answer) = oneshot::channel();
+        let terms = Terms {
+            now,
+            rpm: 10,
+            tpm: 0,
+            budget: 0,
+        };
+        (
+            Waiter {
+                terms,
+                reserve,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn batches_skip_abandoned_requests_and_split_where_the_terms_change() {
+        let checks = Checks::default();
+        let mut answers = Vec::new();
+        {
+            let mut queues = lock(&checks.queues);
+            let queue = queues.entry("w".into()).or_default();
+            for (now, reserve, keep) in [(1, 1, true), (1, 2, false), (1, 3, true), (2, 4, true)] {
+                let (w, answer) = waiter(now, reserve);
+                queue.waiting.push(w);
+                if keep {
+                    answers.push(answer);
+                }
+            }
+        }
+        let reserves = |batch: Vec<Waiter>| batch.iter().map(|w| w.reserve).collect::<Vec<_>>();
+        assert_eq!(checks.next_batch("w").map(reserves), Some(vec![1, 3]));
+        assert_eq!(checks.next_batch("w").map(reserves), Some(vec![4]));
+        assert!(checks.next_batch("w").is_none());
+        assert!(lock(&checks.queues).is_empty(), "an empty queue is removed");
+    }
 }

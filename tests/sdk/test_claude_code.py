@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_claude_code_prints_the_models_answer(gateway, tmp_path, model):
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
-    before = usage_count(gateway)
+    started_ms = int(time.time() * 1000)
     done = subprocess.run(
         [str(claude_bin()), "-p", "say hi", "--model", model],
         env=env,
@@ -47,7 +48,7 @@ def test_claude_code_prints_the_models_answer(gateway, tmp_path, model):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == EXPECTED, done.stdout + done.stderr
-    records = new_records(gateway, before)
+    records = records_since(gateway, started_ms)
     assert records, "Claude Code's requests reached the gateway"
     for r in records:
         assert r["endpoint"] == "messages"
@@ -57,13 +58,17 @@ def test_claude_code_prints_the_models_answer(gateway, tmp_path, model):
         assert r["completion_tokens"] == 5
 
 
-def usage_count(gateway) -> int:
-    return len(usage(gateway))
-
-
-def new_records(gateway, before: int) -> list[dict]:
-    records = usage(gateway)
-    return records[: len(records) - before]
+def records_since(gateway, started_ms: int) -> list[dict]:
+    """The records of requests that ended after `started_ms`, once no new one has appeared for
+    a moment (the usage writer batches records for a few milliseconds)."""
+    seen, deadline = None, time.monotonic() + 5
+    while time.monotonic() < deadline:
+        records = [r for r in usage(gateway) if r["timestamp_ms"] >= started_ms]
+        if records and records == seen:
+            return records
+        seen = records
+        time.sleep(0.2)
+    return seen or []
 
 
 def usage(gateway) -> list[dict]:
