@@ -125,6 +125,11 @@ impl Checks {
 
 /// Sends `window`'s batches one after the other until its queue is empty.
 async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String) {
+    let mut unfinished = Unfinished {
+        checks: checks.clone(),
+        window: window.clone(),
+        armed: true,
+    };
     while let Some(batch) = checks.next_batch(&window) {
         match decide(&redis, &window, &spend, &batch).await {
             Ok(decisions) => {
@@ -137,6 +142,25 @@ async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String)
                 for waiter in batch {
                     let _ = waiter.reply.send(Err(e.clone()));
                 }
+            }
+        }
+    }
+    unfinished.armed = false;
+}
+
+/// Should a drain task end early (cancelled with its runtime, or a panic), its window must
+/// not stay marked as draining forever: the next request starts a new task.
+struct Unfinished {
+    checks: Checks,
+    window: String,
+    armed: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(queue) = lock(&self.checks.queues).get_mut(&self.window) {
+                queue.draining = false;
             }
         }
     }
@@ -238,5 +262,17 @@ mod tests {
         assert_eq!(checks.next_batch("w").map(reserves), Some(vec![4]));
         assert!(checks.next_batch("w").is_none());
         assert!(lock(&checks.queues).is_empty(), "an empty queue is removed");
+    }
+
+    #[test]
+    fn a_drain_that_ends_early_lets_the_next_request_start_another() {
+        let checks = Checks::default();
+        lock(&checks.queues).entry("w".into()).or_default().draining = true;
+        drop(Unfinished {
+            checks: checks.clone(),
+            window: "w".into(),
+            armed: true,
+        });
+        assert!(!lock(&checks.queues)["w"].draining);
     }
 }
