@@ -8,8 +8,8 @@
 # Prints RPS, p50 and p99 for each (target, workload) and the gateway/direct ratio, plus the
 # gateway's peak RSS. Targets: the emulator directly; the gateway on in-memory state; the
 # gateway with its usage history in a real redis-server and no limits ("redis"); the same
-# with limits on ("limited": a key with RPM and TPM limits counted in that redis-server, one
-# Lua call per request, settlement after it). limits-on/limits-off compares the last two,
+# with limits on ("limited": a key with RPM and TPM limits counted in that redis-server by
+# the window script, concurrent requests sharing a call; settlements batched). limits-on/limits-off compares the last two,
 # which differ only in the limits; limited/gateway (no Redis at all) is printed as well.
 # Workloads: chat JSON, and a 20-chunk SSE stream with no delay between chunks.
 # Load generator: wrk (Debian package, installed if missing).

@@ -27,7 +27,8 @@ const CHANNEL_CAPACITY: usize = 16_384;
 const BATCH: usize = 512;
 /// Pause after each write so that, under load, records gather into batches: at most one
 /// write per interval instead of one per handful of records (each write is a Redis pipeline
-/// with its per-day totals). An idle gateway still writes a lone record at once.
+/// with its per-day totals). An idle gateway still writes a lone record at once; a full
+/// batch is followed by the next one without a pause, so the pause never caps throughput.
 const LINGER: Duration = Duration::from_millis(10);
 
 /// A per-key usage history.
@@ -218,19 +219,23 @@ impl BackgroundService for SinkService {
         };
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            tokio::select! {
+            let full = tokio::select! {
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
                     }
                     self.write(&batch).await;
                     batch.clear();
+                    n == BATCH
                 }
                 _ = shutdown.changed() => break,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(LINGER) => {}
-                _ = shutdown.changed() => break,
+            };
+            // a full batch means records are arriving faster than the pause would let through
+            if !full {
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = shutdown.changed() => break,
+                }
             }
         }
         // Shutting down: requests still in flight (the grace period) keep producing records.
