@@ -151,12 +151,8 @@ impl RedisKeys {
 impl RedisKeys {
     /// The sha256 of the key with this id.
     async fn hash_of(&self, id: &str) -> Result<Option<String>, StateError> {
-        let id_key = format!("cai:keyid:{id}");
-        self.redis
-            .run("key id", move |mut c| {
-                Box::pin(async move { redis::cmd("GET").arg(id_key).query_async(&mut c).await })
-            })
-            .await
+        let get = redis::Cmd::get(format!("cai:keyid:{id}"));
+        self.redis.command("key id", get).await
     }
 }
 
@@ -170,16 +166,12 @@ fn parse(json: Option<String>) -> Result<Option<StoredKey>, StateError> {
 #[async_trait]
 impl KeyBackend for RedisKeys {
     async fn get(&self, sha256: &str) -> Result<Option<StoredKey>, StateError> {
-        let keys = [
+        let mget = redis::Cmd::mget(&[
             format!("cai:key:{{{sha256}}}"),
             format!("cai:key:{{{sha256}}}:off"),
-        ];
-        let (json, off): (Option<String>, Option<String>) = self
-            .redis
-            .run("key lookup", move |mut c| {
-                Box::pin(async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await })
-            })
-            .await?;
+        ]);
+        let (json, off): (Option<String>, Option<String>) =
+            self.redis.command("key lookup", mget).await?;
         Ok(parse(json)?.map(|k| StoredKey {
             disabled: off.is_some(),
             ..k
@@ -188,39 +180,22 @@ impl KeyBackend for RedisKeys {
 
     async fn insert(&self, key: &StoredKey) -> Result<(), StateError> {
         let json = serde_json::to_string(key).map_err(|e| StateError(e.to_string()))?;
-        let (hash, id) = (key.sha256.clone(), key.id.clone());
-        let _: () = self
-            .redis
-            .run("key insert", move |mut c| {
-                Box::pin(async move {
-                    redis::pipe()
-                        .atomic()
-                        .set(format!("cai:key:{{{hash}}}"), json)
-                        .ignore()
-                        .set(format!("cai:keyid:{id}"), &hash)
-                        .ignore()
-                        .sadd("cai:keys", &id)
-                        .ignore()
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await?;
+        let (hash, id) = (&key.sha256, &key.id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(format!("cai:key:{{{hash}}}"), json)
+            .ignore()
+            .set(format!("cai:keyid:{id}"), hash)
+            .ignore()
+            .sadd("cai:keys", id)
+            .ignore();
+        let _: () = self.redis.pipeline("key insert", pipe).await?;
         Ok(())
     }
 
     async fn list(&self) -> Result<Vec<StoredKey>, StateError> {
-        let ids: Vec<String> = self
-            .redis
-            .run("key list", |mut c| {
-                Box::pin(async move {
-                    redis::cmd("SMEMBERS")
-                        .arg("cai:keys")
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await?;
+        let members = redis::Cmd::smembers("cai:keys");
+        let ids: Vec<String> = self.redis.command("key list", members).await?;
         let mut keys = Vec::new();
         for id in ids {
             if let Some(hash) = self.hash_of(&id).await? {
@@ -236,18 +211,12 @@ impl KeyBackend for RedisKeys {
             return Ok(false);
         };
         let flag = format!("cai:key:{{{hash}}}:off");
-        let _: () = self
-            .redis
-            .run("key disable", move |mut c| {
-                Box::pin(async move {
-                    if disabled {
-                        redis::cmd("SET").arg(flag).arg(1).query_async(&mut c).await
-                    } else {
-                        redis::cmd("DEL").arg(flag).query_async(&mut c).await
-                    }
-                })
-            })
-            .await?;
+        let command = if disabled {
+            redis::Cmd::set(flag, 1)
+        } else {
+            redis::Cmd::del(flag)
+        };
+        let _: () = self.redis.command("key disable", command).await?;
         Ok(true)
     }
 
@@ -255,27 +224,17 @@ impl KeyBackend for RedisKeys {
         let Some(hash) = self.hash_of(id).await? else {
             return Ok(false);
         };
-        let id_key = format!("cai:keyid:{id}");
-        let id = id.to_string();
-        let _: () = self
-            .redis
-            .run("key delete", move |mut c| {
-                Box::pin(async move {
-                    redis::pipe()
-                        .atomic()
-                        .del(format!("cai:key:{{{hash}}}"))
-                        .ignore()
-                        .del(format!("cai:key:{{{hash}}}:off"))
-                        .ignore()
-                        .del(id_key)
-                        .ignore()
-                        .srem("cai:keys", id)
-                        .ignore()
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(format!("cai:key:{{{hash}}}"))
+            .ignore()
+            .del(format!("cai:key:{{{hash}}}:off"))
+            .ignore()
+            .del(format!("cai:keyid:{id}"))
+            .ignore()
+            .srem("cai:keys", id)
+            .ignore();
+        let _: () = self.redis.pipeline("key delete", pipe).await?;
         Ok(true)
     }
 }

@@ -59,7 +59,7 @@ impl Redis {
             .cloned()
     }
 
-    /// Runs one command or script with the deadline (connecting first if needed); failures
+    /// Runs a call (a script invocation, say) with the deadline (connecting first if needed); failures
     /// are counted.
     pub async fn run<T: redis::FromRedisValue>(
         &self,
@@ -82,6 +82,30 @@ impl Redis {
         };
         metrics::REDIS_ERRORS.inc();
         Err(StateError(error))
+    }
+
+    /// Runs one command (`redis::cmd(…)`) with the deadline.
+    pub async fn command<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        command: redis::Cmd,
+    ) -> Result<T, StateError> {
+        self.run(what, move |mut c| {
+            Box::pin(async move { command.query_async(&mut c).await })
+        })
+        .await
+    }
+
+    /// Runs a pipeline (`redis::pipe()…`) with the deadline.
+    pub async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        pipeline: redis::Pipeline,
+    ) -> Result<T, StateError> {
+        self.run(what, move |mut c| {
+            Box::pin(async move { pipeline.query_async(&mut c).await })
+        })
+        .await
     }
 }
 

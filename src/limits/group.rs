@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redis::Script;
 use tokio::sync::oneshot;
 
+use super::redis::spend_key;
 use super::{Claim, Decision, Scope, WINDOW_SECS};
 use crate::state::{Redis, StateError};
 
@@ -60,13 +61,12 @@ fn lock(queues: &Mutex<HashMap<String, Queue>>) -> MutexGuard<'_, HashMap<String
 }
 
 impl Checks {
-    /// Decides `claim` in the window hash `window` (spend in `spend`), batched with the
-    /// window's other waiting requests. Waits at most the Redis deadline.
+    /// Decides `claim` in the window hash `window`, batched with the window's other waiting
+    /// requests. Waits at most the Redis deadline.
     pub async fn check(
         &self,
         redis: &Arc<Redis>,
         window: String,
-        spend: String,
         claim: &Claim,
         now: u64,
     ) -> Result<Decision, StateError> {
@@ -88,6 +88,7 @@ impl Checks {
             !std::mem::replace(&mut queue.draining, true)
         };
         if start {
+            let spend = spend_key(&claim.key_id);
             tokio::spawn(drain(redis.clone(), self.clone(), window, spend));
         }
         let deadline = redis.timeout();

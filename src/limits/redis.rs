@@ -48,13 +48,9 @@ impl RedisLimits {
             flusher: OnceLock::new(),
         }
     }
-
-    /// Writes every queued settlement in one pipeline.
-    pub async fn flush(&self) -> Result<(), StateError> {
-        flush(&self.redis, &self.pending).await
-    }
 }
 
+/// Writes every queued settlement in one pipeline.
 async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
     let _one_at_a_time = pending.flushing.lock().await;
     let batch: Vec<_> = match pending.queue.lock() {
@@ -75,11 +71,7 @@ async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
             .arg(delta)
             .ignore();
     }
-    redis
-        .run("settle", move |mut c| {
-            Box::pin(async move { pipe.query_async::<()>(&mut c).await })
-        })
-        .await
+    redis.pipeline("settle", pipe).await
 }
 
 /// The hash holding one (key, model) window.
@@ -87,6 +79,7 @@ pub fn window_key(key_id: &str, model: &str) -> String {
     format!("cai:rl:{{{key_id}}}:{model}")
 }
 
+/// The counter of a key's spend (micro-USD), read by the window script for budgets.
 pub fn spend_key(key_id: &str) -> String {
     format!("cai:spend:{{{key_id}}}")
 }
@@ -95,10 +88,7 @@ pub fn spend_key(key_id: &str) -> String {
 impl LimitStore for RedisLimits {
     async fn acquire(&self, claim: &Claim, now: u64) -> Result<Decision, StateError> {
         let window = window_key(&claim.key_id, &claim.model);
-        let spend = spend_key(&claim.key_id);
-        self.checks
-            .check(&self.redis, window, spend, claim, now)
-            .await
+        self.checks.check(&self.redis, window, claim, now).await
     }
 
     async fn settle(
@@ -126,23 +116,12 @@ impl LimitStore for RedisLimits {
     }
 
     async fn flush(&self) -> Result<(), StateError> {
-        RedisLimits::flush(self).await
+        flush(&self.redis, &self.pending).await
     }
 
     async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError> {
-        let key = spend_key(key_id);
-        let _: i64 = self
-            .redis
-            .run("spend", move |mut c| {
-                Box::pin(async move {
-                    redis::cmd("INCRBY")
-                        .arg(key)
-                        .arg(micro_usd)
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await?;
+        let incr = redis::Cmd::incr(spend_key(key_id), micro_usd);
+        let _: i64 = self.redis.command("spend", incr).await?;
         Ok(())
     }
 }
@@ -194,17 +173,9 @@ mod tests {
         used.sort_unstable();
         assert_eq!(used, (1..=50).collect::<Vec<u64>>());
         assert_eq!(refused, 150);
-        let stats: String = redis
-            .run("info", |mut c| {
-                Box::pin(async move {
-                    redis::cmd("INFO")
-                        .arg("commandstats")
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await
-            .unwrap();
+        let mut info = redis::cmd("INFO");
+        info.arg("commandstats");
+        let stats: String = redis.command("info", info).await.unwrap();
         let calls: u64 = stats
             .lines()
             .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
@@ -268,17 +239,8 @@ mod tests {
                     .unwrap();
             }
         }
-        let fields: HashMap<String, i64> = redis
-            .run("read", |mut c| {
-                Box::pin(async move {
-                    redis::cmd("HGETALL")
-                        .arg(window_key("k_random", "gpt-4o"))
-                        .query_async(&mut c)
-                        .await
-                })
-            })
-            .await
-            .unwrap();
+        let read = redis::Cmd::hgetall(window_key("k_random", "gpt-4o"));
+        let fields: HashMap<String, i64> = redis.command("read", read).await.unwrap();
         let sum = |prefix: &str| -> i64 {
             fields
                 .iter()

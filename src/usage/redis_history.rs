@@ -82,9 +82,7 @@ impl UsageStore for RedisHistory {
             pipe.cmd("EXPIRE").arg(&key).arg(400 * 86_400).ignore();
         }
         self.redis
-            .run("usage write", move |mut c| {
-                Box::pin(async move { pipe.query_async::<()>(&mut c).await })
-            })
+            .pipeline::<()>("usage write", pipe)
             .await
             .map_err(|e| e.to_string())
     }
@@ -109,20 +107,10 @@ impl UsageStore for RedisHistory {
         };
         // Stream ids are insertion times, a little after the records' own timestamps:
         // read a margin past `to`, then filter on the record.
+        let read = redis::Cmd::xrevrange_count(key, end, start, limit.saturating_add(64));
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .redis
-            .run("usage read", move |mut c| {
-                Box::pin(async move {
-                    redis::cmd("XREVRANGE")
-                        .arg(key)
-                        .arg(end)
-                        .arg(start)
-                        .arg("COUNT")
-                        .arg(limit.saturating_add(64))
-                        .query_async(&mut c)
-                        .await
-                })
-            })
+            .command("usage read", read)
             .await
             .map_err(|e| e.to_string())?;
         Ok(entries
