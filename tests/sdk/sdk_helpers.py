@@ -85,3 +85,14 @@ def assert_client_key_not_upstream(gateway, rec: dict) -> None:
         assert gateway.key not in value, f"client key forwarded upstream in header {name}"
     assert gateway.key not in str(rec.get("body", "")), "client key forwarded upstream in the body"
     assert gateway.key not in rec["path"], "client key forwarded upstream in the path"
+
+
+def assert_openai_error(exc) -> dict:
+    """An OpenAI-shaped error body with a message and a type, and the gateway's request id;
+    returns the body."""
+    body = exc.response.json()
+    assert isinstance(body.get("error"), dict), f"not an OpenAI error body: {body}"
+    assert isinstance(body["error"].get("message"), str) and body["error"]["message"]
+    assert "type" in body["error"]
+    assert exc.response.headers.get("x-request-id"), "error response without x-request-id"
+    return body

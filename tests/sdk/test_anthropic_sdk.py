@@ -348,34 +348,24 @@ def test_error_model_not_allowed(gateway):
 
 
 @BOTH
-def test_error_upstream_429(anthropic_client, model):
-    with pytest.raises(anthropic.RateLimitError) as ei:
+@pytest.mark.parametrize(
+    "status, error_class, error_type",
+    [
+        (429, anthropic.RateLimitError, "rate_limit_error"),
+        (400, anthropic.BadRequestError, "invalid_request_error"),
+        (500, anthropic.InternalServerError, "api_error"),
+    ],
+    ids=["429", "400", "500"],
+)
+def test_error_upstream_status(anthropic_client, model, status, error_class, error_type):
+    with pytest.raises(error_class) as ei:
         anthropic_client.messages.create(
-            model=model, max_tokens=16, messages=MESSAGES, extra_headers={"x-emulator-status": "429"}
+            model=model, max_tokens=16, messages=MESSAGES, extra_headers={"x-emulator-status": str(status)}
         )
-    assert ei.value.status_code == 429
-    assert anthropic_error_body(ei.value)["error"]["type"] == "rate_limit_error"
-    assert ei.value.response.headers.get("retry-after") == "1", "retry-after of the provider not kept"
-
-
-@BOTH
-def test_error_upstream_400(anthropic_client, model):
-    with pytest.raises(anthropic.BadRequestError) as ei:
-        anthropic_client.messages.create(
-            model=model, max_tokens=16, messages=MESSAGES, extra_headers={"x-emulator-status": "400"}
-        )
-    assert ei.value.status_code == 400
-    assert anthropic_error_body(ei.value)["error"]["type"] == "invalid_request_error"
-
-
-@BOTH
-def test_error_upstream_500(anthropic_client, model):
-    with pytest.raises(anthropic.InternalServerError) as ei:
-        anthropic_client.messages.create(
-            model=model, max_tokens=16, messages=MESSAGES, extra_headers={"x-emulator-status": "500"}
-        )
-    assert ei.value.status_code == 500
-    assert anthropic_error_body(ei.value)["error"]["type"] == "api_error"
+    assert ei.value.status_code == status
+    assert anthropic_error_body(ei.value)["error"]["type"] == error_type
+    if status == 429:
+        assert ei.value.response.headers.get("retry-after") == "1", "retry-after of the provider not kept"
 
 
 def test_error_body_too_large(anthropic_client):

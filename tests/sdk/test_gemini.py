@@ -16,6 +16,7 @@ import pytest
 from sdk_helpers import (
     answer_text,
     assert_client_key_not_upstream,
+    assert_openai_error,
     chunks,
     header_values,
     json_body,
@@ -57,15 +58,6 @@ def assert_gemini_upstream(gateway, rec: dict) -> None:
     assert "key=" not in recorded_query(rec), f"API key in the query string: {rec['path']}"
     assert gateway.gemini_provider_key not in rec["path"]
     assert_client_key_not_upstream(gateway, rec)
-
-
-def assert_openai_error(exc: openai.APIStatusError) -> dict:
-    body = exc.response.json()
-    assert isinstance(body.get("error"), dict), f"not an OpenAI error body: {body}"
-    assert isinstance(body["error"].get("message"), str) and body["error"]["message"]
-    assert "type" in body["error"]
-    assert exc.response.headers.get("x-request-id"), "error response without x-request-id"
-    return body
 
 
 # 1. chat ---------------------------------------------------------------------------
@@ -266,11 +258,22 @@ def test_embeddings_batch(client, gateway):
 # 5. errors -------------------------------------------------------------------------
 
 
-def test_error_upstream_429(client):
-    with pytest.raises(openai.RateLimitError) as ei:
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"x-emulator-status": "429"})
-    assert ei.value.status_code == 429
-    assert_openai_error(ei.value)
+@pytest.mark.parametrize(
+    "status, error_class, error_type",
+    [
+        (429, openai.RateLimitError, "rate_limit_error"),
+        (400, openai.BadRequestError, "invalid_request_error"),
+        (500, openai.InternalServerError, "server_error"),
+    ],
+    ids=["429", "400", "500"],
+)
+def test_error_upstream_status(client, status, error_class, error_type):
+    with pytest.raises(error_class) as ei:
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, extra_headers={"x-emulator-status": str(status)}
+        )
+    assert ei.value.status_code == status
+    assert assert_openai_error(ei.value)["error"]["type"] == error_type
 
 
 def test_error_upstream_429_streaming(client):
@@ -280,20 +283,6 @@ def test_error_upstream_429_streaming(client):
                 model=MODEL, messages=MESSAGES, stream=True, extra_headers={"x-emulator-status": "429"}
             )
         )
-
-
-def test_error_upstream_400(client):
-    with pytest.raises(openai.BadRequestError) as ei:
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"x-emulator-status": "400"})
-    assert ei.value.status_code == 400
-    assert assert_openai_error(ei.value)["error"]["type"] == "invalid_request_error"
-
-
-def test_error_upstream_500(client):
-    with pytest.raises(openai.InternalServerError) as ei:
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"x-emulator-status": "500"})
-    assert ei.value.status_code == 500
-    assert_openai_error(ei.value)
 
 
 def test_error_embeddings_429(client):

@@ -12,7 +12,7 @@ import json
 import openai
 import pytest
 import requests
-from sdk_helpers import header_values, json_body
+from sdk_helpers import assert_openai_error, header_values, json_body
 
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
@@ -177,21 +177,13 @@ def test_models_list_limited_key(other_client):
 # 5. errors ---------------------------------------------------------------------
 
 
-def _assert_openai_error_body(exc: openai.APIStatusError) -> None:
-    body = exc.response.json()
-    assert isinstance(body.get("error"), dict), f"not an OpenAI error body: {body}"
-    assert isinstance(body["error"].get("message"), str) and body["error"]["message"]
-    assert "type" in body["error"]
-    assert exc.response.headers.get("x-request-id"), "error response without x-request-id"
-
-
 def test_error_bad_key(gateway):
     bad = openai.OpenAI(base_url=gateway.base_url, api_key="cai-not-a-real-key", max_retries=0, timeout=30)
     with pytest.raises(openai.AuthenticationError) as ei:
         bad.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert ei.value.status_code == 401
     assert ei.value.code == "invalid_api_key"
-    _assert_openai_error_body(ei.value)
+    assert_openai_error(ei.value)
 
 
 def test_error_missing_key(gateway):
@@ -206,7 +198,7 @@ def test_error_model_not_allowed(other_client):
     with pytest.raises(openai.PermissionDeniedError) as ei:
         other_client.chat.completions.create(model="claude-3-5-sonnet", messages=MESSAGES)
     assert ei.value.status_code == 403
-    _assert_openai_error_body(ei.value)
+    assert_openai_error(ei.value)
 
 
 def test_error_unknown_model(client):
@@ -214,7 +206,7 @@ def test_error_unknown_model(client):
         client.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert ei.value.status_code == 404
     assert ei.value.code == "model_not_found"
-    _assert_openai_error_body(ei.value)
+    assert_openai_error(ei.value)
 
 
 def test_error_bad_body(client):
@@ -222,25 +214,21 @@ def test_error_bad_body(client):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_body={"messages": "x"})
     assert ei.value.status_code == 400
     assert ei.value.param == "messages"
-    _assert_openai_error_body(ei.value)
+    assert_openai_error(ei.value)
 
 
-def test_error_upstream_429(client):
-    with pytest.raises(openai.RateLimitError) as ei:
+@pytest.mark.parametrize(
+    "status, error_class",
+    [(429, openai.RateLimitError), (500, openai.InternalServerError)],
+    ids=["429", "500"],
+)
+def test_error_upstream_status(client, status, error_class):
+    with pytest.raises(error_class) as ei:
         client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, extra_headers={"x-emulator-status": "429"}
+            model="gpt-4o", messages=MESSAGES, extra_headers={"x-emulator-status": str(status)}
         )
-    assert ei.value.status_code == 429
-    _assert_openai_error_body(ei.value)
-
-
-def test_error_upstream_500(client):
-    with pytest.raises(openai.InternalServerError) as ei:
-        client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, extra_headers={"x-emulator-status": "500"}
-        )
-    assert ei.value.status_code == 500
-    _assert_openai_error_body(ei.value)
+    assert ei.value.status_code == status
+    assert_openai_error(ei.value)
 
 
 def test_error_upstream_429_streaming(client):
