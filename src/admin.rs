@@ -13,6 +13,8 @@ use serde_json::json;
 
 use crate::keys::{self, KeyBackend, StoredKey};
 use crate::metrics;
+use crate::providers::Provider;
+use crate::routing::{self, CircuitState};
 use crate::secret::Secret;
 use crate::usage::api::{usage_json, UsageQuery};
 use crate::usage::sink::UsageStore;
@@ -22,6 +24,8 @@ pub struct Admin {
     token: Option<Secret>,
     history: Arc<dyn UsageStore>,
     keys: Arc<dyn KeyBackend>,
+    /// Every configured provider, for circuit states in `/ready` and `/metrics`.
+    providers: Vec<Arc<Provider>>,
 }
 
 /// Largest admin request body.
@@ -80,12 +84,40 @@ impl Admin {
         token: Option<Secret>,
         history: Arc<dyn UsageStore>,
         keys: Arc<dyn KeyBackend>,
+        providers: Vec<Arc<Provider>>,
     ) -> Self {
         Self {
             token,
             history,
             keys,
+            providers,
         }
+    }
+
+    /// `/ready`: 200 while the gateway serves, with the providers whose circuit is open (or
+    /// probing). It stays 200 when some are: every instance sees the same providers, so a
+    /// load balancer gains nothing by taking this one out; the list is for operators.
+    fn ready(&self) -> Answer {
+        let now = routing::now_ms();
+        let open: Vec<&str> = self
+            .providers
+            .iter()
+            .filter(|p| p.health.breaker.state(now) != CircuitState::Closed)
+            .map(|p| p.name.as_str())
+            .collect();
+        json_answer(200, json!({"status": "ok", "open_circuits": open}))
+    }
+
+    /// Brings the circuit gauges up to date (an open circuit turns half-open by the clock,
+    /// with no event to update a gauge), then renders every metric.
+    fn metrics(&self) -> Vec<u8> {
+        let now = routing::now_ms();
+        for p in &self.providers {
+            metrics::CIRCUIT_STATE
+                .with_label_values(&[&p.name])
+                .set(p.health.breaker.state(now).gauge());
+        }
+        metrics::render()
     }
 
     async fn create_key(&self, session: &mut ServerSession) -> Answer {
@@ -213,8 +245,9 @@ impl Admin {
         let method = header.method.as_str().to_string();
         let query = header.uri.query().map(str::to_string);
         match path.as_str() {
-            "/health" | "/ready" => return json_answer(200, json!({"status": "ok"})),
-            "/metrics" => return (200, "text/plain; version=0.0.4", metrics::render()),
+            "/health" => return json_answer(200, json!({"status": "ok"})),
+            "/ready" => return self.ready(),
+            "/metrics" => return (200, "text/plain; version=0.0.4", self.metrics()),
             _ => {}
         }
         let Some(admin_path) = path.strip_prefix("/admin/") else {

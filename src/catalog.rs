@@ -1,10 +1,21 @@
-//! The model catalog: which provider serves a model name, under which upstream name, at what
-//! price and with which limits.
+//! The model catalog: which deployments serve a model name, under which upstream name, at
+//! what price, with which limits, retries and fallbacks.
+//!
+//! A catalog entry is either an exact name (`gpt-4o`) or a pattern (`claude-*`): a prefix
+//! followed by one `*`. A requested name resolves to its exact entry when there is one, else
+//! to the pattern with the longest matching prefix. A pattern sends the requested name
+//! upstream (unless a deployment names its own `upstream_model`), so clients can use the
+//! provider's newest names without a config change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::providers::Provider;
+
+/// Longest model name a pattern route forwards: provider names are short, and the name ends
+/// up in a URL path (Gemini) and in usage records.
+const MAX_PATTERN_MATCH_LEN: usize = 128;
 
 /// Prices in integer micro-USD per one million tokens, so that costs add up exactly.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,46 +32,132 @@ pub struct Limits {
     pub tpm: Option<u64>,
 }
 
+/// One place a model is served: a provider, the name it knows the model by, and its share
+/// of the traffic.
+#[derive(Debug)]
+pub struct Deployment {
+    pub provider: Arc<Provider>,
+    /// The provider's name for the model; `None` = the catalog name (or, on a pattern route,
+    /// the name the client asked for).
+    pub upstream_model: Option<String>,
+    /// Relative share of the traffic among healthy deployments (≥ 1).
+    pub weight: u32,
+}
+
+/// How a model's failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further attempts after the first, across this model's deployments.
+    pub retries: u32,
+    /// All attempts of one client request (this model and its fallbacks) end by this long
+    /// after the request arrived. It bounds the wait for an answer to start, not a stream
+    /// that has started (that one is bounded by the provider's `idle_timeout_ms`).
+    pub deadline: Duration,
+    /// Whether a non-streaming request whose provider timed out before answering may be sent
+    /// again. Off by default: the provider may still be generating (and billing) the first.
+    pub retry_non_stream_timeouts: bool,
+}
+
 /// One catalog entry, shared by every request for it.
 #[derive(Debug)]
 pub struct Model {
-    /// The name clients use (`gpt-4o`).
+    /// The config name: an exact model name (`gpt-4o`) or a pattern (`claude-*`). This is
+    /// the metrics label and the limits' bucket, so both stay bounded under any traffic.
     pub name: String,
-    pub provider: Arc<Provider>,
-    /// The name the provider knows it by; equal to `name` unless renamed in config.
-    pub upstream_model: String,
+    /// At least one.
+    pub deployments: Vec<Deployment>,
     pub price: Price,
     pub limits: Limits,
-    /// Catalog names tried in order when this route fails before any byte reached the client.
+    pub retry: RetryPolicy,
+    /// Exact catalog names tried in order when this model's deployments all failed.
     pub fallbacks: Vec<String>,
+}
+
+impl Model {
+    /// A pattern entry (`claude-*`), as opposed to an exact name.
+    pub fn is_pattern(&self) -> bool {
+        self.name.ends_with('*')
+    }
+
+    /// The model name sent to `deployment`'s provider for a client that asked for `requested`.
+    pub fn upstream_name<'a>(&'a self, deployment: &'a Deployment, requested: &'a str) -> &'a str {
+        match &deployment.upstream_model {
+            Some(name) => name,
+            None if self.is_pattern() => requested,
+            None => &self.name,
+        }
+    }
+}
+
+/// Whether `pattern` (`prefix*`) matches `name`.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// Whether a name the client made up may be forwarded by a pattern route: provider model
+/// names are letters, digits and `-._:@` (fine-tuned `ft:…`, Vertex `…@date`); anything else
+/// (`/`, `?`, spaces, control bytes) could change the upstream URL or a log line.
+fn forwardable(name: &str) -> bool {
+    name.len() <= MAX_PATTERN_MATCH_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b))
+        && !name.contains("..")
 }
 
 /// All models, looked up by the `model` of a request.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    models: BTreeMap<String, Arc<Model>>,
+    exact: BTreeMap<String, Arc<Model>>,
+    /// Longest prefix first, so the first match is the most specific.
+    patterns: Vec<Arc<Model>>,
 }
 
 impl Catalog {
     /// Builds the catalog; names are validated by the config loader.
     pub fn new(models: impl IntoIterator<Item = Model>) -> Self {
-        Self {
-            models: models
-                .into_iter()
-                .map(|m| (m.name.clone(), Arc::new(m)))
-                .collect(),
+        let mut catalog = Self::default();
+        for model in models {
+            let model = Arc::new(model);
+            if model.is_pattern() {
+                catalog.patterns.push(model);
+            } else {
+                catalog.exact.insert(model.name.clone(), model);
+            }
         }
+        catalog
+            .patterns
+            .sort_by(|a, b| b.name.len().cmp(&a.name.len()).then(a.name.cmp(&b.name)));
+        catalog
     }
 
+    /// The entry serving `requested`: its exact entry, else the longest matching pattern
+    /// (only for names a pattern may forward).
+    pub fn resolve(&self, requested: &str) -> Option<&Arc<Model>> {
+        if let Some(model) = self.exact.get(requested) {
+            return Some(model);
+        }
+        if !forwardable(requested) {
+            return None;
+        }
+        self.patterns
+            .iter()
+            .find(|m| pattern_matches(&m.name, requested))
+    }
+
+    /// An exact entry (fallbacks and `/v1/models/{id}` name exact entries only).
     pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
-        self.models.get(name)
+        self.exact.get(name)
     }
 
     /// The model itself, then its fallbacks that exist, without repeats.
     pub fn routes(&self, model: &Arc<Model>) -> Vec<Arc<Model>> {
         let mut routes = vec![model.clone()];
         for name in &model.fallbacks {
-            if let Some(m) = self.models.get(name) {
+            if let Some(m) = self.exact.get(name) {
                 if !routes.iter().any(|r| r.name == m.name) {
                     routes.push(m.clone());
                 }
@@ -69,8 +166,110 @@ impl Catalog {
         routes
     }
 
-    /// Every model, sorted by name (the `/v1/models` order).
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Model>> {
-        self.models.values()
+    /// Every exact entry, sorted by name (the `/v1/models` order). Patterns are not listed:
+    /// a pattern is not a model, and the names it may serve are the provider's to choose.
+    pub fn listed(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.exact.values()
+    }
+
+    /// Every entry, exact names first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Model>> {
+        self.exact.values().chain(self.patterns.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{ProviderKind, Timeouts, Upstream};
+
+    fn provider() -> Arc<Provider> {
+        Arc::new(Provider::new(
+            "p".into(),
+            ProviderKind::OpenAi,
+            Upstream::parse("http://127.0.0.1:1/v1").unwrap(),
+            None,
+            Timeouts {
+                connect: Duration::from_secs(1),
+                first_byte: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+            },
+            Default::default(),
+        ))
+    }
+
+    fn model(name: &str, upstream: Option<&str>) -> Model {
+        Model {
+            name: name.into(),
+            deployments: vec![Deployment {
+                provider: provider(),
+                upstream_model: upstream.map(Into::into),
+                weight: 1,
+            }],
+            price: Price::default(),
+            limits: Limits::default(),
+            retry: RetryPolicy {
+                retries: 0,
+                deadline: Duration::from_secs(1),
+                retry_non_stream_timeouts: false,
+            },
+            fallbacks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exact_names_win_then_the_longest_pattern() {
+        let catalog = Catalog::new([
+            model("claude-*", None),
+            model("claude-opus-*", None),
+            model("claude-opus-4-8", Some("claude-opus-4-8-20261001")),
+            model("o*", None),
+        ]);
+        let name = |n: &str| catalog.resolve(n).map(|m| m.name.as_str());
+        assert_eq!(name("claude-opus-4-8"), Some("claude-opus-4-8"));
+        assert_eq!(name("claude-opus-5"), Some("claude-opus-*"));
+        assert_eq!(name("claude-haiku-4-5"), Some("claude-*"));
+        assert_eq!(name("o3-mini"), Some("o*"));
+        assert_eq!(name("gpt-4o"), None);
+        assert_eq!(name("claude"), None, "the prefix itself needs the dash");
+    }
+
+    #[test]
+    fn pattern_routes_forward_the_requested_name_unless_renamed() {
+        let catalog = Catalog::new([model("claude-*", None), model("gpt-*", Some("gpt-4o"))]);
+        let m = catalog.resolve("claude-sonnet-4-5").unwrap();
+        assert_eq!(
+            m.upstream_name(&m.deployments[0], "claude-sonnet-4-5"),
+            "claude-sonnet-4-5"
+        );
+        let m = catalog.resolve("gpt-9").unwrap();
+        assert_eq!(m.upstream_name(&m.deployments[0], "gpt-9"), "gpt-4o");
+        let exact = Catalog::new([model("gpt-4o", None)]);
+        let m = exact.resolve("gpt-4o").unwrap();
+        assert_eq!(m.upstream_name(&m.deployments[0], "gpt-4o"), "gpt-4o");
+    }
+
+    #[test]
+    fn names_that_could_change_the_upstream_url_match_no_pattern() {
+        let catalog = Catalog::new([model("gemini-*", None)]);
+        for bad in [
+            "gemini-x/../../v1/files",
+            "gemini-x?key=1",
+            "gemini-a b",
+            "gemini-\r\nx",
+            "gemini-..",
+            &format!("gemini-{}", "x".repeat(200)),
+        ] {
+            assert!(catalog.resolve(bad).is_none(), "{bad:?}");
+        }
+        assert!(catalog.resolve("gemini-2.5-pro-preview-06-05").is_some());
+    }
+
+    #[test]
+    fn listing_names_exact_entries_only() {
+        let catalog = Catalog::new([model("claude-*", None), model("gpt-4o", None)]);
+        let names: Vec<_> = catalog.listed().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["gpt-4o"]);
+        assert_eq!(catalog.all().count(), 2);
     }
 }

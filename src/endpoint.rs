@@ -6,6 +6,8 @@ use crate::error::{ErrorKind, GatewayError};
 /// Every endpoint the proxy listener serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `GET /` or `HEAD /`: clients (Claude Code) probe the base URL before their first call.
+    Root,
     /// `POST /v1/chat/completions`
     ChatCompletions,
     /// `POST /v1/embeddings`
@@ -27,7 +29,11 @@ impl Endpoint {
     /// `?beta=true`); a known path with the wrong method is a 405, anything else a 404.
     pub fn route(method: &http::Method, path: &str) -> Result<Self, GatewayError> {
         let path = path.split('?').next().unwrap_or_default();
+        if path == "/" && (*method == http::Method::GET || *method == http::Method::HEAD) {
+            return Ok(Self::Root);
+        }
         let (endpoint, allowed) = match path {
+            "/" => (Self::Root, http::Method::GET),
             "/v1/chat/completions" => (Self::ChatCompletions, http::Method::POST),
             "/v1/embeddings" => (Self::Embeddings, http::Method::POST),
             "/v1/models" => (Self::Models, http::Method::GET),
@@ -72,6 +78,7 @@ impl Endpoint {
             Self::Messages => "messages",
             Self::CountTokens => "count_tokens",
             Self::Usage => "usage",
+            Self::Root => "root",
         }
     }
 }
@@ -104,6 +111,16 @@ mod tests {
         );
         assert_eq!(Endpoint::Models.dialect(true), Dialect::Anthropic);
         assert_eq!(Endpoint::Models.dialect(false), Dialect::OpenAi);
+    }
+
+    #[test]
+    fn the_root_answers_get_and_head() {
+        assert_eq!(Endpoint::route(&Method::GET, "/").unwrap(), Endpoint::Root);
+        assert_eq!(Endpoint::route(&Method::HEAD, "/").unwrap(), Endpoint::Root);
+        assert_eq!(
+            Endpoint::route(&Method::POST, "/").unwrap_err().status(),
+            405
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::dialect::Dialect;
+use crate::routing::Failure;
 
 /// What went wrong, as far as the client and the metrics need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The provider's answer broke the protocol (cut body, bad framing).
     UpstreamProtocol,
+    /// Every deployment that could serve the model has an open circuit: answered at once
+    /// instead of waiting on providers known to be down.
+    CircuitOpen,
     /// A rate limit (requests or tokens per minute) refused the request.
     RateLimited,
     /// The key's budget is spent.
@@ -58,7 +62,7 @@ impl ErrorKind {
             Self::UpstreamTimeout => 504,
             Self::UpstreamStatus(status) => status,
             Self::RateLimited | Self::QuotaExceeded => 429,
-            Self::StateUnavailable => 503,
+            Self::StateUnavailable | Self::CircuitOpen => 503,
             Self::Internal => 500,
         }
     }
@@ -86,6 +90,7 @@ impl ErrorKind {
             Self::UpstreamUnreachable => Some("upstream_unreachable"),
             Self::UpstreamTimeout => Some("upstream_timeout"),
             Self::UpstreamProtocol => Some("upstream_protocol_error"),
+            Self::CircuitOpen => Some("upstream_unavailable"),
             Self::RateLimited => Some("rate_limit_exceeded"),
             Self::QuotaExceeded => Some("insufficient_quota"),
             Self::StateUnavailable => Some("state_unavailable"),
@@ -117,6 +122,7 @@ impl ErrorKind {
                 | Self::UpstreamTimeout
                 | Self::UpstreamStatus(_)
                 | Self::UpstreamProtocol
+                | Self::CircuitOpen
         )
     }
 
@@ -134,6 +140,7 @@ impl ErrorKind {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamStatus(_) => "upstream_status",
             Self::UpstreamProtocol => "upstream_protocol",
+            Self::CircuitOpen => "circuit_open",
             Self::RateLimited => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",
             Self::StateUnavailable => "state_unavailable",
@@ -159,6 +166,9 @@ pub struct GatewayError {
     pub passthrough: Option<Passthrough>,
     /// `x-ratelimit-*` headers sent with the error.
     pub rate_limit_headers: Vec<(&'static str, String)>,
+    /// How a provider failed, when it is known more precisely than the kind says (a connect
+    /// timeout, which is always safe to retry, against a first-byte timeout).
+    pub failure: Option<Failure>,
 }
 
 /// A provider error answer kept verbatim, with the dialect it is written in.
@@ -180,7 +190,20 @@ impl GatewayError {
             retry_after: None,
             passthrough: None,
             rate_limit_headers: Vec::new(),
+            failure: None,
         }
+    }
+
+    /// The provider failure behind this error, for the failover loop; `None` when the
+    /// provider is not at fault (a bad request, a limit, the gateway itself).
+    pub fn provider_failure(&self) -> Option<Failure> {
+        self.failure.or(match self.kind {
+            ErrorKind::UpstreamUnreachable => Some(Failure::Connect),
+            ErrorKind::UpstreamTimeout => Some(Failure::FirstByteTimeout),
+            ErrorKind::UpstreamProtocol => Some(Failure::Malformed),
+            ErrorKind::UpstreamStatus(status) => Some(Failure::Status(status)),
+            _ => None,
+        })
     }
 
     /// A 400 naming the offending field.

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod request;
+pub mod routing;
 pub mod secret;
 pub mod sse;
 pub mod state;
@@ -115,7 +116,12 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
     server.add_service(proxy_service);
 
     if let Some(listen) = &config.server.admin_listen {
-        let admin_app = admin::Admin::new(config.server.admin_token.clone(), history, key_backend);
+        let admin_app = admin::Admin::new(
+            config.server.admin_token.clone(),
+            history,
+            key_backend,
+            config.providers.clone(),
+        );
         let mut admin = Service::new("admin".to_string(), admin_app);
         admin.add_tcp(listen);
         server.add_service(admin);

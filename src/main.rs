@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                     "{}: ok ({} providers, {} models)",
                     config.display(),
                     c.providers.len(),
-                    c.catalog.iter().count()
+                    c.catalog.all().count()
                 );
                 ExitCode::SUCCESS
             }
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 "listening on {} (admin {}), {} models",
                 loaded.server.listen,
                 loaded.server.admin_listen.as_deref().unwrap_or("off"),
-                loaded.catalog.iter().count()
+                loaded.catalog.all().count()
             );
             match cheapai_gateway::build_server(loaded) {
                 Ok(server) => server.run_forever(),

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     exponential_buckets, CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry `/metrics` renders.
@@ -99,6 +99,36 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static UPSTREAM_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "upstream_attempts_total",
+        "Upstream attempts by provider and outcome (ok, or the failure's reason).",
+        &["provider", "outcome"],
+    )
+});
+
+pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "upstream_retries_total",
+        "Failed attempts that were followed by another attempt, by provider and reason.",
+        &["provider", "reason"],
+    )
+});
+
+pub static CIRCUIT_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "circuit_state",
+                "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open (probing).",
+            )
+            .namespace("cheapai"),
+            &["provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "rate_limited_total",
@@ -151,6 +181,9 @@ pub fn init() {
     LazyLock::force(&REQUEST_DURATION);
     LazyLock::force(&TIME_TO_FIRST_TOKEN);
     LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&UPSTREAM_ATTEMPTS);
+    LazyLock::force(&UPSTREAM_RETRIES);
+    LazyLock::force(&CIRCUIT_STATE);
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&INFLIGHT);
     LazyLock::force(&REDIS_ERRORS);

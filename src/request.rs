@@ -111,7 +111,7 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
                 return Err(GatewayError::invalid("stream", "embeddings cannot stream"));
             }
         }
-        Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage => {}
+        Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage | Endpoint::Root => {}
     }
     let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
     let has_stream_options = fields.stream_options.is_some();

@@ -78,7 +78,7 @@ fn json_and_stream_answers_are_forwarded_byte_for_byte() {
         ),
     ] {
         let a = gw.post_with("/v1/chat/completions", &headers, &body);
-        assert_eq!(a.status, 200);
+        assert_eq!(a.status, 200, "{}", a.text());
         let record = gw.upstream_exchange(&a);
         assert_eq!(record["body"], body.as_str(), "request passes unchanged");
         assert_eq!(record["response_bytes"], a.body.len(), "{body}");

@@ -19,7 +19,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
-    pub models: BTreeMap<String, FileModel>,
+    pub models: BTreeMap<String, Spanned<FileModel>>,
     #[serde(default)]
     pub keys: Vec<FileKey>,
 }
@@ -34,6 +34,7 @@ pub struct FileServer {
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub admin_token_env: Option<Spanned<String>>,
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,17 +84,38 @@ pub struct FileProvider {
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub breaker: Option<Spanned<FileBreaker>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBreaker {
+    pub failures: u32,
+    pub open_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileModel {
-    pub provider: Spanned<String>,
-    pub upstream_model: Option<String>,
+    /// One deployment (the short form); exclusive with `deployments`.
+    pub provider: Option<Spanned<String>>,
+    pub upstream_model: Option<Spanned<String>>,
+    pub deployments: Option<Spanned<Vec<FileDeployment>>>,
     pub price: Option<FilePrice>,
     pub limits: Option<FileLimits>,
+    pub retries: Option<Spanned<u32>>,
+    pub deadline_ms: Option<u64>,
+    pub retry_non_stream_timeouts: Option<bool>,
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDeployment {
+    pub provider: Spanned<String>,
+    pub upstream_model: Option<String>,
+    pub weight: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,16 +15,23 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::auth::{key_id, KeyInfo, KeyStore};
-use crate::catalog::{Catalog, Limits, Model, Price};
+use crate::catalog::{Catalog, Deployment, Limits, Model, Price, RetryPolicy};
 use crate::limits::OnRedisError;
 use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
+use crate::routing::plan::MAX_DEPLOYMENTS;
+use crate::routing::BreakerConfig;
 use crate::secret::Secret;
-use file::{FileConfig, FileLimits, FileOnRedisError, FilePrice, FileProviderKind};
+use file::{FileConfig, FileLimits, FileModel, FileOnRedisError, FilePrice, FileProviderKind};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// All attempts of one request must have an answer started within this long: two full
+/// first-byte waits, so one slow attempt still leaves room for another.
+const DEFAULT_DEADLINE_MS: u64 = 120_000;
+/// More retries than this only queue a client behind a provider that is down.
+const MAX_RETRIES: u32 = 10;
 
 /// The validated, ready-to-serve configuration.
 #[derive(Debug)]
@@ -158,7 +165,15 @@ impl Validator<'_> {
         let used: BTreeSet<&str> = raw
             .models
             .values()
-            .map(|m| m.provider.get_ref().as_str())
+            .flat_map(|m| {
+                let m = m.get_ref();
+                let single = m.provider.iter().map(|p| p.get_ref().as_str());
+                let many = m
+                    .deployments
+                    .iter()
+                    .flat_map(|d| d.get_ref().iter().map(|d| d.provider.get_ref().as_str()));
+                single.chain(many).collect::<Vec<_>>()
+            })
             .collect();
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
@@ -188,10 +203,25 @@ impl Validator<'_> {
                     None => None,
                 },
             };
+            let breaker = match &p.breaker {
+                None => BreakerConfig::default(),
+                Some(b) if b.get_ref().failures == 0 || b.get_ref().open_ms == 0 => {
+                    self.problem(
+                        b,
+                        &field("breaker"),
+                        "`failures` and `open_ms` must be at least 1",
+                    );
+                    BreakerConfig::default()
+                }
+                Some(b) => BreakerConfig {
+                    failures: b.get_ref().failures,
+                    open: Duration::from_millis(b.get_ref().open_ms),
+                },
+            };
             let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
-            providers.push(Arc::new(Provider {
-                name: name.clone(),
-                kind: match p.kind {
+            providers.push(Arc::new(Provider::new(
+                name.clone(),
+                match p.kind {
                     FileProviderKind::Openai => ProviderKind::OpenAi,
                     FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
                     FileProviderKind::Anthropic => ProviderKind::Anthropic,
@@ -199,52 +229,21 @@ impl Validator<'_> {
                 },
                 upstream,
                 api_key,
-                timeouts: Timeouts {
+                Timeouts {
                     connect: ms(p.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS),
                     first_byte: ms(p.first_byte_timeout_ms, DEFAULT_FIRST_BYTE_TIMEOUT_MS),
                     idle: ms(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS),
                 },
-            }));
+                breaker,
+            )));
         }
 
+        let deadline = Duration::from_millis(raw.server.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS));
         let mut models = Vec::new();
         for (name, m) in &raw.models {
-            let field = |f: &str| format!("models.\"{name}\".{f}");
-            let provider = providers
-                .iter()
-                .find(|p| p.name == *m.provider.get_ref())
-                .cloned();
-            let Some(provider) = provider else {
-                if !raw.providers.contains_key(m.provider.get_ref()) {
-                    self.problem(
-                        &m.provider,
-                        &field("provider"),
-                        format!("unknown provider `{}`", m.provider.get_ref()),
-                    );
-                }
-                continue;
-            };
-            for fallback in &m.fallbacks {
-                if !raw.models.contains_key(fallback.get_ref()) {
-                    self.problem(
-                        fallback,
-                        &field("fallbacks"),
-                        format!("unknown model `{}`", fallback.get_ref()),
-                    );
-                }
+            if let Some(model) = self.model(name, m, &raw, &providers, deadline) {
+                models.push(model);
             }
-            models.push(Model {
-                name: name.clone(),
-                provider,
-                upstream_model: m.upstream_model.clone().unwrap_or_else(|| name.clone()),
-                price: m
-                    .price
-                    .as_ref()
-                    .map(|p| self.price(p, &field("price")))
-                    .unwrap_or_default(),
-                limits: limits(m.limits),
-                fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
-            });
         }
         let catalog = Catalog::new(models);
 
@@ -325,6 +324,142 @@ impl Validator<'_> {
             catalog,
             keys: KeyStore::new(keys),
         }
+    }
+
+    /// One `[models."NAME"]` table: its deployments (the short `provider` form or the
+    /// `deployments` list, never both), price, limits, retries and fallbacks.
+    fn model(
+        &mut self,
+        name: &str,
+        spanned: &Spanned<FileModel>,
+        raw: &FileConfig,
+        providers: &[Arc<Provider>],
+        default_deadline: Duration,
+    ) -> Option<Model> {
+        let m = spanned.get_ref();
+        let field = |f: &str| format!("models.\"{name}\".{f}");
+        if name.contains('*') && (!name.ends_with('*') || name.matches('*').count() > 1) {
+            self.problem(
+                spanned,
+                &field("name"),
+                "a pattern is a prefix followed by one `*` at the end (`claude-*`)",
+            );
+            return None;
+        }
+        let wanted: Vec<(&Spanned<String>, Option<String>, u32)> =
+            match (&m.provider, &m.deployments) {
+                (Some(provider), None) => vec![(
+                    provider,
+                    m.upstream_model.as_ref().map(|u| u.get_ref().clone()),
+                    1,
+                )],
+                (None, Some(list)) => {
+                    if let Some(upstream) = &m.upstream_model {
+                        self.problem(
+                            upstream,
+                            &field("upstream_model"),
+                            "with `deployments`, set `upstream_model` on each deployment",
+                        );
+                    }
+                    if list.get_ref().is_empty() || list.get_ref().len() > MAX_DEPLOYMENTS {
+                        self.problem(
+                            list,
+                            &field("deployments"),
+                            format!("list 1 to {MAX_DEPLOYMENTS} deployments"),
+                        );
+                        return None;
+                    }
+                    let mut wanted = Vec::new();
+                    for (i, d) in list.get_ref().iter().enumerate() {
+                        let weight = d.weight.as_ref().map_or(1, |w| *w.get_ref());
+                        if let Some(w) = d.weight.as_ref().filter(|w| *w.get_ref() == 0) {
+                            self.problem(
+                                w,
+                                &field(&format!("deployments[{i}].weight")),
+                                "must be at least 1",
+                            );
+                        }
+                        wanted.push((&d.provider, d.upstream_model.clone(), weight));
+                    }
+                    wanted
+                }
+                (Some(provider), Some(_)) => {
+                    self.problem(
+                        provider,
+                        &field("provider"),
+                        "set either `provider` (one deployment) or `deployments`, not both",
+                    );
+                    return None;
+                }
+                (None, None) => {
+                    self.problem(
+                        spanned,
+                        &field("provider"),
+                        "missing: set `provider` or `deployments`",
+                    );
+                    return None;
+                }
+            };
+        let mut deployments = Vec::new();
+        for (provider_name, upstream_model, weight) in wanted {
+            match providers
+                .iter()
+                .find(|p| p.name == *provider_name.get_ref())
+            {
+                Some(provider) => deployments.push(Deployment {
+                    provider: provider.clone(),
+                    upstream_model,
+                    weight: weight.max(1),
+                }),
+                // a provider whose own table failed validation was reported there
+                None if raw.providers.contains_key(provider_name.get_ref()) => {}
+                None => self.problem(
+                    provider_name,
+                    &field("provider"),
+                    format!("unknown provider `{}`", provider_name.get_ref()),
+                ),
+            }
+        }
+        for fallback in &m.fallbacks {
+            let target = fallback.get_ref();
+            if target.contains('*') || !raw.models.contains_key(target) {
+                self.problem(
+                    fallback,
+                    &field("fallbacks"),
+                    format!("`{target}` is not an exact model name of this catalog"),
+                );
+            }
+        }
+        let retries = match &m.retries {
+            Some(r) if *r.get_ref() > MAX_RETRIES => {
+                self.problem(r, &field("retries"), format!("at most {MAX_RETRIES}"));
+                MAX_RETRIES
+            }
+            Some(r) => *r.get_ref(),
+            // every deployment once; a single deployment is not hammered unless asked
+            None => deployments.len().saturating_sub(1) as u32,
+        };
+        if deployments.is_empty() {
+            return None;
+        }
+        Some(Model {
+            name: name.to_string(),
+            deployments,
+            price: m
+                .price
+                .as_ref()
+                .map(|p| self.price(p, &field("price")))
+                .unwrap_or_default(),
+            limits: limits(m.limits),
+            retry: RetryPolicy {
+                retries,
+                deadline: m
+                    .deadline_ms
+                    .map_or(default_deadline, Duration::from_millis),
+                retry_non_stream_timeouts: m.retry_non_stream_timeouts.unwrap_or(false),
+            },
+            fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
+        })
     }
 
     fn server(&mut self, raw: &FileConfig, env: &dyn Fn(&str) -> Option<String>) -> ServerConfig {
@@ -431,7 +566,10 @@ sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
     async fn good_config_builds_catalog_and_keys() {
         let c = Config::parse(GOOD, "t.toml", &env).unwrap();
         let m = c.catalog.get("gpt-4o").unwrap();
-        assert_eq!(m.upstream_model, "gpt-4o-2024-08-06");
+        assert_eq!(
+            m.deployments[0].upstream_model.as_deref(),
+            Some("gpt-4o-2024-08-06")
+        );
         assert_eq!(m.price.input, 2_500_000);
         assert_eq!(m.price.cached_input, 2_500_000);
         assert_eq!(m.limits.rpm, Some(500));

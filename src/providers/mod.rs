@@ -13,11 +13,11 @@ pub mod upstream;
 
 use bytes::Bytes;
 
-use crate::catalog::Model;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError, Passthrough};
 use crate::request::Peeked;
+use crate::routing::{BreakerConfig, Health};
 use crate::secret::Secret;
 pub use upstream::{Timeouts, Upstream};
 
@@ -98,6 +98,8 @@ pub struct Provider {
     /// `None` for hosts that need no key (a local model server, the emulator).
     pub api_key: Option<Secret>,
     pub timeouts: Timeouts,
+    /// Circuit and load, shared by every model this provider serves.
+    pub health: Health,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -124,15 +126,33 @@ pub enum Plan {
 }
 
 impl Provider {
-    /// Plans the upstream request for `model` from the client's request.
+    pub fn new(
+        name: String,
+        kind: ProviderKind,
+        upstream: Upstream,
+        api_key: Option<Secret>,
+        timeouts: Timeouts,
+        breaker: BreakerConfig,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            upstream,
+            api_key,
+            timeouts,
+            health: Health::new(breaker),
+        }
+    }
+
+    /// Plans the upstream request from the client's request, naming the model
+    /// `upstream_model` to the provider.
     pub fn prepare(
         &self,
         endpoint: &Endpoint,
         body: &Bytes,
         peeked: &Peeked,
-        model: &Model,
+        upstream_model: &str,
     ) -> Result<Plan, GatewayError> {
-        let upstream_model = model.upstream_model.as_str();
         let client_model = peeked.model.as_str();
         let stream = peeked.stream;
         let event_stream = |s: bool| {
@@ -147,7 +167,11 @@ impl Provider {
             (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::ChatCompletions)
             | (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Embeddings) => {
                 return Ok(Plan::Upstream(openai::prepare(
-                    self, endpoint, body, peeked, model,
+                    self,
+                    endpoint,
+                    body,
+                    peeked,
+                    upstream_model,
                 )?));
             }
             (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Messages) => {
@@ -224,7 +248,7 @@ impl Provider {
                     format!("the model `{client_model}` does not support embeddings"),
                 ))
             }
-            (_, Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage) => {
+            (_, Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage | Endpoint::Root) => {
                 return Err(GatewayError::new(
                     ErrorKind::Internal,
                     "the models listing is answered by the gateway",

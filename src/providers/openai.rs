@@ -7,7 +7,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{Provider, UpstreamRequest};
-use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::Peeked;
@@ -37,7 +36,7 @@ pub fn prepare(
     endpoint: &Endpoint,
     body: &Bytes,
     peeked: &Peeked,
-    model: &Model,
+    upstream_model: &str,
 ) -> Result<UpstreamRequest, GatewayError> {
     let suffix = match endpoint {
         Endpoint::ChatCompletions => "/chat/completions",
@@ -51,7 +50,7 @@ pub fn prepare(
     };
     Ok(provider.request(
         provider.upstream.path(suffix),
-        peeked.for_openai_upstream(body, &model.upstream_model),
+        peeked.for_openai_upstream(body, upstream_model),
     ))
 }
 

@@ -11,6 +11,7 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::limits::{Claim, Decision};
 use crate::metrics;
+use crate::providers::Provider;
 use crate::usage::meter::Meter;
 
 /// Everything one request accumulates on its way through the gateway.
@@ -23,8 +24,16 @@ pub struct RequestCtx {
     /// Decides the error format; OpenAI's until the endpoint is known.
     pub dialect: Dialect,
     pub key_id: Option<String>,
-    /// The catalog model that served the request (after any fallback).
+    /// The `model` the client asked for.
+    pub requested_model: Option<String>,
+    /// The catalog entry of the last attempt: the one that served, after any fallback.
     pub model: Option<Arc<Model>>,
+    /// The provider of the last attempt's deployment.
+    pub provider: Option<Arc<Provider>>,
+    /// The model name the last attempt sent to its provider.
+    pub upstream_model: String,
+    /// Upstream attempts made (retries and fallbacks included).
+    pub attempts: u32,
     pub stream: bool,
     /// The client asked for OpenAI's usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
@@ -55,7 +64,11 @@ impl RequestCtx {
             endpoint: None,
             dialect: Dialect::OpenAi,
             key_id: None,
+            requested_model: None,
             model: None,
+            provider: None,
+            upstream_model: String::new(),
+            attempts: 0,
             stream: false,
             include_usage: false,
             first_byte_at: None,

@@ -3,9 +3,8 @@
 //!
 //! Driving the exchange here (instead of Pingora's proxy phase) is what lets bodies of any
 //! size through: Pingora replays a body read in `request_filter` only up to 64 KiB. It also
-//! makes fallback a loop over routes, since the body is in hand.
+//! makes failover a loop over attempts ([`super::failover`]), since the body is in hand.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,9 +17,9 @@ use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
 use super::relay;
-use crate::catalog::Model;
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::{Plan, Provider, UpstreamRequest};
+use crate::providers::{Provider, Timeouts, UpstreamRequest};
+use crate::routing::Failure;
 
 /// Largest upstream error body read before it is turned into the client's error.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
@@ -64,83 +63,59 @@ pub enum Finished {
     Abort,
 }
 
-/// Sends the request along `routes` (the model, then its fallbacks) until one provider
-/// answers, and streams that answer to the client. An error before any response byte was
-/// written comes back as `Err`, to be rendered in the client's dialect; later failures are
-/// recorded in `ctx.error` and handled here.
-pub async fn forward(
+/// One attempt: sends the request to `provider` and streams its answer to the client. An
+/// `Err` means nothing reached the client, so the failover loop may try again elsewhere;
+/// failures after the first byte are recorded in `ctx.error` and handled here.
+pub async fn attempt(
     connector: &Connector,
+    provider: &Provider,
+    timeouts: &Timeouts,
+    mut request: UpstreamRequest,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    routes: &[Arc<Model>],
-    mut prepare: impl FnMut(&Model) -> Result<Plan, GatewayError>,
 ) -> Result<Finished, GatewayError> {
-    let mut last_error = None;
-    for (i, model) in routes.iter().enumerate() {
-        let may_fall_back = i + 1 < routes.len();
-        ctx.model = Some(model.clone());
-        let mut request = match prepare(model)? {
-            Plan::Upstream(request) => request,
-            Plan::Local(body) => return super::write_json(session, ctx, 200, body, None).await,
-        };
-        let translator = request.translator.take();
-        let provider = &model.provider;
-        let (up, peer) = match send(connector, provider, session.req_header(), &request, ctx).await
-        {
-            Ok(ok) => ok,
-            Err(e) if may_fall_back => {
-                log::warn!(
-                    "{} route {} failed ({e}); trying fallback",
-                    ctx.request_id,
-                    model.name
-                );
-                last_error = Some(e);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
-        if status >= 400 {
-            let e = read_error(connector, up, &peer, provider).await;
-            if may_fall_back && (status == 429 || status >= 500) {
-                log::warn!(
-                    "{} route {} answered {status}; trying fallback",
-                    ctx.request_id,
-                    model.name
-                );
-                last_error = Some(e);
-                continue;
-            }
-            return Err(e);
-        }
-        let upstream = relay::Upstream {
-            connector,
-            session: up,
-            peer: &peer,
-            provider,
-        };
-        return relay::relay(upstream, translator, request.content_type, session, ctx).await;
+    let translator = request.translator.take();
+    let (mut up, peer) = send(
+        connector,
+        provider,
+        timeouts,
+        session.req_header(),
+        &request,
+        ctx,
+    )
+    .await?;
+    let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    if status >= 400 {
+        up.set_read_timeout(Some(timeouts.idle));
+        return Err(read_error(connector, up, &peer, provider).await);
     }
-    Err(last_error.unwrap_or_else(|| GatewayError::new(ErrorKind::Internal, "no route to try")))
+    let upstream = relay::Upstream {
+        connector,
+        session: up,
+        peer: &peer,
+        provider,
+    };
+    relay::relay(upstream, translator, request.content_type, session, ctx).await
 }
 
 /// Connects, writes the request and reads the response header.
 async fn send(
     connector: &Connector,
     provider: &Provider,
+    timeouts: &Timeouts,
     client: &RequestHeader,
     request: &UpstreamRequest,
     ctx: &RequestCtx,
 ) -> Result<(HttpSession, HttpPeer), GatewayError> {
-    let peer = provider.upstream.peer(&provider.timeouts).await?;
+    let peer = provider.upstream.peer(timeouts).await?;
     let mut attempt = 0;
     loop {
         let (mut up, reused) = connector
             .get_http_session(&peer)
             .await
             .map_err(|e| upstream_failure(provider, &e, "connecting"))?;
-        up.set_write_timeout(Some(provider.timeouts.first_byte));
-        up.set_read_timeout(Some(provider.timeouts.first_byte));
+        up.set_write_timeout(Some(timeouts.first_byte));
+        up.set_read_timeout(Some(timeouts.first_byte));
         let header = upstream_header(provider, client, request, &ctx.request_id)
             .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("request header: {e}")))?;
         match write_and_read_header(&mut up, header, request.body.clone()).await {
@@ -233,7 +208,6 @@ async fn read_error(
         .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    up.set_read_timeout(Some(provider.timeouts.idle));
     let mut body = BytesMut::new();
     let mut complete = false;
     while body.len() <= MAX_ERROR_BODY {
@@ -274,6 +248,22 @@ fn is_timeout(e: &Error) -> bool {
 /// everything else (refused, reset, TLS, malformed answer) is 502.
 pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> GatewayError {
     let t = &provider.timeouts;
+    let failure = match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => Failure::ConnectTimeout,
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::FirstByteTimeout,
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::SocketError
+        | ErrorType::BindError => Failure::Connect,
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            Failure::Reset
+        }
+        _ => Failure::Malformed,
+    };
     let (kind, message) = match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
             ErrorKind::UpstreamTimeout,
@@ -324,5 +314,8 @@ pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> 
         ),
     };
     log::debug!("upstream failure: {e}");
-    GatewayError::new(kind, message)
+    GatewayError {
+        failure: Some(failure),
+        ..GatewayError::new(kind, message)
+    }
 }

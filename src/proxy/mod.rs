@@ -4,6 +4,7 @@
 mod body;
 pub mod ctx;
 pub mod exchange;
+mod failover;
 mod models;
 mod record;
 mod relay;
@@ -20,7 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use crate::auth::{presented_key, KeyInfo, KeyStore};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Model};
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::limits::{self, Claim, Limiter};
@@ -90,6 +91,14 @@ impl Gateway {
         let endpoint = Endpoint::route(&header.method, header.uri.path())?;
         ctx.dialect = endpoint.dialect(header.headers.contains_key("anthropic-version"));
         ctx.endpoint = Some(endpoint.clone());
+        if endpoint == Endpoint::Root {
+            // no key needed: it says only that this is the gateway and it is up
+            let body = match session.req_header().method {
+                http::Method::HEAD => Bytes::new(),
+                _ => Bytes::from_static(br#"{"status":"ok","service":"cheapai-gateway"}"#),
+            };
+            return write_json(session, ctx, 200, body, None).await;
+        }
         let key = self.authenticate(session).await?;
         ctx.key_id = Some(key.id.clone());
 
@@ -105,6 +114,7 @@ impl Gateway {
                 return write_json(session, ctx, 200, body.to_string().into(), None).await;
             }
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
+            Endpoint::Root => {}
             Endpoint::ChatCompletions
             | Endpoint::Embeddings
             | Endpoint::Messages
@@ -116,9 +126,10 @@ impl Gateway {
         let peeked = peek(&endpoint, &body)?;
         ctx.stream = peeked.stream;
         ctx.include_usage = peeked.include_usage;
+        ctx.requested_model = Some(peeked.model.clone());
         let model = self
             .catalog
-            .get(&peeked.model)
+            .resolve(&peeked.model)
             .ok_or_else(|| GatewayError {
                 param: Some("model".into()),
                 ..GatewayError::new(
@@ -126,12 +137,38 @@ impl Gateway {
                     format!("The model `{}` does not exist", peeked.model),
                 )
             })?;
-        if !key.allows(&model.name) {
+        if !key.allows(&peeked.model) {
             return Err(GatewayError::new(
                 ErrorKind::ModelNotAllowed,
-                format!("this API key may not use the model `{}`", model.name),
+                format!("this API key may not use the model `{}`", peeked.model),
             ));
         }
+        let job = failover::Job {
+            endpoint: &endpoint,
+            body: &body,
+            peeked: &peeked,
+            key: &key,
+        };
+        self.claim_limits(ctx, &job, model).await?;
+        // fallbacks the key may not use are skipped
+        let mut routes = self.catalog.routes(model);
+        routes.retain(|m| Arc::ptr_eq(m, model) || key.allows(&m.name));
+        self.forward(session, ctx, &job, routes).await
+    }
+
+    /// Acquires `model`'s limits (and the key's) for this request, first handing back what
+    /// an earlier model of the same request had reserved (a fallback is billed and limited
+    /// as the model that serves).
+    async fn claim_limits(
+        &self,
+        ctx: &mut RequestCtx,
+        job: &failover::Job<'_>,
+        model: &Model,
+    ) -> Result<(), GatewayError> {
+        if let Some((claim, decision)) = ctx.limit.take() {
+            self.limiter.settle(&claim, &decision, 0, 0).await;
+        }
+        let key = job.key;
         let tpm = stricter(key.limits.tpm, model.limits.tpm);
         let claim = Claim {
             key_id: key.id.clone(),
@@ -140,19 +177,16 @@ impl Gateway {
             tpm,
             // bytes/4 is a cheap prompt estimate; settlement corrects it
             reserve: tpm.map_or(0, |_| {
-                body.len() as u64 / 4 + peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
+                job.body.len() as u64 / 4 + job.peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
             }),
             budget_micro_usd: key.budget_micro_usd,
         };
+        ctx.rate_headers.clear();
         if let Some(decision) = self.limiter.acquire(&claim).await? {
             ctx.rate_headers = limits::headers(&claim, &decision);
             ctx.limit = Some((claim, decision));
         }
-        let routes = self.catalog.routes(model);
-        exchange::forward(&self.connector, session, ctx, &routes, |route| {
-            route.provider.prepare(&endpoint, &body, &peeked, route)
-        })
-        .await
+        Ok(())
     }
 
     async fn authenticate(&self, session: &Session) -> Result<Arc<KeyInfo>, GatewayError> {
@@ -305,9 +339,9 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = final_status(session).unwrap_or(0);
         let record = self.usage_record(ctx, status);
-        let model = ctx.model.as_ref();
-        let model_label = model.map_or("-", |m| m.name.as_str());
-        let provider_label = model.map_or("-", |m| m.provider.name.as_str());
+        // bounded labels: the catalog entry (a pattern, not every name it matched)
+        let model_label = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
+        let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());
         let endpoint_label = ctx.endpoint.as_ref().map_or("-", Endpoint::label);
         metrics::REQUESTS
             .with_label_values(&[
@@ -332,14 +366,16 @@ impl ProxyHttp for Gateway {
         }
         log::info!(
             target: "access",
-            "{} {} {} status={} key={} model={} provider={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
+            "{} {} {} status={} key={} model={} route={} provider={} attempts={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
             ctx.request_id,
             session.req_header().method,
             endpoint_label,
             status,
             ctx.key_id.as_deref().unwrap_or("-"),
+            record.as_ref().map_or("-", |r| r.model.as_str()),
             model_label,
             provider_label,
+            ctx.attempts,
             ctx.stream,
             ctx.started.elapsed().as_millis(),
             ctx.first_byte_at

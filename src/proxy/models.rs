@@ -73,7 +73,7 @@ impl Gateway {
     ) -> Result<Finished, GatewayError> {
         let names: Vec<&str> = self
             .catalog
-            .iter()
+            .listed()
             .filter(|m| key.allows(&m.name))
             .map(|m| m.name.as_str())
             .collect();

@@ -9,15 +9,26 @@ use crate::endpoint::Endpoint;
 use crate::usage::{estimate, pricing, Usage, UsageRecord};
 
 impl Gateway {
-    /// The usage record of a request that named a catalog model with a valid key: tokens as
-    /// the provider reported them or, when it reported none for an answer that started (a cut
-    /// stream, a client that left), the tokenizer's count of the prompt and of what was
-    /// delivered, marked `estimated`.
+    /// The usage record of a request that named a model with a valid key (one per client
+    /// request, whatever the attempts): tokens as the provider reported them or, when it
+    /// reported none for an answer that started (a cut stream, a client that left), the
+    /// tokenizer's count of the prompt and of what was delivered, marked `estimated`. A
+    /// request for a model the catalog does not have is recorded too, at no cost, under the
+    /// name it asked for.
     pub(super) fn usage_record(&self, ctx: &mut RequestCtx, status: u16) -> Option<UsageRecord> {
         let key_id = ctx.key_id.clone()?;
-        let model = ctx.model.clone()?;
+        let requested = ctx.requested_model.clone()?;
+        let model = ctx.model.clone();
+        // A pattern route records the name asked for; a fallback records its own name.
+        let model_name = match &model {
+            Some(m) if !m.is_pattern() => m.name.clone(),
+            _ => requested,
+        };
+        let provider = ctx.provider.clone();
         // Gemini reports no embedding tokens: the translator counted them itself.
-        let counted_by_gateway = model.provider.kind == crate::providers::ProviderKind::Gemini
+        let counted_by_gateway = provider
+            .as_ref()
+            .is_some_and(|p| p.kind == crate::providers::ProviderKind::Gemini)
             && ctx.endpoint == Some(Endpoint::Embeddings);
         let (usage, estimated) = match ctx.meter.as_mut() {
             None => (Usage::default(), false),
@@ -25,9 +36,9 @@ impl Gateway {
                 Some(u) => (u, counted_by_gateway),
                 None => {
                     let ratio = meter.text_overflow_ratio();
-                    let completion = estimate::count(&model.upstream_model, meter.delivered_text());
+                    let completion = estimate::count(&ctx.upstream_model, meter.delivered_text());
                     let usage = Usage {
-                        prompt: estimate::prompt_tokens(&model.upstream_model, &ctx.body),
+                        prompt: estimate::prompt_tokens(&ctx.upstream_model, &ctx.body),
                         completion: (completion as f64 * ratio).round() as u64,
                         cached: 0,
                     };
@@ -38,8 +49,9 @@ impl Gateway {
         Some(UsageRecord {
             request_id: ctx.request_id.clone(),
             key_id,
-            model: model.name.clone(),
-            provider: model.provider.name.clone(),
+            model: model_name,
+            provider: provider.map_or_else(|| "-".to_string(), |p| p.name.clone()),
+            attempts: ctx.attempts,
             endpoint: ctx
                 .endpoint
                 .as_ref()
@@ -48,7 +60,7 @@ impl Gateway {
             prompt_tokens: usage.prompt,
             completion_tokens: usage.completion,
             cached_tokens: usage.cached,
-            cost_micro_usd: pricing::cost_micro_usd(&usage, &model.price),
+            cost_micro_usd: model.map_or(0, |m| pricing::cost_micro_usd(&usage, &m.price)),
             status,
             duration_ms: ctx.started.elapsed().as_millis() as u64,
             ttft_ms: ctx

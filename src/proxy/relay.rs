@@ -16,6 +16,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::Error;
+use serde::de::IgnoredAny;
 
 use super::ctx::RequestCtx;
 use super::exchange::{upstream_failure, Finished};
@@ -26,8 +27,8 @@ use crate::usage::meter::Meter;
 
 /// Most bytes gathered from already-readable upstream chunks into one client write.
 const MAX_COALESCE: usize = 64 * 1024;
-/// Largest non-streaming answer buffered for translation.
-const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+/// Largest non-streaming answer read whole before it is sent.
+const MAX_WHOLE_BODY: usize = 64 * 1024 * 1024;
 
 /// Provider response headers never shown to clients: framing, hop-by-hop, and facts about
 /// the gateway's provider account (its rate limits, organisation, cookies, request ids).
@@ -149,7 +150,9 @@ impl BodyReader {
 }
 
 /// Streams a successful answer to the client, translated when `translator` is set. An
-/// `Err` means nothing was written yet, so it can still become an error response.
+/// `Err` means nothing was written yet, so the failover loop may still try elsewhere: a
+/// whole answer is read before its header goes out, and a stream's header waits for the
+/// stream's first bytes.
 pub async fn relay(
     mut up: Upstream<'_>,
     translator: Option<Box<dyn ResponseTranslator>>,
@@ -168,174 +171,167 @@ pub async fn relay(
         None => content_type_of(&upstream_header).starts_with("text/event-stream"),
     };
     ctx.meter = Some(Meter::new(ctx.dialect, streamed, !ctx.include_usage));
-    Ok(match (translator, content_type) {
-        (Some(t), Some("text/event-stream")) => {
-            let header = client_header(&upstream_header, ctx, Some("text/event-stream"), None)?;
-            translated_stream(up, t, header, session, ctx).await
-        }
-        (Some(t), _) => {
-            translated_body(up, t, &upstream_header, content_type, session, ctx).await?
-        }
-        (None, _) => passthrough(up, &upstream_header, session, ctx).await?,
-    })
-}
-
-/// The provider's answer, byte for byte. SSE answers go out in whole events, so a failure
-/// mid-stream can end them with an error event.
-async fn passthrough(
-    up: Upstream<'_>,
-    upstream_header: &ResponseHeader,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<Finished, GatewayError> {
-    let is_sse = content_type_of(upstream_header).starts_with("text/event-stream");
-    let length = upstream_header
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .filter(|_| !is_sse);
-    let header = client_header(upstream_header, ctx, None, length)?;
-    if !write_header(session, ctx, header).await {
-        return Ok(Finished::Abort);
+    if !streamed {
+        return whole(up, translator, &upstream_header, content_type, session, ctx).await;
     }
-    Ok(passthrough_body(up, is_sse, session, ctx).await)
+    let header = client_header(&upstream_header, ctx, content_type, None)?;
+    stream(up, translator, header, session, ctx).await
 }
 
-async fn passthrough_body(
+/// A whole (non-streaming) answer: read to the end, translated when the client speaks
+/// another format, checked, then sent with its length in one go. Until the last byte is in,
+/// nothing was sent, so a provider that fails mid-answer, or answers JSON that does not
+/// parse, is still an error the failover loop can hide.
+async fn whole(
     mut up: Upstream<'_>,
-    is_sse: bool,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Finished {
-    let mut framer = is_sse.then(EventFramer::default);
-    let mut reader = BodyReader::new();
-    loop {
-        let Some(batch) = reader.next(&mut up.session, session).await else {
-            ctx.client_gone = true;
-            return Finished::Abort;
-        };
-        let out = match (&mut framer, batch.data) {
-            (Some(f), Some(d)) => f.push(d),
-            (_, d) => d,
-        };
-        if let Some(out) = out {
-            if !write_body(session, ctx, out).await {
-                return Finished::Abort;
-            }
-        }
-        if let Some(e) = batch.error {
-            let error = upstream_failure(up.provider, &e, "streaming the answer");
-            return fail_mid_stream(session, ctx, is_sse, error).await;
-        }
-        if batch.eos {
-            break;
-        }
-    }
-    up.release().await;
-    if let Some(rest) = framer.as_mut().and_then(EventFramer::finish) {
-        if !write_body(session, ctx, rest).await {
-            return Finished::Abort;
-        }
-    }
-    end_body(session, ctx).await
-}
-
-/// A non-streaming answer in another format: read whole, translated, then sent with its
-/// length. Nothing is written before the translation succeeded, so a provider answer the
-/// gateway cannot read still becomes a proper error response.
-async fn translated_body(
-    mut up: Upstream<'_>,
-    mut translator: Box<dyn ResponseTranslator>,
+    mut translator: Option<Box<dyn ResponseTranslator>>,
     upstream_header: &ResponseHeader,
     content_type: Option<&'static str>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
-    let mut out = Vec::new();
+    let mut pieces = Vec::new();
+    let mut translated = Vec::new();
     let mut received = 0usize;
     let mut reader = BodyReader::new();
-    let failure = loop {
+    loop {
         let Some(batch) = reader.next(&mut up.session, session).await else {
             ctx.client_gone = true;
             return Ok(Finished::Abort);
         };
-        if let Some(data) = &batch.data {
+        if let Some(data) = batch.data {
             received += data.len();
-            if received > MAX_TRANSLATED_BODY {
-                break Some(GatewayError::new(
+            if received > MAX_WHOLE_BODY {
+                return Err(GatewayError::new(
                     ErrorKind::UpstreamProtocol,
                     format!(
-                        "provider {} answered more than {MAX_TRANSLATED_BODY} bytes",
+                        "provider {} answered more than {MAX_WHOLE_BODY} bytes",
                         up.provider.name
                     ),
                 ));
             }
-            if let Err(e) = translator.push(data, &mut out) {
-                break Some(e);
+            match translator.as_mut() {
+                Some(t) => t.push(&data, &mut translated)?,
+                None => pieces.push(data),
             }
         }
         if let Some(e) = batch.error {
-            break Some(upstream_failure(up.provider, &e, "reading the answer"));
+            return Err(upstream_failure(up.provider, &e, "reading the answer"));
         }
         if batch.eos {
-            break translator.finish(&mut out).err();
+            break;
+        }
+    }
+    let body = match translator.as_mut() {
+        Some(t) => {
+            t.finish(&mut translated)?;
+            Bytes::from(translated)
+        }
+        None => {
+            let body = concat(&mut pieces, received).unwrap_or_default();
+            let is_json = content_type_of(upstream_header).contains("json");
+            if is_json && serde_json::from_slice::<IgnoredAny>(&body).is_err() {
+                return Err(GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("provider {} answered malformed JSON", up.provider.name),
+                ));
+            }
+            body
         }
     };
-    if let Some(error) = failure {
-        return Err(error);
-    }
     up.release().await;
-    let header = client_header(upstream_header, ctx, content_type, Some(out.len()))?;
-    if !write_header(session, ctx, header).await || !write_body(session, ctx, out.into()).await {
+    let header = client_header(upstream_header, ctx, content_type, Some(body.len()))?;
+    if !write_header(session, ctx, header).await || !write_body(session, ctx, body).await {
         return Ok(Finished::Abort);
     }
     Ok(end_body(session, ctx).await)
 }
 
-/// A streamed answer in another format, translated event by event as it arrives.
-async fn translated_stream(
+/// A streamed answer, byte for byte or translated event by event as it arrives. Passthrough
+/// events go out whole, so a failure mid-stream can end them with an error event. The
+/// header goes out with the first bytes for the client: a provider that fails before that
+/// is an `Err`, which the failover loop may still hide.
+async fn stream(
     mut up: Upstream<'_>,
-    mut translator: Box<dyn ResponseTranslator>,
+    mut translator: Option<Box<dyn ResponseTranslator>>,
     header: ResponseHeader,
     session: &mut Session,
     ctx: &mut RequestCtx,
-) -> Finished {
-    if !write_header(session, ctx, header).await {
-        return Finished::Abort;
-    }
+) -> Result<Finished, GatewayError> {
+    let mut header = Some(header);
+    let mut framer = EventFramer::default();
     let mut reader = BodyReader::new();
-    let mut out = Vec::new();
+    let mut translated = Vec::new();
     loop {
         let Some(batch) = reader.next(&mut up.session, session).await else {
             ctx.client_gone = true;
-            return Finished::Abort;
+            return Ok(Finished::Abort);
         };
-        out.clear();
-        let translated = match &batch.data {
-            Some(data) => translator.push(data, &mut out),
-            None => Ok(()),
+        let mut failure = batch
+            .error
+            .map(|e| upstream_failure(up.provider, &e, "streaming the answer"));
+        let mut out = match (translator.as_mut(), batch.data) {
+            (Some(t), data) => {
+                translated.clear();
+                let pushed = match &data {
+                    Some(d) => t.push(d, &mut translated),
+                    None => Ok(()),
+                };
+                let done = pushed.and_then(|()| match batch.eos && failure.is_none() {
+                    true => t.finish(&mut translated),
+                    false => Ok(()),
+                });
+                if let Err(e) = done {
+                    failure = Some(e);
+                }
+                (!translated.is_empty()).then(|| Bytes::copy_from_slice(&translated))
+            }
+            (None, Some(d)) => framer.push(d),
+            (None, None) => None,
         };
-        let translated = translated.and_then(|()| match batch.eos {
-            true => translator.finish(&mut out),
-            false => Ok(()),
-        });
-        if !out.is_empty() && !write_body(session, ctx, Bytes::copy_from_slice(&out)).await {
-            return Finished::Abort;
+        if batch.eos && failure.is_none() && translator.is_none() {
+            out = join(out, framer.finish());
         }
-        if let Err(error) = translated {
-            return fail_mid_stream(session, ctx, true, error).await;
+        if let Some(out) = out {
+            if let Some(h) = header.take() {
+                if !write_header(session, ctx, h).await {
+                    return Ok(Finished::Abort);
+                }
+            }
+            if !write_body(session, ctx, out).await {
+                return Ok(Finished::Abort);
+            }
         }
-        if let Some(e) = batch.error {
-            let error = upstream_failure(up.provider, &e, "streaming the answer");
-            return fail_mid_stream(session, ctx, true, error).await;
+        if let Some(error) = failure {
+            if header.is_some() {
+                return Err(error);
+            }
+            return Ok(fail_mid_stream(session, ctx, error).await);
         }
         if batch.eos {
             break;
         }
     }
     up.release().await;
-    end_body(session, ctx).await
+    if let Some(h) = header.take() {
+        if !write_header(session, ctx, h).await {
+            return Ok(Finished::Abort);
+        }
+    }
+    Ok(end_body(session, ctx).await)
+}
+
+/// Two optional pieces of output as one.
+fn join(a: Option<Bytes>, b: Option<Bytes>) -> Option<Bytes> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let mut joined = BytesMut::with_capacity(a.len() + b.len());
+            joined.extend_from_slice(&a);
+            joined.extend_from_slice(&b);
+            Some(joined.freeze())
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: ResponseHeader) -> bool {
@@ -378,14 +374,10 @@ async fn end_body(session: &mut Session, ctx: &mut RequestCtx) -> Finished {
 async fn fail_mid_stream(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    is_sse: bool,
     error: GatewayError,
 ) -> Finished {
     let event = error.sse_event(ctx.dialect);
     ctx.error = Some(error);
-    if !is_sse {
-        return Finished::Abort;
-    }
     if !write_body(session, ctx, event).await {
         return Finished::Abort;
     }

@@ -25,9 +25,14 @@ pub struct Usage {
 pub struct UsageRecord {
     pub request_id: String,
     pub key_id: String,
-    /// Catalog model that served the request (after any fallback).
+    /// The model that served: the name the client asked for, or the fallback model's name
+    /// when a fallback served.
     pub model: String,
+    /// The provider of the deployment that served (or was tried last); `-` when none was.
     pub provider: String,
+    /// Upstream attempts made for this request (1 without retries; 0 when none was made).
+    #[serde(default)]
+    pub attempts: u32,
     pub endpoint: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

@@ -278,6 +278,7 @@ pub(crate) mod tests {
             key_id: key.into(),
             model: "gpt-4o".into(),
             provider: "emu".into(),
+            attempts: 1,
             endpoint: "chat_completions".into(),
             prompt_tokens: 1,
             completion_tokens: 2,

@@ -1,0 +1,192 @@
+//! The failover loop of one client request: ask the plan for the next attempt, wait out its
+//! backoff, send it, report the outcome to the provider's circuit, until an answer reaches
+//! the client or nothing is left to try. Nothing is ever sent again once a byte reached the
+//! client: the relay handles every failure after that point itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::exchange::{self, Finished};
+use super::Gateway;
+use crate::auth::KeyInfo;
+use crate::catalog::Model;
+use crate::endpoint::Endpoint;
+use crate::error::{ErrorKind, GatewayError};
+use crate::metrics;
+use crate::providers::{Plan as Prepared, Timeouts};
+use crate::request::Peeked;
+use crate::routing::{self, Admission, Next, Pick, Plan};
+
+/// What one request brings to each of its attempts.
+pub(super) struct Job<'a> {
+    pub endpoint: &'a Endpoint,
+    pub body: &'a Bytes,
+    pub peeked: &'a Peeked,
+    pub key: &'a KeyInfo,
+}
+
+impl Gateway {
+    /// Serves the request from `routes` (the model, then the fallbacks the key may use).
+    pub(super) async fn forward(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        job: &Job<'_>,
+        routes: Vec<Arc<Model>>,
+    ) -> Result<Finished, GatewayError> {
+        let deadline = ctx.started + routes[0].retry.deadline;
+        let mut plan = Plan::new(routes);
+        let mut last_error: Option<GatewayError> = None;
+        loop {
+            let pick = match plan.next(routing::now_ms(), &mut rand::thread_rng()) {
+                Next::Attempt(pick) => pick,
+                Next::Exhausted => break,
+                Next::AllOpen(reopens) => return Err(all_open(reopens)),
+            };
+            let provider = &pick.model.deployments[pick.deployment].provider;
+            let breaker = &provider.health.breaker;
+            let switching = ctx
+                .model
+                .as_ref()
+                .is_some_and(|m| !Arc::ptr_eq(m, &pick.model));
+            if switching {
+                if let Err(e) = self.claim_limits(ctx, job, &pick.model).await {
+                    plan.abandon(&pick);
+                    last_error = Some(e);
+                    continue;
+                }
+            }
+            if !pick.wait.is_zero() {
+                if Instant::now() + pick.wait >= deadline {
+                    breaker.release(pick.admission);
+                    break;
+                }
+                tokio::time::sleep(pick.wait).await;
+            }
+            let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
+                breaker.release(pick.admission);
+                break;
+            };
+            let upstream_model = pick
+                .model
+                .upstream_name(&pick.model.deployments[pick.deployment], &job.peeked.model)
+                .to_string();
+            ctx.model = Some(pick.model.clone());
+            ctx.provider = Some(provider.clone());
+            ctx.upstream_model = upstream_model;
+            ctx.attempts = plan.attempts();
+            let request =
+                match provider.prepare(job.endpoint, job.body, job.peeked, &ctx.upstream_model) {
+                    Ok(Prepared::Upstream(request)) => request,
+                    Ok(Prepared::Local(body)) => {
+                        breaker.release(pick.admission);
+                        return super::write_json(session, ctx, 200, body, None).await;
+                    }
+                    Err(e) => {
+                        breaker.release(pick.admission);
+                        return Err(e);
+                    }
+                };
+            let timeouts = within(&provider.timeouts, remaining);
+            let outcome = {
+                let _inflight = provider.health.enter();
+                exchange::attempt(&self.connector, provider, &timeouts, request, session, ctx).await
+            };
+            match outcome {
+                Ok(finished) => {
+                    // a stream cut after its first byte still speaks against the provider
+                    let failure = ctx.error.as_ref().and_then(GatewayError::provider_failure);
+                    self.report(&pick, failure, ctx.client_gone);
+                    return Ok(finished);
+                }
+                Err(error) => {
+                    let failure = error.provider_failure();
+                    self.report(&pick, failure, false);
+                    let retryable = failure.is_some_and(|f| {
+                        f.retryable(
+                            job.peeked.stream,
+                            pick.model.retry.retry_non_stream_timeouts,
+                        )
+                    });
+                    if !retryable {
+                        return Err(error);
+                    }
+                    if let Some(f) = failure {
+                        metrics::UPSTREAM_RETRIES
+                            .with_label_values(&[&provider.name, f.label()])
+                            .inc();
+                    }
+                    log::warn!(
+                        "{} attempt {} on {} ({}) failed: {}",
+                        ctx.request_id,
+                        plan.attempts(),
+                        provider.name,
+                        pick.model.name,
+                        error.message
+                    );
+                    plan.failed(&pick, error.retry_after.map(Duration::from_secs));
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                "no provider answered within the request's deadline",
+            )
+        }))
+    }
+
+    /// Tells the provider's circuit and the metrics how an attempt went.
+    fn report(&self, pick: &Pick, failure: Option<routing::Failure>, client_gone: bool) {
+        let provider = &pick.model.deployments[pick.deployment].provider;
+        let breaker = &provider.health.breaker;
+        let outcome = match failure {
+            Some(f) if f.counts_against_provider() => {
+                if breaker.record_failure(pick.admission, routing::now_ms()) {
+                    log::warn!(
+                        "circuit of provider {} opened after {}",
+                        provider.name,
+                        f.label()
+                    );
+                }
+                f.label()
+            }
+            _ if client_gone && pick.admission == Admission::Probe => {
+                breaker.release(pick.admission);
+                "client_gone"
+            }
+            other => {
+                breaker.record_success(pick.admission);
+                other.map_or("ok", routing::Failure::label)
+            }
+        };
+        metrics::UPSTREAM_ATTEMPTS
+            .with_label_values(&[&provider.name, outcome])
+            .inc();
+    }
+}
+
+/// The provider's timeouts, none longer than what is left of the request's deadline.
+fn within(timeouts: &Timeouts, remaining: Duration) -> Timeouts {
+    Timeouts {
+        connect: timeouts.connect.min(remaining),
+        first_byte: timeouts.first_byte.min(remaining),
+        idle: timeouts.idle,
+    }
+}
+
+/// The answer when every deployment's circuit is open: at once, with when to come back.
+fn all_open(reopens: Duration) -> GatewayError {
+    GatewayError {
+        retry_after: Some(reopens.as_secs_f64().ceil().max(1.0) as u64),
+        ..GatewayError::new(
+            ErrorKind::CircuitOpen,
+            "every provider of this model is failing and temporarily taken out of service; retry later",
+        )
+    }
+}
