@@ -44,6 +44,8 @@ use serde_json::{json, Value};
 
 use super::{Reply, ReplyBody, Request};
 
+pub use generate::sse_error;
+
 /// Content type of every Gemini JSON answer (and of the JSON-array stream).
 const JSON: &str = "application/json; charset=UTF-8";
 /// Model named in error messages when the path has none.

@@ -67,17 +67,41 @@
 //! | `x-emulator-fragment: 1` | write each stream event in two pieces, split mid-line |
 //! | `x-emulator-fragment-delay-ms: N` | sleep between the two pieces |
 //! | `x-emulator-stream-error-after: N` | after N events, the format's error event, then end |
+//! | `x-emulator-retry-after: S` | with a status: `retry-after: S` replaces the default |
+//! | `x-emulator-malformed: json` | 200 `application/json`, body cut off mid-object |
+//! | `x-emulator-malformed: sse` | 200 `text/event-stream`: 3 `data: {not json}` events, end |
+//! | `x-emulator-cut-mid-event: N` | stream: N events, half of the next, then drop |
+//! | `x-emulator-stall-after: N` | stream: N events, then silence until the client leaves |
+//!
+//! `retry-after` also resets OpenAI's `retry-after-ms` (to S × 1000) when the answer has one.
+//! A malformed JSON answer has a correct Content-Length. `cut-mid-event` and `stall-after`
+//! act on streams only (a whole answer ignores them); with N ≥ the number of events they cut
+//! or stall before the terminating chunk; a stall with N = 0 starts right after the header
+//! and ends after 10 minutes at most (`delay-ms` stalls before the header).
+//!
+//! Every status 400..=599 answers in the route's format, 529 included (Anthropic's
+//! `overloaded_error`; OpenAI's `server_error`, Gemini's `INTERNAL`). A status fault wins
+//! over `malformed`, whose value picks the answer's shape whatever the request asked for.
+//! When several stream faults hit the same event, the first of drop-after,
+//! stream-error-after, stall-after, cut-mid-event applies.
+//!
+//! [`Emulator::set_faults`] applies fault headers to every request one emulator instance
+//! receives (a request's own header of the same name overrides), so a test can make one
+//! instance — one deployment of a provider — fail while another stays healthy;
+//! [`Emulator::requests_received`] counts what each instance got.
 //!
 //! The mid-stream error event is OpenAI's `data: {"error":{…"server_error"…}}`, Anthropic's
 //! `event: error` with `overloaded_error`, Gemini's `data: {"error":{"code":503,…
 //! "UNAVAILABLE"}}` (or, in a JSON-array stream, that object as the array's last element,
-//! closing the array). Without chunk-delay, fragment, drop-after and stream-error-after, a
-//! stream's events go out in one write (one HTTP chunk), as a fast provider's burst does;
-//! with any of them, each event is its own write. Errors are JSON even for streaming requests.
+//! closing the array). Without chunk-delay, fragment, drop-after, stream-error-after,
+//! cut-mid-event and stall-after, a stream's events go out in one write (one HTTP chunk), as
+//! a fast provider's burst does; with any of them, each event is its own write. Errors are
+//! JSON even for streaming requests.
 
 mod anthropic;
 mod faults;
 mod gemini;
+mod injected;
 mod openai;
 mod recorder;
 mod server;
@@ -87,20 +111,24 @@ use http::HeaderMap;
 use pingora::services::listening::Service;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use faults::Faults;
+use faults::{Faults, InstanceFaults};
 use recorder::Recorder;
 
 /// Path prefix of the emulator's own control endpoints (never fault-injected).
 const CONTROL_PREFIX: &str = "/_emulator/";
 
-/// The emulator app. A cheap, cloneable handle to shared state (the request log):
-/// keep a clone to inspect recorded requests in-process after moving one into
-/// [`Emulator::service`].
+/// The emulator app. A cheap, cloneable handle to shared state (the request log, the
+/// instance-wide faults, the request count): keep a clone to inspect recorded requests and
+/// steer faults in-process after moving one into [`Emulator::service`].
 #[derive(Clone, Default)]
 pub struct Emulator {
     recorder: Arc<Recorder>,
+    faults: Arc<InstanceFaults>,
+    /// Non-control requests whose header was read (answered, faulted or dropped).
+    received: Arc<AtomicU64>,
 }
 
 impl Emulator {
@@ -127,6 +155,20 @@ impl Emulator {
     pub fn last_record(&self) -> Option<Value> {
         let record = self.recorder.last()?;
         serde_json::to_value(&*record).ok()
+    }
+
+    /// Applies these `x-emulator-*` header pairs to every request this instance receives
+    /// from now on, as if each request carried them (its own header of the same name wins);
+    /// `set_faults(&[])` clears them. Control requests (`/_emulator/`) stay fault-free.
+    /// A pair that is not a valid HTTP header is skipped with a warning.
+    pub fn set_faults(&self, headers: &[(&str, &str)]) {
+        self.faults.set(headers);
+    }
+
+    /// How many requests other than `/_emulator/` ones this instance has received, counting
+    /// every request whose header was read: answered, faulted, cut or dropped.
+    pub fn requests_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 }
 
@@ -298,16 +340,8 @@ fn route(req: &Request, faults: &Faults, recorder: &Recorder) -> Reply {
     }
     let json = || serde_json::from_slice::<Value>(req.body);
     let wire = Wire::of(path);
-    if let Some(status) = faults.status {
-        let model = json()
-            .ok()
-            .and_then(|v| v.get("model")?.as_str().map(str::to_string));
-        let (model, raw) = (model.as_deref(), faults.error_body.as_deref());
-        return match wire {
-            Wire::OpenAi => openai::fault_reply(status, model, raw),
-            Wire::Anthropic => anthropic::fault_reply(status, model, raw),
-            Wire::Gemini => gemini::fault_reply(status, path, raw),
-        };
+    if let Some(reply) = injected::reply(req, faults, wire) {
+        return reply;
     }
     match wire {
         Wire::Anthropic => return anthropic::route(req, faults.chunks),

@@ -8,10 +8,11 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::faults::Faults;
+use super::faults::{Faults, MAX_DELAY_MS};
 use super::recorder::{Record, Sent};
 use super::{route, Emulator, Reply, ReplyBody, Request, Wire, CONTROL_PREFIX};
 
@@ -74,6 +75,15 @@ async fn sleep_ms(ms: u64) {
     }
 }
 
+/// Holds a started answer open without writing (`x-emulator-stall-after`) until the client
+/// leaves or [`MAX_DELAY_MS`] pass: watching the client ends the task with the connection,
+/// so stalled answers do not pile up behind a test that gave up on them.
+async fn stall(session: &mut ServerSession) {
+    let wait = Duration::from_millis(MAX_DELAY_MS);
+    // Any outcome (client closed, sent more bytes, or time up) ends the stall.
+    let _ = tokio::time::timeout(wait, session.read_body_or_idle(true)).await;
+}
+
 /// Writes `reply`; returns false when the connection must not be reused.
 async fn write_reply(
     session: &mut ServerSession,
@@ -126,11 +136,7 @@ async fn write_reply(
         ReplyBody::Full { bytes, .. } => return send(session, sent, bytes, true).await,
         ReplyBody::Stream { events, error, .. } => (events, error),
     };
-    if faults.chunk_delay_ms == 0
-        && !faults.fragment
-        && faults.drop_after.is_none()
-        && faults.stream_error_after.is_none()
-    {
+    if !faults.paces_events() {
         // Nothing to observe between events: one write, as a fast provider's burst
         // arrives (and so the emulator is not the bottleneck of a load test).
         let burst = Bytes::from(events.concat());
@@ -148,11 +154,27 @@ async fn write_reply(
             return write_event(session, error_event(i), faults, sent).await
                 && send(session, sent, Bytes::new(), true).await;
         }
+        if faults.stall_after == Some(i) {
+            stall(session).await;
+            return false;
+        }
+        if faults.cut_mid_event == Some(i) {
+            // An empty write would read as the end of the body; a 1-byte event has no half.
+            let half = event.slice(..event.len() / 2);
+            if !half.is_empty() {
+                send(session, sent, half, false).await;
+            }
+            return false;
+        }
         if !write_event(session, event, faults, sent).await {
             return false;
         }
     }
-    if faults.drop_after == Some(total) {
+    if faults.drop_after == Some(total) || faults.cut_mid_event.is_some_and(|n| n >= total) {
+        return false;
+    }
+    if faults.stall_after.is_some_and(|n| n >= total) {
+        stall(session).await;
         return false;
     }
     send(session, sent, Bytes::new(), true).await
@@ -162,6 +184,9 @@ impl Emulator {
     /// Reads, records and answers one request; false when the connection must be dropped.
     async fn serve(&self, session: &mut ServerSession) -> bool {
         let started = Instant::now();
+        if !session.req_header().uri.path().starts_with(CONTROL_PREFIX) {
+            self.received.fetch_add(1, Ordering::Relaxed);
+        }
         let expect = session.req_header().headers.get("expect");
         if expect.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
             && session.write_continue_response().await.is_err()
@@ -182,7 +207,7 @@ impl Emulator {
         let faults = if path.starts_with(CONTROL_PREFIX) {
             Faults::default()
         } else {
-            Faults::from_headers(&req.headers)
+            self.faults.for_request(&req.headers)
         };
         let reply = if body.complete {
             let request = Request {
@@ -246,6 +271,7 @@ impl HttpServerApp for Emulator {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
     use std::net::TcpStream;
@@ -293,37 +319,69 @@ mod tests {
         (head.to_string(), chunks, false)
     }
 
+    /// An emulator serving on a free loopback port; stopped when dropped.
+    struct Running {
+        addr: String,
+        emulator: Emulator,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Running {
+        fn start() -> Self {
+            use pingora::server::{configuration::ServerConf, RunArgs, Server};
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            let emulator = Emulator::new();
+            let mut server = Server::new_with_opt_and_conf(None, ServerConf::default());
+            server.bootstrap();
+            server.add_service(emulator.clone().service(&addr));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let signal = Box::new(TestSignal(tokio::sync::Mutex::new(Some(rx))));
+            let handle = std::thread::spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: signal,
+                })
+            });
+            for _ in 0..200 {
+                if TcpStream::connect(&addr).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Running {
+                addr,
+                emulator,
+                stop: Some(tx),
+                handle: Some(handle),
+            }
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(tx) = self.stop.take() {
+                let _ = tx.send(());
+            }
+            if let Some(handle) = self.handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+
     #[test]
     fn serves_streams_faults_and_records_over_tcp() {
-        use pingora::server::{configuration::ServerConf, RunArgs, Server};
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let emulator = Emulator::new();
-        let mut server = Server::new_with_opt_and_conf(None, ServerConf::default());
-        server.bootstrap();
-        server.add_service(emulator.clone().service(&addr));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let signal = Box::new(TestSignal(tokio::sync::Mutex::new(Some(rx))));
-        let handle = std::thread::spawn(move || {
-            server.run(RunArgs {
-                shutdown_signal: signal,
-            })
-        });
-        for _ in 0..200 {
-            if TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let running = Running::start();
+        let (addr, emulator) = (running.addr.as_str(), &running.emulator);
         let stream = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let post = "POST /v1/chat/completions HTTP/1.1\r\nhost: x";
 
         // JSON with Content-Length and the x-emulator-* headers
-        let raw = exchange(&addr, post, CHAT);
+        let raw = exchange(addr, post, CHAT);
         let text = String::from_utf8_lossy(&raw);
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         let sha = hex::encode(Sha256::digest(CHAT.as_bytes()));
@@ -332,7 +390,7 @@ mod tests {
         assert!(text.contains("content-length: "));
 
         // a plain stream is one burst: 8 events (role, 5 content, finish, [DONE]) in one chunk
-        let (head, chunks, ended) = dechunk(&exchange(&addr, post, stream));
+        let (head, chunks, ended) = dechunk(&exchange(addr, post, stream));
         assert!(head.contains("transfer-encoding: chunked") && ended);
         assert_eq!(chunks.len(), 1);
         assert_eq!(
@@ -343,7 +401,7 @@ mod tests {
         );
 
         // fragmented stream: the same 8 events in 16 chunks, reassembling to whole events
-        let raw = exchange(&addr, &format!("{post}\r\nx-emulator-fragment: 1"), stream);
+        let raw = exchange(addr, &format!("{post}\r\nx-emulator-fragment: 1"), stream);
         let (head, chunks, ended) = dechunk(&raw);
         assert!(head.contains("content-type: text/event-stream") && ended);
         assert_eq!(chunks.len(), 16);
@@ -352,21 +410,17 @@ mod tests {
         assert!(joined.ends_with("data: [DONE]\n\n"));
 
         // drop after 2 events: no terminating chunk
-        let raw = exchange(
-            &addr,
-            &format!("{post}\r\nx-emulator-drop-after: 2"),
-            stream,
-        );
+        let raw = exchange(addr, &format!("{post}\r\nx-emulator-drop-after: 2"), stream);
         let (_, chunks, ended) = dechunk(&raw);
         assert_eq!((chunks.len(), ended), (2, false));
 
         // drop before the header
-        assert!(exchange(&addr, &format!("{post}\r\nx-emulator-drop-after: 0"), CHAT).is_empty());
+        assert!(exchange(addr, &format!("{post}\r\nx-emulator-drop-after: 0"), CHAT).is_empty());
 
         // the recorder, over HTTP and through the handle
         let seq = emulator.last_record().unwrap()["seq"].as_u64().unwrap();
         let raw = exchange(
-            &addr,
+            addr,
             &format!("GET /_emulator/requests/{seq} HTTP/1.1\r\nhost: x"),
             "",
         );
@@ -379,7 +433,7 @@ mod tests {
             "POST /v1/messages?beta=true HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01";
         let body = r#"{"model":"c","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let raw = exchange(
-            &addr,
+            addr,
             &format!("{msgs}\r\nx-emulator-stream-error-after: 3"),
             body,
         );
@@ -396,7 +450,7 @@ mod tests {
         let gen = "POST /v1beta/models/g:streamGenerateContent HTTP/1.1\r\nhost: x";
         let body = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
         let raw = exchange(
-            &addr,
+            addr,
             &format!("{gen}\r\nx-emulator-stream-error-after: 2"),
             body,
         );
@@ -406,8 +460,120 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&chunks.concat()).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 3);
         assert_eq!(v[2]["error"]["status"], "UNAVAILABLE");
+    }
 
-        let _ = tx.send(());
-        handle.join().unwrap();
+    /// Reads what arrives on `s` until the server closes it or it stays quiet for `quiet`;
+    /// true when it was closed.
+    fn read_until_quiet(s: &mut TcpStream, quiet: Duration, out: &mut Vec<u8>) -> bool {
+        s.set_read_timeout(Some(quiet)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits until the emulator has finished its answer to request `seq`.
+    fn finished(emulator: &Emulator, seq: u64) -> bool {
+        for _ in 0..300 {
+            if emulator.record(seq).unwrap()["response_finished"] == true {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn instance_faults_counts_cuts_stalls_and_malformed_over_tcp() {
+        let running = Running::start();
+        let (addr, emulator) = (running.addr.as_str(), &running.emulator);
+        let stream = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let post = "POST /v1/chat/completions HTTP/1.1\r\nhost: x";
+        assert_eq!(emulator.requests_received(), 0);
+
+        // cut mid-event: 2 whole events, half of the third, no terminating chunk
+        let raw = exchange(
+            addr,
+            &format!("{post}\r\nx-emulator-cut-mid-event: 2"),
+            stream,
+        );
+        let (_, chunks, ended) = dechunk(&raw);
+        assert_eq!((chunks.len(), ended), (3, false));
+        let third = String::from_utf8_lossy(&chunks[2]).into_owned();
+        assert!(
+            third.starts_with("data: {") && !third.ends_with("\n\n"),
+            "{third}"
+        );
+
+        // stall after 1 event: the header and one event, then silence (no close) ...
+        let mut s = TcpStream::connect(addr).unwrap();
+        let req = format!(
+            "{post}\r\nx-emulator-stall-after: 1\r\ncontent-length: {}\r\n\r\n{stream}",
+            stream.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        assert!(!read_until_quiet(
+            &mut s,
+            Duration::from_millis(300),
+            &mut out
+        ));
+        let (head, chunks, ended) = dechunk(&out);
+        assert!(head.starts_with("HTTP/1.1 200") && !ended);
+        assert_eq!(chunks.len(), 1);
+        let seq = emulator.last_record().unwrap()["seq"].as_u64().unwrap();
+        assert_eq!(
+            emulator.record(seq).unwrap()["response_finished"],
+            Value::Null
+        );
+        // ... until the client leaves, which ends the stall
+        drop(s);
+        assert!(finished(emulator, seq), "the stall ends with the client");
+
+        // instance-wide faults: every request gets them, a request header overrides them
+        emulator.set_faults(&[
+            ("x-emulator-status", "529"),
+            ("x-emulator-retry-after", "3"),
+        ]);
+        let raw = exchange(addr, "POST /v1/messages HTTP/1.1\r\nhost: x", "{}");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 529"), "{text}");
+        assert!(text.contains("retry-after: 3\r\n") && text.contains("overloaded_error"));
+        let raw = exchange(addr, &format!("{post}\r\nx-emulator-status: 503"), CHAT);
+        assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 503"));
+        // control requests stay fault-free and uncounted
+        let raw = exchange(addr, "GET /_emulator/requests/last HTTP/1.1\r\nhost: x", "");
+        assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+        emulator.set_faults(&[]);
+        let raw = exchange(addr, post, CHAT);
+        assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+
+        // malformed JSON: a 200 with a correct Content-Length and a body that does not parse
+        let raw = exchange(addr, &format!("{post}\r\nx-emulator-malformed: json"), CHAT);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains(&format!("content-length: {}\r\n", body.len())));
+        assert!(serde_json::from_str::<Value>(body).is_err());
+
+        // malformed SSE: garbage events, ended cleanly
+        let raw = exchange(
+            addr,
+            &format!("{post}\r\nx-emulator-malformed: sse"),
+            stream,
+        );
+        let (head, chunks, ended) = dechunk(&raw);
+        assert!(head.contains("content-type: text/event-stream") && ended);
+        assert_eq!(
+            String::from_utf8(chunks.concat()).unwrap(),
+            "data: {not json}\n\n".repeat(3)
+        );
+
+        assert_eq!(emulator.requests_received(), 7);
     }
 }

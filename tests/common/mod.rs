@@ -17,6 +17,8 @@ use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod faulty;
+
 /// The client key every test uses (the config stores only its hash).
 pub const KEY: &str = "cai-test-key-0001";
 /// A key limited to `gpt-4o`.

@@ -327,7 +327,8 @@ pub fn generate_reply(req: &Value, model: &str, chunks: usize, stream: Option<bo
     Reply::stream_with(JSON, events, array_error)
 }
 
-fn sse_error(_: u64) -> Bytes {
+/// The SSE error event of a Gemini stream that fails after the 200 header.
+pub fn sse_error(_: u64) -> Bytes {
     Bytes::from([b"data: ".as_slice(), &stream_error_json(), b"\r\n\r\n"].concat())
 }
 
