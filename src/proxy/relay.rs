@@ -20,6 +20,7 @@ use serde::de::IgnoredAny;
 
 use super::ctx::RequestCtx;
 use super::exchange::{upstream_failure, Finished};
+use crate::dialect::Dialect;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::{Provider, ResponseTranslator};
 use crate::sse::EventFramer;
@@ -292,7 +293,33 @@ async fn stream(
         if batch.eos && failure.is_none() && translator.is_none() {
             out = join(out, framer.finish());
         }
+        // Before the first byte goes out, a passthrough stream whose first events do not
+        // parse is still a failure the failover loop can hide; later ones reach the client.
+        if header.is_some() && translator.is_none() && failure.is_none() {
+            if let Some(events) = out.as_ref().filter(|o| !data_is_json(o)) {
+                log::debug!(
+                    "malformed first events: {:?}",
+                    String::from_utf8_lossy(events)
+                );
+                failure = Some(GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("provider {} streamed malformed events", up.provider.name),
+                ));
+                out = None;
+            }
+        }
         if let Some(out) = out {
+            if ctx.error.is_none() && carries_error_event(&out, ctx.dialect) {
+                // the provider's own error event reaches the client as it is; the record
+                // and the circuit still learn of the failure
+                ctx.error = Some(GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!(
+                        "provider {} ended the stream with an error event",
+                        up.provider.name
+                    ),
+                ));
+            }
             if let Some(h) = header.take() {
                 if !write_header(session, ctx, h).await {
                     return Ok(Finished::Abort);
@@ -319,6 +346,26 @@ async fn stream(
         }
     }
     Ok(end_body(session, ctx).await)
+}
+
+/// Whether these whole SSE events, in the client's dialect, hold an error event: OpenAI's
+/// `data: {"error":…}`, Anthropic's `event: error`.
+fn carries_error_event(events: &[u8], dialect: Dialect) -> bool {
+    let marker: &[u8] = match dialect {
+        Dialect::OpenAi => b"data: {\"error\"",
+        Dialect::Anthropic => b"event: error",
+    };
+    events.starts_with(marker)
+        || memchr::memmem::find_iter(events, marker).any(|at| at > 0 && events[at - 1] == b'\n')
+}
+
+/// Whether every `data:` payload of these whole SSE events is JSON (or `[DONE]`).
+fn data_is_json(events: &[u8]) -> bool {
+    events
+        .split(|b| *b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"data:"))
+        .map(|data| data.trim_ascii())
+        .all(|data| data == b"[DONE]" || serde_json::from_slice::<IgnoredAny>(data).is_ok())
 }
 
 /// Two optional pieces of output as one.

@@ -35,6 +35,9 @@ pub struct Gateway {
     pub emu_url: String,
     pub emu_port: u16,
     pub emulator: Emulator,
+    /// A second, independent emulator (`{EMU2}` in the extra config): another deployment.
+    pub emu2_port: u16,
+    pub emulator2: Emulator,
     shutdown: Option<tokio::sync::oneshot::Sender<ShutdownSignal>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -55,6 +58,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// the catalog models, a full key and a limited key. `{EMU}` in `extra` is replaced by the
 /// emulator's port.
 pub fn config_text(gw: u16, admin: u16, emu: u16, extra: &str) -> String {
+    config_text_with(gw, admin, emu, 0, extra)
+}
+
+/// [`config_text`], with `{EMU2}` in `extra` replaced by a second emulator's port.
+pub fn config_text_with(gw: u16, admin: u16, emu: u16, emu2: u16, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -100,7 +108,9 @@ models = ["gpt-4o"]
 "#,
         key = sha256_hex(KEY.as_bytes()),
         limited = sha256_hex(LIMITED_KEY.as_bytes()),
-        extra = extra.replace("{EMU}", &emu.to_string()),
+        extra = extra
+            .replace("{EMU2}", &emu2.to_string())
+            .replace("{EMU}", &emu.to_string()),
     )
 }
 
@@ -124,8 +134,8 @@ impl Gateway {
 
     /// Starts gateway and emulator with the base config plus `extra` TOML.
     pub fn start_with(extra: &str) -> Self {
-        let (gw, admin, emu) = (free_port(), free_port(), free_port());
-        let text = config_text(gw, admin, emu, extra);
+        let (gw, admin, emu, emu2) = (free_port(), free_port(), free_port(), free_port());
+        let text = config_text_with(gw, admin, emu, emu2, extra);
         let config = Config::parse(&text, "test.toml", &|name| match name {
             "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),
             "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
@@ -135,6 +145,8 @@ impl Gateway {
         let emulator = Emulator::new();
         let mut server = cheapai_gateway::build_server(config).expect("server builds");
         server.add_service(emulator.clone().service(&format!("127.0.0.1:{emu}")));
+        let emulator2 = Emulator::new();
+        server.add_service(emulator2.clone().service(&format!("127.0.0.1:{emu2}")));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let signal = TestSignal(tokio::sync::Mutex::new(Some(rx)));
         let thread = std::thread::spawn(move || {
@@ -142,7 +154,7 @@ impl Gateway {
                 shutdown_signal: Box::new(signal),
             })
         });
-        for port in [gw, admin, emu] {
+        for port in [gw, admin, emu, emu2] {
             wait_for_port(port);
         }
         Self {
@@ -151,6 +163,8 @@ impl Gateway {
             emu_url: format!("http://127.0.0.1:{emu}"),
             emu_port: emu,
             emulator,
+            emu2_port: emu2,
+            emulator2,
             shutdown: Some(tx),
             thread: Some(thread),
         }
@@ -192,6 +206,26 @@ impl Gateway {
             req.send_bytes(body)
         };
         Answer::from(result)
+    }
+
+    /// The test key's usage records (newest first), once `n` are there (the usage writer
+    /// batches for a few milliseconds).
+    pub fn usage_records(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let a = self.request(
+                "GET",
+                "/v1/usage?limit=1000",
+                &[("authorization", &format!("Bearer {KEY}"))],
+                b"",
+            );
+            assert_eq!(a.status, 200, "{}", a.text());
+            let records = a.json()["data"].as_array().cloned().unwrap_or_default();
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The emulator's record of the request behind `answer`, once the emulator has finished

@@ -7,6 +7,7 @@ in-process emulator as the only upstream provider.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -232,29 +233,92 @@ def gateway(tmp_path_factory) -> Gateway:
             pytrace=False,
         )
 
+    with _running(binary, config_path, env, tmp, log_path, [port, admin_port, emu_port]) as proc:
+        gw = Gateway(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            root_url=f"http://127.0.0.1:{port}",
+            admin_url=f"http://127.0.0.1:{admin_port}",
+            emulator_url=f"http://127.0.0.1:{emu_port}",
+            key=key,
+            other_key=other_key,
+            provider_key=PROVIDER_KEY,
+            anthropic_provider_key=ANTHROPIC_PROVIDER_KEY,
+            gemini_provider_key=GEMINI_PROVIDER_KEY,
+            config_path=config_path,
+            jsonl_path=jsonl_path,
+            log_path=log_path,
+            process=proc,
+        )
+        _current = gw
+        try:
+            yield gw
+        finally:
+            _current = None
+
+
+# The key the offline default config (conf/gateway.toml) accepts, as the README gives it.
+DEMO_KEY = "cai-demo-local-only-0001"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass
+class DefaultGateway:
+    """The gateway run with the repository's own conf/gateway.toml (ports moved to free ones)."""
+
+    root_url: str
+    key: str
+    jsonl_path: Path  # the config's relative usage.jsonl, in the process's working directory
+    log_path: Path
+
+    def records(self) -> list[dict]:
+        import json
+
+        try:
+            lines = self.jsonl_path.read_text().splitlines()
+        except OSError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def default_gateway(tmp_path_factory) -> DefaultGateway:
+    binary = _gateway_bin()
+    tmp = tmp_path_factory.mktemp("default-gateway")
+    port, admin_port, emu_port = free_ports(3)
+    text = (REPO_ROOT / "conf" / "gateway.toml").read_text()
+    for old, new in (
+        ('"0.0.0.0:8080"', f'"127.0.0.1:{port}"'),
+        ('"127.0.0.1:9464"', f'"127.0.0.1:{admin_port}"'),
+        ("127.0.0.1:8089", f"127.0.0.1:{emu_port}"),
+    ):
+        assert old in text, f"conf/gateway.toml no longer has {old}"
+        text = text.replace(old, new)
+    config_path = tmp / "gateway.toml"
+    config_path.write_text(text)
+    log_path = tmp / "gateway.log"
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "info")
+    with _running(binary, config_path, env, tmp, log_path, [port, admin_port, emu_port]):
+        yield DefaultGateway(
+            root_url=f"http://127.0.0.1:{port}",
+            key=DEMO_KEY,
+            jsonl_path=tmp / "usage.jsonl",
+            log_path=log_path,
+        )
+
+
+@contextlib.contextmanager
+def _running(binary: Path, config_path: Path, env: dict, cwd: Path, log_path: Path, ports: list[int]):
+    """Runs the gateway until the block ends; fails the test with the log's tail if it does
+    not listen on every port in time."""
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(binary), "run", "--config", str(config_path)],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
-    )
-    gw = Gateway(
-        base_url=f"http://127.0.0.1:{port}/v1",
-        root_url=f"http://127.0.0.1:{port}",
-        admin_url=f"http://127.0.0.1:{admin_port}",
-        emulator_url=f"http://127.0.0.1:{emu_port}",
-        key=key,
-        other_key=other_key,
-        provider_key=PROVIDER_KEY,
-        anthropic_provider_key=ANTHROPIC_PROVIDER_KEY,
-        gemini_provider_key=GEMINI_PROVIDER_KEY,
-        config_path=config_path,
-        jsonl_path=jsonl_path,
-        log_path=log_path,
-        process=proc,
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        waiting = [port, admin_port, emu_port]
+        waiting = list(ports)
         while waiting:
             if proc.poll() is not None:
                 pytest.fail(
@@ -270,10 +334,8 @@ def gateway(tmp_path_factory) -> Gateway:
             waiting = [p for p in waiting if not _port_open(p)]
             if waiting:
                 time.sleep(0.05)
-        _current = gw
-        yield gw
+        yield proc
     finally:
-        _current = None
         _stop(proc)
         log.close()
 

@@ -58,6 +58,91 @@ def test_claude_code_prints_the_models_answer(gateway, tmp_path, model):
         assert r["completion_tokens"] == 5
 
 
+def bare_env(tmp_path, root_url: str, key: str, **extra: str) -> dict:
+    """The environment the service's docs give Claude Code users: two variables, nothing else
+    (plus a private HOME and no calls home)."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "ANTHROPIC_BASE_URL": root_url,
+        "ANTHROPIC_AUTH_TOKEN": key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        **extra,
+    }
+
+
+def run_claude(env: dict, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(claude_bin()), "-p", "say hi"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def default_records(default_gateway, started_ms: int) -> list[dict]:
+    seen, deadline = None, time.monotonic() + 5
+    while time.monotonic() < deadline:
+        records = [r for r in default_gateway.records() if r["timestamp_ms"] >= started_ms]
+        if records and records == seen:
+            return records
+        seen = records
+        time.sleep(0.2)
+    return seen or []
+
+
+def test_claude_code_with_no_model_works_on_the_default_config(default_gateway, tmp_path):
+    """As the docs say: two variables, `claude`, no --model. Claude Code asks for its own
+    default names (whatever this release picks); the `claude-*` route serves them."""
+    started_ms = int(time.time() * 1000)
+    done = run_claude(bare_env(tmp_path, default_gateway.root_url, default_gateway.key), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == EXPECTED, done.stdout + done.stderr
+    records = default_records(default_gateway, started_ms)
+    assert records, "Claude Code's requests reached the gateway"
+    for r in records:
+        assert r["model"].startswith("claude-"), r
+        assert r["provider"] == "emulator-anthropic", r
+        assert r["status"] == 200, r
+        assert r["attempts"] == 1, r
+        assert r["cost_micro_usd"] > 0, r
+
+
+@pytest.mark.parametrize(
+    "main, small, prices",
+    [
+        # current names, each priced exactly (USD per 1M tokens, input and output)
+        ("claude-opus-5-5", "claude-haiku-5-5", {"claude-opus-5-5": (4.0, 20.0), "claude-haiku-5-5": (0.10, 0.50)}),
+        # a name newer than the catalog: the pattern's price
+        ("claude-opus-9-9", "claude-haiku-9-9", {"claude-opus-9-9": (10.0, 50.0), "claude-haiku-9-9": (10.0, 50.0)}),
+    ],
+)
+def test_claude_code_with_current_model_names(default_gateway, tmp_path, main, small, prices):
+    started_ms = int(time.time() * 1000)
+    env = bare_env(
+        tmp_path,
+        default_gateway.root_url,
+        default_gateway.key,
+        ANTHROPIC_MODEL=main,
+        ANTHROPIC_SMALL_FAST_MODEL=small,
+        ANTHROPIC_DEFAULT_HAIKU_MODEL=small,
+    )
+    done = run_claude(env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == EXPECTED, done.stdout + done.stderr
+    records = default_records(default_gateway, started_ms)
+    assert any(r["model"] == main for r in records), records
+    for r in records:
+        assert r["model"] in prices, r
+        price_in, price_out = prices[r["model"]]
+        expected = round(r["prompt_tokens"] * price_in + r["completion_tokens"] * price_out)
+        assert r["cost_micro_usd"] == expected, r
+
+
 def records_since(gateway, started_ms: int) -> list[dict]:
     """The records of requests that ended after `started_ms`, once no new one has appeared for
     a moment (the usage writer batches records for a few milliseconds)."""
