@@ -228,6 +228,23 @@ impl Gateway {
         }
     }
 
+    /// The usage record of the request behind `answer` (by its `x-request-id`), once written.
+    pub fn usage_record_of(&self, answer: &Answer) -> Value {
+        let id = answer
+            .header("x-request-id")
+            .expect("x-request-id")
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let records = self.usage_records(1);
+            if let Some(r) = records.into_iter().find(|r| r["request_id"] == id.as_str()) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no usage record for {id}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The emulator's record of the request behind `answer`, once the emulator has finished
     /// writing its answer (the client may read the last byte before the emulator records it).
     pub fn upstream_exchange(&self, answer: &Answer) -> Value {

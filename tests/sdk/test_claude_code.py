@@ -115,10 +115,18 @@ def test_claude_code_with_no_model_works_on_the_default_config(default_gateway, 
 @pytest.mark.parametrize(
     "main, small, prices",
     [
-        # current names, each priced exactly (USD per 1M tokens, input and output)
-        ("claude-opus-5-5", "claude-haiku-5-5", {"claude-opus-5-5": (4.0, 20.0), "claude-haiku-5-5": (0.10, 0.50)}),
-        # a name newer than the catalog: the pattern's price
-        ("claude-opus-9-9", "claude-haiku-9-9", {"claude-opus-9-9": (10.0, 50.0), "claude-haiku-9-9": (10.0, 50.0)}),
+        # current names, each priced exactly (USD per 1M tokens: input, cached input, output)
+        (
+            "claude-opus-5-5",
+            "claude-haiku-5-5",
+            {"claude-opus-5-5": (4.0, 0.20, 20.0), "claude-haiku-5-5": (0.10, 0.01, 0.50)},
+        ),
+        # names newer than the catalog: the `claude-*` pattern's price
+        (
+            "claude-opus-9-9",
+            "claude-haiku-9-9",
+            {"claude-opus-9-9": (10.0, 0.25, 50.0), "claude-haiku-9-9": (10.0, 0.25, 50.0)},
+        ),
     ],
 )
 def test_claude_code_with_current_model_names(default_gateway, tmp_path, main, small, prices):
@@ -138,8 +146,15 @@ def test_claude_code_with_current_model_names(default_gateway, tmp_path, main, s
     assert any(r["model"] == main for r in records), records
     for r in records:
         assert r["model"] in prices, r
-        price_in, price_out = prices[r["model"]]
-        expected = round(r["prompt_tokens"] * price_in + r["completion_tokens"] * price_out)
+        price_in, price_cached, price_out = prices[r["model"]]
+        uncached = r["prompt_tokens"] - r["cached_tokens"]
+        # the gateway's integer arithmetic: micro-USD per 1M tokens, rounded half up once
+        total = (
+            uncached * round(price_in * 1e6)
+            + r["cached_tokens"] * round(price_cached * 1e6)
+            + r["completion_tokens"] * round(price_out * 1e6)
+        )
+        expected = (total + 500_000) // 1_000_000
         assert r["cost_micro_usd"] == expected, r
 
 
