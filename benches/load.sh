@@ -11,6 +11,8 @@
 # with limits on ("limited": a key with RPM and TPM limits counted in that redis-server by
 # the window script, concurrent requests sharing a call; settlements batched). limits-on/limits-off compares the last two,
 # which differ only in the limits; limited/gateway (no Redis at all) is printed as well.
+# "balanced": the in-memory gateway with the model on two deployments (weights 1 and 3, both
+# at the emulator), so balanced/gateway is the cost of the balancer, breakers and attempt loop.
 # Workloads: chat JSON, and a 20-chunk SSE stream with no delay between chunks.
 # Load generator: wrk (Debian package, installed if missing).
 set -euo pipefail
@@ -36,7 +38,7 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 EMU=$(port); GW=$(port); ADMIN=$(port); RGW=$(port); RADMIN=$(port); LGW=$(port); LADMIN=$(port)
-REDIS=$(port)
+REDIS=$(port); BGW=$(port); BADMIN=$(port)
 
 cat >"$work/gateway.toml" <<TOML
 [server]
@@ -59,6 +61,8 @@ on_ports() { sed -e "s/127.0.0.1:$GW\"/127.0.0.1:$1\"/" -e "s/127.0.0.1:$ADMIN\"
 state="$(printf '[state]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$REDIS")"
 { on_ports "$RGW" "$RADMIN"; echo "$state"; } >"$work/redis.toml"
 { on_ports "$LGW" "$LADMIN"; echo 'limits = { rpm = 100000000, tpm = 100000000000 }'; echo "$state"; } >"$work/limited.toml"
+on_ports "$BGW" "$BADMIN" | sed -e 's/^provider = "emu"$/deployments = [{ provider = "emu", weight = 1 }, { provider = "emu-b", weight = 3 }]/' >"$work/balanced.toml"
+printf '[providers.emu-b]\nkind = "openai_compatible"\nbase_url = "http://127.0.0.1:%s/v1"\n' "$EMU" >>"$work/balanced.toml"
 
 redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$BIN" emulator --listen "127.0.0.1:$EMU" --threads 2 >"$work/emu.log" 2>&1 & pids+=($!)
@@ -66,7 +70,8 @@ RUST_LOG=warn "$BIN" run --config "$work/gateway.toml" >"$work/gw.log" 2>&1 & pi
 GW_PID=$!
 RUST_LOG=warn "$BIN" run --config "$work/redis.toml" >"$work/rgw.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$BIN" run --config "$work/limited.toml" >"$work/lgw.log" 2>&1 & pids+=($!)
-for p in $EMU $GW $RGW $LGW $REDIS; do
+RUST_LOG=warn "$BIN" run --config "$work/balanced.toml" >"$work/bgw.log" 2>&1 & pids+=($!)
+for p in $EMU $GW $RGW $LGW $BGW $REDIS; do
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -106,12 +111,13 @@ declare -A sum_rps
 printf '%-8s %-7s %-6s %10s %8s %8s %6s\n' round target load rps p50_ms p99_ms non2xx
 for round in $(seq "$ROUNDS"); do
     for load in chat stream; do
-        for target in direct gateway redis limited; do
+        for target in direct gateway redis limited balanced; do
             case $target in
                 direct) url="http://127.0.0.1:$EMU/v1/chat/completions" ;;
                 gateway) url="http://127.0.0.1:$GW/v1/chat/completions" ;;
                 redis) url="http://127.0.0.1:$RGW/v1/chat/completions" ;;
                 limited) url="http://127.0.0.1:$LGW/v1/chat/completions" ;;
+                balanced) url="http://127.0.0.1:$BGW/v1/chat/completions" ;;
             esac
             read -r rps p50 p99 bad _ < <(measure "$url" "$work/$load.lua")
             printf '%-8s %-7s %-6s %10s %8s %8s %6s\n' "$round" $target $load "$rps" "$p50" "$p99" "$bad"
@@ -122,8 +128,8 @@ done
 echo
 for load in chat stream; do
     python3 -c "
-d, g, r, l = ${sum_rps[direct.$load]}, ${sum_rps[gateway.$load]}, ${sum_rps[redis.$load]}, ${sum_rps[limited.$load]}
-print('ratio %-6s gateway/direct = %.2fx   limits-on/limits-off = %.2fx   limited/no-redis = %.2fx'
-      % ('$load', g / max(1, d), l / max(1, r), l / max(1, g)))"
+d, g, r, l, b = ${sum_rps[direct.$load]}, ${sum_rps[gateway.$load]}, ${sum_rps[redis.$load]}, ${sum_rps[limited.$load]}, ${sum_rps[balanced.$load]}
+print('ratio %-6s gateway/direct = %.2fx   limits-on/limits-off = %.2fx   limited/no-redis = %.2fx   balanced/gateway = %.2fx'
+      % ('$load', g / max(1, d), l / max(1, r), l / max(1, g), b / max(1, g)))"
 done
 echo "gateway peak RSS: $(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' /proc/$GW_PID/status)"
