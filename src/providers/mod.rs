@@ -118,11 +118,11 @@ pub struct UpstreamRequest {
     pub content_type: Option<&'static str>,
 }
 
-/// A request answered by the gateway itself instead of a provider.
+/// How a request is served.
 pub enum Plan {
     Upstream(UpstreamRequest),
-    /// A JSON body to answer with directly (count_tokens estimated locally).
-    Local(Bytes),
+    /// `count_tokens` for a provider without it: the gateway counts with its tokenizer.
+    CountTokens,
 }
 
 impl Provider {
@@ -234,14 +234,7 @@ impl Provider {
                     Some(gemini::from_gemini_embeddings(client_model, inputs, base64));
                 plan.content_type = Some("application/json");
             }
-            (_, Endpoint::CountTokens) => {
-                let tokens = anthropic::count_tokens_estimate(body)?;
-                return Ok(Plan::Local(
-                    serde_json::json!({"input_tokens": tokens})
-                        .to_string()
-                        .into(),
-                ));
-            }
+            (_, Endpoint::CountTokens) => return Ok(Plan::CountTokens),
             (ProviderKind::Anthropic, Endpoint::Embeddings) => {
                 return Err(GatewayError::invalid(
                     "model",

@@ -17,9 +17,10 @@ use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
-use crate::providers::{Plan as Prepared, Timeouts};
+use crate::providers::{anthropic, Plan as Prepared, Timeouts};
 use crate::request::Peeked;
 use crate::routing::{self, Admission, Next, Pick, Plan};
+use crate::usage::offload;
 
 /// What one request brings to each of its attempts.
 pub(super) struct Job<'a> {
@@ -82,9 +83,9 @@ impl Gateway {
             let request =
                 match provider.prepare(job.endpoint, job.body, job.peeked, &ctx.upstream_model) {
                     Ok(Prepared::Upstream(request)) => request,
-                    Ok(Prepared::Local(body)) => {
+                    Ok(Prepared::CountTokens) => {
                         breaker.release(pick.admission);
-                        return super::write_json(session, ctx, 200, body, None).await;
+                        return self.count_tokens(session, ctx, job.body).await;
                     }
                     Err(e) => {
                         breaker.release(pick.admission);
@@ -139,6 +140,22 @@ impl Gateway {
                 "no provider answered within the request's deadline",
             )
         }))
+    }
+
+    /// `count_tokens` answered by the gateway's tokenizer, off the proxy's workers.
+    async fn count_tokens(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: &Bytes,
+    ) -> Result<Finished, GatewayError> {
+        ctx.attempts = 0; // no provider is asked
+        let body = body.clone();
+        let tokens = offload::run(move || anthropic::count_tokens_estimate(&body))
+            .await
+            .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "token count failed"))??;
+        let answer = serde_json::json!({ "input_tokens": tokens }).to_string();
+        super::write_json(session, ctx, 200, answer.into(), None).await
     }
 
     /// Tells the provider's circuit and the metrics how an attempt went.

@@ -338,7 +338,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = final_status(session).unwrap_or(0);
-        let record = self.usage_record(ctx, status);
+        let record = self.usage_record(ctx, status).await;
         // bounded labels: the catalog entry (a pattern, not every name it matched)
         let model_label = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
         let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());

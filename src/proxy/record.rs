@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::ctx::RequestCtx;
 use super::Gateway;
 use crate::endpoint::Endpoint;
-use crate::usage::{estimate, pricing, Usage, UsageRecord};
+use crate::usage::{estimate, offload, pricing, Usage, UsageRecord};
 
 impl Gateway {
     /// The usage record of a request that named a model with a valid key (one per client
@@ -15,7 +15,11 @@ impl Gateway {
     /// tokenizer's count of the prompt and of what was delivered, marked `estimated`. A
     /// request for a model the catalog does not have is recorded too, at no cost, under the
     /// name it asked for.
-    pub(super) fn usage_record(&self, ctx: &mut RequestCtx, status: u16) -> Option<UsageRecord> {
+    pub(super) async fn usage_record(
+        &self,
+        ctx: &mut RequestCtx,
+        status: u16,
+    ) -> Option<UsageRecord> {
         let key_id = ctx.key_id.clone()?;
         let requested = ctx.requested_model.clone()?;
         let model = ctx.model.clone();
@@ -36,9 +40,20 @@ impl Gateway {
                 Some(u) => (u, counted_by_gateway),
                 None => {
                     let ratio = meter.text_overflow_ratio();
-                    let completion = estimate::count(&ctx.upstream_model, meter.delivered_text());
+                    let delivered = meter.delivered_text().to_string();
+                    let (model, body) = (ctx.upstream_model.clone(), ctx.body.clone());
+                    let rough = ((body.len() / 4) as u64, (delivered.len() / 4) as u64);
+                    // the tokenizer runs off the proxy's workers (a cut stream can be long)
+                    let (prompt, completion) = offload::run(move || {
+                        (
+                            estimate::prompt_tokens(&model, &body),
+                            estimate::count(&model, &delivered),
+                        )
+                    })
+                    .await
+                    .unwrap_or(rough);
                     let usage = Usage {
-                        prompt: estimate::prompt_tokens(&ctx.upstream_model, &ctx.body),
+                        prompt,
                         completion: (completion as f64 * ratio).round() as u64,
                         cached: 0,
                     };

@@ -7,6 +7,10 @@ use tiktoken_rs::CoreBPE;
 
 /// Tokens added per message for role and framing (OpenAI's documented chat overhead).
 const PER_MESSAGE_OVERHEAD: u64 = 4;
+/// Longest text run through the tokenizer; beyond it a count is bytes / 4. 2 MiB is about
+/// half a million tokens, past every model's context window, where precision buys nothing
+/// and a tokenizer pass costs a core for a good part of a second.
+pub(crate) const MAX_TOKENIZED_BYTES: usize = 2 * 1024 * 1024;
 
 fn o200k() -> Option<&'static CoreBPE> {
     static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
@@ -35,10 +39,15 @@ fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
     }
 }
 
-/// Tokens in `text` for `model`'s encoding (0 for empty text).
+/// Tokens in `text` for `model`'s encoding (0 for empty text; bytes / 4 beyond
+/// [`MAX_TOKENIZED_BYTES`]). CPU-heavy on large texts: call it through [`super::offload`] on
+/// the request path.
 pub fn count(model: &str, text: &str) -> u64 {
     if text.is_empty() {
         return 0;
+    }
+    if text.len() > MAX_TOKENIZED_BYTES {
+        return (text.len() as u64).div_ceil(4);
     }
     match encoding_for(model) {
         Some(bpe) => bpe.encode_with_special_tokens(text).len() as u64,
@@ -110,6 +119,12 @@ mod tests {
                 "The quick brown fox jumps over the lazy dog"
             ) >= 9
         );
+    }
+
+    #[test]
+    fn huge_texts_are_estimated_from_their_size() {
+        let text = "ab ".repeat(MAX_TOKENIZED_BYTES / 3 + 1);
+        assert_eq!(count("gpt-4o", &text), (text.len() as u64).div_ceil(4));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod estimate;
 pub mod meter;
+pub mod offload;
 pub mod pricing;
 pub mod redis_history;
 pub mod sink;

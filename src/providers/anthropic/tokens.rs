@@ -12,6 +12,7 @@ use tiktoken_rs::CoreBPE;
 
 use super::{field, parse_object};
 use crate::error::GatewayError;
+use crate::usage::estimate::MAX_TOKENIZED_BYTES;
 
 /// Per-message framing (role marker and separators), as in OpenAI's published chat counting.
 const PER_MESSAGE_TOKENS: u64 = 4;
@@ -40,6 +41,9 @@ fn encoder() -> Option<&'static CoreBPE> {
 fn count(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
+    }
+    if text.len() > MAX_TOKENIZED_BYTES {
+        return (text.len() as u64).div_ceil(4);
     }
     match encoder() {
         Some(bpe) => bpe.encode_ordinary(text).len() as u64,
