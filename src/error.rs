@@ -35,9 +35,17 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The provider's answer broke the protocol (cut body, bad framing).
     UpstreamProtocol,
+    /// The provider refused the gateway's own key or account (401, 402, 403, or a billing
+    /// or quota error about the account). That is the operator's problem, not the client's:
+    /// the client gets a 502 with the gateway's own message, since the provider's text
+    /// may quote part of the operator's key and a 401 would tell the client that *its* key
+    /// is wrong.
+    ProviderAuth,
     /// Every deployment that could serve the model has an open circuit: answered at once
     /// instead of waiting on providers known to be down.
     CircuitOpen,
+    /// The client did not send its request in time.
+    ClientTimeout,
     /// A rate limit (requests or tokens per minute) refused the request.
     RateLimited,
     /// The key's budget is spent.
@@ -58,7 +66,8 @@ impl ErrorKind {
             Self::InvalidRequest => 400,
             Self::ModelNotFound | Self::UnknownPath => 404,
             Self::MethodNotAllowed => 405,
-            Self::UpstreamUnreachable | Self::UpstreamProtocol => 502,
+            Self::ClientTimeout => 408,
+            Self::UpstreamUnreachable | Self::UpstreamProtocol | Self::ProviderAuth => 502,
             Self::UpstreamTimeout => 504,
             Self::UpstreamStatus(status) => status,
             Self::RateLimited | Self::QuotaExceeded => 429,
@@ -87,9 +96,11 @@ impl ErrorKind {
             Self::ModelNotFound => Some("model_not_found"),
             Self::UnknownPath => Some("unknown_url"),
             Self::MethodNotAllowed => Some("method_not_allowed"),
+            Self::ClientTimeout => Some("request_timeout"),
             Self::UpstreamUnreachable => Some("upstream_unreachable"),
             Self::UpstreamTimeout => Some("upstream_timeout"),
             Self::UpstreamProtocol => Some("upstream_protocol_error"),
+            Self::ProviderAuth => Some("provider_auth_failed"),
             Self::CircuitOpen => Some("upstream_unavailable"),
             Self::RateLimited => Some("rate_limit_exceeded"),
             Self::QuotaExceeded => Some("insufficient_quota"),
@@ -122,6 +133,7 @@ impl ErrorKind {
                 | Self::UpstreamTimeout
                 | Self::UpstreamStatus(_)
                 | Self::UpstreamProtocol
+                | Self::ProviderAuth
                 | Self::CircuitOpen
         )
     }
@@ -136,10 +148,12 @@ impl ErrorKind {
             Self::ModelNotFound => "model_not_found",
             Self::UnknownPath => "unknown_path",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::ClientTimeout => "client_timeout",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamStatus(_) => "upstream_status",
             Self::UpstreamProtocol => "upstream_protocol",
+            Self::ProviderAuth => "provider_auth",
             Self::CircuitOpen => "circuit_open",
             Self::RateLimited => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",
@@ -204,6 +218,31 @@ impl GatewayError {
             ErrorKind::UpstreamStatus(status) => Some(Failure::Status(status)),
             _ => None,
         })
+    }
+
+    /// The provider `provider` refused the gateway's own credentials or account with
+    /// `status`. The client reads only the gateway's message; the provider's own text
+    /// (`detail`) goes to the operator's log at warn, in full (it may quote part of the
+    /// provider key, which the operator needs to tell which key was refused), and the
+    /// refusal is counted in `cheapai_provider_auth_failures_total{provider}`. Failover sees
+    /// the provider's status, as for any other error answer.
+    pub fn provider_auth(provider: &str, status: u16, detail: &str) -> Self {
+        log::warn!(
+            "provider {provider} refused the gateway's credentials or account ({status}): {detail}"
+        );
+        crate::metrics::PROVIDER_AUTH_FAILURES
+            .with_label_values(&[provider])
+            .inc();
+        Self {
+            failure: Some(Failure::Status(status)),
+            ..Self::new(
+                ErrorKind::ProviderAuth,
+                format!(
+                    "the provider rejected the gateway's credentials or account \
+                     (provider {provider}, status {status}); the operator has been alerted"
+                ),
+            )
+        }
     }
 
     /// A 400 naming the offending field.

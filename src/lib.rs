@@ -103,6 +103,7 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         config.catalog,
         client_keys,
         config.server.max_body_bytes,
+        config.server.client_timeouts,
         usage_sink,
         history.clone(),
         limiter,

@@ -35,6 +35,8 @@ pub struct FileServer {
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub admin_token_env: Option<Spanned<String>>,
     pub deadline_ms: Option<u64>,
+    pub client_body_timeout_ms: Option<u64>,
+    pub client_write_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,10 @@ const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_DEADLINE_MS: u64 = 120_000;
 /// More retries than this only queue a client behind a provider that is down.
 const MAX_RETRIES: u32 = 10;
+/// A whole request body (10 MiB at most) arrives well within a minute on any live link.
+const DEFAULT_CLIENT_BODY_TIMEOUT_MS: u64 = 60_000;
+/// A client that has taken no byte for 30 s has stopped reading (a stream's chunks are small).
+const DEFAULT_CLIENT_WRITE_TIMEOUT_MS: u64 = 30_000;
 
 /// The validated, ready-to-serve configuration.
 #[derive(Debug)]
@@ -53,10 +57,24 @@ pub struct ServerConfig {
     pub admin_listen: Option<String>,
     pub threads: usize,
     pub max_body_bytes: usize,
+    /// Deadlines on the client side of a request.
+    pub client_timeouts: ClientTimeouts,
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub admin_token: Option<Secret>,
+}
+
+/// How long the gateway waits on a client. The request header is read by Pingora before the
+/// gateway sees the request, with Pingora's own 60 s limit on each read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// The whole request body must arrive within this long after its header.
+    pub body: Duration,
+    /// One write to the client (a chunk of an answer) must be taken within this long, or the
+    /// client is taken to have stopped reading: the request ends and its provider connection
+    /// is released. A slow but live client keeps taking bytes and is never cut.
+    pub write: Duration,
 }
 
 /// Shared state: Redis, when configured; in-process state otherwise (one instance).
@@ -478,6 +496,16 @@ impl Validator<'_> {
             admin_listen: s.admin_listen.as_ref().map(|a| a.get_ref().clone()),
             threads: s.threads.unwrap_or(2).max(1),
             max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            client_timeouts: ClientTimeouts {
+                body: Duration::from_millis(
+                    s.client_body_timeout_ms
+                        .unwrap_or(DEFAULT_CLIENT_BODY_TIMEOUT_MS),
+                ),
+                write: Duration::from_millis(
+                    s.client_write_timeout_ms
+                        .unwrap_or(DEFAULT_CLIENT_WRITE_TIMEOUT_MS),
+                ),
+            },
             grace_period_seconds: s.grace_period_seconds.unwrap_or(30),
             graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds.unwrap_or(5),
             admin_token,

@@ -45,20 +45,38 @@ impl Gateway {
                 GatewayError::new(ErrorKind::InvalidRequest, format!("client connection: {e}"))
             })?;
         }
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-        loop {
-            let chunk = session.read_request_body().await.map_err(|e| {
-                GatewayError::invalid("body", format!("could not read the request body: {e}"))
-            })?;
-            let Some(chunk) = chunk else { break };
-            if body.len() + chunk.len() > self.max_body_bytes {
-                discard_rest_of_body(session, self.max_body_bytes.saturating_mul(4)).await;
-                session.set_keepalive(None);
-                return Err(too_large());
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(self.max_body_bytes));
+        let limit = self.client_timeouts.body;
+        let read = tokio::time::timeout(limit, async {
+            loop {
+                let chunk = session.read_request_body().await.map_err(|e| {
+                    GatewayError::invalid("body", format!("could not read the request body: {e}"))
+                })?;
+                let Some(chunk) = chunk else { break };
+                if body.len() + chunk.len() > self.max_body_bytes {
+                    discard_rest_of_body(session, self.max_body_bytes.saturating_mul(4)).await;
+                    session.set_keepalive(None);
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
+            Ok(())
+        })
+        .await;
+        match read {
+            Ok(Ok(())) => Ok(body.freeze()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                session.set_keepalive(None);
+                Err(GatewayError::new(
+                    ErrorKind::ClientTimeout,
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        limit.as_millis()
+                    ),
+                ))
+            }
         }
-        Ok(body.freeze())
     }
 }
 

@@ -22,6 +22,7 @@ use pingora::{Error, ErrorType};
 
 use crate::auth::{presented_key, KeyInfo, KeyStore};
 use crate::catalog::{Catalog, Model};
+use crate::config::ClientTimeouts;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::limits::{self, Claim, Limiter};
@@ -49,6 +50,7 @@ pub struct Gateway {
     catalog: Catalog,
     keys: KeyStore,
     max_body_bytes: usize,
+    client_timeouts: ClientTimeouts,
     connector: Connector,
     usage: UsageSink,
     history: Arc<dyn UsageStore>,
@@ -62,6 +64,7 @@ impl Gateway {
         catalog: Catalog,
         keys: KeyStore,
         max_body_bytes: usize,
+        client_timeouts: ClientTimeouts,
         usage: UsageSink,
         history: Arc<dyn UsageStore>,
         limiter: Limiter,
@@ -70,6 +73,7 @@ impl Gateway {
             catalog,
             keys,
             max_body_bytes,
+            client_timeouts,
             connector: Connector::new(None),
             usage,
             history,
@@ -87,6 +91,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Finished, GatewayError> {
+        session.set_write_timeout(Some(self.client_timeouts.write));
         let header = session.req_header();
         let endpoint = Endpoint::route(&header.method, header.uri.path())?;
         ctx.dialect = endpoint.dialect(header.headers.contains_key("anthropic-version"));

@@ -63,9 +63,22 @@ pub fn config_text(gw: u16, admin: u16, emu: u16, extra: &str) -> String {
 
 /// [`config_text`], with `{EMU2}` in `extra` replaced by a second emulator's port.
 pub fn config_text_with(gw: u16, admin: u16, emu: u16, emu2: u16, extra: &str) -> String {
+    config_text_full(gw, admin, emu, emu2, "", extra)
+}
+
+/// [`config_text_with`], with `server_extra` lines added to `[server]`.
+pub fn config_text_full(
+    gw: u16,
+    admin: u16,
+    emu: u16,
+    emu2: u16,
+    server_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
+{server_extra}
 listen = "127.0.0.1:{gw}"
 admin_listen = "127.0.0.1:{admin}"
 threads = 1
@@ -134,8 +147,13 @@ impl Gateway {
 
     /// Starts gateway and emulator with the base config plus `extra` TOML.
     pub fn start_with(extra: &str) -> Self {
+        Self::start_with_server("", extra)
+    }
+
+    /// [`Self::start_with`], with `server_extra` lines in `[server]`.
+    pub fn start_with_server(server_extra: &str, extra: &str) -> Self {
         let (gw, admin, emu, emu2) = (free_port(), free_port(), free_port(), free_port());
-        let text = config_text_with(gw, admin, emu, emu2, extra);
+        let text = config_text_full(gw, admin, emu, emu2, server_extra, extra);
         let config = Config::parse(&text, "test.toml", &|name| match name {
             "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),
             "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
