@@ -10,7 +10,7 @@ use common::*;
 
 #[test]
 fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
-    let (gw, admin, emu) = (free_port(), free_port(), free_port());
+    let [gw, admin, emu] = free_ports();
     let dir = std::env::temp_dir().join(format!("cheapai-shutdown-{gw}"));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let config = dir.join("gateway.toml");
@@ -90,7 +90,7 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
 /// the JSONL log once the process has exited.
 #[test]
 fn sigterm_under_load_loses_no_usage_record() {
-    let (gw, admin, emu) = (free_port(), free_port(), free_port());
+    let [gw, admin, emu] = free_ports();
     let dir = std::env::temp_dir().join(format!("cheapai-term-{gw}"));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let log = dir.join("usage.jsonl");

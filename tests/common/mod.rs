@@ -50,6 +50,21 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
+/// `N` distinct free loopback ports: all bound at once, then released. Picking them one by
+/// one can return the same port twice, and Pingora's listeners (SO_REUSEPORT) would then
+/// share it, each taking some of the other's connections.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free port: {e}")))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no port: {e}"))
+    })
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -152,7 +167,7 @@ impl Gateway {
 
     /// [`Self::start_with`], with `server_extra` lines in `[server]`.
     pub fn start_with_server(server_extra: &str, extra: &str) -> Self {
-        let (gw, admin, emu, emu2) = (free_port(), free_port(), free_port(), free_port());
+        let [gw, admin, emu, emu2] = free_ports();
         let text = config_text_full(gw, admin, emu, emu2, server_extra, extra);
         let config = Config::parse(&text, "test.toml", &|name| match name {
             "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),
