@@ -4,7 +4,7 @@
 //! key is hashed and looked up. The key's id (a prefix of that hash) is what logs and usage
 //! records carry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -72,17 +72,25 @@ pub fn presented_key(req: &RequestHeader) -> Option<&str> {
     })
 }
 
-/// A looked-up run-time key, remembered for the cache TTL (`None` = unknown key).
-type Cached = (Option<Arc<KeyInfo>>, Instant);
+/// What one backend lookup decided, shared by every request that waited for it.
+type Lookup = Result<Option<Arc<KeyInfo>>, StateError>;
 
 /// Every key the gateway accepts: static keys from the config, then run-time keys from the
 /// [`KeyBackend`] (Redis or memory), cached in process for `cache_ttl` so the hot path makes
 /// no Redis call for a known key. A disabled or deleted key is refused within that TTL; an
-/// expired one at once.
+/// expired one at once, cached or not, Redis up or down.
+///
+/// Known and unknown keys are cached apart, each bounded: unknown keys are whatever anyone
+/// sends, so they live in their own small cache that only evicts its own oldest entries and
+/// can never push a known key out. A key that cannot be a run-time key (not `cai-` and 64
+/// hex digits, the only shape `/admin/keys` makes) is refused without a lookup, and
+/// concurrent requests with the same uncached key share one lookup.
 pub struct KeyStore {
     by_hash: HashMap<String, Arc<KeyInfo>>,
     dynamic: Option<Arc<dyn KeyBackend>>,
-    cache: Mutex<HashMap<String, Cached>>,
+    known: Mutex<Recent<Arc<KeyInfo>>>,
+    unknown: Mutex<Recent<()>>,
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Lookup>>>>,
     cache_ttl: Duration,
 }
 
@@ -94,12 +102,72 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-/// Most looked-up keys remembered at once.
-const MAX_CACHED_KEYS: usize = 100_000;
+/// Most known run-time keys remembered at once (only keys the backend vouched for get in).
+const MAX_KNOWN_KEYS: usize = 100_000;
+
+/// Most unknown (or disabled, or expired) keys remembered at once: enough to absorb a client
+/// retrying a bad key, small enough that a flood of made-up keys costs little memory.
+const MAX_UNKNOWN_KEYS: usize = 10_000;
 
 /// Unknown keys are remembered for less time, so a key just created on another instance
 /// works here quickly.
 const NEGATIVE_CACHE: Duration = Duration::from_millis(500);
+
+/// Entries by key hash with the time each was stored, bounded: past `cap` the oldest stored
+/// go first. Entries are kept past any TTL (a known key's stale entry is what serves it
+/// while Redis is down); callers decide what is fresh.
+struct Recent<V> {
+    entries: HashMap<String, (V, Instant)>,
+    /// Insertion order; an entry stored again has a newer copy here and the old one is
+    /// skipped when it reaches the front.
+    order: VecDeque<(String, Instant)>,
+    cap: usize,
+}
+
+impl<V: Clone> Recent<V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<(V, Instant)> {
+        self.entries.get(hash).cloned()
+    }
+
+    fn insert(&mut self, hash: String, value: V) {
+        let now = Instant::now();
+        while self.order.len() >= self.cap {
+            let Some((old, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&old).is_some_and(|(_, t)| *t == at) {
+                self.entries.remove(&old);
+            }
+        }
+        self.order.push_back((hash.clone(), now));
+        self.entries.insert(hash, (value, now));
+    }
+
+    fn remove(&mut self, hash: &str) {
+        self.entries.remove(hash);
+    }
+}
+
+/// Whether `key` has the shape of a run-time key (`keys::new_secret`): `cai-` and 64
+/// lowercase hex digits. Anything else can only be a config key, so it needs no lookup.
+fn may_be_run_time_key(key: &str) -> bool {
+    key.strip_prefix("cai-").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The key, if it has not expired by `now_secs`.
+fn unexpired(info: Arc<KeyInfo>, now_secs: u64) -> Option<Arc<KeyInfo>> {
+    info.expires_at.is_none_or(|t| now_secs < t).then_some(info)
+}
 
 impl KeyStore {
     /// `keys` pairs each key's lowercase hex SHA-256 with its info.
@@ -110,7 +178,9 @@ impl KeyStore {
                 .map(|(hash, info)| (hash, Arc::new(info)))
                 .collect(),
             dynamic: None,
-            cache: Mutex::new(HashMap::new()),
+            known: Mutex::new(Recent::new(MAX_KNOWN_KEYS)),
+            unknown: Mutex::new(Recent::new(MAX_UNKNOWN_KEYS)),
+            in_flight: Mutex::new(HashMap::new()),
             cache_ttl: Duration::from_secs(5),
         }
     }
@@ -123,7 +193,8 @@ impl KeyStore {
     }
 
     /// The key's info, if the presented key is known and usable now. `Err` when the key
-    /// backend cannot be asked (the client gets a 503, not a wrong 401).
+    /// backend cannot be asked and nothing cached speaks for the key (the client gets a
+    /// 503, not a wrong 401).
     pub async fn verify(&self, presented: &str) -> Result<Option<Arc<KeyInfo>>, StateError> {
         let hash = hash_key(presented);
         if let Some(info) = self.by_hash.get(&hash) {
@@ -132,40 +203,100 @@ impl KeyStore {
         let Some(backend) = &self.dynamic else {
             return Ok(None);
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let cached = self.cache.lock().ok().and_then(|c| c.get(&hash).cloned());
-        if let Some((info, at)) = &cached {
-            let ttl = if info.is_some() {
-                self.cache_ttl
-            } else {
-                NEGATIVE_CACHE
-            };
-            if at.elapsed() < ttl {
-                return Ok(info
-                    .clone()
-                    .filter(|i| i.expires_at.is_none_or(|t| now < t)));
+        if !may_be_run_time_key(presented) {
+            return Ok(None);
+        }
+        let now = now_secs();
+        let known = self.known.lock().ok().and_then(|c| c.get(&hash));
+        if let Some((info, at)) = known {
+            if at.elapsed() < self.cache_ttl {
+                return Ok(unexpired(info, now));
             }
         }
-        let info = match backend.get(&hash).await {
-            Ok(stored) => stored.and_then(|k| k.usable(now)).map(Arc::new),
-            // Redis is down: a key seen before keeps working.
-            Err(e) => match cached {
-                Some((info, _)) => info,
-                None => return Err(e),
-            },
+        let unknown = self.unknown.lock().ok().and_then(|c| c.get(&hash));
+        if unknown.is_some_and(|(_, at)| at.elapsed() < NEGATIVE_CACHE) {
+            return Ok(None);
+        }
+        // one lookup per key at a time: the others wait for its answer
+        let cell = match self.in_flight.lock() {
+            Ok(mut map) => map.entry(hash.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
         };
-        if let Ok(mut cache) = self.cache.lock() {
-            // bounded: a flood of made-up keys must not grow memory without end
-            if cache.len() >= MAX_CACHED_KEYS {
-                cache.clear();
+        let answer = cell
+            .get_or_init(|| self.look_up(backend.as_ref(), &hash))
+            .await
+            .clone();
+        if let Ok(mut map) = self.in_flight.lock() {
+            if map.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&hash);
             }
-            cache.insert(hash, (info.clone(), Instant::now()));
         }
-        Ok(info)
+        answer.map(|info| info.and_then(|i| unexpired(i, now_secs())))
     }
+
+    /// Asks the backend and caches the answer. While the backend cannot answer, a stale
+    /// entry speaks for the key: a known key keeps working if it has not expired (it cannot
+    /// be seen being disabled meanwhile; the TTL bounds that anyway once Redis is back), a
+    /// key last seen unknown, disabled or expired stays refused.
+    async fn look_up(&self, backend: &dyn KeyBackend, hash: &str) -> Lookup {
+        let now = now_secs();
+        match backend.get(hash).await {
+            Ok(stored) => {
+                let info = stored.and_then(|k| k.usable(now)).map(Arc::new);
+                match &info {
+                    Some(i) => {
+                        if let Ok(mut c) = self.known.lock() {
+                            c.insert(hash.to_string(), i.clone());
+                        }
+                        if let Ok(mut c) = self.unknown.lock() {
+                            c.remove(hash);
+                        }
+                    }
+                    None => self.forget(hash),
+                }
+                Ok(info)
+            }
+            Err(e) => {
+                let known = self.known.lock().ok().and_then(|c| c.get(hash));
+                if let Some((info, _)) = known {
+                    let info = unexpired(info, now);
+                    match &info {
+                        // trusted for another TTL: no lookup per request during the outage
+                        Some(i) => {
+                            if let Ok(mut c) = self.known.lock() {
+                                c.insert(hash.to_string(), i.clone());
+                            }
+                        }
+                        None => self.forget(hash),
+                    }
+                    return Ok(info);
+                }
+                if self.unknown.lock().ok().and_then(|c| c.get(hash)).is_some() {
+                    return Ok(None);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a key as refused: out of the known cache (so no older entry can serve it,
+    /// even during an outage) and into the unknown one.
+    fn forget(&self, hash: &str) {
+        if let Ok(mut c) = self.known.lock() {
+            c.remove(hash);
+        }
+        if let Ok(mut c) = self.unknown.lock() {
+            c.insert(hash.to_string(), ());
+        }
+    }
+}
+
+/// Unix seconds now (0 if the clock is before 1970).
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -223,19 +354,21 @@ mod tests {
     #[tokio::test]
     async fn run_time_keys_are_cached_and_disabling_takes_effect_after_the_ttl() {
         let backend = Arc::new(crate::keys::MemoryKeys::default());
-        let key = crate::keys::tests::stored("cai-runtime");
+        let secret = crate::keys::new_secret();
+        let key = crate::keys::tests::stored(&secret);
         backend.insert(&key).await.unwrap();
         let store = KeyStore::new([]).with_backend(backend.clone(), Duration::from_millis(100));
-        assert!(store.verify("cai-runtime").await.unwrap().is_some());
+        assert!(store.verify(&secret).await.unwrap().is_some());
         backend.set_disabled(&key.id, true).await.unwrap();
-        assert!(
-            store.verify("cai-runtime").await.unwrap().is_some(),
-            "cached"
-        );
+        assert!(store.verify(&secret).await.unwrap().is_some(), "cached");
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(
-            store.verify("cai-runtime").await.unwrap().is_none(),
+            store.verify(&secret).await.unwrap().is_none(),
             "refused after the TTL"
         );
     }
 }
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod cache_tests;

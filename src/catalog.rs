@@ -23,6 +23,12 @@ pub struct Price {
     pub input: u64,
     pub output: u64,
     pub cached_input: u64,
+    /// Prompt tokens written to Anthropic's 5-minute cache: Anthropic bills them at 1.25×
+    /// input (the config's default), so pricing them as input under-bills every cached
+    /// prompt.
+    pub cache_write_5m: u64,
+    /// Prompt tokens written to Anthropic's 1-hour cache, billed at 2× input (the default).
+    pub cache_write_1h: u64,
 }
 
 /// Requests and tokens per minute; `None` = unlimited.
@@ -181,19 +187,12 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{ProviderKind, Timeouts, Upstream};
+    use crate::providers::ProviderKind;
 
     fn provider() -> Arc<Provider> {
-        Arc::new(Provider::new(
-            "p".into(),
+        Arc::new(Provider::for_tests(
+            "p",
             ProviderKind::OpenAi,
-            Upstream::parse("http://127.0.0.1:1/v1").unwrap(),
-            None,
-            Timeouts {
-                connect: Duration::from_secs(1),
-                first_byte: Duration::from_secs(1),
-                idle: Duration::from_secs(1),
-            },
             Default::default(),
         ))
     }

@@ -10,6 +10,10 @@ use serde_json::json;
 use crate::dialect::Dialect;
 use crate::routing::Failure;
 
+/// Longest provider error text logged for a refused provider key (the error body is
+/// already bounded by the exchange; this keeps one log line readable).
+const MAX_LOGGED_DETAIL: usize = 2048;
+
 /// What went wrong, as far as the client and the metrics need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -222,11 +226,12 @@ impl GatewayError {
 
     /// The provider `provider` refused the gateway's own credentials or account with
     /// `status`. The client reads only the gateway's message; the provider's own text
-    /// (`detail`) goes to the operator's log at warn, in full (it may quote part of the
-    /// provider key, which the operator needs to tell which key was refused), and the
-    /// refusal is counted in `cheapai_provider_auth_failures_total{provider}`. Failover sees
-    /// the provider's status, as for any other error answer.
+    /// (`detail`) goes to the operator's log at warn (it may quote part of the provider key,
+    /// which the operator needs to tell which key was refused), and the refusal is counted
+    /// in `cheapai_provider_auth_failures_total{provider}`. Failover sees the provider's
+    /// status, as for any other error answer.
     pub fn provider_auth(provider: &str, status: u16, detail: &str) -> Self {
+        let detail: String = detail.trim().chars().take(MAX_LOGGED_DETAIL).collect();
         log::warn!(
             "provider {provider} refused the gateway's credentials or account ({status}): {detail}"
         );
@@ -296,6 +301,20 @@ impl GatewayError {
         event.extend_from_slice(&body);
         event.extend_from_slice(b"\n\n");
         Bytes::from(event)
+    }
+
+    /// The error as a Responses API stream event (`event: error`), for a failure after a
+    /// Responses stream began: Responses clients (Codex) read only typed events.
+    pub fn responses_event(&self) -> Bytes {
+        let object = self.openai_object();
+        let code = object["code"].as_str().unwrap_or("server_error");
+        let event = json!({
+            "type": "error",
+            "code": code,
+            "message": self.message,
+            "param": object["param"],
+        });
+        Bytes::from(format!("event: error\ndata: {event}\n\n"))
     }
 
     fn openai_object(&self) -> serde_json::Value {
@@ -421,3 +440,7 @@ mod tests {
         assert!(ev.starts_with(b"event: error\ndata: {"));
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod provider_auth_tests;

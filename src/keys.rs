@@ -65,7 +65,9 @@ pub trait KeyBackend: Send + Sync {
     async fn delete(&self, id: &str) -> Result<bool, StateError>;
 }
 
-/// A new secret: `cai-` and 64 hex digits from two v4 UUIDs (244 random bits).
+/// A new secret: `cai-` and 64 hex digits from two v4 UUIDs (244 random bits). The key
+/// cache ([`crate::auth::KeyStore`]) refuses anything else without a backend lookup, so this
+/// shape must not change without it.
 pub fn new_secret() -> String {
     format!(
         "cai-{}{}",

@@ -99,6 +99,17 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Providers refusing the gateway's own key or account: each one needs the operator (a
+/// revoked or mistyped provider key, an unpaid bill), so it gets a counter to alert on.
+pub static PROVIDER_AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "provider_auth_failures_total",
+        "Provider answers refusing the gateway's own credentials or account (401, 402, 403, \
+         billing or quota), by provider.",
+        &["provider"],
+    )
+});
+
 pub static UPSTREAM_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "upstream_attempts_total",
@@ -181,6 +192,7 @@ pub fn init() {
     LazyLock::force(&REQUEST_DURATION);
     LazyLock::force(&TIME_TO_FIRST_TOKEN);
     LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&PROVIDER_AUTH_FAILURES);
     LazyLock::force(&UPSTREAM_ATTEMPTS);
     LazyLock::force(&UPSTREAM_RETRIES);
     LazyLock::force(&CIRCUIT_STATE);

@@ -26,8 +26,9 @@ pub struct Peeked {
     pub max_tokens: Option<u64>,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
-    /// The body has a `stream_options` field.
-    has_stream_options: bool,
+    /// Byte range of the `stream_options` value (`null` included) when the body has the
+    /// field: the upstream body edits it in place rather than adding a second one.
+    stream_options_span: Option<Range<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -40,14 +41,23 @@ struct Fields<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
-    stream_options: Option<StreamOptions>,
+    /// Any value, `null` included: serde reads a present `null` as an absent `Option`, and
+    /// then the upstream body would get a second `stream_options` beside the client's.
+    #[serde(borrow, default, deserialize_with = "present")]
+    stream_options: Option<&'a RawValue>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+}
+
+/// A field that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Checks the body of a model endpoint and returns its routing fields. Errors are 400s that
@@ -59,6 +69,14 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
         return Err(GatewayError::invalid(
             "body",
             "request body is empty; send a JSON object",
+        ));
+    }
+    // serde's derived reader would also take an array of the fields in order (found by
+    // fuzzing): a request body is an object
+    if !text.trim_start().starts_with('{') {
+        return Err(GatewayError::invalid(
+            "body",
+            "request body is not a JSON object",
         ));
     }
     let fields: Fields = serde_json::from_str(text).map_err(|e| {
@@ -111,21 +129,45 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
                 return Err(GatewayError::invalid("stream", "embeddings cannot stream"));
             }
         }
+        Endpoint::Responses => {
+            let input = fields.input.ok_or_else(|| {
+                GatewayError::invalid("input", "you must provide an input parameter")
+            })?;
+            if !(input.get().starts_with('"') || input.get().starts_with('[')) {
+                return Err(GatewayError::invalid(
+                    "input",
+                    "`input` must be a string or an array of input items",
+                ));
+            }
+        }
         Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage | Endpoint::Root => {}
     }
-    let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
-    let has_stream_options = fields.stream_options.is_some();
-    let max_tokens = fields.max_completion_tokens.or(fields.max_tokens);
+    let span = |raw: &RawValue| {
+        let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        start..start + raw.get().len()
+    };
+    let include_usage = match fields.stream_options.map(RawValue::get) {
+        None | Some("null") => false,
+        Some(raw) => serde_json::from_str::<StreamOptions>(raw)
+            .map_err(|_| {
+                GatewayError::invalid(
+                    "stream_options",
+                    "`stream_options` must be an object such as {\"include_usage\": true}",
+                )
+            })?
+            .include_usage
+            .unwrap_or(false),
+    };
     Ok(Peeked {
         model,
         stream,
-        has_stream_options,
-        max_tokens,
-        include_usage: fields
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
-        model_span: start..start + model_raw.get().len(),
+        include_usage,
+        max_tokens: fields
+            .max_completion_tokens
+            .or(fields.max_tokens)
+            .or(fields.max_output_tokens),
+        model_span: span(model_raw),
+        stream_options_span: fields.stream_options.map(span),
     })
 }
 
@@ -148,15 +190,16 @@ impl Peeked {
 impl Peeked {
     /// The body for an OpenAI-format provider, with `upstream_model` and, for a stream whose
     /// client did not ask for usage, `stream_options.include_usage` turned on so the gateway
-    /// can meter it (the extra chunk is removed before the client sees it). Without an
-    /// existing `stream_options` the field is inserted after the opening brace and every
-    /// other byte is kept; otherwise the body is re-serialised.
+    /// can meter it (the extra chunk is removed before the client sees it). Without a
+    /// `stream_options` field it is inserted after the opening brace; with one (`null`
+    /// included) its value is replaced in place, keeping its other options, so the body
+    /// always has exactly one. Every other byte is kept.
     pub fn for_openai_upstream(&self, body: &Bytes, upstream_model: &str) -> Bytes {
-        let renamed = self.with_model(body, upstream_model);
         if !self.stream || self.include_usage {
-            return renamed;
+            return self.with_model(body, upstream_model);
         }
-        if !self.has_stream_options {
+        let Some(options) = self.stream_options_span.clone() else {
+            let renamed = self.with_model(body, upstream_model);
             let Some(open) = renamed.iter().position(|b| *b == b'{') else {
                 return renamed;
             };
@@ -166,15 +209,33 @@ impl Peeked {
             out.extend_from_slice(field);
             out.extend_from_slice(&renamed[open + 1..]);
             return Bytes::from(out);
+        };
+        let usage_on = with_usage_on(&body[options.clone()]);
+        let model = serde_json::Value::from(upstream_model).to_string();
+        let mut edits = [
+            (self.model_span.clone(), model.into_bytes()),
+            (options, usage_on),
+        ];
+        edits.sort_by_key(|(range, _)| range.start);
+        let mut out = Vec::with_capacity(body.len() + 32);
+        let mut at = 0;
+        for (range, value) in edits {
+            out.extend_from_slice(&body[at..range.start]);
+            out.extend_from_slice(&value);
+            at = range.end;
         }
-        match serde_json::from_slice::<serde_json::Value>(&renamed) {
-            Ok(mut v) => {
-                v["stream_options"] = serde_json::json!({"include_usage": true});
-                Bytes::from(v.to_string())
-            }
-            Err(_) => renamed,
-        }
+        out.extend_from_slice(&body[at..]);
+        Bytes::from(out)
     }
+}
+
+/// A `stream_options` value (an object, or `null`) with `include_usage` set to true and
+/// its other options kept.
+fn with_usage_on(raw: &[u8]) -> Vec<u8> {
+    let mut options = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(raw)
+        .unwrap_or_default();
+    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    serde_json::to_vec(&options).unwrap_or_else(|_| br#"{"include_usage":true}"#.to_vec())
 }
 
 #[cfg(test)]
@@ -183,6 +244,14 @@ mod tests {
 
     fn chat(body: &str) -> Result<Peeked, GatewayError> {
         peek(&Endpoint::ChatCompletions, body.as_bytes())
+    }
+
+    #[test]
+    fn an_array_of_the_fields_is_not_a_request() {
+        // fuzz crash: serde's derived reader took this as {model, stream, messages, …}
+        let e = chat(r#"["m",true,[],null,null,null,null,null]"#).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.message, "request body is not a JSON object");
     }
 
     #[test]
@@ -266,6 +335,38 @@ mod tests {
             let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
             assert_eq!(p.for_openai_upstream(&body, "a"), body);
         }
+    }
+
+    #[test]
+    fn null_stream_options_becomes_the_one_usage_request() {
+        let body = Bytes::from_static(
+            br#"{"model":"a","stream":true,"stream_options":null,"messages":[]}"#,
+        );
+        let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+        assert!(!p.include_usage, "null asks for nothing");
+        assert_eq!(
+            &p.for_openai_upstream(&body, "b")[..],
+            br#"{"model":"b","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#
+        );
+    }
+
+    #[test]
+    fn stream_options_are_edited_in_place_and_keep_their_other_fields() {
+        let body = Bytes::from_static(
+            br#"{"messages":[], "stream_options" : {"include_obfuscation":false,"include_usage":false}, "model":"a","stream":true}"#,
+        );
+        let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+        assert_eq!(
+            &p.for_openai_upstream(&body, "gpt-4o-2024-08-06")[..],
+            br#"{"messages":[], "stream_options" : {"include_obfuscation":false,"include_usage":true}, "model":"gpt-4o-2024-08-06","stream":true}"#
+        );
+        let body =
+            Bytes::from_static(br#"{"model":"a","stream_options":{},"stream":true,"messages":[]}"#);
+        let p = peek(&Endpoint::ChatCompletions, &body).unwrap();
+        assert_eq!(
+            &p.for_openai_upstream(&body, "a")[..],
+            br#"{"model":"a","stream_options":{"include_usage":true},"stream":true,"messages":[]}"#
+        );
     }
 
     #[test]

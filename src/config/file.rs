@@ -87,6 +87,9 @@ pub struct FileProvider {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub breaker: Option<Spanned<FileBreaker>>,
+    /// Whether the host serves `/v1/responses` itself (OpenAI does; most compatible hosts
+    /// don't): then Responses requests pass through, else they are translated to chat.
+    pub native_responses: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -126,6 +129,10 @@ pub struct FilePrice {
     pub input: Spanned<f64>,
     pub output: Spanned<f64>,
     pub cached_input: Option<Spanned<f64>>,
+    /// Anthropic 5-minute cache writes; default 1.25 × `input`.
+    pub cache_write_5m: Option<Spanned<f64>>,
+    /// Anthropic 1-hour cache writes; default 2 × `input`.
+    pub cache_write_1h: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

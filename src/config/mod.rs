@@ -237,6 +237,9 @@ impl Validator<'_> {
                 },
             };
             let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+            let native_responses = p
+                .native_responses
+                .unwrap_or(p.kind == FileProviderKind::Openai);
             providers.push(Arc::new(Provider::new(
                 name.clone(),
                 match p.kind {
@@ -253,6 +256,7 @@ impl Validator<'_> {
                     idle: ms(p.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS),
                 },
                 breaker,
+                native_responses,
             )));
         }
 
@@ -522,19 +526,28 @@ impl Validator<'_> {
         }
     }
 
+    /// A `price = {…}` table. Unset rates default to what providers bill relative to input:
+    /// cached input at the input rate (no discount assumed), Anthropic's cache writes at
+    /// 1.25 × input (5 minutes) and 2 × input (1 hour), its list multipliers.
     fn price(&mut self, p: &FilePrice, field: &str) -> Price {
         let mut get = |v: &Spanned<f64>, f: &str| {
             self.usd_to_micro(v, &format!("{field}.{f}"))
                 .unwrap_or_default()
         };
+        let (input, output) = (get(&p.input, "input"), get(&p.output, "output"));
+        let mut or = |v: &Option<Spanned<f64>>, f: &str, default: u64| {
+            v.as_ref().map_or(default, |v| get(v, f))
+        };
         Price {
-            input: get(&p.input, "input"),
-            output: get(&p.output, "output"),
-            cached_input: p
-                .cached_input
-                .as_ref()
-                .map(|c| get(c, "cached_input"))
-                .unwrap_or_else(|| get(&p.input, "input")),
+            input,
+            output,
+            cached_input: or(&p.cached_input, "cached_input", input),
+            cache_write_5m: or(
+                &p.cache_write_5m,
+                "cache_write_5m",
+                input.saturating_mul(5).saturating_add(2) / 4,
+            ),
+            cache_write_1h: or(&p.cache_write_1h, "cache_write_1h", input.saturating_mul(2)),
         }
     }
 

@@ -135,9 +135,25 @@ pub fn to_anthropic_response(stream: bool, client_model: &str) -> Box<dyn Respon
 /// from provider `provider` with HTTP `status` → [`GatewayError`] for an OpenAI-dialect client:
 /// 529 `overloaded_error` becomes 503 (OpenAI clients do not know 529; both SDKs retry any 5xx),
 /// every other status is kept; the message is kept; `upstream_type`/`upstream_code` carry the
-/// OpenAI type and code for the status (translation.md E).
+/// OpenAI type and code for the status (translation.md E). A refusal of the gateway's own key
+/// or account (401, 402, 403, `authentication_error`, `billing_error`, `permission_error`, or
+/// Anthropic's 400 "credit balance is too low") is [`GatewayError::provider_auth`] instead:
+/// the gateway's 502 in either dialect, none of the provider's text.
 pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError {
     let parsed = serde_json::from_slice::<ErrorEnvelope>(body).ok();
+    let about_the_account = parsed.as_ref().is_some_and(|p| {
+        matches!(
+            p.error.kind.as_deref(),
+            Some("authentication_error" | "billing_error" | "permission_error")
+        ) || p
+            .error
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("credit balance is too low"))
+    });
+    if matches!(status, 401..=403) || about_the_account {
+        return GatewayError::provider_auth(provider, status, &String::from_utf8_lossy(body));
+    }
     let (anthropic_type, message) = match parsed {
         Some(ErrorEnvelope { error }) => (
             error.kind,

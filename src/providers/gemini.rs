@@ -173,10 +173,13 @@ impl GoogleError {
 /// A Google error answer as a [`GatewayError`] with the same HTTP status and Google's message.
 ///
 /// Why each choice (translation.md E):
-/// - the status is kept, except `INVALID_ARGUMENT` with reason `API_KEY_INVALID` → 401, which is
-///   what it means (Google sends it as 400);
-/// - `upstream_code` carries OpenAI's machine-readable code where one exists: 401
-///   `invalid_api_key`, 404 `model_not_found`, 429 `rate_limit_exceeded` (or
+/// - a refusal of the gateway's own key or project (401, 402, 403, `UNAUTHENTICATED`,
+///   `PERMISSION_DENIED`, reason `API_KEY_INVALID` (which Google sends as 400) or
+///   `BILLING_DISABLED`) is [`GatewayError::provider_auth`]: the gateway's 502, none of
+///   Google's text, since it is the operator's to fix, not the client's;
+/// - any other status is kept;
+/// - `upstream_code` carries OpenAI's machine-readable code where one exists:
+///   404 `model_not_found`, 429 `rate_limit_exceeded` (or
 ///   `insufficient_quota` with type `insufficient_quota` when a per-day quota is spent), 503
 ///   `server_is_overloaded`, 400 `context_length_exceeded` when the input is over the model's
 ///   limit;
@@ -190,14 +193,22 @@ impl GoogleError {
 /// `openai::upstream_error` does. The JSON may also come wrapped in an array, as
 /// `streamGenerateContent` without `alt=sse` and Google's compat surface send it.
 pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError {
-    let Some(error) = parse_google_error(body) else {
+    let parsed = parse_google_error(body);
+    let google_status = parsed
+        .as_ref()
+        .and_then(|e| e.status.as_deref())
+        .unwrap_or("");
+    // the gateway's own key or project refused (a bad key comes as 400 API_KEY_INVALID)
+    let refused = matches!(status, 401..=403)
+        || matches!(google_status, "UNAUTHENTICATED" | "PERMISSION_DENIED")
+        || parsed
+            .as_ref()
+            .is_some_and(|e| e.has_reason("API_KEY_INVALID") || e.has_reason("BILLING_DISABLED"));
+    if refused {
+        return GatewayError::provider_auth(provider, status, &String::from_utf8_lossy(body));
+    }
+    let Some(error) = parsed else {
         return unparsed_error(provider, status, body);
-    };
-    let google_status = error.status.as_deref().unwrap_or("");
-    let status = if error.has_reason("API_KEY_INVALID") || google_status == "UNAUTHENTICATED" {
-        401
-    } else {
-        status
     };
     let message = error
         .message
@@ -205,7 +216,6 @@ pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError 
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("provider {provider} answered {status}"));
     let (upstream_type, upstream_code) = match status {
-        401 => (None, Some("invalid_api_key")),
         404 => (None, Some("model_not_found")),
         429 if error.daily_quota() => (Some("insufficient_quota"), Some("insufficient_quota")),
         429 => (None, Some("rate_limit_exceeded")),
@@ -281,13 +291,7 @@ mod tests {
                 Value::Null,
                 "invalid_request_error",
             ),
-            (
-                403,
-                "PERMISSION_DENIED",
-                "invalid_request_error",
-                Value::Null,
-                "permission_error",
-            ),
+            // 401/403 and API_KEY_INVALID refuse the gateway's own key: src/error_tests.rs
             (
                 404,
                 "NOT_FOUND",
@@ -331,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_api_key_is_a_401() {
+    fn an_invalid_provider_key_is_the_gateways_502() {
         let body = google(
             400,
             "INVALID_ARGUMENT",
@@ -339,10 +343,11 @@ mod tests {
             r#"{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}"#,
         );
         let e = upstream_error("gemini", 400, &body);
-        assert_eq!(e.status(), 401);
+        assert_eq!(e.status(), 502);
         let (o, a) = rendered(&e);
-        assert_eq!(o["error"]["code"], "invalid_api_key");
-        assert_eq!(a["error"]["type"], "authentication_error");
+        assert_eq!(o["error"]["code"], "provider_auth_failed");
+        assert_eq!(a["error"]["type"], "api_error");
+        assert!(!o.to_string().contains("API key not valid"));
     }
 
     #[test]

@@ -54,12 +54,42 @@ pub fn prepare(
     ))
 }
 
+/// OpenAI error codes (and types) about the account behind the key, not the request:
+/// `insufficient_quota` comes with a 429 but is an unpaid bill, not a rate limit.
+const ACCOUNT_CODES: [&str; 4] = [
+    "insufficient_quota",
+    "billing_not_active",
+    "billing_hard_limit_reached",
+    "account_deactivated",
+];
+
+/// Whether an error answer is about the gateway's own provider key or account: 401, 402,
+/// 403, or one of [`ACCOUNT_CODES`] as the `code` or `type`.
+fn refuses_the_gateway(status: u16, error: Option<&ErrorBody>) -> bool {
+    let names = |e: &ErrorBody| {
+        let code = match &e.code {
+            Some(serde_json::Value::String(c)) => Some(c.as_str()),
+            _ => None,
+        };
+        ACCOUNT_CODES
+            .iter()
+            .any(|c| code == Some(*c) || e.kind.as_deref() == Some(*c))
+    };
+    matches!(status, 401..=403) || error.is_some_and(names)
+}
+
 /// An OpenAI-format error answer as a [`GatewayError`] with the same status, message, type,
 /// param and code. A body that is not OpenAI JSON (a proxy's HTML page, plain text) is quoted,
-/// shortened, inside an OpenAI error so the client's SDK can still parse it.
+/// shortened, inside an OpenAI error so the client's SDK can still parse it. A refusal of the
+/// gateway's own key or account is [`GatewayError::provider_auth`] instead: the gateway's
+/// 502, none of the provider's text.
 pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError {
     let kind = ErrorKind::UpstreamStatus(status);
-    match serde_json::from_slice::<ErrorEnvelope>(body) {
+    let parsed = serde_json::from_slice::<ErrorEnvelope>(body);
+    if refuses_the_gateway(status, parsed.as_ref().ok().map(|e| &e.error)) {
+        return GatewayError::provider_auth(provider, status, &String::from_utf8_lossy(body));
+    }
+    match parsed {
         Ok(ErrorEnvelope { error }) => GatewayError {
             param: error.param,
             upstream_type: error.kind,

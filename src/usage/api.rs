@@ -1,21 +1,16 @@
 //! `GET /v1/usage` (a key reads its own history) and `GET /admin/usage?key=` (operators read
 //! any key's): records in a time range, newest first, with totals per model.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::json;
 
 use super::pricing::usd;
 use super::sink::UsageStore;
-use super::UsageRecord;
+use super::totals::Sums;
 use crate::error::GatewayError;
 
 /// Most records one answer lists.
 const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
-/// Most records totals are computed over.
-const MAX_SCAN: usize = 100_000;
 
 /// A parsed `from`/`to`/`limit` query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,46 +59,45 @@ impl UsageQuery {
     }
 }
 
-#[derive(Default, Serialize)]
-struct Totals {
-    requests: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cached_tokens: u64,
-    cost_micro_usd: u64,
-    cost_usd: f64,
+/// The JSON of summed counts, with the cost in USD beside the exact micro-USD.
+fn sums_json(s: &Sums) -> serde_json::Value {
+    json!({
+        "requests": s.requests,
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+        "cached_tokens": s.cached_tokens,
+        "cost_micro_usd": s.cost_micro_usd,
+        "cost_usd": usd(s.cost_micro_usd),
+    })
 }
 
-impl Totals {
-    fn add(&mut self, r: &UsageRecord) {
-        self.requests += 1;
-        self.prompt_tokens += r.prompt_tokens;
-        self.completion_tokens += r.completion_tokens;
-        self.cached_tokens += r.cached_tokens;
-        self.cost_micro_usd += r.cost_micro_usd;
-        self.cost_usd = usd(self.cost_micro_usd);
-    }
-}
-
-/// The JSON answer for `key_id`'s usage.
+/// The JSON answer for `key_id`'s usage: the newest `limit` records of the range, read as
+/// one page (the store applies the range and the limit), and totals from the store's
+/// per-day sums. So an answer costs the same whatever the history holds; the totals cover
+/// the whole UTC days the range touches (exactly the range when it is whole days, as
+/// without `from`/`to`), and every request of those days, also those whose records the
+/// per-key cap has dropped.
 pub async fn usage_json(
     store: &dyn UsageStore,
     key_id: &str,
     q: UsageQuery,
 ) -> Result<serde_json::Value, String> {
-    let records = store.query(key_id, q.from_ms, q.to_ms, MAX_SCAN).await?;
-    let mut total = Totals::default();
-    let mut by_model: BTreeMap<&str, Totals> = BTreeMap::new();
-    for r in &records {
-        total.add(r);
-        by_model.entry(&r.model).or_default().add(r);
-    }
+    let (page, totals) = tokio::join!(
+        store.query(key_id, q.from_ms, q.to_ms, q.limit),
+        store.totals(key_id, q.from_ms, q.to_ms),
+    );
+    let (page, totals) = (page?, totals?);
+    let by_model: serde_json::Map<String, serde_json::Value> = totals
+        .by_model
+        .iter()
+        .map(|(model, sums)| (model.clone(), sums_json(sums)))
+        .collect();
     Ok(json!({
         "object": "list",
         "key_id": key_id,
-        "data": records.iter().take(q.limit).collect::<Vec<_>>(),
-        "has_more": records.len() > q.limit,
-        "totals": total,
+        "data": page.records,
+        "has_more": page.has_more,
+        "totals": sums_json(&totals.total),
         "by_model": by_model,
     }))
 }
@@ -141,3 +135,7 @@ mod tests {
         assert_eq!(v["by_model"]["gpt-4o"]["cost_usd"], 1.5);
     }
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod page_tests;

@@ -1,7 +1,7 @@
 //! Reading token usage from an answer while it passes to the client.
 //!
-//! The meter sees the client-bound bytes (after any translation, so only two formats exist:
-//! OpenAI's and Anthropic's), reads the usage the provider reported — a JSON body's `usage`,
+//! The meter sees the client-bound bytes (after any translation, so only three formats exist:
+//! OpenAI chat, Anthropic Messages and OpenAI's Responses API), reads the usage the provider reported — a JSON body's `usage`,
 //! OpenAI's final usage chunk, Anthropic's `message_start` + `message_delta` — and keeps the
 //! delivered text for a tokenizer estimate when no usage arrives (a cut stream, a client
 //! that left, a provider that reports none). It also removes the usage-only chunk that the
@@ -17,7 +17,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::Usage;
+use super::{CacheWrites, Usage};
 use crate::dialect::Dialect;
 
 /// A JSON answer larger than this is not buffered whole; its usage is read from the tail.
@@ -27,15 +27,38 @@ const JSON_TAIL: usize = 64 * 1024;
 /// Stream bytes kept for the tokenizer fallback (beyond it the estimate is linear).
 const MAX_KEPT: usize = 4 * 1024 * 1024;
 
+/// The client-bound format an answer is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerFormat {
+    /// OpenAI chat completions (and embeddings).
+    Chat,
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI's Responses API: usage in the JSON `usage`, or the stream's final
+    /// `response.completed` / `response.incomplete` / `response.failed` event.
+    Responses,
+}
+
+impl From<Dialect> for AnswerFormat {
+    fn from(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::OpenAi => Self::Chat,
+            Dialect::Anthropic => Self::Anthropic,
+        }
+    }
+}
+
 /// Observes one answer.
 #[derive(Debug)]
 pub struct Meter {
-    dialect: Dialect,
+    dialect: AnswerFormat,
     stream: bool,
     strip_usage_chunk: bool,
     json: Vec<u8>,
     json_bytes: usize,
     usage: Option<Usage>,
+    /// The part of `usage.prompt` written to Anthropic's prompt cache.
+    writes: CacheWrites,
     /// The stream's chunks (shared, not copied), for a text estimate if no usage comes.
     kept: Vec<Bytes>,
     kept_bytes: usize,
@@ -45,14 +68,16 @@ pub struct Meter {
 
 impl Meter {
     /// `strip_usage_chunk`: the client did not ask for OpenAI's usage chunk, the gateway did.
-    pub fn new(dialect: Dialect, stream: bool, strip_usage_chunk: bool) -> Self {
+    pub fn new(format: impl Into<AnswerFormat>, stream: bool, strip_usage_chunk: bool) -> Self {
+        let dialect = format.into();
         Self {
             dialect,
             stream,
-            strip_usage_chunk: strip_usage_chunk && stream && dialect == Dialect::OpenAi,
+            strip_usage_chunk: strip_usage_chunk && stream && dialect == AnswerFormat::Chat,
             json: Vec::new(),
             json_bytes: 0,
             usage: None,
+            writes: CacheWrites::default(),
             kept: Vec::new(),
             kept_bytes: 0,
             seen_bytes: 0,
@@ -98,9 +123,20 @@ impl Meter {
     /// The usage the provider reported, if any; for JSON answers read here, at the end.
     pub fn reported(&mut self) -> Option<Usage> {
         if !self.stream && self.usage.is_none() {
-            self.usage = json_usage(self.dialect, &self.json);
+            if let Some((usage, writes)) = json_usage(self.dialect, &self.json) {
+                self.usage = Some(usage);
+                self.writes = writes;
+            }
         }
         self.usage
+    }
+
+    /// The prompt tokens the provider wrote to its prompt cache (Anthropic reports them:
+    /// `cache_creation_input_tokens`, split by lifetime in `cache_creation`), part of
+    /// [`Self::reported`]'s prompt and priced apart. Zero when none were reported.
+    pub fn cache_writes(&mut self) -> CacheWrites {
+        self.reported();
+        self.writes
     }
 
     /// The text delivered so far (content, tool arguments), for an estimate; extracted on
@@ -150,31 +186,40 @@ impl Meter {
             return false;
         };
         match self.dialect {
-            Dialect::OpenAi => {
+            AnswerFormat::Responses => {
+                if let Ok(event) = serde_json::from_slice::<ResponsesEvent>(data) {
+                    if let Some(u) = event.response.and_then(|r| r.usage) {
+                        self.usage = Some(u.into());
+                    }
+                }
+                false
+            }
+            AnswerFormat::Chat => {
                 let Ok(chunk) = serde_json::from_slice::<OpenAiUsageChunk>(data) else {
                     return false;
                 };
                 match chunk.usage {
                     Some(u) => {
+                        self.writes = u.writes();
                         self.usage = Some(u.into());
                         chunk.choices.is_some_and(|c| c.is_empty())
                     }
                     None => false,
                 }
             }
-            Dialect::Anthropic => {
+            AnswerFormat::Anthropic => {
                 let Ok(event) = serde_json::from_slice::<AnthropicEvent>(data) else {
                     return false;
                 };
                 match event.kind.as_str() {
                     "message_start" => {
                         if let Some(u) = event.message.and_then(|m| m.usage) {
-                            self.usage = Some(u.merge_into(None));
+                            (self.usage, self.writes) = u.merge_into(None, self.writes);
                         }
                     }
                     "message_delta" => {
                         if let Some(u) = event.usage {
-                            self.usage = Some(u.merge_into(self.usage));
+                            (self.usage, self.writes) = u.merge_into(self.usage, self.writes);
                         }
                     }
                     _ => {}
@@ -211,9 +256,17 @@ fn carries_usage(event: &[u8]) -> bool {
 }
 
 /// Appends the text an event delivered (content deltas, tool arguments).
-fn event_text(dialect: Dialect, data: &[u8], text: &mut String) {
+fn event_text(dialect: AnswerFormat, data: &[u8], text: &mut String) {
     match dialect {
-        Dialect::OpenAi => {
+        AnswerFormat::Responses => {
+            // output_text, function_call_arguments and reasoning_text deltas
+            if let Ok(event) = serde_json::from_slice::<ResponsesDelta>(data) {
+                if event.kind.ends_with(".delta") {
+                    text.push_str(event.delta.as_deref().unwrap_or_default());
+                }
+            }
+        }
+        AnswerFormat::Chat => {
             let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
                 return;
             };
@@ -230,7 +283,7 @@ fn event_text(dialect: Dialect, data: &[u8], text: &mut String) {
                 }
             }
         }
-        Dialect::Anthropic => {
+        AnswerFormat::Anthropic => {
             let Ok(event) = serde_json::from_slice::<AnthropicEvent>(data) else {
                 return;
             };
@@ -269,25 +322,37 @@ fn event_data(event: &[u8]) -> Option<&[u8]> {
         .map(|d| d.strip_suffix(b"\r").unwrap_or(d))
 }
 
-fn json_usage(dialect: Dialect, body: &[u8]) -> Option<Usage> {
-    match dialect {
-        Dialect::OpenAi => {
-            if let Ok(b) = serde_json::from_slice::<OpenAiBody>(body) {
-                return b.usage.map(Usage::from);
-            }
-            tail_object(body, b"\"usage\"")
-                .and_then(|o| serde_json::from_slice::<OpenAiUsage>(o).ok())
-                .map(Usage::from)
+fn json_usage(dialect: AnswerFormat, body: &[u8]) -> Option<(Usage, CacheWrites)> {
+    let openai = |u: OpenAiUsage| (u.writes(), u);
+    let anthropic = |u: AnthropicUsage| u.merge_into(None, CacheWrites::default());
+    let (usage, writes) = match dialect {
+        AnswerFormat::Responses => {
+            let usage = match serde_json::from_slice::<ResponsesObject>(body) {
+                Ok(b) => b.usage,
+                Err(_) => tail_object(body, b"\"usage\"")
+                    .and_then(|o| serde_json::from_slice::<ResponsesUsage>(o).ok()),
+            };
+            (usage.map(Usage::from), CacheWrites::default())
         }
-        Dialect::Anthropic => {
-            if let Ok(b) = serde_json::from_slice::<AnthropicMessage>(body) {
-                return b.usage.map(|u| u.merge_into(None));
-            }
-            tail_object(body, b"\"usage\"")
-                .and_then(|o| serde_json::from_slice::<AnthropicUsage>(o).ok())
-                .map(|u| u.merge_into(None))
+        AnswerFormat::Chat => {
+            let usage = match serde_json::from_slice::<OpenAiBody>(body) {
+                Ok(b) => b.usage,
+                Err(_) => tail_object(body, b"\"usage\"")
+                    .and_then(|o| serde_json::from_slice::<OpenAiUsage>(o).ok()),
+            };
+            let (writes, usage) = openai(usage?);
+            (Some(Usage::from(usage)), writes)
         }
-    }
+        AnswerFormat::Anthropic => {
+            let usage = match serde_json::from_slice::<AnthropicMessage>(body) {
+                Ok(b) => b.usage,
+                Err(_) => tail_object(body, b"\"usage\"")
+                    .and_then(|o| serde_json::from_slice::<AnthropicUsage>(o).ok()),
+            };
+            anthropic(usage?)
+        }
+    };
+    Some((usage?, writes))
 }
 
 /// The JSON object after the last `key:` in a (tail of a) body.
@@ -304,13 +369,21 @@ fn tail_object<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     Some(&rest[open..open + consumed])
 }
 
-fn json_text(dialect: Dialect, body: &[u8]) -> String {
+fn json_text(dialect: AnswerFormat, body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return String::new();
     };
     let mut text = String::new();
     match dialect {
-        Dialect::OpenAi => {
+        AnswerFormat::Responses => {
+            for item in v["output"].as_array().into_iter().flatten() {
+                for part in item["content"].as_array().into_iter().flatten() {
+                    text.push_str(part["text"].as_str().unwrap_or_default());
+                }
+                text.push_str(item["arguments"].as_str().unwrap_or_default());
+            }
+        }
+        AnswerFormat::Chat => {
             for choice in v["choices"].as_array().into_iter().flatten() {
                 let m = &choice["message"];
                 text.push_str(m["content"].as_str().unwrap_or_default());
@@ -319,7 +392,7 @@ fn json_text(dialect: Dialect, body: &[u8]) -> String {
                 }
             }
         }
-        Dialect::Anthropic => {
+        AnswerFormat::Anthropic => {
             for block in v["content"].as_array().into_iter().flatten() {
                 text.push_str(block["text"].as_str().unwrap_or_default());
                 if block["type"] == "tool_use" {
@@ -329,6 +402,54 @@ fn json_text(dialect: Dialect, body: &[u8]) -> String {
         }
     }
     text
+}
+
+/// A Responses stream event as the meter reads it: the final ones carry the response, with
+/// its usage.
+#[derive(Deserialize)]
+struct ResponsesEvent {
+    response: Option<ResponsesObject>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesObject {
+    usage: Option<ResponsesUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    input_tokens_details: Option<ResponsesInputDetails>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesInputDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl From<ResponsesUsage> for Usage {
+    /// `input_tokens` includes the cached ones, as chat's `prompt_tokens` does.
+    fn from(u: ResponsesUsage) -> Self {
+        Usage {
+            prompt: u.input_tokens,
+            completion: u.output_tokens,
+            cached: u
+                .input_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// A Responses stream event's type and text delta (for the tokenizer estimate).
+#[derive(Deserialize)]
+struct ResponsesDelta {
+    #[serde(rename = "type", default)]
+    kind: String,
+    delta: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +497,43 @@ struct OpenAiUsage {
     #[serde(default)]
     completion_tokens: u64,
     prompt_tokens_details: Option<OpenAiPromptDetails>,
+    /// Anthropic's cache writes, which the gateway's Anthropic → OpenAI translator (and
+    /// other Claude-serving OpenAI-format hosts) add to an OpenAI usage; part of
+    /// `prompt_tokens` there too.
+    cache_creation_input_tokens: Option<u64>,
+    cache_creation: Option<CacheCreation>,
+}
+
+impl OpenAiUsage {
+    fn writes(&self) -> CacheWrites {
+        cache_writes(
+            self.cache_creation_input_tokens,
+            self.cache_creation.as_ref(),
+        )
+        .unwrap_or_default()
+    }
+}
+
+/// Anthropic's split of the cache writes by cache lifetime (answers since the 1-hour cache).
+#[derive(Deserialize)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: Option<u64>,
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+/// Cache writes from the total and its split by lifetime, either of which may be missing:
+/// writes with no split are 5-minute ones (the default lifetime, and the only one before
+/// the split existed). `None` when neither is given.
+fn cache_writes(total: Option<u64>, split: Option<&CacheCreation>) -> Option<CacheWrites> {
+    let m5 = split.and_then(|c| c.ephemeral_5m_input_tokens);
+    let h1 = split.and_then(|c| c.ephemeral_1h_input_tokens);
+    let total = match (total, m5, h1) {
+        (Some(t), _, _) => t,
+        (None, None, None) => return None,
+        (None, m5, h1) => m5.unwrap_or(0).saturating_add(h1.unwrap_or(0)),
+    };
+    let h1 = h1.unwrap_or(0).min(total);
+    Some(CacheWrites { m5: total - h1, h1 })
 }
 
 #[derive(Deserialize)]
@@ -422,179 +580,56 @@ struct AnthropicUsage {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    cache_creation: Option<CacheCreation>,
 }
 
 impl AnthropicUsage {
     /// Anthropic's `input_tokens` excludes cached tokens; the gateway's prompt count (like
-    /// OpenAI's) includes them. `message_delta` carries the final, cumulative output count
-    /// and may repeat the input counts.
-    fn merge_into(self, previous: Option<Usage>) -> Usage {
+    /// OpenAI's) includes them, reads and writes. `message_delta` carries the final,
+    /// cumulative output count and may repeat the input counts (then they replace the
+    /// earlier ones, cache writes included).
+    fn merge_into(
+        self,
+        previous: Option<Usage>,
+        previous_writes: CacheWrites,
+    ) -> (Option<Usage>, CacheWrites) {
         let prev = previous.unwrap_or_default();
+        let mut writes = cache_writes(
+            self.cache_creation_input_tokens,
+            self.cache_creation.as_ref(),
+        );
+        if let (Some(w), None) = (writes.as_mut(), &self.cache_creation) {
+            // `message_delta` repeats the total without the split `message_start` gave
+            let total = w.total();
+            w.h1 = previous_writes.h1.min(total);
+            w.m5 = total - w.h1;
+        }
         let input_given = self.input_tokens.is_some()
-            || self.cache_creation_input_tokens.is_some()
+            || writes.is_some()
             || self.cache_read_input_tokens.is_some();
-        let (prompt, cached) = if input_given {
+        let (prompt, cached, writes) = if input_given {
             let cached = self.cache_read_input_tokens.unwrap_or(0);
+            let writes = writes.unwrap_or_default();
             (
-                self.input_tokens.unwrap_or(0)
-                    + self.cache_creation_input_tokens.unwrap_or(0)
-                    + cached,
+                self.input_tokens
+                    .unwrap_or(0)
+                    .saturating_add(writes.total())
+                    .saturating_add(cached),
                 cached,
+                writes,
             )
         } else {
-            (prev.prompt, prev.cached)
+            (prev.prompt, prev.cached, previous_writes)
         };
-        Usage {
+        let usage = Usage {
             prompt,
             completion: self.output_tokens.unwrap_or(prev.completion),
             cached,
-        }
+        };
+        (Some(usage), writes)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OPENAI_STREAM: &str = concat!(
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n",
-        "data: [DONE]\n\n",
-    );
-
-    const ANTHROPIC_STREAM: &str = concat!(
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1,\"cache_creation_input_tokens\":3,\"cache_read_input_tokens\":10}}}\n\n",
-        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
-        "event: ping\ndata: {\"type\":\"ping\"}\n\n",
-        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":42}}\n\n",
-        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-    );
-
-    /// Feeds `stream` as whole events split into two calls at every event border.
-    fn run(dialect: Dialect, stream: &str, strip: bool) -> Vec<(Option<Usage>, String)> {
-        let borders: Vec<usize> = std::iter::once(0)
-            .chain(stream.match_indices("\n\n").map(|(i, _)| i + 2))
-            .collect();
-        borders
-            .iter()
-            .map(|&cut| {
-                let mut m = Meter::new(dialect, true, strip);
-                let mut out = Vec::new();
-                for part in [&stream[..cut], &stream[cut..]] {
-                    out.extend_from_slice(&m.process(Bytes::copy_from_slice(part.as_bytes())));
-                }
-                (m.reported(), String::from_utf8(out).unwrap())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn openai_usage_chunk_is_read_and_kept_for_clients_that_asked() {
-        for (usage, out) in run(Dialect::OpenAi, OPENAI_STREAM, false) {
-            assert_eq!(
-                usage,
-                Some(Usage {
-                    prompt: 9,
-                    completion: 2,
-                    cached: 4
-                })
-            );
-            assert_eq!(out, OPENAI_STREAM);
-        }
-    }
-
-    #[test]
-    fn openai_usage_chunk_is_removed_for_clients_that_did_not_ask() {
-        let expected: String = OPENAI_STREAM
-            .split_inclusive("\n\n")
-            .filter(|e| !e.contains("\"choices\":[]"))
-            .collect();
-        for (usage, out) in run(Dialect::OpenAi, OPENAI_STREAM, true) {
-            assert_eq!(usage.map(|u| u.completion), Some(2));
-            assert_eq!(out, expected);
-        }
-    }
-
-    #[test]
-    fn anthropic_stream_usage_adds_cache_tokens_and_takes_final_output() {
-        for (usage, out) in run(Dialect::Anthropic, ANTHROPIC_STREAM, true) {
-            assert_eq!(
-                usage,
-                Some(Usage {
-                    prompt: 38,
-                    completion: 42,
-                    cached: 10
-                })
-            );
-            assert_eq!(out, ANTHROPIC_STREAM, "Anthropic streams are never edited");
-        }
-    }
-
-    #[test]
-    fn cut_stream_has_no_usage_but_keeps_the_delivered_text() {
-        let cut: String = OPENAI_STREAM.split_inclusive("\n\n").take(3).collect();
-        let mut m = Meter::new(Dialect::OpenAi, true, true);
-        m.process(Bytes::from(cut));
-        assert_eq!(m.reported(), None);
-        assert_eq!(m.delivered_text(), "Hello world");
-    }
-
-    #[test]
-    fn json_bodies_at_every_chunk_border() {
-        let body = r#"{"id":"x","choices":[{"message":{"content":"Hi there"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
-        for cut in 0..=body.len() {
-            let mut m = Meter::new(Dialect::OpenAi, false, false);
-            m.process(Bytes::copy_from_slice(&body.as_bytes()[..cut]));
-            m.process(Bytes::copy_from_slice(&body.as_bytes()[cut..]));
-            assert_eq!(
-                m.reported(),
-                Some(Usage {
-                    prompt: 5,
-                    completion: 2,
-                    cached: 0
-                })
-            );
-        }
-        let anthropic = r#"{"id":"m","content":[{"type":"text","text":"Hi"}],"usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":2}}"#;
-        let mut m = Meter::new(Dialect::Anthropic, false, false);
-        m.process(Bytes::from_static(anthropic.as_bytes()));
-        assert_eq!(
-            m.reported(),
-            Some(Usage {
-                prompt: 5,
-                completion: 4,
-                cached: 2
-            })
-        );
-        assert_eq!(m.delivered_text(), "Hi");
-    }
-
-    #[test]
-    fn only_events_with_a_usage_object_are_parsed() {
-        assert!(carries_usage(
-            br#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#
-        ));
-        assert!(carries_usage(br#"data: {"usage" : {"x":1}}"#));
-        assert!(!carries_usage(
-            br#"data: {"choices":[{"delta":{"content":"usage"}}],"usage":null}"#
-        ));
-        assert!(!carries_usage(br#"data: {"choices":[]}"#));
-    }
-
-    #[test]
-    fn usage_is_found_in_the_tail_of_a_huge_body() {
-        let mut m = Meter::new(Dialect::OpenAi, false, false);
-        m.process(Bytes::from(format!(
-            r#"{{"data":["{}"#,
-            "x".repeat(MAX_JSON_BUFFER)
-        )));
-        m.process(Bytes::from_static(
-            br#""],"usage":{"prompt_tokens":8,"total_tokens":8}}"#,
-        ));
-        assert!(m.json.len() <= JSON_TAIL + 64);
-        assert_eq!(m.reported().map(|u| u.prompt), Some(8));
-    }
-}
+#[path = "meter_tests.rs"]
+mod tests;

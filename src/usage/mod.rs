@@ -9,15 +9,36 @@ pub mod offload;
 pub mod pricing;
 pub mod redis_history;
 pub mod sink;
+pub mod totals;
 
 use serde::{Deserialize, Serialize};
 
-/// Tokens of one request. `prompt` includes `cached` (OpenAI's convention).
+/// Tokens of one request. `prompt` includes `cached` (OpenAI's convention) and Anthropic's
+/// cache writes ([`CacheWrites`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt: u64,
     pub completion: u64,
     pub cached: u64,
+}
+
+/// The prompt tokens of one request that Anthropic wrote to its prompt cache, by cache
+/// lifetime: billed above the input rate (1.25× and 2×), so they are counted apart. They
+/// are part of [`Usage::prompt`], never in addition to it. Kept beside `Usage` rather than
+/// in it so that a `Usage` built by hand (an estimate) needs no change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheWrites {
+    /// Written to the 5-minute cache (Anthropic's default lifetime).
+    pub m5: u64,
+    /// Written to the 1-hour cache.
+    pub h1: u64,
+}
+
+impl CacheWrites {
+    /// Every cache-write token.
+    pub fn total(&self) -> u64 {
+        self.m5.saturating_add(self.h1)
+    }
 }
 
 /// The billing record of one request: what the usage history, the JSONL log and the usage
@@ -38,6 +59,10 @@ pub struct UsageRecord {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+    /// Prompt tokens written to Anthropic's prompt cache (part of `prompt_tokens`, billed at
+    /// the cache-write rates).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// Integer micro-USD, so sums are exact.
     pub cost_micro_usd: u64,
     pub status: u16,

@@ -1,15 +1,19 @@
 //! The usage history in Redis, shared by every instance: a stream per key capped at
 //! `history_per_key` (`XADD cai:usage:{k_…} MAXLEN ~ N`), plus per-day totals per key
-//! (`cai:usage:{k_…}:day:YYYYMMDD`, a hash of requests, tokens and micro-USD). One pipeline
-//! per batch.
+//! (`cai:usage:{k_…}:day:YYYYMMDD`, a hash of requests, tokens and micro-USD, and the same
+//! per model as `m:{model}:{field}`), kept [`KEEP_DAYS`] days. One pipeline per batch; a
+//! read is one `XREVRANGE` of the page and one pipeline of the day hashes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::sink::UsageStore;
+use super::sink::{Page, UsageStore};
+use super::totals::{
+    add_field, day_of, days_touched, model_field, Sums, Totals, DAY_MS, KEEP_DAYS,
+};
 use super::UsageRecord;
 use crate::state::Redis;
 
@@ -25,31 +29,39 @@ impl RedisHistory {
     }
 }
 
-/// The fields of a per-day totals hash.
-const TOTAL_FIELDS: [&str; 5] = [
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cost_micro_usd",
-];
-
 fn stream_key(key_id: &str) -> String {
     format!("cai:usage:{{{key_id}}}")
 }
 
+fn day_key(key_id: &str, day: &str) -> String {
+    format!("cai:usage:{{{key_id}}}:day:{day}")
+}
+
+/// `YYYYMMDD` (UTC) of a day number (days since 1970-01-01).
+fn day_name(day: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(day.saturating_mul(DAY_MS));
+    humantime::format_rfc3339_seconds(t).to_string()[..10].replace('-', "")
+}
+
 /// `YYYYMMDD` (UTC) of a Unix-millisecond time.
 fn day(timestamp_ms: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(timestamp_ms);
-    humantime::format_rfc3339_seconds(t).to_string()[..10].replace('-', "")
+    day_name(day_of(timestamp_ms))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 
 #[async_trait]
 impl UsageStore for RedisHistory {
     async fn append(&self, batch: &[UsageRecord]) -> Result<(), String> {
         let mut pipe = redis::pipe();
-        // per-day totals are summed per batch first: one HINCRBY per field and key, not per record
-        let mut totals: HashMap<(String, String), [u64; 5]> = HashMap::new();
+        // per-day totals are summed per batch first: one HINCRBY per field, key and day (and
+        // model), not per record
+        let mut totals: HashMap<(String, String), Totals> = HashMap::new();
         for r in batch {
             let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
             pipe.cmd("XADD")
@@ -61,25 +73,26 @@ impl UsageStore for RedisHistory {
                 .arg("record")
                 .arg(json)
                 .ignore();
-            let t = totals
+            totals
                 .entry((r.key_id.clone(), day(r.timestamp_ms)))
-                .or_default();
-            for (slot, n) in t.iter_mut().zip([
-                1,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.cached_tokens,
-                r.cost_micro_usd,
-            ]) {
-                *slot += n;
-            }
+                .or_default()
+                .add_record(r);
         }
         for ((key_id, day), t) in &totals {
-            let key = format!("cai:usage:{{{key_id}}}:day:{day}");
-            for (field, n) in TOTAL_FIELDS.iter().zip(t) {
-                pipe.cmd("HINCRBY").arg(&key).arg(*field).arg(*n).ignore();
+            let key = day_key(key_id, day);
+            for (field, n) in Sums::FIELDS.iter().zip(t.total.values()) {
+                pipe.cmd("HINCRBY").arg(&key).arg(*field).arg(n).ignore();
             }
-            pipe.cmd("EXPIRE").arg(&key).arg(400 * 86_400).ignore();
+            for (model, sums) in &t.by_model {
+                for (field, n) in Sums::FIELDS.iter().zip(sums.values()) {
+                    let field = model_field(model, field);
+                    pipe.cmd("HINCRBY").arg(&key).arg(field).arg(n).ignore();
+                }
+            }
+            pipe.cmd("EXPIRE")
+                .arg(&key)
+                .arg(KEEP_DAYS * 86_400)
+                .ignore();
         }
         self.redis
             .pipeline::<()>("usage write", pipe)
@@ -87,34 +100,42 @@ impl UsageStore for RedisHistory {
             .map_err(|e| e.to_string())
     }
 
+    /// One `XREVRANGE … COUNT limit+1` over the stream ids of the range: ids are the times
+    /// the records were stored, within milliseconds of their own timestamps, which are
+    /// checked again. Only the first `limit` entries are parsed; the one past them only
+    /// says whether there are more.
     async fn query(
         &self,
         key_id: &str,
         from_ms: u64,
         to_ms: u64,
         limit: usize,
-    ) -> Result<Vec<UsageRecord>, String> {
-        let key = stream_key(key_id);
+    ) -> Result<Page, String> {
+        if to_ms <= from_ms || limit == 0 {
+            return Ok(Page::default());
+        }
         let end = if to_ms == u64::MAX {
             "+".to_string()
         } else {
-            to_ms.to_string()
+            // ids of milliseconds before `to` (an id with only the time means every sequence)
+            (to_ms - 1).to_string()
         };
         let start = if from_ms == 0 {
             "-".to_string()
         } else {
             from_ms.to_string()
         };
-        // Stream ids are insertion times, a little after the records' own timestamps:
-        // read a margin past `to`, then filter on the record.
-        let read = redis::Cmd::xrevrange_count(key, end, start, limit.saturating_add(64));
+        let read =
+            redis::Cmd::xrevrange_count(stream_key(key_id), end, start, limit.saturating_add(1));
         let entries: Vec<(String, Vec<(String, String)>)> = self
             .redis
             .command("usage read", read)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(entries
+        let has_more = entries.len() > limit;
+        let records = entries
             .into_iter()
+            .take(limit)
             .filter_map(|(_, fields)| {
                 fields
                     .into_iter()
@@ -122,8 +143,40 @@ impl UsageStore for RedisHistory {
                     .and_then(|(_, json)| serde_json::from_str::<UsageRecord>(&json).ok())
             })
             .filter(|r| r.timestamp_ms >= from_ms && r.timestamp_ms < to_ms)
-            .take(limit)
-            .collect())
+            .collect();
+        Ok(Page { records, has_more })
+    }
+
+    /// One pipeline of `HGETALL` over the day hashes the range touches, within the days
+    /// Redis keeps (at most [`KEEP_DAYS`] + 2 hashes, whatever the range).
+    async fn totals(&self, key_id: &str, from_ms: u64, to_ms: u64) -> Result<Totals, String> {
+        let mut totals = Totals::default();
+        let Some((first, last)) = days_touched(from_ms, to_ms) else {
+            return Ok(totals);
+        };
+        let today = day_of(now_ms());
+        let (first, last) = (
+            first.max(today.saturating_sub(KEEP_DAYS)),
+            last.min(today + 1),
+        );
+        if first > last {
+            return Ok(totals);
+        }
+        let mut pipe = redis::pipe();
+        for d in first..=last {
+            pipe.cmd("HGETALL").arg(day_key(key_id, &day_name(d)));
+        }
+        let days: Vec<HashMap<String, u64>> = self
+            .redis
+            .pipeline("usage totals", pipe)
+            .await
+            .map_err(|e| e.to_string())?;
+        for day in &days {
+            for (field, n) in day {
+                add_field(&mut totals, field, *n);
+            }
+        }
+        Ok(totals)
     }
 }
 

@@ -6,7 +6,7 @@
 //! log (and counts it), a failing store is counted and logged while JSONL keeps the record.
 //! On shutdown the task keeps draining until no request is in flight.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
+use super::totals::{day_of, days_touched, Totals, KEEP_DAYS};
 use super::UsageRecord;
 use crate::metrics;
 
@@ -31,25 +32,47 @@ const BATCH: usize = 512;
 /// batch is followed by the next one without a pause, so the pause never caps throughput.
 const LINGER: Duration = Duration::from_millis(10);
 
-/// A per-key usage history.
+/// One page of a key's records, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<UsageRecord>,
+    /// More records of the range are older than the page.
+    pub has_more: bool,
+}
+
+/// A per-key usage history: the records (capped per key) and per-day totals, so a reader
+/// reads only the page it lists and takes its totals from the day sums.
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    /// Appends records (already in time order).
+    /// Appends records (already in time order) and adds them to their day's totals.
     async fn append(&self, batch: &[UsageRecord]) -> Result<(), String>;
-    /// The key's records with `from_ms <= timestamp_ms < to_ms`, newest first, at most `limit`.
+    /// The key's newest `limit` records with `from_ms <= timestamp_ms < to_ms`, newest
+    /// first, reading no more records than that (the range is applied by the store).
     async fn query(
         &self,
         key_id: &str,
         from_ms: u64,
         to_ms: u64,
         limit: usize,
-    ) -> Result<Vec<UsageRecord>, String>;
+    ) -> Result<Page, String>;
+    /// The key's totals over the whole UTC days that `[from_ms, to_ms)` touches (at most
+    /// [`KEEP_DAYS`] back), from the per-day totals: never by reading records.
+    async fn totals(&self, key_id: &str, from_ms: u64, to_ms: u64) -> Result<Totals, String>;
 }
 
-/// The history kept in process (single instance, no Redis): the last `cap` records per key.
+/// One key's history in process.
+#[derive(Default)]
+struct KeyHistory {
+    records: VecDeque<UsageRecord>,
+    /// Totals per day number, the last [`KEEP_DAYS`] before the newest day seen.
+    days: BTreeMap<u64, Totals>,
+}
+
+/// The history kept in process (single instance, no Redis): the last `cap` records per key,
+/// and per-day totals of every record appended.
 pub struct MemoryStore {
     cap: usize,
-    per_key: Mutex<HashMap<String, VecDeque<UsageRecord>>>,
+    per_key: Mutex<HashMap<String, KeyHistory>>,
 }
 
 impl MemoryStore {
@@ -69,11 +92,17 @@ impl UsageStore for MemoryStore {
             .lock()
             .map_err(|_| "usage store lock poisoned")?;
         for r in batch {
-            let ring = map.entry(r.key_id.clone()).or_default();
-            if ring.len() >= self.cap {
-                ring.pop_front();
+            let history = map.entry(r.key_id.clone()).or_default();
+            if history.records.len() >= self.cap {
+                history.records.pop_front();
             }
-            ring.push_back(r.clone());
+            history.records.push_back(r.clone());
+            let day = day_of(r.timestamp_ms);
+            history.days.entry(day).or_default().add_record(r);
+            if let Some(newest) = history.days.keys().next_back().copied() {
+                let oldest_kept = newest.saturating_sub(KEEP_DAYS);
+                history.days = history.days.split_off(&oldest_kept);
+            }
         }
         Ok(())
     }
@@ -84,19 +113,35 @@ impl UsageStore for MemoryStore {
         from_ms: u64,
         to_ms: u64,
         limit: usize,
-    ) -> Result<Vec<UsageRecord>, String> {
+    ) -> Result<Page, String> {
         let map = self
             .per_key
             .lock()
             .map_err(|_| "usage store lock poisoned")?;
-        Ok(map
+        let mut in_range = map
             .get(key_id)
             .into_iter()
-            .flat_map(|ring| ring.iter().rev())
-            .filter(|r| r.timestamp_ms >= from_ms && r.timestamp_ms < to_ms)
-            .take(limit)
-            .cloned()
-            .collect())
+            .flat_map(|h| h.records.iter().rev())
+            .filter(|r| r.timestamp_ms >= from_ms && r.timestamp_ms < to_ms);
+        let records: Vec<_> = in_range.by_ref().take(limit).cloned().collect();
+        Ok(Page {
+            records,
+            has_more: in_range.next().is_some(),
+        })
+    }
+
+    async fn totals(&self, key_id: &str, from_ms: u64, to_ms: u64) -> Result<Totals, String> {
+        let map = self
+            .per_key
+            .lock()
+            .map_err(|_| "usage store lock poisoned")?;
+        let mut totals = Totals::default();
+        if let (Some(h), Some((first, last))) = (map.get(key_id), days_touched(from_ms, to_ms)) {
+            for day in h.days.range(first..=last).map(|(_, t)| t) {
+                totals.merge(day);
+            }
+        }
+        Ok(totals)
     }
 }
 
@@ -283,6 +328,7 @@ pub(crate) mod tests {
             prompt_tokens: 1,
             completion_tokens: 2,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             cost_micro_usd: 3,
             status: 200,
             duration_ms: 1,
@@ -303,18 +349,42 @@ pub(crate) mod tests {
             .chain([record("k_b", 9)])
             .collect();
         store.append(&batch).await.unwrap();
+        let stamps = |p: &Page| p.records.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>();
         let a = store.query("k_a", 0, u64::MAX, 10).await.unwrap();
-        assert_eq!(
-            a.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(),
-            [5, 4, 3]
-        );
+        assert_eq!((stamps(&a), a.has_more), (vec![5, 4, 3], false));
+        let a = store.query("k_a", 0, u64::MAX, 2).await.unwrap();
+        assert_eq!((stamps(&a), a.has_more), (vec![5, 4], true));
         let a = store.query("k_a", 4, 5, 10).await.unwrap();
-        assert_eq!(a.len(), 1);
-        assert_eq!(store.query("k_b", 0, u64::MAX, 10).await.unwrap().len(), 1);
+        assert_eq!(a.records.len(), 1);
+        assert_eq!(
+            store
+                .query("k_b", 0, u64::MAX, 10)
+                .await
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
         assert!(store
             .query("k_c", 0, u64::MAX, 10)
             .await
             .unwrap()
+            .records
             .is_empty());
+        // totals count every record appended, the ones out of the ring too
+        let t = store.totals("k_a", 0, u64::MAX).await.unwrap();
+        assert_eq!((t.total.requests, t.total.cost_micro_usd), (5, 15));
+        assert_eq!(t.by_model["gpt-4o"].requests, 5);
+    }
+
+    #[tokio::test]
+    async fn memory_totals_keep_the_last_days_only() {
+        let store = MemoryStore::new(10);
+        let day = crate::usage::totals::DAY_MS;
+        let old = record("k_a", day);
+        let new = record("k_a", (KEEP_DAYS + 5) * day);
+        store.append(&[old, new]).await.unwrap();
+        let t = store.totals("k_a", 0, u64::MAX).await.unwrap();
+        assert_eq!(t.total.requests, 1, "a day past KEEP_DAYS is dropped");
     }
 }
