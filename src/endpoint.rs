@@ -16,6 +16,8 @@ pub enum Endpoint {
     Models,
     /// `GET /v1/models/{id}`
     Model(String),
+    /// `POST /v1/responses` (OpenAI's Responses API: Codex CLI, the Agents SDK)
+    Responses,
     /// `POST /v1/messages` (Anthropic)
     Messages,
     /// `POST /v1/messages/count_tokens` (Anthropic)
@@ -38,6 +40,7 @@ impl Endpoint {
             "/v1/embeddings" => (Self::Embeddings, http::Method::POST),
             "/v1/models" => (Self::Models, http::Method::GET),
             "/v1/messages" => (Self::Messages, http::Method::POST),
+            "/v1/responses" => (Self::Responses, http::Method::POST),
             "/v1/messages/count_tokens" => (Self::CountTokens, http::Method::POST),
             "/v1/usage" => (Self::Usage, http::Method::GET),
             _ => match path.strip_prefix("/v1/models/") {
@@ -76,6 +79,7 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Models | Self::Model(_) => "models",
             Self::Messages => "messages",
+            Self::Responses => "responses",
             Self::CountTokens => "count_tokens",
             Self::Usage => "usage",
             Self::Root => "root",

@@ -11,6 +11,7 @@
 //! | method | path suffix | format | answer |
 //! |---|---|---|---|
 //! | POST | `/chat/completions` | OpenAI | chat JSON, or SSE with `"stream":true` |
+//! | POST | `/responses` | OpenAI | Responses object, or typed-event SSE with `"stream":true` |
 //! | POST | `/embeddings` | OpenAI | deterministic vectors, float or base64 |
 //! | GET | `/models`, `/models/{id}` | OpenAI | gpt-4o, gpt-4o-mini, o3-mini, text-embedding-3-small |
 //! | POST | `/v1/messages` | Anthropic | message JSON, or named-event SSE with `"stream":true` |
@@ -90,7 +91,8 @@
 //! instance — one deployment of a provider — fail while another stays healthy;
 //! [`Emulator::requests_received`] counts what each instance got.
 //!
-//! The mid-stream error event is OpenAI's `data: {"error":{…"server_error"…}}`, Anthropic's
+//! The mid-stream error event is OpenAI's `data: {"error":{…"server_error"…}}` (on
+//! `/responses`, `event: error` with `"code":"server_error"`), Anthropic's
 //! `event: error` with `overloaded_error`, Gemini's `data: {"error":{"code":503,…
 //! "UNAVAILABLE"}}` (or, in a JSON-array stream, that object as the array's last element,
 //! closing the array). Without chunk-delay, fragment, drop-after, stream-error-after,
@@ -361,6 +363,8 @@ fn route(req: &Request, faults: &Faults, recorder: &Recorder) -> Reply {
     };
     if path.ends_with("/chat/completions") {
         post(|v, f| openai::chat_reply(v, f.chunks))
+    } else if path.ends_with("/responses") {
+        post(|v, f| openai::responses_reply(v, f.chunks))
     } else if path.ends_with("/embeddings") {
         post(|v, _| openai::embeddings_reply(v))
     } else if path.ends_with("/models") {

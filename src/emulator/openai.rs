@@ -1,5 +1,5 @@
 //! OpenAI wire format as the emulator speaks it: errors and models here, chat in
-//! [`chat`], embeddings in [`embeddings`].
+//! [`chat`], the Responses API in [`responses`], embeddings in [`embeddings`].
 //!
 //! Every function is pure (request JSON in, [`Reply`] out) so the exact bytes the
 //! gateway's tests depend on are unit-tested without a socket. Bodies are serialized from
@@ -9,6 +9,7 @@
 
 mod chat;
 mod embeddings;
+mod responses;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use super::Reply;
 
 pub use chat::{chat_reply, chunk_text, content_text, example_arguments, split_even};
 pub use embeddings::{embedding_vector, embeddings_reply};
+pub use responses::responses_reply;
 
 /// `(id, created)` of the models listed by `GET …/models`.
 pub const MODELS: &[(&str, u64)] = &[

@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
+pub mod responses;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -100,6 +101,9 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Circuit and load, shared by every model this provider serves.
     pub health: Health,
+    /// The host serves OpenAI's `/v1/responses` itself (OpenAI-format providers only):
+    /// Responses requests pass through instead of being translated to chat.
+    pub native_responses: bool,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -133,6 +137,7 @@ impl Provider {
         api_key: Option<Secret>,
         timeouts: Timeouts,
         breaker: BreakerConfig,
+        native_responses: bool,
     ) -> Self {
         Self {
             name,
@@ -141,7 +146,28 @@ impl Provider {
             api_key,
             timeouts,
             health: Health::new(breaker),
+            native_responses,
         }
+    }
+
+    /// A provider on a closed local port with one-second timeouts, for unit tests.
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn for_tests(name: &str, kind: ProviderKind, breaker: BreakerConfig) -> Self {
+        let second = std::time::Duration::from_secs(1);
+        Self::new(
+            name.into(),
+            kind,
+            Upstream::parse("http://127.0.0.1:1/v1").unwrap(),
+            None,
+            Timeouts {
+                connect: second,
+                first_byte: second,
+                idle: second,
+            },
+            breaker,
+            false,
+        )
     }
 
     /// Plans the upstream request from the client's request, naming the model
@@ -216,6 +242,44 @@ impl Provider {
                     anthropic::to_anthropic_response(stream, client_model),
                     Vec::new(),
                 )));
+                plan.content_type = event_stream(stream);
+            }
+            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Responses)
+                if self.native_responses =>
+            {
+                plan.path = self.upstream.path("/responses");
+                plan.body = peeked.with_model(body, upstream_model);
+            }
+            (_, Endpoint::Responses) => {
+                // Responses → chat, then chat → the provider's format (composition)
+                let (chat, echo) = responses::to_chat_request(body, upstream_model)?;
+                let to_client = responses::from_chat_response(stream, client_model, echo);
+                let to_chat: Option<Box<dyn ResponseTranslator>> = match self.kind {
+                    ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+                        plan.path = self.upstream.path("/chat/completions");
+                        plan.body = chat.into();
+                        None
+                    }
+                    ProviderKind::Anthropic => {
+                        plan.path = self.upstream.path("/v1/messages");
+                        plan.body = anthropic::to_anthropic_request(&chat, upstream_model)?.into();
+                        Some(anthropic::from_anthropic_response(
+                            stream,
+                            client_model,
+                            true,
+                        ))
+                    }
+                    ProviderKind::Gemini => {
+                        let (gemini_body, stream) = gemini::to_gemini_request(&chat)?;
+                        plan.path = self.gemini_path(upstream_model, stream);
+                        plan.body = gemini_body.into();
+                        Some(gemini::from_gemini_response(stream, client_model, true))
+                    }
+                };
+                plan.translator = Some(match to_chat {
+                    Some(first) => Box::new(Chain(first, to_client, Vec::new())),
+                    None => to_client,
+                });
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::Embeddings) => {
@@ -300,7 +364,9 @@ impl Provider {
     }
 
     /// The client-facing error for an upstream error answer. A well-formed error in the
-    /// provider's own format is kept verbatim for clients of that dialect.
+    /// provider's own format is kept verbatim for clients of that dialect, except a refusal
+    /// of the gateway's own key or account ([`ErrorKind::ProviderAuth`]): its text is the
+    /// operator's (it may quote the provider key), so every client gets the gateway's own.
     pub fn upstream_error(&self, status: u16, body: &[u8]) -> GatewayError {
         let mut error = match self.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
@@ -309,6 +375,9 @@ impl Provider {
             ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),
             ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
         };
+        if error.kind == ErrorKind::ProviderAuth {
+            return error;
+        }
         if let Some(dialect) = self.kind.native_dialect() {
             if is_error_envelope(dialect, body) {
                 error.passthrough = Some(Passthrough {

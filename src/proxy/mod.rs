@@ -121,6 +121,7 @@ impl Gateway {
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
             Endpoint::Root => {}
             Endpoint::ChatCompletions
+            | Endpoint::Responses
             | Endpoint::Embeddings
             | Endpoint::Messages
             | Endpoint::CountTokens => {}
@@ -175,16 +176,20 @@ impl Gateway {
         }
         let key = job.key;
         let tpm = stricter(key.limits.tpm, model.limits.tpm);
+        // bytes/4 is a cheap prompt estimate; settlement corrects it
+        let prompt_estimate = job.body.len() as u64 / 4;
+        let max_output = job.peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
         let claim = Claim {
             key_id: key.id.clone(),
             model: model.name.clone(),
             rpm: stricter(key.limits.rpm, model.limits.rpm),
             tpm,
-            // bytes/4 is a cheap prompt estimate; settlement corrects it
-            reserve: tpm.map_or(0, |_| {
-                job.body.len() as u64 / 4 + job.peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE)
-            }),
+            reserve: tpm.map_or(0, |_| prompt_estimate + max_output),
             budget_micro_usd: key.budget_micro_usd,
+            // the worst case is held against the budget until settlement
+            reserve_micro_usd: key.budget_micro_usd.map_or(0, |_| {
+                limits::worst_case_micro_usd(prompt_estimate, max_output, &model.price)
+            }),
         };
         ctx.rate_headers.clear();
         if let Some(decision) = self.limiter.acquire(&claim).await? {

@@ -61,6 +61,11 @@ impl Gateway {
                 }
             },
         };
+        let writes = ctx
+            .meter
+            .as_mut()
+            .map(|m| m.cache_writes())
+            .unwrap_or_default();
         Some(UsageRecord {
             request_id: ctx.request_id.clone(),
             key_id,
@@ -75,7 +80,10 @@ impl Gateway {
             prompt_tokens: usage.prompt,
             completion_tokens: usage.completion,
             cached_tokens: usage.cached,
-            cost_micro_usd: model.map_or(0, |m| pricing::cost_micro_usd(&usage, &m.price)),
+            cache_write_tokens: writes.total(),
+            cost_micro_usd: model.map_or(0, |m| {
+                pricing::cost_with_cache_writes(&usage, writes, &m.price)
+            }),
             status,
             duration_ms: ctx.started.elapsed().as_millis() as u64,
             ttft_ms: ctx

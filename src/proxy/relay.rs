@@ -21,10 +21,11 @@ use serde::de::IgnoredAny;
 use super::ctx::RequestCtx;
 use super::exchange::{upstream_failure, Finished};
 use crate::dialect::Dialect;
+use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::{Provider, ResponseTranslator};
 use crate::sse::EventFramer;
-use crate::usage::meter::Meter;
+use crate::usage::meter::{AnswerFormat, Meter};
 
 /// Most bytes gathered from already-readable upstream chunks into one client write.
 const MAX_COALESCE: usize = 64 * 1024;
@@ -171,7 +172,11 @@ pub async fn relay(
         Some(t) => t == "text/event-stream",
         None => content_type_of(&upstream_header).starts_with("text/event-stream"),
     };
-    ctx.meter = Some(Meter::new(ctx.dialect, streamed, !ctx.include_usage));
+    let format = match ctx.endpoint {
+        Some(Endpoint::Responses) => AnswerFormat::Responses,
+        _ => AnswerFormat::from(ctx.dialect),
+    };
+    ctx.meter = Some(Meter::new(format, streamed, !ctx.include_usage));
     if !streamed {
         return whole(up, translator, &upstream_header, content_type, session, ctx).await;
     }
@@ -309,7 +314,7 @@ async fn stream(
             }
         }
         if let Some(out) = out {
-            if ctx.error.is_none() && carries_error_event(&out, ctx.dialect) {
+            if ctx.error.is_none() && carries_error_event(&out, ctx) {
                 // the provider's own error event reaches the client as it is; the record
                 // and the circuit still learn of the failure
                 ctx.error = Some(GatewayError::new(
@@ -348,15 +353,19 @@ async fn stream(
     Ok(end_body(session, ctx).await)
 }
 
-/// Whether these whole SSE events, in the client's dialect, hold an error event: OpenAI's
-/// `data: {"error":…}`, Anthropic's `event: error`.
-fn carries_error_event(events: &[u8], dialect: Dialect) -> bool {
-    let marker: &[u8] = match dialect {
-        Dialect::OpenAi => b"data: {\"error\"",
-        Dialect::Anthropic => b"event: error",
+/// Whether these whole SSE events, in the client's format, hold an error event: OpenAI's
+/// `data: {"error":…}`, Anthropic's `event: error`, the Responses API's `response.failed` or
+/// `error` event.
+fn carries_error_event(events: &[u8], ctx: &RequestCtx) -> bool {
+    let markers: &[&[u8]] = match (ctx.dialect, &ctx.endpoint) {
+        (_, Some(Endpoint::Responses)) => &[b"event: response.failed", b"event: error"],
+        (Dialect::OpenAi, _) => &[b"data: {\"error\""],
+        (Dialect::Anthropic, _) => &[b"event: error"],
     };
-    events.starts_with(marker)
-        || memchr::memmem::find_iter(events, marker).any(|at| at > 0 && events[at - 1] == b'\n')
+    markers.iter().any(|marker| {
+        events.starts_with(marker)
+            || memchr::memmem::find_iter(events, marker).any(|at| at > 0 && events[at - 1] == b'\n')
+    })
 }
 
 /// Whether every `data:` payload of these whole SSE events is JSON (or `[DONE]`).
@@ -423,7 +432,10 @@ async fn fail_mid_stream(
     ctx: &mut RequestCtx,
     error: GatewayError,
 ) -> Finished {
-    let event = error.sse_event(ctx.dialect);
+    let event = match ctx.endpoint {
+        Some(Endpoint::Responses) => error.responses_event(),
+        _ => error.sse_event(ctx.dialect),
+    };
     ctx.error = Some(error);
     if !write_body(session, ctx, event).await {
         return Finished::Abort;

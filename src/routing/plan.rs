@@ -182,27 +182,17 @@ impl Plan {
 mod tests {
     use super::*;
     use crate::catalog::{Deployment, Limits, Price, RetryPolicy};
-    use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
+    use crate::providers::{Provider, ProviderKind};
     use crate::routing::BreakerConfig;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
     fn provider(name: &str) -> Arc<Provider> {
-        Arc::new(Provider::new(
-            name.into(),
-            ProviderKind::OpenAi,
-            Upstream::parse("http://127.0.0.1:1/v1").unwrap(),
-            None,
-            Timeouts {
-                connect: Duration::from_secs(1),
-                first_byte: Duration::from_secs(1),
-                idle: Duration::from_secs(1),
-            },
-            BreakerConfig {
-                failures: 1,
-                open: Duration::from_millis(1000),
-            },
-        ))
+        let breaker = BreakerConfig {
+            failures: 1,
+            open: Duration::from_millis(1000),
+        };
+        Arc::new(Provider::for_tests(name, ProviderKind::OpenAi, breaker))
     }
 
     fn model(name: &str, providers: &[&Arc<Provider>], retries: u32) -> Arc<Model> {

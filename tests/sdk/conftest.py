@@ -111,14 +111,23 @@ listen = "127.0.0.1:{emu_port}"
 kind = "openai_compatible"
 base_url = "http://127.0.0.1:{emu_port}/v1"
 api_key_env = "{PROVIDER_KEY_ENV}"
+# tests inject provider failures on purpose: the circuit must not open between tests
+breaker = {{ failures = 1000000, open_ms = 1 }}
 connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
+
+[providers.emu-native]               # an OpenAI-format host serving /v1/responses itself
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+native_responses = true
 
 [providers.emu-anthropic]
 kind = "anthropic"
 base_url = "http://127.0.0.1:{emu_port}"
 api_key_env = "{ANTHROPIC_PROVIDER_KEY_ENV}"
+breaker = {{ failures = 1000000, open_ms = 1 }}
 connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
@@ -127,6 +136,7 @@ idle_timeout_ms = 5000
 kind = "gemini"
 base_url = "http://127.0.0.1:{emu_port}/v1beta"
 api_key_env = "{GEMINI_PROVIDER_KEY_ENV}"
+breaker = {{ failures = 1000000, open_ms = 1 }}
 connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
@@ -134,6 +144,10 @@ idle_timeout_ms = 5000
 [models."gpt-4o"]
 provider = "emu"
 price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
+
+[models."gpt-native"]
+provider = "emu-native"
+price = {{ input = 2.5, output = 10.0 }}
 
 [models."claude-3-5-sonnet"]
 provider = "emu-anthropic"

@@ -126,12 +126,17 @@ impl From<UsageMetadata> for Usage {
     /// reasoning), and the total is their sum: Gemini's `totalTokenCount` is the same number
     /// when present and is missing from early stream events.
     fn from(u: UsageMetadata) -> Self {
-        let prompt = u.prompt_token_count + u.tool_use_prompt_token_count;
-        let completion = u.candidates_token_count + u.thoughts_token_count;
+        // saturating: the counts come from the network (found by fuzzing)
+        let prompt = u
+            .prompt_token_count
+            .saturating_add(u.tool_use_prompt_token_count);
+        let completion = u
+            .candidates_token_count
+            .saturating_add(u.thoughts_token_count);
         Self {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: PromptDetails {
                 cached_tokens: u.cached_content_token_count,
             },
@@ -403,6 +408,19 @@ impl ResponseTranslator for JsonTranslator {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn huge_usage_counts_saturate_instead_of_overflowing() {
+        // fuzz crash: "attempt to add with overflow" (wrapping to a small count in release)
+        let u: UsageMetadata = serde_json::from_value(json!({
+            "promptTokenCount": u64::MAX, "toolUsePromptTokenCount": 1,
+            "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1,
+        }))
+        .unwrap();
+        let usage = Usage::from(u);
+        assert_eq!(usage.prompt_tokens, u64::MAX);
+        assert_eq!(usage.total_tokens, u64::MAX);
+    }
 
     fn stamp() -> Stamp {
         Stamp {
