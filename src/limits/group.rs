@@ -2,10 +2,11 @@
 //! script call is in flight wait, and the next call decides all of them at once.
 //!
 //! `window.lua` decides a batch in order, exactly as one call per request would (each
-//! request sees the ones before it), so limits stay exact across instances; what changes is
-//! the cost. Under load a key's requests are concurrent, and one round trip, one script run
-//! and one reply now serve many of them instead of one each, which is what lets limits in
-//! Redis cost little next to the request itself. A request alone is sent at once, as before.
+//! request sees the ones before it, their budget reservations included), so limits stay
+//! exact across instances; what changes is the cost. Under load a key's requests are
+//! concurrent, and one round trip, one script run and one reply now serve many of them
+//! instead of one each, which is what lets limits in Redis cost little next to the request
+//! itself. A request alone is sent at once, as before.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +36,7 @@ struct Terms {
 struct Waiter {
     terms: Terms,
     reserve: u64,
+    reserve_micro_usd: u64,
     reply: oneshot::Sender<Result<Decision, StateError>>,
 }
 
@@ -79,6 +81,7 @@ impl Checks {
                 budget: claim.budget_micro_usd.unwrap_or(0),
             },
             reserve: claim.reserve,
+            reserve_micro_usd: claim.reserve_micro_usd,
             reply,
         };
         let start = {
@@ -92,13 +95,24 @@ impl Checks {
             tokio::spawn(drain(redis.clone(), self.clone(), window, spend));
         }
         let deadline = redis.timeout();
-        match tokio::time::timeout(deadline, answer).await {
+        let mut answer = answer;
+        match tokio::time::timeout(deadline, &mut answer).await {
             Ok(Ok(decision)) => decision,
             Ok(Err(_)) => Err(StateError("limit check: the batch was dropped".into())),
-            Err(_) => Err(StateError(format!(
-                "limit check: no answer within {} ms",
-                deadline.as_millis()
-            ))),
+            Err(_) => {
+                // Closing first settles the race with the drain task: either the decision
+                // is already here (and counts), or the task's send fails and it hands the
+                // budget reservation back ([`deliver`]). Never a reservation in Redis for a
+                // request the local twin decided, which nobody would settle there.
+                answer.close();
+                match answer.try_recv() {
+                    Ok(decision) => decision,
+                    Err(_) => Err(StateError(format!(
+                        "limit check: no answer within {} ms",
+                        deadline.as_millis()
+                    ))),
+                }
+            }
         }
     }
 
@@ -134,9 +148,9 @@ async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String)
     while let Some(batch) = checks.next_batch(&window) {
         match decide(&redis, &window, &spend, &batch).await {
             Ok(decisions) => {
-                for (waiter, decision) in batch.into_iter().zip(decisions) {
-                    // a waiter past its deadline has gone; nothing to tell it
-                    let _ = waiter.reply.send(Ok(decision));
+                let unclaimed = deliver(batch, decisions);
+                if unclaimed > 0 {
+                    hand_back(&redis, &spend, unclaimed).await;
                 }
             }
             Err(e) => {
@@ -147,6 +161,30 @@ async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String)
         }
     }
     unfinished.armed = false;
+}
+
+/// Sends each waiter its decision; returns the budget reservations (micro-USD) of the
+/// waiters that had gone (past their deadline, decided by the local twin instead), which
+/// no settlement will ever hand back.
+fn deliver(batch: Vec<Waiter>, decisions: Vec<Decision>) -> u64 {
+    let mut unclaimed = 0u64;
+    for (waiter, decision) in batch.into_iter().zip(decisions) {
+        let reserved = decision.reserved_micro_usd;
+        if waiter.reply.send(Ok(decision)).is_err() {
+            unclaimed = unclaimed.saturating_add(reserved);
+        }
+    }
+    unclaimed
+}
+
+/// Takes `micro_usd` of reservations nobody will settle off the key's spend. A failure
+/// leaves them counted (the key can spend that much less); it is logged.
+async fn hand_back(redis: &Redis, spend: &str, micro_usd: u64) {
+    let delta = -i64::try_from(micro_usd).unwrap_or(i64::MAX);
+    let incr = redis::Cmd::incr(spend, delta);
+    if let Err(e) = redis.command::<i64>("spend", incr).await {
+        log::warn!("handing back {micro_usd} micro-USD reserved for requests that left: {e}");
+    }
 }
 
 /// Should a drain task end early (cancelled with its runtime, or a panic), its window must
@@ -185,9 +223,9 @@ async fn decide(
         .arg(terms.tpm)
         .arg(terms.budget);
     for w in batch {
-        call.arg(w.reserve);
+        call.arg(w.reserve).arg(w.reserve_micro_usd);
     }
-    type Row = (u8, String, u64, u64, u64, u64, u64);
+    type Row = (u8, String, u64, u64, u64, u64, u64, u64, u64);
     let rows: Vec<Row> = redis
         .run("limits", move |mut c| {
             Box::pin(async move { call.invoke_async(&mut c).await })
@@ -203,19 +241,24 @@ async fn decide(
     Ok(rows
         .into_iter()
         .map(
-            |(allowed, denied_by, reqs, toks, retry, req_reset, tok_reset)| Decision {
-                denied_by: match (allowed, denied_by.as_str()) {
-                    (1, _) => None,
-                    (_, "budget") => Some(Scope::Budget),
-                    (_, "tokens") => Some(Scope::Tokens),
-                    _ => Some(Scope::Requests),
-                },
-                requests_used: reqs,
-                tokens_used: toks,
-                retry_after_secs: retry,
-                requests_reset_secs: req_reset,
-                tokens_reset_secs: tok_reset,
-                bucket: terms.now,
+            |(allowed, denied_by, reqs, toks, retry, req_reset, tok_reset, reserved, spend)| {
+                Decision {
+                    denied_by: match (allowed, denied_by.as_str()) {
+                        (1, _) => None,
+                        (_, "budget") => Some(Scope::Budget),
+                        (_, "tokens") => Some(Scope::Tokens),
+                        _ => Some(Scope::Requests),
+                    },
+                    requests_used: reqs,
+                    tokens_used: toks,
+                    retry_after_secs: retry,
+                    requests_reset_secs: req_reset,
+                    tokens_reset_secs: tok_reset,
+                    bucket: terms.now,
+                    reserved_micro_usd: reserved,
+                    spend_micro_usd: spend,
+                    reserved_in_shared: false,
+                }
             },
         )
         .collect())
@@ -237,6 +280,7 @@ mod tests {
             Waiter {
                 terms,
                 reserve,
+                reserve_micro_usd: 0,
                 reply,
             },
             answer,
@@ -263,6 +307,30 @@ mod tests {
         assert_eq!(checks.next_batch("w").map(reserves), Some(vec![4]));
         assert!(checks.next_batch("w").is_none());
         assert!(lock(&checks.queues).is_empty(), "an empty queue is removed");
+    }
+
+    /// A request that stopped waiting got its budget decided by the local twin: what the
+    /// script reserved for it is reported for handing back, and only that.
+    #[test]
+    fn reservations_of_requests_that_left_are_handed_back() {
+        let decision = |reserved| Decision {
+            denied_by: None,
+            requests_used: 1,
+            tokens_used: 0,
+            retry_after_secs: 0,
+            requests_reset_secs: 60,
+            tokens_reset_secs: 60,
+            bucket: 1,
+            reserved_micro_usd: reserved,
+            spend_micro_usd: reserved,
+            reserved_in_shared: false,
+        };
+        let (stayed, mut answer) = waiter(1, 0);
+        let (left, gone) = waiter(1, 0);
+        drop(gone);
+        let unclaimed = deliver(vec![stayed, left], vec![decision(300), decision(200)]);
+        assert_eq!(unclaimed, 200);
+        assert_eq!(answer.try_recv().unwrap().unwrap().reserved_micro_usd, 300);
     }
 
     #[test]

@@ -18,6 +18,7 @@ struct Window {
 #[derive(Default)]
 pub struct LocalLimits {
     windows: Mutex<HashMap<(String, String), Window>>,
+    /// Per key: settled costs plus unsettled reservations (micro-USD), as `cai:spend:{k_…}`.
     spend: Mutex<HashMap<String, u64>>,
 }
 
@@ -46,27 +47,63 @@ fn reset(buckets: &BTreeMap<u64, u64>, now: u64) -> u64 {
         .map_or(0, |s| (s + WINDOW_SECS).saturating_sub(now).max(1))
 }
 
+/// What a request of worst-case cost `cost` holds of `budget` beside `spent` (settled costs
+/// and unsettled reservations) until it is settled; `None` when it does not fit. The rule of
+/// `window.lua`: a request that could never fit (`cost > budget`) takes all that is left, so
+/// it runs alone instead of being refused forever.
+fn hold(budget: u64, spent: u64, cost: u64) -> Option<u64> {
+    if spent >= budget {
+        return None;
+    }
+    if cost > budget {
+        return Some(budget - spent);
+    }
+    (spent.saturating_add(cost) <= budget).then_some(cost)
+}
+
 fn poisoned() -> StateError {
     StateError("local limits lock poisoned".into())
+}
+
+impl LocalLimits {
+    /// Takes the spend the shared store reported for a key as this twin's own, so that
+    /// should the shared store stop answering, budget checks here start from the key's
+    /// spend across every instance, not from what this instance alone has seen.
+    pub fn remember_spend(&self, key_id: &str, micro_usd: u64) {
+        if let Ok(mut spend) = self.spend.lock() {
+            spend.insert(key_id.to_string(), micro_usd);
+        }
+    }
 }
 
 #[async_trait]
 impl LimitStore for LocalLimits {
     async fn acquire(&self, claim: &Claim, now: u64) -> Result<Decision, StateError> {
-        if let Some(budget) = claim.budget_micro_usd {
-            let spend = self.spend.lock().map_err(|_| poisoned())?;
-            if spend.get(&claim.key_id).copied().unwrap_or(0) >= budget {
-                return Ok(Decision {
-                    denied_by: Some(Scope::Budget),
-                    requests_used: 0,
-                    tokens_used: 0,
-                    retry_after_secs: 0,
-                    requests_reset_secs: 0,
-                    tokens_reset_secs: 0,
-                    bucket: now,
-                });
-            }
-        }
+        // both locks for the whole decision: the budget check and the reservation are one
+        // step, as in the script (spend before windows, the only order both are taken in)
+        let mut spend = self.spend.lock().map_err(|_| poisoned())?;
+        let spent = match claim.budget_micro_usd {
+            Some(_) => spend.get(&claim.key_id).copied().unwrap_or(0),
+            None => 0,
+        };
+        let held = match claim.budget_micro_usd {
+            Some(budget) => hold(budget, spent, claim.reserve_micro_usd),
+            None => Some(0),
+        };
+        let Some(held) = held else {
+            return Ok(Decision {
+                denied_by: Some(Scope::Budget),
+                requests_used: 0,
+                tokens_used: 0,
+                retry_after_secs: 0,
+                requests_reset_secs: 0,
+                tokens_reset_secs: 0,
+                bucket: now,
+                reserved_micro_usd: 0,
+                spend_micro_usd: spent,
+                reserved_in_shared: false,
+            });
+        };
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
         let w = windows
             .entry((claim.key_id.clone(), claim.model.clone()))
@@ -81,6 +118,9 @@ impl LimitStore for LocalLimits {
             requests_reset_secs: reset(&w.requests, now),
             tokens_reset_secs: reset(&w.tokens, now),
             bucket: now,
+            reserved_micro_usd: 0,
+            spend_micro_usd: spent,
+            reserved_in_shared: false,
         };
         if let Some(rpm) = claim.rpm {
             if reqs + 1 > rpm {
@@ -102,6 +142,9 @@ impl LimitStore for LocalLimits {
         if claim.reserve > 0 {
             *w.tokens.entry(now).or_default() += claim.reserve;
         }
+        if held > 0 {
+            *spend.entry(claim.key_id.clone()).or_default() += held;
+        }
         Ok(Decision {
             denied_by: None,
             requests_used: reqs + 1,
@@ -110,6 +153,9 @@ impl LimitStore for LocalLimits {
             requests_reset_secs: WINDOW_SECS,
             tokens_reset_secs: WINDOW_SECS,
             bucket: now,
+            reserved_micro_usd: held,
+            spend_micro_usd: spent + held,
+            reserved_in_shared: false,
         })
     }
 
@@ -130,10 +176,22 @@ impl LimitStore for LocalLimits {
         Ok(())
     }
 
-    async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError> {
+    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError> {
         let mut spend = self.spend.lock().map_err(|_| poisoned())?;
-        *spend.entry(key_id.to_string()).or_default() += micro_usd;
+        let n = spend.entry(key_id.to_string()).or_default();
+        *n = n.saturating_add_signed(delta);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl LocalLimits {
+    /// A key's spend as this twin knows it.
+    pub fn spend_of(&self, key_id: &str) -> u64 {
+        self.spend
+            .lock()
+            .map(|s| s.get(key_id).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 

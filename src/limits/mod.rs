@@ -8,8 +8,16 @@
 //! check-and-record is one Lua script in Redis ([`redis`]), so any number of gateway
 //! instances share one exact limit; [`local`] is the same logic in memory, used without
 //! Redis and while Redis is unreachable (`on_redis_error = "allow"`).
+//!
+//! Budgets are reserved, not just checked: the check adds the request's worst-case cost to
+//! the key's spend in the same atomic step, and settlement replaces it with the real cost.
+//! Checked only, N concurrent requests would all see the same spend and together overshoot
+//! by N requests' cost; reserved, each sees the ones before it, and the overshoot is at most
+//! one request's cost.
 
 mod group;
+#[cfg(test)]
+mod limiter_tests;
 pub mod local;
 pub mod redis;
 
@@ -18,9 +26,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+use crate::catalog::Price;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
 use crate::state::StateError;
+use crate::usage::{pricing, Usage};
 
 /// Window length in seconds.
 pub const WINDOW_SECS: u64 = 60;
@@ -35,6 +45,11 @@ pub struct Claim {
     /// Tokens reserved now (prompt estimate + output cap), settled later.
     pub reserve: u64,
     pub budget_micro_usd: Option<u64>,
+    /// The request's worst-case cost (prompt estimate and output cap at the model's price),
+    /// held against the budget from the check until settlement, so that concurrent requests
+    /// each see the others' reservations instead of all seeing the same spend. 0 without a
+    /// budget.
+    pub reserve_micro_usd: u64,
 }
 
 /// Which limit refused a request.
@@ -66,6 +81,13 @@ pub struct Decision {
     pub tokens_reset_secs: u64,
     /// The second whose bucket holds this request's token reservation.
     pub bucket: u64,
+    /// What this check added to the key's spend (micro-USD), handed back at settlement.
+    pub reserved_micro_usd: u64,
+    /// The key's spend as the check saw it, this request's reservation included.
+    pub spend_micro_usd: u64,
+    /// The reservation is in the shared store (set by [`Limiter`]); otherwise the local
+    /// twin decided and holds it.
+    pub reserved_in_shared: bool,
 }
 
 /// A store of windows and spend: Redis, or memory.
@@ -82,8 +104,10 @@ pub trait LimitStore: Send + Sync {
         bucket: u64,
         delta: i64,
     ) -> Result<(), StateError>;
-    /// Adds to a key's spend (micro-USD), at once.
-    async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError>;
+    /// Adds `delta` to a key's spend (micro-USD), at once: a settlement's real cost minus
+    /// what the check reserved, so it is negative when the request cost less than its worst
+    /// case. The local twin stops at 0.
+    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError>;
     /// Applies every settlement queued so far.
     async fn flush(&self) -> Result<(), StateError> {
         Ok(())
@@ -125,7 +149,16 @@ impl Limiter {
         let decision = match &self.shared {
             None => self.local.acquire(claim, now).await,
             Some(shared) => match shared.acquire(claim, now).await {
-                Ok(d) => Ok(d),
+                Ok(d) => {
+                    if claim.budget_micro_usd.is_some() {
+                        // what the twin starts from should Redis stop answering
+                        self.local.remember_spend(&claim.key_id, d.spend_micro_usd);
+                    }
+                    Ok(Decision {
+                        reserved_in_shared: true,
+                        ..d
+                    })
+                }
                 Err(e) => match self.on_error {
                     OnRedisError::Allow => {
                         log::warn!("{e}; limiting per instance until Redis answers");
@@ -153,8 +186,10 @@ impl Limiter {
         }
     }
 
-    /// Replaces a reservation with the real token count and adds the cost to the spend.
-    /// Failures are counted and logged; they never reach the client.
+    /// Replaces a reservation with the real token count, and the budget reservation with
+    /// the real cost (0 for a request that failed before any upstream cost, or that a
+    /// fallback model took over: the whole reservation comes back). Failures are counted and
+    /// logged; they never reach the client.
     pub async fn settle(
         &self,
         claim: &Claim,
@@ -163,7 +198,9 @@ impl Limiter {
         cost_micro_usd: u64,
     ) {
         let delta = tokens as i64 - claim.reserve as i64;
-        for store in self.stores() {
+        let cost = i64::try_from(cost_micro_usd).unwrap_or(i64::MAX);
+        let reserved = i64::try_from(decision.reserved_micro_usd).unwrap_or(i64::MAX);
+        for (store, shared) in self.stores() {
             if claim.tpm.is_some() && delta != 0 {
                 if let Err(e) = store
                     .settle(&claim.key_id, &claim.model, decision.bucket, delta)
@@ -172,8 +209,18 @@ impl Limiter {
                     log::warn!("token settlement: {e}");
                 }
             }
-            if cost_micro_usd > 0 && claim.budget_micro_usd.is_some() {
-                if let Err(e) = store.add_spend(&claim.key_id, cost_micro_usd).await {
+            if claim.budget_micro_usd.is_none() {
+                continue;
+            }
+            // The twin mirrors the shared spend (it was told it at the check), so it takes
+            // the same difference. The shared store holds nothing of a request the twin
+            // admitted during an outage: it gets the whole cost.
+            let spend_delta = match (shared, decision.reserved_in_shared) {
+                (true, false) => cost,
+                _ => cost - reserved,
+            };
+            if spend_delta != 0 {
+                if let Err(e) = store.add_spend(&claim.key_id, spend_delta).await {
                     log::warn!("spend update: {e}");
                 }
             }
@@ -181,14 +228,27 @@ impl Limiter {
     }
 
     /// Where settlements go: the shared store, and the local twin too so a fallback to it
-    /// starts from recent numbers.
-    fn stores(&self) -> Vec<&dyn LimitStore> {
-        let mut v: Vec<&dyn LimitStore> = vec![&self.local];
+    /// starts from recent numbers; each with whether it is the shared one.
+    fn stores(&self) -> Vec<(&dyn LimitStore, bool)> {
+        let mut v: Vec<(&dyn LimitStore, bool)> = vec![(&self.local, false)];
         if let Some(s) = &self.shared {
-            v.push(s.as_ref());
+            v.push((s.as_ref(), true));
         }
         v
     }
+}
+
+/// The most a request can cost: `prompt_tokens` (an estimate) and `output_tokens` (the
+/// client's cap, or the default reserve) at `price`, with no cache discount. Priced by the
+/// same function as the usage record, so a reservation and its settlement agree to the
+/// micro-USD when the estimate is right.
+pub fn worst_case_micro_usd(prompt_tokens: u64, output_tokens: u64, price: &Price) -> u64 {
+    let usage = Usage {
+        prompt: prompt_tokens,
+        completion: output_tokens,
+        cached: 0,
+    };
+    pricing::cost_micro_usd(&usage, price)
 }
 
 fn now_secs() -> u64 {
@@ -278,6 +338,7 @@ pub(crate) mod tests {
             tpm,
             reserve,
             budget_micro_usd: None,
+            reserve_micro_usd: 0,
         }
     }
 
@@ -352,6 +413,80 @@ pub(crate) mod tests {
             store.acquire(&c, t).await.unwrap().denied_by,
             Some(Scope::Budget)
         );
+
+        budget_reservations(store, t).await;
+    }
+
+    /// Budgets hold each request's worst case from the check until settlement.
+    async fn budget_reservations(store: &dyn LimitStore, t: u64) {
+        let c = Claim {
+            key_id: "k_reserve".into(),
+            budget_micro_usd: Some(1000),
+            reserve_micro_usd: 300,
+            ..claim(None, None, 0)
+        };
+        let seen = |d: &Decision| (d.denied_by, d.reserved_micro_usd, d.spend_micro_usd);
+        for spend in [300, 600, 900] {
+            let d = store.acquire(&c, t).await.unwrap();
+            assert_eq!(seen(&d), (None, 300, spend));
+        }
+        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(
+            seen(&d),
+            (Some(Scope::Budget), 0, 900),
+            "900 + 300 > 1000 while the first three are unsettled"
+        );
+        // one settles at its real cost, 100: 200 of its 300 come back
+        store.add_spend("k_reserve", 100 - 300).await.unwrap();
+        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(seen(&d), (None, 300, 1000), "700 + 300 fits exactly");
+        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(seen(&d).0, Some(Scope::Budget));
+        // a failed request hands its whole reservation back
+        store.add_spend("k_reserve", -300).await.unwrap();
+        assert_eq!(seen(&store.acquire(&c, t).await.unwrap()).0, None);
+
+        // a request whose worst case exceeds the whole budget could never fit: it passes
+        // while anything is left and holds all of it, so it runs alone
+        let big = Claim {
+            key_id: "k_big".into(),
+            reserve_micro_usd: 5000,
+            ..c.clone()
+        };
+        let small = Claim {
+            key_id: "k_big".into(),
+            reserve_micro_usd: 1,
+            ..c.clone()
+        };
+        let d = store.acquire(&big, t).await.unwrap();
+        assert_eq!(seen(&d), (None, 1000, 1000));
+        let d = store.acquire(&small, t).await.unwrap();
+        assert_eq!(seen(&d), (Some(Scope::Budget), 0, 1000));
+        store.add_spend("k_big", 63 - 1000).await.unwrap();
+        let d = store.acquire(&big, t).await.unwrap();
+        assert_eq!(seen(&d), (None, 937, 1000));
+        // it cost more than was left: the one overshoot a budget allows
+        store.add_spend("k_big", 1200 - 937).await.unwrap();
+        let d = store.acquire(&big, t).await.unwrap();
+        assert_eq!(seen(&d), (Some(Scope::Budget), 0, 1263), "spent");
+
+        // a refusal by another limit reserves nothing
+        let c = Claim {
+            key_id: "k_reserve_rpm".into(),
+            budget_micro_usd: Some(1000),
+            reserve_micro_usd: 300,
+            ..claim(Some(1), None, 0)
+        };
+        assert_eq!(seen(&store.acquire(&c, t).await.unwrap()), (None, 300, 300));
+        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(d.denied_by, Some(Scope::Requests));
+        assert_eq!(d.reserved_micro_usd, 0);
+        let d = store.acquire(&c, t + WINDOW_SECS).await.unwrap();
+        assert_eq!(
+            seen(&d),
+            (None, 300, 600),
+            "the refused request held nothing"
+        );
     }
 
     #[test]
@@ -365,6 +500,9 @@ pub(crate) mod tests {
             requests_reset_secs: 60,
             tokens_reset_secs: 59,
             bucket: 0,
+            reserved_micro_usd: 0,
+            spend_micro_usd: 0,
+            reserved_in_shared: false,
         };
         let h = headers(&c, &d);
         assert!(h.contains(&("x-ratelimit-remaining-requests", "6".into())));

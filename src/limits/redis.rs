@@ -79,7 +79,9 @@ pub fn window_key(key_id: &str, model: &str) -> String {
     format!("cai:rl:{{{key_id}}}:{model}")
 }
 
-/// The counter of a key's spend (micro-USD), read by the window script for budgets.
+/// The counter of a key's spend (micro-USD): settled costs plus the worst cases reserved by
+/// requests not yet settled. The window script reads it and reserves in it; settlement adds
+/// real cost − reservation.
 pub fn spend_key(key_id: &str) -> String {
     format!("cai:spend:{{{key_id}}}")
 }
@@ -119,8 +121,9 @@ impl LimitStore for RedisLimits {
         flush(&self.redis, &self.pending).await
     }
 
-    async fn add_spend(&self, key_id: &str, micro_usd: u64) -> Result<(), StateError> {
-        let incr = redis::Cmd::incr(spend_key(key_id), micro_usd);
+    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError> {
+        // INCRBY takes a signed delta: one atomic command, no script needed
+        let incr = redis::Cmd::incr(spend_key(key_id), delta);
         let _: i64 = self.redis.command("spend", incr).await?;
         Ok(())
     }
@@ -192,6 +195,88 @@ mod tests {
             (1..200).contains(&calls),
             "{calls} script calls for 200 checks"
         );
+    }
+
+    /// Concurrent requests of one key, decided in batches, each see the reservations of the
+    /// ones before them: of 20 at once holding 300 of a 1000 budget, exactly 3 pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_budget_reservations_cannot_overshoot() {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let store = Arc::new(RedisLimits::new(redis.clone()));
+        let claim = Claim {
+            key_id: "k_concurrent".into(),
+            budget_micro_usd: Some(1000),
+            reserve_micro_usd: 300,
+            ..super::super::tests::claim(Some(1000), None, 0)
+        };
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, claim) = (store.clone(), claim.clone());
+                tokio::spawn(async move { store.acquire(&claim, 1_000_000).await })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for t in tasks {
+            let d = t.await.unwrap().unwrap();
+            match d.denied_by {
+                None => seen.push(d.spend_micro_usd),
+                Some(Scope::Budget) => assert_eq!(d.spend_micro_usd, 900),
+                other => panic!("{other:?}"),
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![300, 600, 900]);
+        let spend: i64 = redis
+            .command("read", redis::Cmd::get(spend_key("k_concurrent")))
+            .await
+            .unwrap();
+        assert_eq!(spend, 900);
+    }
+
+    /// Budget reservations through the same kind of random history: worst cases of every
+    /// size (some larger than the whole budget), settlements above and below them, some
+    /// never settled; the script and the twin must agree on every decision and on the
+    /// spend they end with.
+    #[tokio::test]
+    async fn budget_reservations_match_the_local_twin_over_a_random_history() {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let shared = RedisLimits::new(redis.clone());
+        let local = super::super::local::LocalLimits::default();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut now, mut refused) = (1_000_000, 0);
+        for step in 0..2000 {
+            now += next(6);
+            let claim = Claim {
+                key_id: "k_random_budget".into(),
+                budget_micro_usd: Some(3_000_000),
+                reserve_micro_usd: match next(50) {
+                    0 => 4_000_000,
+                    _ => next(5000),
+                },
+                ..super::super::tests::claim(Some(40), None, 0)
+            };
+            let a = shared.acquire(&claim, now).await.unwrap();
+            let b = local.acquire(&claim, now).await.unwrap();
+            assert_eq!(a, b, "step {step} at {now}");
+            refused += usize::from(a.denied_by == Some(Scope::Budget));
+            if a.denied_by.is_none() && next(4) != 0 {
+                let delta = next(2 * a.reserved_micro_usd + 1) as i64 - a.reserved_micro_usd as i64;
+                shared.add_spend("k_random_budget", delta).await.unwrap();
+                local.add_spend("k_random_budget", delta).await.unwrap();
+            }
+        }
+        assert!(refused > 0, "the budget never ran out");
+        let read = redis::Cmd::get(spend_key("k_random_budget"));
+        let spend: u64 = redis.command("read", read).await.unwrap();
+        assert_eq!(spend, local.spend_of("k_random_budget"));
     }
 
     /// The O(1) script keeps running totals; this drives it and the in-memory twin (which

@@ -1,15 +1,19 @@
--- cheapai_window_v2
+-- cheapai_window_v3
 -- Sliding 60 s windows of per-second buckets for one (key, model): requests and tokens,
 -- plus the key's spend budget. One call decides a batch of requests, in order, as if each
 -- had come alone: each is checked against all the limits and, when allowed, recorded
--- (1 request, its `reserve` tokens) in the current second's bucket before the next is checked.
+-- (1 request, its `reserve` tokens) in the current second's bucket, and its worst-case cost
+-- added to the spend, before the next is checked.
 --
 -- KEYS[1] the window hash: `r:<second>` / `t:<second>` buckets, running totals `r` / `t` of
 -- the live buckets, and `f`, the oldest second still counted. KEYS[2] spend counter
--- (micro-USD). Both share the key's hash tag.
--- ARGV: now (unix s), window (s), rpm, tpm, budget (micro-USD), then one reserve (tokens) per
--- request; 0 = no limit. Returns one {allowed, denied_by, requests_used, tokens_used,
--- retry_after_s, requests_reset_s, tokens_reset_s} per request.
+-- (micro-USD): settled costs plus the reservations of requests not yet settled (settlement
+-- adds real cost - reservation). Both share the key's hash tag.
+-- ARGV: now (unix s), window (s), rpm, tpm, budget (micro-USD), then per request its reserve
+-- (tokens) and its worst-case cost (micro-USD); 0 = no limit. Returns one {allowed,
+-- denied_by, requests_used, tokens_used, retry_after_s, requests_reset_s, tokens_reset_s,
+-- reserved_micro_usd, spend_micro_usd} per request (the spend it saw, its own reservation
+-- included).
 --
 -- The allowed path is O(1): the totals are kept up to date and a bucket is subtracted once,
 -- when it leaves the window; only a refusal reads the buckets (to say when to retry).
@@ -21,13 +25,29 @@ local budget = tonumber(ARGV[5])
 local first_reserve = 6
 local key = KEYS[1]
 
+-- a counter pushed below 0 (reset while requests were in flight) counts as nothing spent
+local spent = 0
 if budget > 0 then
-  local spent = tonumber(redis.call('GET', KEYS[2]) or '0')
+  spent = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0'))
   if spent >= budget then
     local out = {}
-    for i = first_reserve, #ARGV do out[#out + 1] = { 0, 'budget', 0, 0, 0, 0, 0 } end
+    for _ = first_reserve, #ARGV, 2 do
+      out[#out + 1] = { 0, 'budget', 0, 0, 0, 0, 0, 0, spent }
+    end
     return out
   end
+end
+
+-- what a request of worst-case cost `cost` holds of the budget until it is settled; nil
+-- when it does not fit beside the spend and the reservations before it
+local function hold(cost)
+  if budget == 0 then return 0 end
+  if spent >= budget then return nil end
+  -- a request whose worst case exceeds the whole budget could never fit: it takes all that
+  -- is left, so it runs alone and overshoots by less than its own cost
+  if cost > budget then return budget - spent end
+  if spent + cost > budget then return nil end
+  return cost
 end
 
 local state = redis.call('HMGET', key, 'r', 't', 'f')
@@ -95,28 +115,34 @@ local function record(live, n)
 end
 
 local out = {}
-local allowed_reqs, allowed_toks = 0, 0
-for i = first_reserve, #ARGV do
+local allowed_reqs, allowed_toks, reserved = 0, 0, 0
+for i = first_reserve, #ARGV, 2 do
   local reserve = tonumber(ARGV[i])
+  local held = hold(tonumber(ARGV[i + 1]))
   local denied_by
-  if rpm > 0 and reqs + 1 > rpm then
+  if held == nil then
+    denied_by = 'budget'
+  elseif rpm > 0 and reqs + 1 > rpm then
     denied_by = 'requests'
   elseif tpm > 0 and toks > 0 and toks + reserve > tpm then
     -- a request larger than the whole token limit passes only into an empty window
     denied_by = 'tokens'
   end
-  if denied_by then
+  if denied_by == 'budget' then
+    -- no retry time: a budget does not refill by itself
+    out[#out + 1] = { 0, denied_by, 0, 0, 0, 0, 0, 0, spent }
+  elseif denied_by then
     if not live_r then live_r, live_t = buckets('r:'), buckets('t:') end
     local retry
     if denied_by == 'requests' then retry = wait_for(live_r, reqs, 1, rpm)
     else retry = wait_for(live_t, toks, reserve, tpm) end
-    out[#out + 1] = { 0, denied_by, reqs, toks, retry, reset(live_r), reset(live_t) }
+    out[#out + 1] = { 0, denied_by, reqs, toks, retry, reset(live_r), reset(live_t), 0, spent }
   else
-    reqs, toks = reqs + 1, toks + reserve
-    allowed_reqs, allowed_toks = allowed_reqs + 1, allowed_toks + reserve
+    reqs, toks, spent = reqs + 1, toks + reserve, spent + held
+    allowed_reqs, allowed_toks, reserved = allowed_reqs + 1, allowed_toks + reserve, reserved + held
     record(live_r, 1)
     if reserve > 0 then record(live_t, reserve) end
-    out[#out + 1] = { 1, '', reqs, toks, 0, window, window }
+    out[#out + 1] = { 1, '', reqs, toks, 0, window, window, held, spent }
   end
 end
 
@@ -128,5 +154,9 @@ if allowed_reqs > 0 then
     redis.call('HINCRBY', key, 't', allowed_toks)
   end
   redis.call('EXPIRE', key, window + 1)
+end
+if reserved > 0 then
+  -- '%d': a large Lua number would otherwise be sent in exponent form, which INCRBY refuses
+  redis.call('INCRBY', KEYS[2], string.format('%d', reserved))
 end
 return out
