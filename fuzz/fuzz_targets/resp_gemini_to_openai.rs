@@ -1,0 +1,34 @@
+//! Gemini answer → OpenAI answer (`gemini::from_gemini_response`): a generateContent JSON or
+//! a streamGenerateContent SSE stream, cut at arbitrary borders; optionally chained into
+//! `anthropic::to_anthropic_response` as for an Anthropic client on a Gemini model. The output
+//! then goes through the usage meter of the client's dialect.
+//!
+//! Flags: bit 0 = stream, bit 1 = the client asked for usage, bit 2 = chain to Anthropic.
+//! Invariants: no panic; a stream's output is whole events of JSON (or `[DONE]`) after every
+//! call; a whole answer that converts is one JSON document.
+#![no_main]
+
+use cheapai_gateway::dialect::Dialect;
+use cheapai_gateway::providers::anthropic::to_anthropic_response;
+use cheapai_gateway::providers::gemini::from_gemini_response;
+use cheapai_gateway_fuzz::{meter, run_translator, Chain, Chunked};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some(input) = Chunked::parse(data) else {
+        return;
+    };
+    let (stream, client_usage, chained) = (input.flag(0), input.flag(1), input.flag(2));
+    if chained {
+        let mut t = Chain(
+            from_gemini_response(stream, "my-gemini", true),
+            to_anthropic_response(stream, "my-gemini"),
+        );
+        let run = run_translator("gemini → openai → anthropic", &mut t, &input.chunks, stream);
+        meter(Dialect::Anthropic, stream, false, &run.pieces);
+    } else {
+        let mut t = from_gemini_response(stream, "my-gemini", true);
+        let run = run_translator("from_gemini_response", t.as_mut(), &input.chunks, stream);
+        meter(Dialect::OpenAi, stream, !client_usage, &run.pieces);
+    }
+});
