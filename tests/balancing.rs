@@ -1,5 +1,8 @@
 //! Balancing across deployments, circuit breakers and fallback models, on real sockets.
 
+// test helpers fail loudly
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! Anthropic-format clients, with and without a healthy second deployment. Each case checks
 //! what the client receives, how many requests each provider saw, and the usage records.
 
+// test helpers fail loudly
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -264,7 +267,10 @@ fn malformed_sse() -> Upstream {
     Upstream::Emulator(&[("x-emulator-malformed", "sse")])
 }
 
-const RETRYABLE: &[(&str, fn() -> Upstream)] = &[
+/// A named way for deployment `a` to fail.
+type Case = (&'static str, fn() -> Upstream);
+
+const RETRYABLE: &[Case] = &[
     ("refused", refused),
     ("reset before the header", reset_before_header),
     ("closed before the header", closed_before_header),
@@ -289,7 +295,7 @@ fn retryable_failures_are_hidden_by_a_healthy_deployment_openai_json() {
 
 #[test]
 fn retryable_failures_are_hidden_by_a_healthy_deployment_openai_stream() {
-    let stream_only: &[(&str, fn() -> Upstream)] = &[
+    let stream_only: &[Case] = &[
         ("stall before the first byte", stall_before_first_byte),
         ("malformed SSE", malformed_sse),
     ];
@@ -311,7 +317,9 @@ fn retryable_failures_are_hidden_by_a_healthy_deployment_anthropic() {
 
 #[test]
 fn without_a_second_deployment_the_client_gets_the_failure_in_its_dialect() {
-    let cases: &[(&str, fn() -> Upstream, u16, u16)] = &[
+    // name, upstream, OpenAI status, Anthropic status
+    type Expected = (&'static str, fn() -> Upstream, u16, u16);
+    let cases: &[Expected] = &[
         // name, upstream, OpenAI status, Anthropic status
         ("refused", refused, 502, 502),
         ("reset before the header", reset_before_header, 502, 502),

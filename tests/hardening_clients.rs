@@ -2,6 +2,9 @@
 //! Neither may hold the gateway (or a provider connection) for longer than the configured
 //! deadline, and the usage record says what happened.
 
+// test helpers fail loudly
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{Read, Write};

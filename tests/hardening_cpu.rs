@@ -1,5 +1,8 @@
 //! CPU-heavy requests do not stall the proxy: tokenizer counts run off its worker threads.
 
+// test helpers fail loudly
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::mpsc;
@@ -55,8 +58,13 @@ fn a_small_request_is_answered_while_two_large_token_counts_run() {
                     .timeout(Duration::from_secs(60))
                     .send_string(&body),
             );
-            done.send(("count", a.status, a.json()["input_tokens"].as_u64(), Instant::now()))
-                .unwrap();
+            done.send((
+                "count",
+                a.status,
+                a.json()["input_tokens"].as_u64(),
+                Instant::now(),
+            ))
+            .unwrap();
         });
     }
     // both counts have arrived (their bodies are read; counting is under way)

@@ -2,6 +2,9 @@
 //! requested name upstream, per-pattern prices, keys limited by pattern, the records of
 //! unknown names, and the root URL clients probe.
 
+// test helpers fail loudly
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
