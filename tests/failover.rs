@@ -313,6 +313,18 @@ fn retryable_failures_are_hidden_by_a_healthy_deployment_anthropic() {
             hidden_by_the_backup(Api::Anthropic, *upstream, stream);
         }
     }
+    let transport: &[(Case, bool)] = &[
+        (("reset mid-body", reset_mid_body), false),
+        (
+            ("stall before the first byte", stall_before_first_byte),
+            true,
+        ),
+        (("malformed SSE", malformed_sse), true),
+    ];
+    for ((name, upstream), stream) in transport {
+        eprintln!("case: {name} stream={stream}");
+        hidden_by_the_backup(Api::Anthropic, *upstream, *stream);
+    }
 }
 
 #[test]
