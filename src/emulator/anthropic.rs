@@ -1,4 +1,4 @@
-//! Anthropic Messages API as the emulator speaks it (`/work/shared/wire/anthropic.md`):
+//! Anthropic Messages API as the emulator speaks it:
 //! routing, validation, token rules, errors and headers here; the answers (JSON and the
 //! named-event SSE stream) in [`messages`].
 //!

@@ -1,5 +1,5 @@
-//! Google Gemini API (Generative Language API `v1beta`) as the emulator speaks it
-//! (`/work/shared/wire/gemini.md`): routing, errors, headers, models and the prompt-token
+//! Google Gemini API (Generative Language API `v1beta`) as the emulator speaks it:
+//! routing, errors, headers, models and the prompt-token
 //! rule here; `generateContent` / `streamGenerateContent` / `countTokens` in [`generate`],
 //! embeddings in [`embed`]. Responses are camelCase; requests are read camelCase or
 //! snake_case ([`field`]).
