@@ -184,7 +184,7 @@ impl Gateway {
             model: model.name.clone(),
             rpm: stricter(key.limits.rpm, model.limits.rpm),
             tpm,
-            reserve: tpm.map_or(0, |_| prompt_estimate + max_output),
+            reserve: tpm.map_or(0, |_| prompt_estimate.saturating_add(max_output)),
             budget_micro_usd: key.budget_micro_usd,
             // the worst case is held against the budget until settlement
             reserve_micro_usd: key.budget_micro_usd.map_or(0, |_| {
