@@ -43,6 +43,8 @@ struct NewKey {
     budget_usd: Option<f64>,
     /// Unix seconds.
     expires_at: Option<u64>,
+    /// Concurrent requests per gateway instance.
+    max_inflight: Option<u32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -74,6 +76,7 @@ fn key_view(k: &StoredKey) -> serde_json::Value {
         "limits": {"rpm": k.rpm, "tpm": k.tpm},
         "budget_usd": k.budget_micro_usd.map(crate::usage::pricing::usd),
         "expires_at": k.expires_at,
+        "max_inflight": k.max_inflight,
         "disabled": k.disabled,
         "created_at": k.created_at,
     })
@@ -167,6 +170,7 @@ impl Admin {
             tpm: limits.tpm,
             budget_micro_usd,
             expires_at: new.expires_at,
+            max_inflight: new.max_inflight,
             disabled: false,
             created_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -27,6 +27,8 @@ pub struct KeyInfo {
     pub budget_micro_usd: Option<u64>,
     /// Unix seconds after which the key is refused.
     pub expires_at: Option<u64>,
+    /// Concurrent requests this key may have in one gateway instance.
+    pub max_inflight: Option<u32>,
 }
 
 impl KeyInfo {
@@ -341,6 +343,7 @@ mod tests {
             limits: Limits::default(),
             budget_micro_usd: None,
             expires_at: None,
+            max_inflight: None,
         };
         let store = KeyStore::new([(hash, info)]);
         let found = store.verify("cai-secret").await.unwrap().unwrap();

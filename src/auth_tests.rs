@@ -31,6 +31,7 @@ fn stored(secret: &str) -> StoredKey {
         expires_at: None,
         disabled: false,
         created_at: 1,
+        max_inflight: None,
     }
 }
 

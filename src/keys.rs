@@ -31,6 +31,9 @@ pub struct StoredKey {
     pub expires_at: Option<u64>,
     pub disabled: bool,
     pub created_at: u64,
+    /// Concurrent requests per gateway instance.
+    #[serde(default)]
+    pub max_inflight: Option<u32>,
 }
 
 impl StoredKey {
@@ -49,6 +52,7 @@ impl StoredKey {
             },
             budget_micro_usd: self.budget_micro_usd,
             expires_at: self.expires_at,
+            max_inflight: self.max_inflight,
         })
     }
 }
@@ -258,6 +262,7 @@ pub(crate) mod tests {
             expires_at: None,
             disabled: false,
             created_at: 1,
+            max_inflight: None,
         }
     }
 
@@ -281,6 +286,19 @@ pub(crate) mod tests {
         assert!(b.delete(&k.id).await.unwrap());
         assert_eq!(b.get(&k.sha256).await.unwrap(), None);
         assert!(!b.delete(&k.id).await.unwrap());
+    }
+
+    #[test]
+    fn a_run_time_key_carries_its_max_inflight_and_old_records_have_none() {
+        let mut key = stored("k");
+        key.max_inflight = Some(3);
+        let json = serde_json::to_string(&key).unwrap();
+        let back: StoredKey = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.usable(0).unwrap().max_inflight, Some(3));
+        let old = json.replace(",\"max_inflight\":3", "");
+        assert_ne!(old, json);
+        let old: StoredKey = serde_json::from_str(&old).unwrap();
+        assert_eq!(old.max_inflight, None);
     }
 
     #[tokio::test]

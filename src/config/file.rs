@@ -151,6 +151,7 @@ pub struct FileKey {
     pub models: Vec<String>,
     pub limits: Option<FileLimits>,
     pub budget_usd: Option<Spanned<f64>>,
+    pub max_inflight: Option<u32>,
 }
 
 fn all_models() -> Vec<String> {

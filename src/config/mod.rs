@@ -298,6 +298,7 @@ impl Validator<'_> {
                     limits: limits(k.limits),
                     budget_micro_usd,
                     expires_at: None,
+                    max_inflight: k.max_inflight,
                 },
             ));
         }

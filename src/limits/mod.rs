@@ -16,6 +16,7 @@
 //! one request's cost.
 
 mod group;
+pub mod inflight;
 #[cfg(test)]
 mod limiter_tests;
 pub mod local;

@@ -9,6 +9,7 @@ use crate::catalog::Model;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::limits::inflight::Slot;
 use crate::limits::{Claim, Decision};
 use crate::metrics;
 use crate::providers::Provider;
@@ -51,6 +52,8 @@ pub struct RequestCtx {
     pub meter: Option<Meter>,
     /// The limits this request counts against, and what the limiter decided.
     pub limit: Option<(Claim, Decision)>,
+    /// This request's place under its key's `max_inflight`, given back when the ctx drops.
+    pub inflight_slot: Option<Slot>,
     /// `x-ratelimit-*` headers for the response.
     pub rate_headers: Vec<(&'static str, String)>,
 }
@@ -78,6 +81,7 @@ impl RequestCtx {
             body: Bytes::new(),
             meter: None,
             limit: None,
+            inflight_slot: None,
             rate_headers: Vec::new(),
         }
     }

@@ -25,6 +25,7 @@ use crate::catalog::{Catalog, Model};
 use crate::config::ClientTimeouts;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
+use crate::limits::inflight::KeyInflight;
 use crate::limits::{self, Claim, Limiter};
 use crate::metrics;
 use crate::request::peek;
@@ -55,6 +56,8 @@ pub struct Gateway {
     usage: UsageSink,
     history: Arc<dyn UsageStore>,
     limiter: Limiter,
+    /// Concurrent requests of keys with `max_inflight`, in this instance.
+    key_inflight: Arc<KeyInflight>,
     /// Unix time the catalog was loaded: the `created` of every listed model.
     loaded_at: u64,
 }
@@ -78,6 +81,7 @@ impl Gateway {
             usage,
             history,
             limiter,
+            key_inflight: Arc::default(),
             loaded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -106,6 +110,19 @@ impl Gateway {
         }
         let key = self.authenticate(session).await?;
         ctx.key_id = Some(key.id.clone());
+        if let Some(max) = key.max_inflight {
+            let slot = self.key_inflight.try_enter(&key.id, max).ok_or_else(|| {
+                metrics::RATE_LIMITED.with_label_values(&["inflight"]).inc();
+                GatewayError {
+                    retry_after: Some(1),
+                    ..GatewayError::new(
+                        ErrorKind::RateLimited,
+                        format!("this key already has {max} requests in flight (max_inflight)"),
+                    )
+                }
+            })?;
+            ctx.inflight_slot = Some(slot);
+        }
 
         match &endpoint {
             Endpoint::Models => return self.list_models(session, ctx, &key).await,
