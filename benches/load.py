@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Load bench driver (run through benches/load.sh, which installs tools and builds first).
+
+Everything is measured in one run, interleaved round by round, so that ratios survive a noisy
+shared machine: the provider emulator directly, nginx as the reference proxy hop (plain
+`proxy_pass`, upstream keep-alive, no buffering), and the gateway in several set-ups. For each
+(target, workload) it prints RPS, p50/p99 latency and CPU milliseconds per request (utime+stime
+of the target's processes from /proc/<pid>/stat); then the ratios, concurrency-1 latency, the
+gateway's syscalls per request (strace -c, a short separate pass), peak RSS, and the memory and
+added time of many slow concurrent streams.
+
+Environment: DURATION (s per measurement, 8), ROUNDS (2), CONNECTIONS (64), SLOW_STREAMS (2000),
+TARGETS (space-separated subset), LOADS (chat stream embed), PHASES (load latency strace slow).
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = sys.argv[1]
+DURATION = int(os.environ.get("DURATION", "8"))
+ROUNDS = int(os.environ.get("ROUNDS", "2"))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
+SLOW_STREAMS = int(os.environ.get("SLOW_STREAMS", "2000"))
+TARGETS = os.environ.get("TARGETS", "direct nginx gateway redis limited balanced").split()
+LOADS = os.environ.get("LOADS", "chat stream embed").split()
+PHASES = os.environ.get("PHASES", "load latency strace slow").split()
+KEY = "cai-bench-key-0001"
+TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
+# The load generator gets core 1; the servers share both cores (as they would in production
+# with a co-located client they do not control).
+WRK = ["taskset", "-c", "1", "wrk", "-t1"]
+
+work = tempfile.mkdtemp(prefix="cheapai-bench-")
+procs = []
+
+
+def port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args, log):
+    env = dict(os.environ, RUST_LOG="warn")
+    p = subprocess.Popen(args, stdout=open(os.path.join(work, log), "w"),
+                         stderr=subprocess.STDOUT, env=env)
+    procs.append(p)
+    return p
+
+
+def wait_port(p):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {p}; logs in {work}")
+
+
+def family(pid):
+    """The pid and its children (nginx's workers)."""
+    out = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_ms(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total * TICK_MS
+
+
+def rss_kb(pids, field="VmRSS"):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                m = re.search(field + r":\s+(\d+)", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def wrk(url, script, connections, duration, threads=None):
+    args = list(WRK) if threads is None else ["wrk", f"-t{threads}"]
+    args += [f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
+    t = subprocess.run(args, capture_output=True, text=True).stdout
+
+    def ms(label):
+        m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+        if not m:
+            return float("nan")
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+
+    total = re.search(r"(\d+) requests in", t)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+    errs = re.search(r"Socket errors: (.*)", t)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(total.group(1)) if total else 0,
+        "p50": ms("50"), "p99": ms("99"),
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "errors": errs.group(1) if errs else "",
+    }
+
+
+def lua(name, body, extra=""):
+    path = os.path.join(work, name + ".lua")
+    with open(path, "w") as f:
+        f.write(f"""wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer {KEY}"
+{extra}
+""")
+    return path
+
+
+def main():
+    emu, ngx, redis = port(), port(), port()
+    key_hash = subprocess.run([BIN, "hash-key", KEY], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def gateway_conf(name, extra_model="", extra=""):
+        gw, admin = port(), port()
+        model = extra_model or 'provider = "emu"'
+        path = os.path.join(work, name + ".toml")
+        with open(path, "w") as f:
+            f.write(f"""[server]
+listen = "127.0.0.1:{gw}"
+admin_listen = "127.0.0.1:{admin}"
+threads = 2
+grace_period_seconds = 1
+[providers.emu]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu}/v1"
+[providers.emu-b]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu}/v1"
+[models."gpt-4o"]
+{model}
+[models."text-embedding-3-small"]
+provider = "emu"
+[[keys]]
+name = "bench"
+sha256 = "{key_hash}"
+{extra}""")
+        return gw, path
+
+    state = f'[state]\nredis_url = "redis://127.0.0.1:{redis}/0"\n'
+    confs = {
+        "gateway": gateway_conf("gateway"),
+        "redis": gateway_conf("redis", extra=state),
+        "limited": gateway_conf("limited", extra="limits = { rpm = 100000000, tpm = 100000000000 }\n" + state),
+        "balanced": gateway_conf("balanced", extra_model='deployments = [{ provider = "emu", weight = 1 }, { provider = "emu-b", weight = 3 }]'),
+    }
+
+    spawn(["redis-server", "--port", str(redis), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no"], "redis.log")
+    emulator = spawn([BIN, "emulator", "--listen", f"127.0.0.1:{emu}", "--threads", "2"], "emu.log")
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(work, "nginx", d), exist_ok=True)
+    with open(os.path.join(work, "nginx.conf"), "w") as f:
+        f.write(f"""worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx/body;
+    proxy_temp_path {work}/nginx/proxy;
+    fastcgi_temp_path {work}/nginx/fastcgi;
+    uwsgi_temp_path {work}/nginx/uwsgi;
+    scgi_temp_path {work}/nginx/scgi;
+    upstream emu {{ server 127.0.0.1:{emu}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{ngx} reuseport;
+        location / {{
+            proxy_pass http://emu;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+""")
+    nginx = spawn(["nginx", "-p", work, "-c", os.path.join(work, "nginx.conf"), "-g",
+                   "daemon off;"], "nginx.log")
+    servers = {"direct": (emu, emulator), "nginx": (ngx, nginx)}
+    for name, (gw, path) in confs.items():
+        servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log"))
+    for p, _ in servers.values():
+        wait_port(p)
+    wait_port(redis)
+    targets = [t for t in TARGETS if t in servers]
+
+    scripts = {
+        "chat": ("/v1/chat/completions", lua("chat", '{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}')),
+        "stream": ("/v1/chat/completions", lua("stream", '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}',
+                                               'wrk.headers["x-emulator-chunks"] = "20"')),
+        "embed": ("/v1/embeddings", lua("embed", '{"model":"text-embedding-3-small","dimensions":1536,"input":"The food was delicious and the waiter was friendly."}')),
+    }
+    url = lambda t, path: f"http://127.0.0.1:{servers[t][0]}{path}"
+    pids = lambda t: family(servers[t][1].pid)
+
+    results = {}
+    if "load" in PHASES:
+        print(f"# {DURATION} s per measurement, {CONNECTIONS} connections, wrk -t1 on core 1, {ROUNDS} rounds")
+        print(f"{'round':<6}{'load':<8}{'target':<10}{'rps':>9}{'p50_ms':>9}{'p99_ms':>9}{'cpu_ms/req':>12}{'non2xx':>8}")
+        for rnd in range(1, ROUNDS + 1):
+            for load in LOADS:
+                path, script = scripts[load]
+                for t in targets:
+                    before = cpu_ms(pids(t))
+                    r = wrk(url(t, path), script, CONNECTIONS, DURATION)
+                    r["cpu"] = (cpu_ms(pids(t)) - before) / max(1, r["requests"])
+                    acc = results.setdefault((t, load), {"rps": 0.0, "cpu": 0.0, "n": 0})
+                    acc["rps"] += r["rps"]
+                    acc["cpu"] += r["cpu"]
+                    acc["n"] += 1
+                    print(f"{rnd:<6}{load:<8}{t:<10}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+                          f"{r['cpu']:>12.4f}{r['non2xx']:>8} {r['errors']}", flush=True)
+        print()
+        mean = lambda t, l, k: results[(t, l)][k] / results[(t, l)]["n"] if (t, l) in results else float("nan")
+        for load in LOADS:
+            g, n, d = (mean(t, load, "rps") for t in ("gateway", "nginx", "direct"))
+            gc, nc = mean("gateway", load, "cpu"), mean("nginx", load, "cpu")
+            print(f"ratio {load:<7} gateway/nginx = {g / n:.2f}x  gateway/direct = {g / d:.2f}x  "
+                  f"nginx/direct = {n / d:.2f}x  cpu/req gateway {gc:.4f} ms, nginx {nc:.4f} ms = {gc / nc:.1f}x")
+            extra = []
+            if "redis" in targets and "limited" in targets:
+                extra.append(f"limits-on/limits-off = {mean('limited', load, 'rps') / mean('redis', load, 'rps'):.2f}x")
+            if "balanced" in targets:
+                extra.append(f"balanced/gateway = {mean('balanced', load, 'rps') / g:.2f}x")
+            if extra:
+                print(f"      {load:<7} " + "  ".join(extra))
+        print()
+
+    if "latency" in PHASES:
+        # One connection, one request at a time: the latency each hop adds.
+        path, script = scripts["chat"]
+        lat = {}
+        for _ in range(ROUNDS):
+            for t in ("direct", "nginx", "gateway"):
+                r = wrk(url(t, path), script, 1, max(2, DURATION // 2))
+                for k in ("p50", "p99"):
+                    lat.setdefault((t, k), []).append(r[k])
+        m = {k: sorted(v)[len(v) // 2] for k, v in lat.items()}
+        for t in ("nginx", "gateway"):
+            print(f"concurrency 1, chat: {t} adds p50 {m[(t, 'p50')] - m[('direct', 'p50')]:.3f} ms, "
+                  f"p99 {m[(t, 'p99')] - m[('direct', 'p99')]:.3f} ms "
+                  f"(direct p50 {m[('direct', 'p50')]:.3f}, p99 {m[('direct', 'p99')]:.3f})")
+        print()
+
+    gw_pid = servers["gateway"][1].pid
+    print(f"gateway peak RSS under the bench: {rss_kb([gw_pid], 'VmHWM') / 1024:.1f} MB")
+
+    if "strace" in PHASES and shutil.which("strace"):
+        for load in ("chat", "stream"):
+            path, script = scripts[load]
+            out = os.path.join(work, f"strace-{load}.txt")
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(gw_pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            r = wrk(url("gateway", path), script, CONNECTIONS, 3)
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait()
+            calls = {}
+            for line in open(out):
+                f = line.split()
+                if len(f) >= 5 and f[3].isdigit() and f[-1] != "total":
+                    calls[f[-1]] = int(f[3])
+            n = max(1, r["requests"])
+            top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+            print(f"gateway syscalls per {load} request (strace -c -f, {n} requests): "
+                  f"{sum(calls.values()) / n:.1f} total; " + ", ".join(f"{k} {v / n:.2f}" for k, v in top))
+        print()
+
+    if "slow" in PHASES:
+        # Many long-lived streams at once: 20 chunks 200 ms apart (~4 s each).
+        script = lua("slow", '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}',
+                     'wrk.headers["x-emulator-chunks"] = "20"\nwrk.headers["x-emulator-chunk-delay-ms"] = "200"')
+        rows = {}
+        for t in ("direct", "nginx", "gateway"):
+            ps = pids(t)
+            idle = rss_kb(ps)
+            peak = [idle]
+            proc = subprocess.Popen(["wrk", "-t2", f"-c{SLOW_STREAMS}", "-d10s", "--timeout", "30s", "--latency", "-s", script,
+                                     url(t, "/v1/chat/completions")], stdout=subprocess.PIPE, text=True)
+            while proc.poll() is None:
+                peak.append(rss_kb(ps))
+                time.sleep(0.2)
+            t_out = proc.stdout.read()
+            p50 = re.search(r"^\s*50%\s+([\d.]+)(ms|s)", t_out, re.M)
+            p50_ms = float(p50.group(1)) * (1000 if p50.group(2) == "s" else 1) if p50 else float("nan")
+            rows[t] = (idle, max(peak), p50_ms)
+        for t in ("nginx", "gateway"):
+            idle, peak, p50 = rows[t]
+            print(f"{SLOW_STREAMS} slow streams through {t}: peak RSS {peak / 1024:.1f} MB "
+                  f"(idle {idle / 1024:.1f} MB), {(peak - idle) / SLOW_STREAMS:.1f} KB per stream, "
+                  f"p50 stream time {p50:.0f} ms, {p50 - rows['direct'][2]:+.0f} ms against direct")
+
+
+try:
+    main()
+finally:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(work, ignore_errors=True)
