@@ -1,0 +1,43 @@
+# cheapai-gateway container image.
+#
+#   docker build -t cheapai-gateway .
+#   docker run --rm -p 8080:8080 -p 127.0.0.1:9464:9464 cheapai-gateway
+#
+# Two stages: the builder compiles the release binary on Debian bookworm (Pingora needs cmake
+# for zlib-ng and a C compiler for zstd, ring and mimalloc; the rust image has the compiler),
+# the runtime image is bookworm-slim with only CA certificates (rustls reads the system's
+# roots to reach real providers) and the binary, run as an unprivileged user.
+# The image ships deploy/gateway.toml: the offline default catalog served by the bundled
+# emulator, state in Redis at redis://redis:6379 (deploy/compose.yaml). Mount your own config
+# over /etc/cheapai/gateway.toml for real providers.
+
+FROM docker.io/library/rust:1-bookworm AS builder
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# .dockerignore keeps target/, .git and the fuzzer's corpora and artifacts out of the context.
+COPY . .
+# The registry and target caches survive between builds (BuildKit, podman and buildah); the
+# binary is copied out of the cached target dir in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --bin cheapai-gateway \
+    && install -D -m 0755 target/release/cheapai-gateway /out/cheapai-gateway
+
+FROM docker.io/library/debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 cheapai \
+    && useradd --system --uid 10001 --gid cheapai --home-dir /var/lib/cheapai --create-home \
+       --shell /usr/sbin/nologin cheapai
+COPY --from=builder /out/cheapai-gateway /usr/local/bin/cheapai-gateway
+COPY deploy/gateway.toml /etc/cheapai/gateway.toml
+# The usage log (usage.jsonl_path, relative) is written here: mount a volume to keep it.
+WORKDIR /var/lib/cheapai
+USER cheapai
+# 8080: the client API; 9464: the admin listener (/health, /ready, /metrics, /admin).
+EXPOSE 8080 9464
+ENTRYPOINT ["/usr/local/bin/cheapai-gateway"]
+CMD ["run", "--config", "/etc/cheapai/gateway.toml"]
