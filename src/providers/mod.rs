@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
+pub mod peer;
 pub mod responses;
 pub mod upstream;
 

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use pingora::upstreams::peer::HttpPeer;
 
+use super::peer::UpstreamPeer;
+
 use crate::error::{ErrorKind, GatewayError};
 
 /// How long a resolved address list is reused. Short enough to follow a provider's DNS
@@ -90,7 +92,7 @@ impl Upstream {
     /// A peer for the connector, with the provider's connect timeout. Host names are resolved
     /// asynchronously and cached: `HttpPeer::new` would otherwise resolve with blocking std
     /// DNS on the runtime thread and panic on failure.
-    pub async fn peer(&self, timeouts: &Timeouts) -> Result<HttpPeer, GatewayError> {
+    pub async fn peer(&self, timeouts: &Timeouts) -> Result<UpstreamPeer, GatewayError> {
         let addr = self.address().await?;
         let sni = if self.tls {
             self.host.clone()
@@ -101,7 +103,7 @@ impl Upstream {
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.total_connection_timeout = Some(timeouts.connect);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(peer)
+        Ok(UpstreamPeer(peer))
     }
 
     async fn address(&self) -> Result<SocketAddr, GatewayError> {

@@ -12,12 +12,13 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
 use super::relay;
+use super::wire;
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::peer::UpstreamPeer;
 use crate::providers::{Provider, Timeouts, UpstreamRequest};
 use crate::routing::Failure;
 
@@ -106,20 +107,18 @@ async fn send(
     client: &RequestHeader,
     request: &UpstreamRequest,
     ctx: &RequestCtx,
-) -> Result<(HttpSession, HttpPeer), GatewayError> {
+) -> Result<(HttpSession, UpstreamPeer), GatewayError> {
     let peer = provider.upstream.peer(timeouts).await?;
     let mut attempt = 0;
     loop {
-        let (mut up, reused) = connector
+        let (up, reused) = connector
             .get_http_session(&peer)
             .await
             .map_err(|e| upstream_failure(provider, &e, "connecting"))?;
-        up.set_write_timeout(Some(timeouts.first_byte));
-        up.set_read_timeout(Some(timeouts.first_byte));
         let header = upstream_header(provider, client, request, &ctx.request_id)
             .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("request header: {e}")))?;
-        match write_and_read_header(&mut up, header, request.body.clone()).await {
-            Ok(()) => return Ok((up, peer)),
+        match write_and_read_header(up, header, request.body.clone(), &peer, timeouts).await {
+            Ok(up) => return Ok((up, peer)),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
                 log::debug!(
                     "{} pooled connection failed ({e}); retrying",
@@ -133,18 +132,18 @@ async fn send(
 }
 
 async fn write_and_read_header(
-    up: &mut HttpSession,
+    up: HttpSession,
     header: RequestHeader,
     body: Bytes,
-) -> pingora::Result<()> {
-    up.write_request_header(Box::new(header)).await?;
-    up.write_request_body(body, true).await?;
-    up.finish_request_body().await?;
+    peer: &UpstreamPeer,
+    timeouts: &Timeouts,
+) -> pingora::Result<HttpSession> {
+    let mut up = wire::write_request(up, header, body, peer, timeouts.first_byte).await?;
     loop {
         up.read_response_header().await?;
         match up.response_header().map(|h| h.status.as_u16()) {
             Some(100..=199) => continue,
-            Some(_) => return Ok(()),
+            Some(_) => return Ok(up),
             None => return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
         }
     }
@@ -196,7 +195,7 @@ fn upstream_header(
 async fn read_error(
     connector: &Connector,
     mut up: HttpSession,
-    peer: &HttpPeer,
+    peer: &UpstreamPeer,
     provider: &Provider,
 ) -> GatewayError {
     let status = up

@@ -8,6 +8,7 @@ mod failover;
 mod models;
 mod record;
 mod relay;
+mod wire;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

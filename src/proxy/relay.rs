@@ -14,7 +14,6 @@ use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::Error;
 use serde::de::IgnoredAny;
 
@@ -23,6 +22,7 @@ use super::exchange::{upstream_failure, Finished};
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::peer::UpstreamPeer;
 use crate::providers::{Provider, ResponseTranslator};
 use crate::sse::EventFramer;
 use crate::usage::meter::{AnswerFormat, Meter};
@@ -61,7 +61,7 @@ const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] = &["x-ratelimit-", "anthropic-r
 pub struct Upstream<'a> {
     pub connector: &'a Connector,
     pub session: HttpSession,
-    pub peer: &'a HttpPeer,
+    pub peer: &'a UpstreamPeer,
     pub provider: &'a Provider,
 }
 
