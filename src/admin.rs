@@ -111,14 +111,17 @@ impl Admin {
         json_answer(200, json!({"status": "ok", "open_circuits": open}))
     }
 
-    /// Brings the circuit gauges up to date (an open circuit turns half-open by the clock,
-    /// with no event to update a gauge), then renders every metric.
+    /// Brings the circuit and upstream in-flight gauges up to date (an open circuit turns
+    /// half-open by the clock, with no event to update a gauge), then renders every metric.
     fn metrics(&self) -> Vec<u8> {
         let now = routing::now_ms();
         for p in &self.providers {
             metrics::CIRCUIT_STATE
                 .with_label_values(&[&p.name])
                 .set(p.health.breaker.state(now).gauge());
+            metrics::UPSTREAM_INFLIGHT
+                .with_label_values(&[&p.name])
+                .set(i64::try_from(p.health.inflight()).unwrap_or(i64::MAX));
         }
         metrics::render()
     }

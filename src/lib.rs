@@ -23,6 +23,7 @@ pub mod routing;
 pub mod secret;
 pub mod sse;
 pub mod state;
+pub mod telemetry;
 pub mod usage;
 
 use std::sync::Arc;
@@ -99,6 +100,12 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         .keys
         .with_backend(key_backend.clone(), config.state.key_cache_ttl);
 
+    let telemetry = telemetry::install(
+        config.telemetry.as_ref(),
+        config.log_format,
+        std::time::Duration::from_secs(config.server.grace_period_seconds),
+        &mut server,
+    )?;
     let gateway = proxy::Gateway::new(
         config.catalog,
         client_keys,
@@ -107,7 +114,8 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         usage_sink,
         history.clone(),
         limiter,
-    );
+    )
+    .with_observability(telemetry, config.log_format);
     let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,

@@ -47,7 +47,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // env_logger's filter and text format; JSON lines once `[log] format = "json"` is loaded
+    cheapai_gateway::telemetry::logger::init();
     let command = Cli::parse().command.unwrap_or(Command::Run {
         config: PathBuf::from("conf/gateway.toml"),
     });
@@ -83,6 +84,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            cheapai_gateway::telemetry::logger::set_json(
+                loaded.log_format == cheapai_gateway::config::LogFormat::Json,
+            );
             log::info!(
                 "listening on {} (admin {}), {} models",
                 loaded.server.listen,

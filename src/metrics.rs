@@ -91,6 +91,40 @@ pub static TIME_TO_FIRST_TOKEN: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+/// Time per output token of streamed answers: the generation after the first token over
+/// the tokens that followed it (OpenTelemetry's `gen_ai.server.time_per_output_token`).
+pub static TIME_PER_OUTPUT_TOKEN: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "time_per_output_token_seconds",
+                "Streamed answers with more than one output token: time from the first answer \
+                 byte to the end, divided by the output tokens after the first.",
+            )
+            .namespace("cheapai")
+            // 0.25 ms .. ~4 s per token
+            .buckets(exponential_buckets(0.00025, 2.0, 15).unwrap_or_default()),
+            &["model", "provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+/// Upstream attempts under way per provider (the load the balancer weighs); set at scrape.
+pub static UPSTREAM_INFLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "upstream_inflight",
+                "Requests to each provider under way now (sent, answer not yet finished).",
+            )
+            .namespace("cheapai"),
+            &["provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "upstream_errors_total",
@@ -191,6 +225,8 @@ pub fn init() {
     LazyLock::force(&COST_USD);
     LazyLock::force(&REQUEST_DURATION);
     LazyLock::force(&TIME_TO_FIRST_TOKEN);
+    LazyLock::force(&TIME_PER_OUTPUT_TOKEN);
+    LazyLock::force(&UPSTREAM_INFLIGHT);
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&PROVIDER_AUTH_FAILURES);
     LazyLock::force(&UPSTREAM_ATTEMPTS);

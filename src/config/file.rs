@@ -16,6 +16,8 @@ pub struct FileConfig {
     pub state: Option<FileState>,
     pub usage: Option<FileUsage>,
     pub emulator: Option<FileEmulator>,
+    pub telemetry: Option<FileTelemetry>,
+    pub log: Option<FileLog>,
     #[serde(default)]
     pub providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
@@ -60,6 +62,31 @@ pub enum FileOnRedisError {
 pub struct FileUsage {
     pub jsonl_path: Option<String>,
     pub history_per_key: Option<usize>,
+}
+
+/// `[telemetry]`: OpenTelemetry traces, off while `otlp_endpoint` is unset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTelemetry {
+    /// OTLP/HTTP base URL; spans go to `{otlp_endpoint}/v1/traces`.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    pub service_name: Option<String>,
+    /// How long finished spans wait to be exported in one batch.
+    pub export_delay_ms: Option<u64>,
+}
+
+/// `[log]`: the access log's format.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    pub format: Option<FileLogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileLogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 //! file, never from the file itself.
 
 pub mod file;
+mod observability;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use crate::routing::plan::MAX_DEPLOYMENTS;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
 use file::{FileConfig, FileLimits, FileModel, FileOnRedisError, FilePrice, FileProviderKind};
+pub use observability::{LogFormat, TelemetryConfig};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -45,6 +47,9 @@ pub struct Config {
     pub usage: UsageConfig,
     /// Listen address of the in-process provider emulator, when enabled.
     pub emulator_listen: Option<String>,
+    /// OpenTelemetry traces; `None` when no `otlp_endpoint` is set (no exporter runs).
+    pub telemetry: Option<TelemetryConfig>,
+    pub log_format: LogFormat,
     pub providers: Vec<Arc<Provider>>,
     pub catalog: Catalog,
     pub keys: KeyStore,
@@ -343,6 +348,8 @@ impl Validator<'_> {
             state,
             usage,
             emulator_listen,
+            telemetry: self.telemetry(&raw),
+            log_format: observability::log_format(&raw),
             providers,
             catalog,
             keys: KeyStore::new(keys),

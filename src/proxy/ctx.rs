@@ -13,6 +13,7 @@ use crate::limits::inflight::Slot;
 use crate::limits::{Claim, Decision};
 use crate::metrics;
 use crate::providers::Provider;
+use crate::telemetry::trace::RequestTrace;
 use crate::usage::meter::Meter;
 
 /// Everything one request accumulates on its way through the gateway.
@@ -56,6 +57,8 @@ pub struct RequestCtx {
     pub inflight_slot: Option<Slot>,
     /// `x-ratelimit-*` headers for the response.
     pub rate_headers: Vec<(&'static str, String)>,
+    /// The request's spans, when tracing is on (`None` costs nothing).
+    pub trace: Option<RequestTrace>,
 }
 
 impl RequestCtx {
@@ -83,6 +86,7 @@ impl RequestCtx {
             limit: None,
             inflight_slot: None,
             rate_headers: Vec::new(),
+            trace: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::providers::peer::UpstreamPeer;
 use crate::providers::{Provider, Timeouts, UpstreamRequest};
 use crate::routing::Failure;
+use crate::telemetry::trace::RequestTrace;
 
 /// Largest upstream error body read before it is turned into the client's error.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
@@ -86,6 +87,9 @@ pub async fn attempt(
     )
     .await?;
     let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.attempt_status(status);
+    }
     if status >= 400 {
         up.set_read_timeout(Some(timeouts.idle));
         return Err(read_error(connector, up, &peer, provider).await);
@@ -109,14 +113,21 @@ async fn send(
     ctx: &RequestCtx,
 ) -> Result<(HttpSession, UpstreamPeer), GatewayError> {
     let peer = provider.upstream.peer(timeouts).await?;
+    let traceparent = ctx.trace.as_ref().map(RequestTrace::traceparent);
     let mut attempt = 0;
     loop {
         let (up, reused) = connector
             .get_http_session(&peer)
             .await
             .map_err(|e| upstream_failure(provider, &e, "connecting"))?;
-        let header = upstream_header(provider, client, request, &ctx.request_id)
-            .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("request header: {e}")))?;
+        let header = upstream_header(
+            provider,
+            client,
+            request,
+            &ctx.request_id,
+            traceparent.as_deref(),
+        )
+        .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("request header: {e}")))?;
         match write_and_read_header(up, header, request.body.clone(), &peer, timeouts).await {
             Ok(up) => return Ok((up, peer)),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
@@ -157,6 +168,7 @@ fn upstream_header(
     client: &RequestHeader,
     request: &UpstreamRequest,
     request_id: &str,
+    traceparent: Option<&str>,
 ) -> pingora::Result<RequestHeader> {
     let mut header = RequestHeader::build(
         http::Method::POST,
@@ -188,6 +200,10 @@ fn upstream_header(
     }
     header.insert_header(http::header::CONTENT_LENGTH, request.body.len())?;
     header.insert_header("x-request-id", request_id)?;
+    if let Some(traceparent) = traceparent {
+        // the attempt's span, in place of any the client sent
+        header.insert_header("traceparent", traceparent)?;
+    }
     Ok(header)
 }
 

@@ -93,6 +93,9 @@ impl Gateway {
                     }
                 };
             let timeouts = within(&provider.timeouts, remaining);
+            if let Some(trace) = ctx.trace.as_mut() {
+                trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);
+            }
             let outcome = {
                 let _inflight = provider.health.enter();
                 exchange::attempt(&self.connector, provider, &timeouts, request, session, ctx).await
@@ -105,6 +108,9 @@ impl Gateway {
                     return Ok(finished);
                 }
                 Err(error) => {
+                    if let Some(trace) = ctx.trace.as_mut() {
+                        trace.attempt_failed(&error);
+                    }
                     let failure = error.provider_failure();
                     self.report(&pick, failure, false);
                     let retryable = failure.is_some_and(|f| {

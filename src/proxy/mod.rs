@@ -6,6 +6,7 @@ pub mod ctx;
 pub mod exchange;
 mod failover;
 mod models;
+mod observe;
 mod record;
 mod relay;
 mod wire;
@@ -61,6 +62,8 @@ pub struct Gateway {
     key_inflight: Arc<KeyInflight>,
     /// Unix time the catalog was loaded: the `created` of every listed model.
     loaded_at: u64,
+    /// Traces and the access log's format.
+    observability: observe::Observability,
 }
 
 impl Gateway {
@@ -87,7 +90,21 @@ impl Gateway {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default(),
+            observability: observe::Observability::default(),
         }
+    }
+
+    /// Traces requests to `telemetry` (when set) and writes the access log in `log_format`.
+    pub fn with_observability(
+        mut self,
+        telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+        log_format: crate::config::LogFormat,
+    ) -> Self {
+        self.observability = observe::Observability {
+            telemetry,
+            log_format,
+        };
+        self
     }
 
     /// Steps 1–7 of the request path. An `Err` is rendered by `fail_to_proxy`.
@@ -302,6 +319,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        self.trace_start(session, ctx);
         match self.serve(session, ctx).await {
             Ok(Finished::Complete) => Ok(true),
             Ok(Finished::Abort) => {
@@ -367,6 +385,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = final_status(session).unwrap_or(0);
         let record = self.usage_record(ctx, status).await;
+        let trace = ctx.trace.take();
         // bounded labels: the catalog entry (a pattern, not every name it matched)
         let model_label = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
         let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());
@@ -392,28 +411,7 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[provider_label, e.kind.label()])
                 .inc();
         }
-        log::info!(
-            target: "access",
-            "{} {} {} status={} key={} model={} route={} provider={} attempts={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
-            ctx.request_id,
-            session.req_header().method,
-            endpoint_label,
-            status,
-            ctx.key_id.as_deref().unwrap_or("-"),
-            record.as_ref().map_or("-", |r| r.model.as_str()),
-            model_label,
-            provider_label,
-            ctx.attempts,
-            ctx.stream,
-            ctx.started.elapsed().as_millis(),
-            ctx.first_byte_at
-                .map(|t| t.duration_since(ctx.started).as_millis().to_string())
-                .unwrap_or_else(|| "-".into()),
-            record.as_ref().map_or(0, |r| r.prompt_tokens),
-            record.as_ref().map_or(0, |r| r.completion_tokens),
-            ctx.error.as_ref().map_or("-", |e| e.kind.label()),
-            if ctx.client_gone { " client_gone" } else { "" },
-        );
+        self.observe(session, ctx, trace, status, record.as_ref(), model_label);
         if let Some(record) = record {
             for (kind, n) in [
                 ("prompt", record.prompt_tokens),

@@ -1,0 +1,72 @@
+//! `[telemetry]` and `[log]`: where traces go and how the access log is written.
+
+use std::time::Duration;
+
+use super::file::{FileConfig, FileLogFormat};
+use super::Validator;
+
+/// The OpenTelemetry batch processor's own default delay.
+const DEFAULT_EXPORT_DELAY_MS: u64 = 5_000;
+
+/// Traces are exported when this is set (`[telemetry] otlp_endpoint`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP base URL, without a trailing slash.
+    pub otlp_endpoint: String,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// How long a finished span may wait for its batch to be sent.
+    pub export_delay: Duration,
+}
+
+impl TelemetryConfig {
+    /// Where spans are sent: `{otlp_endpoint}/v1/traces`.
+    pub fn traces_url(&self) -> String {
+        format!("{}/v1/traces", self.otlp_endpoint)
+    }
+}
+
+/// The access log's format: today's text line, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Validator<'_> {
+    /// `[telemetry]`: `None` (no exporter at all) unless `otlp_endpoint` is set.
+    pub(super) fn telemetry(&mut self, raw: &FileConfig) -> Option<TelemetryConfig> {
+        let t = raw.telemetry.as_ref()?;
+        let endpoint = t.otlp_endpoint.as_ref()?;
+        let url = endpoint.get_ref().trim_end_matches('/');
+        if url.parse::<http::Uri>().is_err() || !url.starts_with("http://") {
+            self.problem(
+                endpoint,
+                "telemetry.otlp_endpoint",
+                "must be an http:// URL (an OpenTelemetry Collector's OTLP/HTTP port, e.g. http://127.0.0.1:4318); \
+                 https is not supported: run a collector next to the gateway",
+            );
+            return None;
+        }
+        Some(TelemetryConfig {
+            otlp_endpoint: url.to_string(),
+            service_name: t
+                .service_name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "cheapai-gateway".to_string()),
+            export_delay: Duration::from_millis(
+                t.export_delay_ms.unwrap_or(DEFAULT_EXPORT_DELAY_MS).max(1),
+            ),
+        })
+    }
+}
+
+/// `[log] format`, text unless set.
+pub(super) fn log_format(raw: &FileConfig) -> LogFormat {
+    match raw.log.as_ref().and_then(|l| l.format) {
+        Some(FileLogFormat::Json) => LogFormat::Json,
+        Some(FileLogFormat::Text) | None => LogFormat::Text,
+    }
+}

@@ -1,0 +1,131 @@
+//! What a finished request leaves for operators besides its usage record: the access log
+//! line (text or JSON), the end of its spans, and the time-per-output-token metric.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::Gateway;
+use crate::config::LogFormat;
+use crate::endpoint::Endpoint;
+use crate::metrics;
+use crate::telemetry::access::{self, Client, Summary};
+use crate::telemetry::logger::ACCESS;
+use crate::telemetry::trace::{self, RequestTrace};
+use crate::telemetry::Telemetry;
+use crate::usage::UsageRecord;
+
+/// How a gateway reports requests: set once at start.
+#[derive(Debug, Default)]
+pub struct Observability {
+    /// The trace pipeline, when `[telemetry] otlp_endpoint` is set.
+    pub telemetry: Option<Arc<Telemetry>>,
+    pub log_format: LogFormat,
+}
+
+impl Gateway {
+    /// Opens the request's span (tracing on only).
+    pub(super) fn trace_start(&self, session: &Session, ctx: &mut RequestCtx) {
+        if let Some(t) = &self.observability.telemetry {
+            ctx.trace = Some(RequestTrace::start(t, session.req_header()));
+        }
+    }
+
+    /// Writes the access line, ends the spans and observes the time per output token.
+    pub(super) fn observe(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        trace: Option<RequestTrace>,
+        status: u16,
+        record: Option<&UsageRecord>,
+        route: &str,
+    ) {
+        let ended = Instant::now();
+        let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());
+        if let (true, Some(first), Some(r)) = (ctx.stream, ctx.first_byte_at, record) {
+            // the generation after the first token, per token that followed it
+            if r.completion_tokens > 1 && ctx.error.is_none() {
+                let per_token =
+                    ended.duration_since(first).as_secs_f64() / (r.completion_tokens - 1) as f64;
+                metrics::TIME_PER_OUTPUT_TOKEN
+                    .with_label_values(&[route, provider_label])
+                    .observe(per_token);
+            }
+        }
+        let json = self.observability.log_format == LogFormat::Json;
+        if !json && trace.is_none() {
+            return text_line(session, ctx, status, record, route);
+        }
+        let method = session.req_header().method.as_str();
+        let summary = Summary {
+            request_id: &ctx.request_id,
+            method,
+            endpoint: ctx.endpoint.as_ref(),
+            key_id: ctx.key_id.as_deref(),
+            requested_model: ctx.requested_model.as_deref(),
+            route,
+            upstream_model: &ctx.upstream_model,
+            provider: ctx.provider.as_deref(),
+            status,
+            stream: ctx.stream,
+            attempts: ctx.attempts,
+            usage: record,
+            duration: ended.duration_since(ctx.started),
+            ttfb: ctx.first_byte_at.map(|t| t.duration_since(ctx.started)),
+            error: ctx.error.as_ref(),
+            client_gone: ctx.client_gone,
+        };
+        let trace_id = trace.as_ref().map(RequestTrace::trace_id);
+        if let Some(trace) = trace {
+            trace.finish(&summary);
+        }
+        if !json {
+            return text_line(session, ctx, status, record, route);
+        }
+        let header = session.req_header();
+        let client = Client {
+            trace_id: trace_id.or_else(|| trace::client_trace_id(header)),
+            addr: session.client_addr().map(ToString::to_string),
+            user_agent: header
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        };
+        log::info!(target: ACCESS, "{}", access::json_line(&summary, &client));
+    }
+}
+
+/// Today's text access line.
+fn text_line(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    record: Option<&UsageRecord>,
+    route: &str,
+) {
+    log::info!(
+        target: ACCESS,
+        "{} {} {} status={} key={} model={} route={} provider={} attempts={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
+        ctx.request_id,
+        session.req_header().method,
+        ctx.endpoint.as_ref().map_or("-", Endpoint::label),
+        status,
+        ctx.key_id.as_deref().unwrap_or("-"),
+        record.map_or("-", |r| r.model.as_str()),
+        route,
+        ctx.provider.as_ref().map_or("-", |p| p.name.as_str()),
+        ctx.attempts,
+        ctx.stream,
+        ctx.started.elapsed().as_millis(),
+        ctx.first_byte_at
+            .map(|t| t.duration_since(ctx.started).as_millis().to_string())
+            .unwrap_or_else(|| "-".into()),
+        record.map_or(0, |r| r.prompt_tokens),
+        record.map_or(0, |r| r.completion_tokens),
+        ctx.error.as_ref().map_or("-", |e| e.kind.label()),
+        if ctx.client_gone { " client_gone" } else { "" },
+    );
+}

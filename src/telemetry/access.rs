@@ -1,0 +1,139 @@
+//! The access log: one line per request, either today's text line or a JSON object with
+//! the same facts and a few more (trace id, cost, client address, user agent). Neither ever
+//! holds a key, a provider credential or a body: keys appear by their id only.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::providers::Provider;
+use crate::usage::{pricing, UsageRecord};
+
+/// Longest user agent written (it is the client's own text).
+const MAX_USER_AGENT: usize = 256;
+
+/// What one finished request came to: read by the access log and the request's span.
+pub struct Summary<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub endpoint: Option<&'a Endpoint>,
+    pub key_id: Option<&'a str>,
+    /// The `model` the client asked for.
+    pub requested_model: Option<&'a str>,
+    /// The catalog entry that served (a pattern route, or a fallback), `-` when none.
+    pub route: &'a str,
+    /// The model name sent to the provider by the last attempt.
+    pub upstream_model: &'a str,
+    pub provider: Option<&'a Provider>,
+    pub status: u16,
+    pub stream: bool,
+    pub attempts: u32,
+    pub usage: Option<&'a UsageRecord>,
+    pub duration: Duration,
+    pub ttfb: Option<Duration>,
+    pub error: Option<&'a GatewayError>,
+    pub client_gone: bool,
+}
+
+/// What only the JSON line has.
+pub struct Client<'a> {
+    pub trace_id: Option<String>,
+    pub addr: Option<String>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// The JSON access line (without the newline).
+pub fn json_line(s: &Summary<'_>, client: &Client<'_>) -> String {
+    let usage = s.usage;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let line: Value = json!({
+        "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "type": "access",
+        "request_id": s.request_id,
+        "trace_id": client.trace_id,
+        "method": s.method,
+        "endpoint": s.endpoint.map_or("-", Endpoint::label),
+        "key_id": s.key_id,
+        "model": usage.map(|r| r.model.as_str()).or(s.requested_model),
+        "route": s.route,
+        "provider": s.provider.map(|p| p.name.as_str()),
+        "upstream_model": (!s.upstream_model.is_empty()).then_some(s.upstream_model),
+        "status": s.status,
+        "stream": s.stream,
+        "attempts": s.attempts,
+        "input_tokens": usage.map(|r| r.prompt_tokens),
+        "output_tokens": usage.map(|r| r.completion_tokens),
+        "cached_tokens": usage.map(|r| r.cached_tokens),
+        "tokens_estimated": usage.map(|r| r.estimated),
+        "cost_usd": usage.map(|r| pricing::usd(r.cost_micro_usd)),
+        "duration_ms": round3(ms(s.duration)),
+        "ttfb_ms": s.ttfb.map(|d| round3(ms(d))),
+        "client_addr": client.addr,
+        "user_agent": client.user_agent.map(|ua| truncate(ua, MAX_USER_AGENT)),
+        "error": s.error.map(|e| e.kind.label()),
+        "client_gone": s.client_gone,
+    });
+    line.to_string()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_request_is_one_json_object_with_nulls_for_what_it_never_had() {
+        let s = Summary {
+            request_id: "req_1",
+            method: "POST",
+            endpoint: Some(&Endpoint::ChatCompletions),
+            key_id: None,
+            requested_model: None,
+            route: "-",
+            upstream_model: "",
+            provider: None,
+            status: 401,
+            stream: false,
+            attempts: 0,
+            usage: None,
+            duration: Duration::from_micros(1500),
+            ttfb: None,
+            error: None,
+            client_gone: false,
+        };
+        let client = Client {
+            trace_id: None,
+            addr: Some("127.0.0.1:5000".into()),
+            user_agent: Some("curl/8"),
+        };
+        let v: Value = serde_json::from_str(&json_line(&s, &client)).unwrap();
+        assert_eq!(v["status"], 401);
+        assert_eq!(v["endpoint"], "chat_completions");
+        assert_eq!(v["duration_ms"], 1.5);
+        assert!(v["key_id"].is_null() && v["input_tokens"].is_null());
+        assert_eq!(v["user_agent"], "curl/8");
+    }
+
+    #[test]
+    fn long_user_agents_are_cut_on_a_character_boundary() {
+        let ua = "é".repeat(200);
+        let cut = truncate(&ua, MAX_USER_AGENT);
+        assert!(cut.len() <= MAX_USER_AGENT && cut.chars().all(|c| c == 'é'));
+    }
+}
