@@ -6,6 +6,10 @@
 //! present while it is disabled (a flag of its own, so disabling is one write, never a
 //! read-modify-write), `cai:keyid:{id}` → its sha256, and the set `cai:keys` of ids. The
 //! secret itself is never stored.
+//!
+//! On a Redis Cluster these are three slots, so no command spans them: a key's record and
+//! flag share the hash tag of its sha256 (one `MGET`, one `DEL`), and insert and delete are
+//! single-key steps in an order that is safe to stop at any point (see each).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,18 +188,17 @@ impl KeyBackend for RedisKeys {
         }))
     }
 
+    /// Index first, record last: the key works only once it is fully written, and a failure
+    /// part-way leaves at most an index entry without a record, which `list` skips.
     async fn insert(&self, key: &StoredKey) -> Result<(), StateError> {
         let json = serde_json::to_string(key).map_err(|e| StateError(e.to_string()))?;
         let (hash, id) = (&key.sha256, &key.id);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(format!("cai:key:{{{hash}}}"), json)
-            .ignore()
-            .set(format!("cai:keyid:{id}"), hash)
-            .ignore()
-            .sadd("cai:keys", id)
-            .ignore();
-        let _: () = self.redis.pipeline("key insert", pipe).await?;
+        let by_id = redis::Cmd::set(format!("cai:keyid:{id}"), hash);
+        let _: () = self.redis.command("key insert (id)", by_id).await?;
+        let listed = redis::Cmd::sadd("cai:keys", id);
+        let _: () = self.redis.command("key insert (list)", listed).await?;
+        let record = redis::Cmd::set(format!("cai:key:{{{hash}}}"), json);
+        let _: () = self.redis.command("key insert", record).await?;
         Ok(())
     }
 
@@ -230,17 +233,17 @@ impl KeyBackend for RedisKeys {
         let Some(hash) = self.hash_of(id).await? else {
             return Ok(false);
         };
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(format!("cai:key:{{{hash}}}"))
-            .ignore()
-            .del(format!("cai:key:{{{hash}}}:off"))
-            .ignore()
-            .del(format!("cai:keyid:{id}"))
-            .ignore()
-            .srem("cai:keys", id)
-            .ignore();
-        let _: () = self.redis.pipeline("key delete", pipe).await?;
+        // the record and its flag first (one slot, at once): the key stops working even if
+        // a later step fails, and a retried delete finds the id and finishes the job
+        let record = redis::Cmd::del(&[
+            format!("cai:key:{{{hash}}}"),
+            format!("cai:key:{{{hash}}}:off"),
+        ]);
+        let _: () = self.redis.command("key delete", record).await?;
+        let by_id = redis::Cmd::del(format!("cai:keyid:{id}"));
+        let _: () = self.redis.command("key delete (id)", by_id).await?;
+        let listed = redis::Cmd::srem("cai:keys", id);
+        let _: () = self.redis.command("key delete (list)", listed).await?;
         Ok(true)
     }
 }

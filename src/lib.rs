@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod request;
 pub mod routing;
 pub mod secret;
@@ -26,38 +27,68 @@ pub mod state;
 pub mod telemetry;
 pub mod usage;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use config::Config;
 use usage::sink::{MemoryStore, UsageStore};
 
+/// How the binary starts a server, beyond what the config says.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// Take the listening sockets over from the running process through
+    /// `[server] upgrade_sock` (`run --upgrade`; that process then gets SIGQUIT).
+    pub upgrade: bool,
+    /// The config file, re-read on SIGHUP. `None`: no reload (tests run several servers in
+    /// one process, and a signal is process-wide).
+    pub config_path: Option<PathBuf>,
+}
+
 /// Builds the whole server from a validated config: the proxy listener, the admin listener
 /// and, when configured, the in-process provider emulator. Call `run_forever()` on the
 /// result (the binary) or `run(RunArgs)` with your own shutdown signal (tests).
 pub fn build_server(config: Config) -> pingora::Result<Server> {
-    let server_conf = ServerConf {
+    build_server_with(config, Start::default())
+}
+
+/// [`build_server`], taking the sockets over from a running process when `start.upgrade`
+/// and reloading the config file on SIGHUP when `start.config_path` is set.
+pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server> {
+    let mut server_conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    match &config.server.upgrade_sock {
+        Some(sock) => server_conf.upgrade_sock = sock.clone(),
+        None if start.upgrade => {
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "--upgrade needs `[server] upgrade_sock` in the config (the same path as the running process's)",
+            ))
+        }
+        None => {}
+    }
+    let opt = Opt {
+        upgrade: start.upgrade,
+        ..Opt::default()
+    };
+    // with `upgrade`, this waits (a few seconds at most) for the running process to hand
+    // its listening sockets over, which it does on SIGQUIT
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     server.bootstrap();
     metrics::init();
 
     // Each runtime that talks to Redis gets its own connection (made on first use there):
     // the request path, and the usage writer, which outlives requests at shutdown.
     let connect = || {
-        config
-            .state
-            .redis_url
-            .as_ref()
-            .map(|url| state::Redis::new(url, config.state.timeout).map(Arc::new))
-            .transpose()
+        state::Redis::from_config(&config.state)
+            .map(|r| r.map(Arc::new))
             .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
     };
     let redis = connect()?;
@@ -96,19 +127,35 @@ pub fn build_server(config: Config) -> pingora::Result<Server> {
         Some(r) => Arc::new(keys::RedisKeys::new(r.clone())),
         None => Arc::new(keys::MemoryKeys::default()),
     };
-    let client_keys = config
-        .keys
-        .with_backend(key_backend.clone(), config.state.key_cache_ttl);
-
     let telemetry = telemetry::install(
         config.telemetry.as_ref(),
         config.log_format,
         std::time::Duration::from_secs(config.server.grace_period_seconds),
         &mut server,
     )?;
-    let gateway = proxy::Gateway::new(
+    let running = reload::Fixed::of(&config);
+    let live: reload::LiveHandle = Arc::new(arc_swap::ArcSwap::from_pointee(reload::live(
         config.catalog,
-        client_keys,
+        config.keys,
+        Some(&key_backend),
+        config.state.key_cache_ttl,
+    )));
+    if let Some(path) = start.config_path {
+        let reloader = reload::Reloader::new(
+            path,
+            running,
+            config.state.key_cache_ttl,
+            live.clone(),
+            Some(key_backend.clone()),
+        );
+        server.add_service(pingora::services::background::background_service(
+            "config reload",
+            reloader,
+        ));
+    }
+
+    let gateway = proxy::Gateway::new(
+        live,
         config.server.max_body_bytes,
         config.server.client_timeouts,
         usage_sink,

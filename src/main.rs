@@ -25,10 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway (the default).
+    /// Run the gateway (the default). SIGHUP reloads catalog, providers and keys from the
+    /// config file; SIGTERM stops gracefully; SIGQUIT hands the listening sockets to a
+    /// process started with `--upgrade`.
     Run {
         #[arg(long, short, default_value = "conf/gateway.toml")]
         config: PathBuf,
+        /// Take the listening sockets over from the running gateway (send it SIGQUIT once
+        /// this has started; both must name the same `[server] upgrade_sock`).
+        #[arg(long, short)]
+        upgrade: bool,
     },
     /// Validate a config file, print every problem with its line, and exit.
     CheckConfig {
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
     cheapai_gateway::telemetry::logger::init();
     let command = Cli::parse().command.unwrap_or(Command::Run {
         config: PathBuf::from("conf/gateway.toml"),
+        upgrade: false,
     });
     match command {
         Command::HashKey { key } => {
@@ -76,7 +83,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -93,7 +100,11 @@ fn main() -> ExitCode {
                 loaded.server.admin_listen.as_deref().unwrap_or("off"),
                 loaded.catalog.all().count()
             );
-            match cheapai_gateway::build_server(loaded) {
+            let start = cheapai_gateway::Start {
+                upgrade,
+                config_path: Some(config),
+            };
+            match cheapai_gateway::build_server_with(loaded, start) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
                     eprintln!("cannot start: {e}");

@@ -39,12 +39,16 @@ pub struct FileServer {
     pub deadline_ms: Option<u64>,
     pub client_body_timeout_ms: Option<u64>,
     pub client_write_timeout_ms: Option<u64>,
+    /// Unix socket a new process (`run --upgrade`) takes the listening sockets over.
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileState {
     pub redis_url: Option<Spanned<String>>,
+    /// Seed nodes of a Redis Cluster (instead of `redis_url`).
+    pub redis_cluster: Option<Spanned<Vec<Spanned<String>>>>,
     pub timeout_ms: Option<u64>,
     pub on_redis_error: Option<FileOnRedisError>,
     pub key_cache_ttl_ms: Option<u64>,

@@ -6,6 +6,7 @@
 
 pub mod file;
 mod observability;
+mod state;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -17,13 +18,13 @@ use toml::Spanned;
 
 use crate::auth::{key_id, KeyInfo, KeyStore};
 use crate::catalog::{Catalog, Deployment, Limits, Model, Price, RetryPolicy};
-use crate::limits::OnRedisError;
 use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
 use crate::routing::plan::MAX_DEPLOYMENTS;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
-use file::{FileConfig, FileLimits, FileModel, FileOnRedisError, FilePrice, FileProviderKind};
 pub use observability::{LogFormat, TelemetryConfig};
+
+use file::{FileConfig, FileLimits, FileModel, FilePrice, FileProviderKind};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -68,6 +69,8 @@ pub struct ServerConfig {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub admin_token: Option<Secret>,
+    /// Where `run --upgrade` takes the listening sockets over from the running process.
+    pub upgrade_sock: Option<String>,
 }
 
 /// How long the gateway waits on a client. The request header is read by Pingora before the
@@ -82,17 +85,7 @@ pub struct ClientTimeouts {
     pub write: Duration,
 }
 
-/// Shared state: Redis, when configured; in-process state otherwise (one instance).
-#[derive(Debug, Clone)]
-pub struct StateConfig {
-    pub redis_url: Option<String>,
-    /// Deadline of every Redis call.
-    pub timeout: Duration,
-    pub on_redis_error: OnRedisError,
-    /// How long a looked-up client key is trusted before Redis is asked again (a disabled
-    /// key keeps working this long at most).
-    pub key_cache_ttl: Duration,
-}
+pub use state::StateConfig;
 
 /// Where usage records go.
 #[derive(Debug, Clone)]
@@ -308,29 +301,7 @@ impl Validator<'_> {
             ));
         }
 
-        let state = raw.state.as_ref();
-        if let Some(url) = state.and_then(|s| s.redis_url.as_ref()) {
-            if !(url.get_ref().starts_with("redis://") || url.get_ref().starts_with("rediss://")) {
-                self.problem(
-                    url,
-                    "state.redis_url",
-                    "must start with redis:// or rediss://",
-                );
-            }
-        }
-        let state = StateConfig {
-            redis_url: state
-                .and_then(|s| s.redis_url.as_ref())
-                .map(|u| u.get_ref().clone()),
-            timeout: Duration::from_millis(state.and_then(|s| s.timeout_ms).unwrap_or(50)),
-            on_redis_error: match state.and_then(|s| s.on_redis_error) {
-                Some(FileOnRedisError::Deny) => OnRedisError::Deny,
-                _ => OnRedisError::Allow,
-            },
-            key_cache_ttl: Duration::from_millis(
-                state.and_then(|s| s.key_cache_ttl_ms).unwrap_or(5_000),
-            ),
-        };
+        let state = self.state(&raw);
         let usage = UsageConfig {
             jsonl_path: raw
                 .usage
@@ -521,6 +492,7 @@ impl Validator<'_> {
             grace_period_seconds: s.grace_period_seconds.unwrap_or(30),
             graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds.unwrap_or(5),
             admin_token,
+            upgrade_sock: s.upgrade_sock.clone(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The Redis limit store: checks are Lua script calls (one round trip, atomic across every
-//! gateway instance), shared by a window's concurrent requests ([`super::group`]). Keys share the client key's hash tag, so a Redis Cluster keeps
-//! them on one slot: `cai:rl:{k_…}:{model}` (one hash per window, layout in `window.lua`),
-//! `cai:spend:{k_…}`.
+//! gateway instance), shared by a window's concurrent requests ([`super::group`]). Keys share
+//! the client key's hash tag, so a Redis Cluster keeps them on one slot:
+//! `cai:rl:{k_…}:{model}` (one hash per window, layout in `window.lua`), `cai:spend:{k_…}`.
+//! Batched settlements go out as one pipeline per slot ([`Redis::per_slot`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -60,18 +61,21 @@ async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for ((window, bucket), delta) in &batch {
-        // EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT mid-way.
-        pipe.cmd("EVAL")
-            .arg(SETTLE_SOURCE)
-            .arg(1)
-            .arg(window)
-            .arg(bucket)
-            .arg(delta)
-            .ignore();
-    }
-    redis.pipeline("settle", pipe).await
+    // EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT mid-way. One pipeline on
+    // a single Redis; one per key's slot on a cluster.
+    let commands = batch
+        .into_iter()
+        .map(|((window, bucket), delta)| {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(SETTLE_SOURCE)
+                .arg(1)
+                .arg(&window)
+                .arg(bucket)
+                .arg(delta);
+            (window, eval)
+        })
+        .collect();
+    redis.per_slot("settle", commands).await
 }
 
 /// The hash holding one (key, model) window.

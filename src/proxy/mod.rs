@@ -22,14 +22,15 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
-use crate::auth::{presented_key, KeyInfo, KeyStore};
-use crate::catalog::{Catalog, Model};
+use crate::auth::{presented_key, KeyInfo};
+use crate::catalog::Model;
 use crate::config::ClientTimeouts;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::limits::inflight::KeyInflight;
 use crate::limits::{self, Claim, Limiter};
 use crate::metrics;
+use crate::reload::LiveHandle;
 use crate::request::peek;
 use crate::usage::api::{usage_json, UsageQuery};
 use crate::usage::pricing;
@@ -50,8 +51,9 @@ fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 /// The gateway's request handler, shared by every worker thread.
 pub struct Gateway {
-    catalog: Catalog,
-    keys: KeyStore,
+    /// Catalog, providers and static keys: swapped whole on reload; a request loads them
+    /// once and keeps them to its end.
+    live: LiveHandle,
     max_body_bytes: usize,
     client_timeouts: ClientTimeouts,
     connector: Connector,
@@ -68,8 +70,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(
-        catalog: Catalog,
-        keys: KeyStore,
+        live: LiveHandle,
         max_body_bytes: usize,
         client_timeouts: ClientTimeouts,
         usage: UsageSink,
@@ -77,8 +78,7 @@ impl Gateway {
         limiter: Limiter,
     ) -> Self {
         Self {
-            catalog,
-            keys,
+            live,
             max_body_bytes,
             client_timeouts,
             connector: Connector::new(None),
@@ -168,7 +168,8 @@ impl Gateway {
         ctx.stream = peeked.stream;
         ctx.include_usage = peeked.include_usage;
         ctx.requested_model = Some(peeked.model.clone());
-        let model = self
+        let live = self.live.load_full();
+        let model = live
             .catalog
             .resolve(&peeked.model)
             .ok_or_else(|| GatewayError {
@@ -192,7 +193,7 @@ impl Gateway {
         };
         self.claim_limits(ctx, &job, model).await?;
         // fallbacks the key may not use are skipped
-        let mut routes = self.catalog.routes(model);
+        let mut routes = live.catalog.routes(model);
         routes.retain(|m| Arc::ptr_eq(m, model) || key.allows(&m.name));
         self.forward(session, ctx, &job, routes).await
     }
@@ -241,7 +242,9 @@ impl Gateway {
                 "You didn't provide an API key. Send it as `Authorization: Bearer cai-...` or `x-api-key`.",
             )
         })?;
-        self.keys
+        self.live
+            .load_full()
+            .keys
             .verify(presented)
             .await
             .map_err(|e| {

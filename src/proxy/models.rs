@@ -71,7 +71,8 @@ impl Gateway {
         ctx: &RequestCtx,
         key: &KeyInfo,
     ) -> Result<Finished, GatewayError> {
-        let names: Vec<&str> = self
+        let live = self.live.load_full();
+        let names: Vec<&str> = live
             .catalog
             .listed()
             .filter(|m| key.allows(&m.name))
@@ -110,7 +111,8 @@ impl Gateway {
         key: &KeyInfo,
         id: &str,
     ) -> Result<Finished, GatewayError> {
-        match self.catalog.get(id).filter(|m| key.allows(&m.name)) {
+        let live = self.live.load_full();
+        match live.catalog.get(id).filter(|m| key.allows(&m.name)) {
             Some(m) => {
                 let body = self.model_object(&m.name, ctx.dialect).to_string().into();
                 write_json(session, ctx, 200, body, None).await

@@ -1,8 +1,9 @@
 //! The usage history in Redis, shared by every instance: a stream per key capped at
 //! `history_per_key` (`XADD cai:usage:{k_…} MAXLEN ~ N`), plus per-day totals per key
 //! (`cai:usage:{k_…}:day:YYYYMMDD`, a hash of requests, tokens and micro-USD, and the same
-//! per model as `m:{model}:{field}`), kept [`KEEP_DAYS`] days. One pipeline per batch; a
-//! read is one `XREVRANGE` of the page and one pipeline of the day hashes.
+//! per model as `m:{model}:{field}`), kept [`KEEP_DAYS`] days. One pipeline per batch (per slot
+//! on a cluster: a key's stream and day hashes share its hash tag); a read is one
+//! `XREVRANGE` of the page and one pipeline of the key's day hashes (one slot).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,21 +59,24 @@ fn now_ms() -> u64 {
 #[async_trait]
 impl UsageStore for RedisHistory {
     async fn append(&self, batch: &[UsageRecord]) -> Result<(), String> {
-        let mut pipe = redis::pipe();
+        // every command names its key, which carries the key id's hash tag: one pipeline on
+        // a single Redis, one per key's slot on a cluster
+        let mut commands: Vec<(String, redis::Cmd)> = Vec::new();
         // per-day totals are summed per batch first: one HINCRBY per field, key and day (and
         // model), not per record
         let mut totals: HashMap<(String, String), Totals> = HashMap::new();
         for r in batch {
             let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
-            pipe.cmd("XADD")
-                .arg(stream_key(&r.key_id))
+            let key = stream_key(&r.key_id);
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(&key)
                 .arg("MAXLEN")
                 .arg("~")
                 .arg(self.cap)
                 .arg("*")
                 .arg("record")
-                .arg(json)
-                .ignore();
+                .arg(json);
+            commands.push((key, xadd));
             totals
                 .entry((r.key_id.clone(), day(r.timestamp_ms)))
                 .or_default()
@@ -80,22 +84,25 @@ impl UsageStore for RedisHistory {
         }
         for ((key_id, day), t) in &totals {
             let key = day_key(key_id, day);
+            let mut hincr = |field: &str, n: u64| {
+                let mut c = redis::cmd("HINCRBY");
+                c.arg(&key).arg(field).arg(n);
+                commands.push((key.clone(), c));
+            };
             for (field, n) in Sums::FIELDS.iter().zip(t.total.values()) {
-                pipe.cmd("HINCRBY").arg(&key).arg(*field).arg(n).ignore();
+                hincr(field, n);
             }
             for (model, sums) in &t.by_model {
                 for (field, n) in Sums::FIELDS.iter().zip(sums.values()) {
-                    let field = model_field(model, field);
-                    pipe.cmd("HINCRBY").arg(&key).arg(field).arg(n).ignore();
+                    hincr(&model_field(model, field), n);
                 }
             }
-            pipe.cmd("EXPIRE")
-                .arg(&key)
-                .arg(KEEP_DAYS * 86_400)
-                .ignore();
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(&key).arg(KEEP_DAYS * 86_400);
+            commands.push((key, expire));
         }
         self.redis
-            .pipeline::<()>("usage write", pipe)
+            .per_slot("usage write", commands)
             .await
             .map_err(|e| e.to_string())
     }

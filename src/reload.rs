@@ -1,0 +1,181 @@
+//! Config reload on SIGHUP, without dropping anything: the config file is read and validated
+//! again and, when valid, its catalog (models, prices, limits, routes), providers and static
+//! keys replace the running ones in one atomic swap. A request loads the live set once when
+//! it starts and keeps it to its end, so in-flight requests and streams finish with what
+//! they started with. An invalid file changes nothing; its problems are logged with their
+//! lines. Settings that only a restart (or `run --upgrade`) can apply — listeners, threads,
+//! Redis, the usage log — are compared and logged as "needs restart" when they changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::auth::KeyStore;
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigError};
+use crate::keys::KeyBackend;
+
+/// What a reload replaces: what a request reads from the config as it is served.
+pub struct Live {
+    pub catalog: Catalog,
+    pub keys: KeyStore,
+}
+
+/// The live set, shared by the proxy (which reads it per request) and the [`Reloader`].
+pub type LiveHandle = Arc<ArcSwap<Live>>;
+
+/// Builds the live set of a validated config: its static keys on top of the run-time key
+/// backend, if any.
+pub fn live(
+    catalog: Catalog,
+    keys: KeyStore,
+    backend: Option<&Arc<dyn KeyBackend>>,
+    key_cache_ttl: std::time::Duration,
+) -> Live {
+    let keys = match backend {
+        Some(b) => keys.with_backend(b.clone(), key_cache_ttl),
+        None => keys,
+    };
+    Live { catalog, keys }
+}
+
+/// The settings a reload cannot apply, by their config names, each in a comparable form.
+pub struct Fixed(Vec<(&'static str, String)>);
+
+impl Fixed {
+    pub fn of(c: &Config) -> Self {
+        Self(fixed(c))
+    }
+}
+
+fn fixed(c: &Config) -> Vec<(&'static str, String)> {
+    let s = &c.server;
+    vec![
+        ("server.listen", s.listen.clone()),
+        ("server.admin_listen", format!("{:?}", s.admin_listen)),
+        ("server.threads", s.threads.to_string()),
+        ("server.max_body_bytes", s.max_body_bytes.to_string()),
+        (
+            "server.client_*_timeout_ms",
+            format!("{:?}", s.client_timeouts),
+        ),
+        (
+            "server.grace_period_seconds",
+            s.grace_period_seconds.to_string(),
+        ),
+        (
+            "server.graceful_shutdown_timeout_seconds",
+            s.graceful_shutdown_timeout_seconds.to_string(),
+        ),
+        ("server.upgrade_sock", format!("{:?}", s.upgrade_sock)),
+        (
+            "server.admin_token_env",
+            format!(
+                "{:?}",
+                s.admin_token.as_ref().map(|t| t.expose().to_string())
+            ),
+        ),
+        ("state", format!("{:?}", c.state)),
+        ("usage", format!("{:?}", c.usage)),
+        ("emulator", format!("{:?}", c.emulator_listen)),
+    ]
+}
+
+/// Reloads the config file into the live set on SIGHUP (a Pingora background service).
+pub struct Reloader {
+    path: PathBuf,
+    live: LiveHandle,
+    backend: Option<Arc<dyn KeyBackend>>,
+    key_cache_ttl: std::time::Duration,
+    /// The restart-only settings the process runs with.
+    running: Vec<(&'static str, String)>,
+}
+
+impl Reloader {
+    /// `running` and `key_cache_ttl` are those of the config the process started with
+    /// (read from `path`).
+    pub fn new(
+        path: PathBuf,
+        running: Fixed,
+        key_cache_ttl: std::time::Duration,
+        live: LiveHandle,
+        backend: Option<Arc<dyn KeyBackend>>,
+    ) -> Self {
+        Self {
+            path,
+            live,
+            backend,
+            key_cache_ttl,
+            running: running.0,
+        }
+    }
+
+    /// Reads, validates and swaps in the config file. Returns the restart-only settings
+    /// that differ from the running ones (not applied).
+    pub fn reload(&self) -> Result<Vec<&'static str>, ConfigError> {
+        let config = Config::load(&self.path)?;
+        let changed = fixed(&config)
+            .into_iter()
+            .zip(&self.running)
+            .filter(|(new, old)| new.1 != old.1)
+            .map(|(new, _)| new.0)
+            .collect();
+        let models = config.catalog.all().count();
+        self.live.store(Arc::new(live(
+            config.catalog,
+            config.keys,
+            self.backend.as_ref(),
+            self.key_cache_ttl,
+        )));
+        log::info!(
+            "config reloaded from {}: {} providers, {models} models",
+            self.path.display(),
+            config.providers.len(),
+        );
+        Ok(changed)
+    }
+
+    fn on_hangup(&self) {
+        log::info!("SIGHUP: reloading {}", self.path.display());
+        match self.reload() {
+            Ok(changed) => {
+                for setting in changed {
+                    log::warn!(
+                        "config reload: {setting} changed; needs restart (or `run --upgrade`), still running with the old value"
+                    );
+                }
+            }
+            Err(e) => log::error!(
+                "config reload failed, still running the previous config: {}",
+                e.to_string().trim_end()
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot watch SIGHUP, config reload is off: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                got = hangups.recv() => match got {
+                    Some(()) => self.on_hangup(),
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

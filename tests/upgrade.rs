@@ -1,0 +1,333 @@
+//! Zero-downtime changes on the real binary: a graceful upgrade (`run --upgrade`, then
+//! SIGQUIT to the running process) and a SIGHUP reload, each while a load generator sends
+//! chat requests and streams without pause. Nothing may fail, no stream may be cut, and the
+//! model added by the new config answers afterwards. A broken config on reload changes
+//! nothing and is logged with its line. The provider is the emulator in a process of its
+//! own, so that the gateway's upgrade does not restart it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::{free_ports, sha256_hex, wait_for_port, KEY, PROVIDER_KEY};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cheapai-gateway");
+/// What the emulator answers (5 chunks), whole or streamed.
+const CONTENT: &str = "Hello world1 world2 world3 world4";
+
+/// A child process, killed on drop (a test that fails must not leave a gateway behind).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "process never exited");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A temp directory with the config file, the logs and the upgrade socket.
+struct Setup {
+    dir: PathBuf,
+    gw: u16,
+    admin: u16,
+    emu: u16,
+    _emulator: Proc,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Setup {
+    fn new(name: &str) -> Self {
+        let [gw, admin, emu] = free_ports::<3>();
+        let dir = std::env::temp_dir().join(format!("cai-{name}-{}-{gw}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let emulator = Command::new(BIN)
+            .args(["emulator", "--listen", &format!("127.0.0.1:{emu}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the emulator starts");
+        let emulator = Proc(emulator);
+        wait_for_port(emu);
+        Self {
+            dir,
+            gw,
+            admin,
+            emu,
+            _emulator: emulator,
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("gateway.toml")
+    }
+
+    /// Writes the config: `models` served by the emulator; `threads` worker threads.
+    fn write_config(&self, models: &[&str], threads: usize) {
+        let mut text = format!(
+            r#"[server]
+listen = "127.0.0.1:{gw}"
+admin_listen = "127.0.0.1:{admin}"
+threads = {threads}
+grace_period_seconds = 3
+graceful_shutdown_timeout_seconds = 1
+upgrade_sock = "{sock}"
+
+[providers.emu]
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:{emu}/v1"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[[keys]]
+name = "load"
+sha256 = "{hash}"
+"#,
+            gw = self.gw,
+            admin = self.admin,
+            emu = self.emu,
+            sock = self.dir.join("upgrade.sock").display(),
+            hash = sha256_hex(KEY.as_bytes()),
+        );
+        for m in models {
+            text.push_str(&format!("\n[models.\"{m}\"]\nprovider = \"emu\"\n"));
+        }
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Starts the gateway binary on the config file, its log going to `log`.
+    fn gateway(&self, log: &str, upgrade: bool) -> Proc {
+        let path = self.config_path();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config"]).arg(&path);
+        if upgrade {
+            cmd.arg("--upgrade");
+        }
+        let child = cmd
+            .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(File::create(self.dir.join(log)).unwrap())
+            .spawn()
+            .expect("the gateway starts");
+        Proc(child)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Polls until `what` holds, or panics with `why` after `within`.
+    fn wait_until(&self, within: Duration, why: &str, mut what: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !what() {
+            assert!(Instant::now() < deadline, "{why}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One request, on a connection of its own (an idle keep-alive connection is closed by a
+/// process that stops, which a client sees as a failure it must retry; a new connection
+/// is never refused: the listening socket itself passes to the new process). `Ok` when the
+/// answer is whole and right.
+fn ask(port: u16, model: &str, stream: bool) -> Result<(), String> {
+    let agent = ureq::AgentBuilder::new()
+        .max_idle_connections(0)
+        .timeout(Duration::from_secs(20))
+        .build();
+    let body = format!(
+        r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let answer = agent
+        .post(&format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .set("authorization", &format!("Bearer {KEY}"))
+        .set("content-type", "application/json")
+        // long enough that requests and streams are always in flight when a process stops
+        .set("x-emulator-delay-ms", if stream { "0" } else { "150" })
+        .set("x-emulator-chunk-delay-ms", "100")
+        .send_string(&body)
+        .map_err(|e| format!("{model} stream={stream}: {e}"))?;
+    let text = answer
+        .into_string()
+        .map_err(|e| format!("{model} stream={stream}: body cut: {e}"))?;
+    let content: String = if stream {
+        if !text.trim_end().ends_with("data: [DONE]") {
+            return Err(format!("stream cut: {text:?}"));
+        }
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(String::from))
+            .collect()
+    } else {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("not JSON ({e}): {text}"))?;
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    if content == CONTENT {
+        Ok(())
+    } else {
+        Err(format!("{model} stream={stream}: wrong answer {text:?}"))
+    }
+}
+
+/// Threads sending chat requests (two) and streams (two) in a loop until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(port: u16, model: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..4)
+            .map(|i| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let (mut total, mut failures) = (0, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        total += 1;
+                        if let Err(e) = ask(port, model, i % 2 == 1) {
+                            failures.push(e);
+                        }
+                    }
+                    (total, failures)
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Stops the threads; the requests made and the failures.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut total, mut failures) = (0, Vec::new());
+        for t in self.threads {
+            let (n, f) = t.join().expect("load thread");
+            total += n;
+            failures.extend(f);
+        }
+        (total, failures)
+    }
+}
+
+/// Reports and checks a load run.
+fn no_failures(what: &str, load: Load) {
+    let (total, failures) = load.finish();
+    eprintln!("{what}: {total} requests, {} failed", failures.len());
+    assert!(total > 20, "{what}: too little load ({total} requests)");
+    assert!(failures.is_empty(), "{what}: {failures:#?}");
+}
+
+#[test]
+fn upgrade_under_load_drops_nothing_and_serves_the_new_config() {
+    let setup = Setup::new("upgrade");
+    setup.write_config(&["gpt-4o"], 2);
+    let mut old = setup.gateway("old.log", false);
+    wait_for_port(setup.gw);
+    let load = Load::start(setup.gw, "gpt-4o");
+    thread::sleep(Duration::from_millis(800));
+    assert!(ask(setup.gw, "gpt-4o-mini", false).is_err(), "not yet served");
+
+    // the operator's steps: new config, a new process with --upgrade, SIGQUIT to the old one
+    setup.write_config(&["gpt-4o", "gpt-4o-mini"], 2);
+    let _new = setup.gateway("new.log", true);
+    let sock = setup.dir.join("upgrade.sock");
+    setup.wait_until(Duration::from_secs(10), "new process never waited", || {
+        sock.exists()
+    });
+    old.signal("QUIT");
+
+    // the old process hands its sockets over, finishes what it has in flight and exits
+    assert_eq!(old.wait_exit(Duration::from_secs(20)), Some(0));
+    let old_log = setup.log("old.log");
+    assert!(old_log.contains("listener sockets sent"), "{old_log}");
+    for _ in 0..10 {
+        assert_eq!(ask(setup.gw, "gpt-4o-mini", false), Ok(()));
+        assert_eq!(ask(setup.gw, "gpt-4o-mini", true), Ok(()));
+    }
+    thread::sleep(Duration::from_millis(500));
+    no_failures("upgrade", load);
+}
+
+#[test]
+fn sighup_reload_under_load_drops_nothing_and_a_broken_config_changes_nothing() {
+    let setup = Setup::new("reload");
+    setup.write_config(&["gpt-4o"], 2);
+    let gw = setup.gateway("gw.log", false);
+    wait_for_port(setup.gw);
+    let load = Load::start(setup.gw, "gpt-4o");
+    thread::sleep(Duration::from_millis(1000));
+    assert!(ask(setup.gw, "gpt-4o-mini", false).is_err(), "not yet served");
+
+    // one more model (and a thread count, which only a restart can change)
+    setup.write_config(&["gpt-4o", "gpt-4o-mini"], 3);
+    gw.signal("HUP");
+    setup.wait_until(Duration::from_secs(5), "the new model never answered", || {
+        ask(setup.gw, "gpt-4o-mini", false).is_ok()
+    });
+    assert_eq!(ask(setup.gw, "gpt-4o-mini", true), Ok(()));
+    let log = setup.log("gw.log");
+    assert!(log.contains("config reloaded from"), "{log}");
+    assert!(
+        log.contains("server.threads changed; needs restart"),
+        "{log}"
+    );
+
+    // a broken file: an unknown provider, named with its line; the running config stays
+    let path = setup.config_path();
+    let good = std::fs::read_to_string(&path).unwrap();
+    let broken = format!("{good}\n[models.\"broken\"]\nprovider = \"nope\"\n");
+    let line = broken.lines().count();
+    std::fs::write(&path, &broken).unwrap();
+    gw.signal("HUP");
+    setup.wait_until(Duration::from_secs(5), "no reload error logged", || {
+        setup.log("gw.log").contains("config reload failed")
+    });
+    let log = setup.log("gw.log");
+    let expected = format!(
+        "{}:{line}: models.\"broken\".provider: unknown provider `nope`",
+        path.display()
+    );
+    assert!(log.contains(&expected), "{expected} not in {log}");
+    assert_eq!(ask(setup.gw, "gpt-4o-mini", false), Ok(()));
+    assert!(ask(setup.gw, "broken", false).is_err());
+    thread::sleep(Duration::from_millis(1000));
+    no_failures("reload", load);
+}
