@@ -2,7 +2,8 @@
 //! model names, provider names, endpoint labels, status codes, error kinds), never from keys
 //! or other user input.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use prometheus::{
     exponential_buckets, CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter,
@@ -218,6 +219,63 @@ pub static USAGE_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Connectors whose discarded pooled connections `cheapai_upstream_pool_unexpected_data_total`
+/// adds up.
+static POOL_SOURCES: std::sync::Mutex<Vec<Arc<AtomicU64>>> = std::sync::Mutex::new(Vec::new());
+
+/// The one connection figure Pingora 0.9.1 keeps (it registers no metrics of its own):
+/// pooled upstream connections its connector found holding unexpected data and threw away
+/// instead of reusing. Read from the connectors' counters at scrape time.
+struct PoolDiscards(prometheus::core::Desc);
+
+impl prometheus::core::Collector for PoolDiscards {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.0]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let total: u64 = POOL_SOURCES
+            .lock()
+            .map(|s| s.iter().map(|c| c.load(Ordering::Relaxed)).sum())
+            .unwrap_or_default();
+        let mut counter = prometheus::proto::Counter::default();
+        counter.set_value(total as f64);
+        let mut metric = prometheus::proto::Metric::default();
+        metric.set_counter(counter);
+        let mut family = prometheus::proto::MetricFamily::default();
+        family.set_name(self.0.fq_name.clone());
+        family.set_help(self.0.help.clone());
+        family.set_field_type(prometheus::proto::MetricType::COUNTER);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
+static POOL_DISCARDS: LazyLock<()> = LazyLock::new(|| {
+    let desc = prometheus::core::Desc::new(
+        "cheapai_upstream_pool_unexpected_data_total".into(),
+        "Pooled upstream connections Pingora found holding unexpected data and discarded \
+         instead of reusing."
+            .into(),
+        Vec::new(),
+        std::collections::HashMap::new(),
+    )
+    .unwrap_or_else(|_| unreachable_metric());
+    if let Err(e) = REGISTRY.register(Box::new(PoolDiscards(desc))) {
+        log::error!("metric registration failed: {e}");
+    }
+});
+
+/// Adds a connector's discarded pooled connections
+/// (`Connector::unexpected_data_connection_counter`) to
+/// `cheapai_upstream_pool_unexpected_data_total`.
+pub fn watch_upstream_pool(counter: Arc<AtomicU64>) {
+    LazyLock::force(&POOL_DISCARDS);
+    if let Ok(mut sources) = POOL_SOURCES.lock() {
+        sources.push(counter);
+    }
+}
+
 /// Forces every metric into the registry, so `/metrics` lists them all from the start.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -227,6 +285,7 @@ pub fn init() {
     LazyLock::force(&TIME_TO_FIRST_TOKEN);
     LazyLock::force(&TIME_PER_OUTPUT_TOKEN);
     LazyLock::force(&UPSTREAM_INFLIGHT);
+    LazyLock::force(&POOL_DISCARDS);
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&PROVIDER_AUTH_FAILURES);
     LazyLock::force(&UPSTREAM_ATTEMPTS);

@@ -94,12 +94,14 @@ impl Gateway {
         }
     }
 
-    /// Traces requests to `telemetry` (when set) and writes the access log in `log_format`.
+    /// Traces requests to `telemetry` (when set), writes the access log in `log_format`,
+    /// and counts the upstream pool's discarded connections in `/metrics`.
     pub fn with_observability(
         mut self,
         telemetry: Option<Arc<crate::telemetry::Telemetry>>,
         log_format: crate::config::LogFormat,
     ) -> Self {
+        metrics::watch_upstream_pool(self.connector.unexpected_data_connection_counter());
         self.observability = observe::Observability {
             telemetry,
             log_format,
