@@ -48,6 +48,9 @@ pub struct Start {
     pub config_path: Option<PathBuf>,
 }
 
+/// Read buffer of each client connection (see `build_server`).
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
+
 /// Builds the whole server from a validated config: the proxy listener, the admin listener
 /// and, when configured, the in-process provider emulator. Call `run_forever()` on the
 /// result (the binary) or `run(RunArgs)` with your own shutdown signal (tests).
@@ -168,7 +171,14 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         gateway,
         "cheapai-gateway",
     );
-    proxy_service.add_tcp(&config.server.listen);
+    // Client connections get a 16 KiB read buffer instead of Pingora's 64 KiB: it is zeroed
+    // per connection, so with thousands of long streams open it was most of their memory,
+    // and a request header fits in it many times over (bodies larger than the buffer are
+    // read past it, straight into the body buffer).
+    proxy_service.add_listener(
+        ListenerConfig::tcp(config.server.listen.as_str())
+            .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
+    );
     server.add_service(proxy_service);
 
     if let Some(listen) = &config.server.admin_listen {

@@ -163,14 +163,9 @@ pub async fn relay(
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     up.session.set_read_timeout(Some(up.provider.timeouts.idle));
-    let upstream_header = up
-        .session
-        .response_header()
-        .cloned()
-        .ok_or_else(|| GatewayError::new(ErrorKind::UpstreamProtocol, "no response header"))?;
     let streamed = match content_type {
         Some(t) => t == "text/event-stream",
-        None => content_type_of(&upstream_header).starts_with("text/event-stream"),
+        None => content_type_of(upstream_header(&up)?).starts_with("text/event-stream"),
     };
     let format = match ctx.endpoint {
         Some(Endpoint::Responses) => AnswerFormat::Responses,
@@ -178,9 +173,9 @@ pub async fn relay(
     };
     ctx.meter = Some(Meter::new(format, streamed, !ctx.include_usage));
     if !streamed {
-        return whole(up, translator, &upstream_header, content_type, session, ctx).await;
+        return whole(up, translator, content_type, session, ctx).await;
     }
-    let header = client_header(&upstream_header, ctx, content_type, None)?;
+    let header = client_header(upstream_header(&up)?, ctx, content_type, None)?;
     stream(up, translator, header, session, ctx).await
 }
 
@@ -191,7 +186,6 @@ pub async fn relay(
 async fn whole(
     mut up: Upstream<'_>,
     mut translator: Option<Box<dyn ResponseTranslator>>,
-    upstream_header: &ResponseHeader,
     content_type: Option<&'static str>,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -235,7 +229,7 @@ async fn whole(
         }
         None => {
             let body = concat(&mut pieces, received).unwrap_or_default();
-            let is_json = content_type_of(upstream_header).contains("json");
+            let is_json = content_type_of(upstream_header(&up)?).contains("json");
             if is_json && serde_json::from_slice::<IgnoredAny>(&body).is_err() {
                 return Err(GatewayError::new(
                     ErrorKind::UpstreamProtocol,
@@ -245,8 +239,8 @@ async fn whole(
             body
         }
     };
+    let header = client_header(upstream_header(&up)?, ctx, content_type, Some(body.len()))?;
     up.release().await;
-    let header = client_header(upstream_header, ctx, content_type, Some(body.len()))?;
     if !write_header(session, ctx, header).await || !write_body(session, ctx, body).await {
         return Ok(Finished::Abort);
     }
@@ -491,6 +485,14 @@ fn client_header(
             format!("provider response header unusable: {e}"),
         )
     })
+}
+
+/// The provider's response header, borrowed from its session (copying it would cost a
+/// header map per request, held for a whole stream).
+fn upstream_header<'a>(up: &'a Upstream<'_>) -> Result<&'a ResponseHeader, GatewayError> {
+    up.session
+        .response_header()
+        .ok_or_else(|| GatewayError::new(ErrorKind::UpstreamProtocol, "no response header"))
 }
 
 /// One piece is passed on as is; several are joined into one buffer for one write.
