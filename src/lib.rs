@@ -130,12 +130,7 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         Some(r) => Arc::new(keys::RedisKeys::new(r.clone())),
         None => Arc::new(keys::MemoryKeys::default()),
     };
-    let telemetry = telemetry::install(
-        config.telemetry.as_ref(),
-        config.log_format,
-        std::time::Duration::from_secs(config.server.grace_period_seconds),
-        &mut server,
-    )?;
+    let telemetry = telemetry::install(config.telemetry.as_ref(), config.log_format)?;
     let running = reload::Fixed::of(&config);
     let live: reload::LiveHandle = Arc::new(arc_swap::ArcSwap::from_pointee(reload::live(
         config.catalog,

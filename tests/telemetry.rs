@@ -391,3 +391,54 @@ fn with_tracing_off_nothing_is_exported_and_no_traceparent_is_made_up() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(receiver.spans.lock().unwrap().is_empty());
 }
+
+#[test]
+fn the_real_binary_sends_what_is_queued_when_it_stops() {
+    let receiver = Receiver::start();
+    let [gw, admin, emu] = free_ports();
+    let dir = std::env::temp_dir().join(format!("cheapai-telemetry-{gw}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    // a batch delay far beyond the test: only the flush at shutdown can send the span
+    let extra = format!(
+        "[emulator]\nlisten = \"127.0.0.1:{emu}\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{}\"\nexport_delay_ms = 600000\n",
+        receiver.port
+    );
+    std::fs::write(&config, config_text(gw, admin, emu, &extra)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(gw);
+    wait_for_port(emu);
+    let response = ureq::post(&format!("http://127.0.0.1:{gw}/v1/chat/completions"))
+        .set("authorization", &format!("Bearer {KEY}"))
+        .send_string(&chat("gpt-4o", false))
+        .unwrap();
+    let answer = Answer {
+        status: response.status(),
+        headers: [(
+            "x-request-id".to_string(),
+            response.header("x-request-id").unwrap().to_string(),
+        )]
+        .into(),
+        body: Vec::new(),
+    };
+    assert!(
+        receiver.spans.lock().unwrap().is_empty(),
+        "batched, not sent"
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let root = receiver.request_span(&answer);
+    assert_eq!(attr(&root, "http.response.status_code"), json!(200));
+    receiver.trace(&hex::encode(&root.trace_id), 2);
+    let _ = child.wait();
+}

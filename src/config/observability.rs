@@ -70,3 +70,51 @@ pub(super) fn log_format(raw: &FileConfig) -> LogFormat {
         Some(FileLogFormat::Text) | None => LogFormat::Text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[server]\nlisten = \"127.0.0.1:8080\"\n";
+
+    fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(&format!("{BASE}{extra}"), "t.toml", &|_| None)
+    }
+
+    #[test]
+    fn off_and_text_unless_configured() {
+        let c = parse("").unwrap();
+        assert_eq!(c.telemetry, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        // a [telemetry] table without an endpoint is off too
+        let c = parse("[telemetry]\nservice_name = \"x\"\n").unwrap();
+        assert_eq!(c.telemetry, None);
+    }
+
+    #[test]
+    fn an_endpoint_turns_traces_on_with_defaults() {
+        let c = parse(
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let t = c.telemetry.unwrap();
+        assert_eq!(t.traces_url(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(t.service_name, "cheapai-gateway");
+        assert_eq!(t.export_delay, Duration::from_secs(5));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_line() {
+        let e = parse("[telemetry]\notlp_endpoint = \"https://collector:4318\"\n").unwrap_err();
+        assert!(
+            e.0[0].starts_with("t.toml:4: telemetry.otlp_endpoint"),
+            "{e}"
+        );
+        let e = parse("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n").unwrap_err();
+        assert!(e.0[0].contains("http://"), "{e}");
+        let e = parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(e.to_string().contains("t.toml:4"), "{e}");
+    }
+}

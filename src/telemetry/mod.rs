@@ -14,15 +14,12 @@ pub mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
 use crate::config::TelemetryConfig;
 
@@ -32,7 +29,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_QUEUE: usize = 8192;
 
 /// The running trace pipeline: a tracer for request spans, and the provider that batches
-/// and exports them.
+/// and exports them (and sends what is left when dropped).
 pub struct Telemetry {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
@@ -77,55 +74,23 @@ impl Telemetry {
     pub(crate) fn tracer(&self) -> &SdkTracer {
         &self.tracer
     }
+}
 
-    /// The background service that sends what is queued when the server shuts down.
-    pub fn flusher(self: &Arc<Self>, grace_period: Duration) -> Flusher {
-        Flusher {
-            telemetry: self.clone(),
-            grace_period,
+impl Drop for Telemetry {
+    /// Sends the spans still queued. Pingora drops its services when it stops (after the
+    /// grace period of a graceful shutdown), so the last requests' spans are not lost.
+    fn drop(&mut self) {
+        if let Err(e) = self.provider.shutdown() {
+            log::debug!("trace pipeline shutdown: {e}");
         }
     }
 }
 
-/// Exports the queued spans at shutdown: once at the signal, and again (closing the
-/// pipeline) after the grace period, when the last requests have ended. On a thread of its
-/// own: both calls block, and the runtimes are being torn down meanwhile.
-pub struct Flusher {
-    telemetry: Arc<Telemetry>,
-    grace_period: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for Flusher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        // an error means the sender is gone: the server is stopping either way
-        let _ = shutdown.changed().await;
-        let telemetry = self.telemetry.clone();
-        let grace = self.grace_period;
-        let spawned = std::thread::Builder::new()
-            .name("otlp-flush".into())
-            .spawn(move || {
-                if let Err(e) = telemetry.provider.force_flush() {
-                    log::warn!("trace export at shutdown: {e}");
-                }
-                std::thread::sleep(grace);
-                if let Err(e) = telemetry.provider.shutdown() {
-                    log::debug!("trace pipeline shutdown: {e}");
-                }
-            });
-        if let Err(e) = spawned {
-            log::warn!("trace flush at shutdown not started: {e}");
-        }
-    }
-}
-
-/// Sets the log format and, when `[telemetry]` names an endpoint, starts the trace pipeline
-/// and its flush at shutdown. `None`: tracing is off and nothing of it runs.
+/// Sets the log format and, when `[telemetry]` names an endpoint, starts the trace pipeline.
+/// `None`: tracing is off and nothing of it runs.
 pub fn install(
     config: Option<&TelemetryConfig>,
     log_format: crate::config::LogFormat,
-    grace_period: Duration,
-    server: &mut pingora::server::Server,
 ) -> pingora::Result<Option<Arc<Telemetry>>> {
     logger::set_json(log_format == crate::config::LogFormat::Json);
     let Some(t) = config else {
@@ -133,11 +98,6 @@ pub fn install(
     };
     let telemetry = Telemetry::start(t)
         .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?;
-    let grace = grace_period;
-    server.add_service(pingora::services::background::background_service(
-        "trace flush",
-        telemetry.flusher(grace),
-    ));
     log::info!("traces to {} as service {}", t.traces_url(), t.service_name);
     Ok(Some(telemetry))
 }
