@@ -283,6 +283,30 @@ fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_red
     let keys: u64 = redis.cli(&["DBSIZE"]).trim().parse().unwrap();
     assert!(keys > 0, "nothing in Redis");
 
+    // The shipped config logs JSON lines (what a container's log collector reads): every
+    // stderr line is a JSON object, and the chat has its access line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stderr = std::fs::read_to_string(&err_log).unwrap();
+        // whole lines only: the last one may be mid-write
+        let complete = stderr.rfind('\n').map_or("", |end| &stderr[..end]);
+        let lines: Vec<serde_json::Value> = complete
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l["model"] == "gpt-4o" && l["status"] == 200)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access line for the chat:\n{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     drop(process);
     let _ = std::fs::remove_dir_all(&root);
 }
