@@ -10,7 +10,9 @@ gateway's syscalls per request (strace -c, a short separate pass), peak RSS, and
 added time of many slow concurrent streams.
 
 Environment: DURATION (s per measurement, 8), ROUNDS (2), CONNECTIONS (64), SLOW_STREAMS (2000),
-TARGETS (space-separated subset), LOADS (chat stream embed), PHASES (load latency strace slow).
+TARGETS (space-separated subset), LOADS (chat stream embed), PHASES (load latency strace slow),
+COMPARE ("name=/path/to/binary ...": more gateways, in-memory state, each run from its own
+binary, e.g. builds of earlier commits, so that each change is measured alone in one run).
 """
 
 import os
@@ -170,6 +172,7 @@ sha256 = "{key_hash}"
         return gw, path
 
     state = f'[state]\nredis_url = "redis://127.0.0.1:{redis}/0"\n'
+    compare = dict(c.split("=", 1) for c in os.environ.get("COMPARE", "").split())
     confs = {
         "gateway": gateway_conf("gateway"),
         "redis": gateway_conf("redis", extra=state),
@@ -213,6 +216,10 @@ http {{
     servers = {"direct": (emu, emulator), "nginx": (ngx, nginx)}
     for name, (gw, path) in confs.items():
         servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log"))
+    for name, binary in compare.items():
+        gw, path = gateway_conf(name)
+        servers[name] = (gw, spawn([binary, "run", "--config", path], name + ".log"))
+        TARGETS.append(name)
     for p, _ in servers.values():
         wait_port(p)
     wait_port(redis)
@@ -247,7 +254,12 @@ http {{
         print()
         mean = lambda t, l, k: results[(t, l)][k] / results[(t, l)]["n"] if (t, l) in results else float("nan")
         for load in LOADS:
-            g, n, d = (mean(t, load, "rps") for t in ("gateway", "nginx", "direct"))
+            n, d = mean("nginx", load, "rps"), mean("direct", load, "rps")
+            for name in compare:
+                c, cc = mean(name, load, "rps"), mean(name, load, "cpu")
+                print(f"ratio {load:<7} {name}/nginx = {c / n:.2f}x  {name}/direct = {c / d:.2f}x  "
+                      f"cpu/req {cc:.4f} ms = {cc / mean('nginx', load, 'cpu'):.1f}x nginx")
+            g = mean("gateway", load, "rps")
             gc, nc = mean("gateway", load, "cpu"), mean("nginx", load, "cpu")
             print(f"ratio {load:<7} gateway/nginx = {g / n:.2f}x  gateway/direct = {g / d:.2f}x  "
                   f"nginx/direct = {n / d:.2f}x  cpu/req gateway {gc:.4f} ms, nginx {nc:.4f} ms = {gc / nc:.1f}x")

@@ -10,8 +10,8 @@ use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
 use pingora::protocols::l4::socket::SocketAddr;
-use pingora::utils::tls::CertKey;
 use pingora::upstreams::peer::{HttpPeer, Peer, PeerOptions, Proxy, Tracer};
+use pingora::utils::tls::CertKey;
 
 /// An `HttpPeer` whose pooled connections are reused without the descriptor check.
 #[derive(Debug, Clone)]

@@ -28,34 +28,6 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// Fresh connections tried when a pooled one turns out to be closed by the provider.
 const STALE_CONNECTION_RETRIES: usize = 2;
 
-/// Client request headers never sent upstream: framing and hop-by-hop headers (the gateway
-/// frames its own request), the client's credentials, headers that tie the request to the
-/// client's own account or address, and `accept-encoding` so answers arrive uncompressed
-/// and readable by the gateway.
-const REQUEST_HEADERS_DROPPED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "expect",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "x-goog-api-key",
-    "cookie",
-    "accept-encoding",
-    "openai-organization",
-    "openai-project",
-    "forwarded",
-    "x-forwarded-for",
-    "x-real-ip",
-];
-
 /// How the exchange ended, when it did not end with an error response.
 pub enum Finished {
     /// The answer (or an SSE error event) was delivered and the response is complete.
@@ -120,15 +92,15 @@ async fn send(
             .get_http_session(&peer)
             .await
             .map_err(|e| upstream_failure(provider, &e, "connecting"))?;
-        let header = upstream_header(
+        let head = wire::Head {
             provider,
             client,
             request,
-            &ctx.request_id,
-            traceparent.as_deref(),
-        )
-        .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("request header: {e}")))?;
-        match write_and_read_header(up, header, request.body.clone(), &peer, timeouts).await {
+            request_id: &ctx.request_id,
+            traceparent: traceparent.as_deref(),
+        }
+        .serialize(request.body.len());
+        match write_and_read_header(up, head, request.body.clone(), &peer, timeouts).await {
             Ok(up) => return Ok((up, peer)),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
                 log::debug!(
@@ -144,12 +116,12 @@ async fn send(
 
 async fn write_and_read_header(
     up: HttpSession,
-    header: RequestHeader,
+    head: BytesMut,
     body: Bytes,
     peer: &UpstreamPeer,
     timeouts: &Timeouts,
 ) -> pingora::Result<HttpSession> {
-    let mut up = wire::write_request(up, header, body, peer, timeouts.first_byte).await?;
+    let mut up = wire::write_request(up, head, body, peer, timeouts.first_byte).await?;
     loop {
         up.read_response_header().await?;
         match up.response_header().map(|h| h.status.as_u16()) {
@@ -158,53 +130,6 @@ async fn write_and_read_header(
             None => return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
         }
     }
-}
-
-/// The request line and headers for the provider: the client's own headers minus
-/// [`REQUEST_HEADERS_DROPPED`] and other APIs' headers, then the provider's host, auth and
-/// defaults, and the new body length.
-fn upstream_header(
-    provider: &Provider,
-    client: &RequestHeader,
-    request: &UpstreamRequest,
-    request_id: &str,
-    traceparent: Option<&str>,
-) -> pingora::Result<RequestHeader> {
-    let mut header = RequestHeader::build(
-        http::Method::POST,
-        request.path.as_bytes(),
-        Some(client.headers.len() + 4),
-    )?;
-    for (name, value) in client.headers.iter() {
-        let name_str = name.as_str();
-        let dropped = REQUEST_HEADERS_DROPPED.contains(&name_str)
-            || request
-                .dropped_header_prefixes
-                .iter()
-                .any(|p| name_str.starts_with(p));
-        if !dropped {
-            header.append_header(name.clone(), value.clone())?;
-        }
-    }
-    header.insert_header(http::header::HOST, provider.upstream.authority.as_str())?;
-    for (name, value) in &request.headers {
-        header.insert_header(*name, value.as_str())?;
-    }
-    for (name, value) in &request.default_headers {
-        if !header.headers.contains_key(*name) {
-            header.insert_header(*name, *value)?;
-        }
-    }
-    if request.content_type.is_some() || !header.headers.contains_key(http::header::CONTENT_TYPE) {
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    }
-    header.insert_header(http::header::CONTENT_LENGTH, request.body.len())?;
-    header.insert_header("x-request-id", request_id)?;
-    if let Some(traceparent) = traceparent {
-        // the attempt's span, in place of any the client sent
-        header.insert_header("traceparent", traceparent)?;
-    }
-    Ok(header)
 }
 
 /// Reads an error answer (bounded) and turns it into the client's error.

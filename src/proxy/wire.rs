@@ -1,59 +1,145 @@
-//! Writing the upstream request: header and body in one write.
+//! The upstream request on the wire: its head serialized straight from the client's header
+//! and the provider's rules, and written together with the body.
 //!
-//! Pingora's HTTP/1 client flushes the request header before the body is written, so a
-//! request costs two `sendto`s, and on loopback each send runs the whole receive path of the
-//! other side. Every request the gateway sends has its body in hand, so over HTTP/1 it
-//! serializes the header with Pingora's own serializer, appends the body and writes both at
-//! once on the pooled stream, then reads the answer with a fresh session on that stream (the
-//! state Pingora's session keeps about the request only matters for HEAD and upgrades, which
-//! the gateway never sends).
+//! Pingora's HTTP/1 client takes a `RequestHeader` (a header map plus a map of name cases,
+//! built header by header) and flushes it before the body is written, so a request cost two
+//! `sendto`s and a header map built only to be serialized. Every request the gateway sends has
+//! its body in hand, so it writes `request line + headers + body` in one write on the pooled
+//! stream and reads the answer with a fresh Pingora session on that stream (what that session
+//! would remember of the request only matters for HEAD and upgrades, which are never sent).
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as Http1};
+use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::{Error, ErrorType, OrErr};
 use tokio::io::AsyncWriteExt;
 
 use crate::providers::peer::UpstreamPeer;
+use crate::providers::{Provider, UpstreamRequest};
 
-/// Bodies up to this size are copied behind the header so both leave in one write; larger
+/// Bodies up to this size are copied behind the head so both leave in one write; larger
 /// ones are written after it (the copy would cost more than the extra send).
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// Writes `header` and `body` to the provider, returning the session to read the answer on
-/// (its read and write timeouts set to `timeout`, the time allowed for the first byte).
+/// Client request headers never sent upstream: framing and hop-by-hop headers (the gateway
+/// frames its own request), the client's credentials, headers that tie the request to the
+/// client's own account or address, and `accept-encoding` so answers arrive uncompressed
+/// and readable by the gateway.
+const REQUEST_HEADERS_DROPPED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "cookie",
+    "accept-encoding",
+    "openai-organization",
+    "openai-project",
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+];
+
+/// What goes into the head of one upstream request.
+pub struct Head<'a> {
+    pub provider: &'a Provider,
+    pub client: &'a RequestHeader,
+    pub request: &'a UpstreamRequest,
+    pub request_id: &'a str,
+    /// The attempt's span, in place of any `traceparent` the client sent.
+    pub traceparent: Option<&'a str>,
+}
+
+impl Head<'_> {
+    /// `POST path HTTP/1.1`, the client's own headers minus [`REQUEST_HEADERS_DROPPED`],
+    /// other APIs' headers and every header set below; then the provider's host, auth and
+    /// defaults (a default only where the client sent none), the content type, the body's
+    /// length, the request id and the trace context.
+    pub fn serialize(&self, body_len: usize) -> BytesMut {
+        let request = self.request;
+        let mut out = BytesMut::with_capacity(512 + 64 * self.client.headers.len());
+        out.put_slice(b"POST ");
+        out.put_slice(request.path.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        let replaced = |name: &str| {
+            request.headers.iter().any(|(n, _)| *n == name)
+                || name == "x-request-id"
+                || (name == "traceparent" && self.traceparent.is_some())
+                || (name == "content-type" && request.content_type.is_some())
+        };
+        let forwarded = |name: &str| {
+            !REQUEST_HEADERS_DROPPED.contains(&name)
+                && !request
+                    .dropped_header_prefixes
+                    .iter()
+                    .any(|p| name.starts_with(p))
+        };
+        let client_sent = |name: &str| forwarded(name) && self.client.headers.contains_key(name);
+        for (name, value) in self.client.headers.iter() {
+            let name = name.as_str();
+            if forwarded(name) && !replaced(name) {
+                header(&mut out, name, value.as_bytes());
+            }
+        }
+        header(&mut out, "host", self.provider.upstream.authority.as_bytes());
+        for (name, value) in &request.headers {
+            header(&mut out, name, value.as_bytes());
+        }
+        for (name, value) in &request.default_headers {
+            let set = request.headers.iter().any(|(n, _)| n == name) || client_sent(name);
+            if !set {
+                header(&mut out, name, value.as_bytes());
+            }
+        }
+        if request.content_type.is_some() || !client_sent("content-type") {
+            header(&mut out, "content-type", b"application/json");
+        }
+        header(&mut out, "content-length", itoa::Buffer::new().format(body_len).as_bytes());
+        header(&mut out, "x-request-id", self.request_id.as_bytes());
+        if let Some(traceparent) = self.traceparent {
+            header(&mut out, "traceparent", traceparent.as_bytes());
+        }
+        out.put_slice(b"\r\n");
+        out
+    }
+}
+
+fn header(out: &mut BytesMut, name: &str, value: &[u8]) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Writes the head and the body to the provider, returning the session to read the answer
+/// on (its read and write timeouts set to `timeout`, the time allowed for the first byte).
 pub async fn write_request(
     up: HttpSession,
-    header: RequestHeader,
+    head: BytesMut,
     body: Bytes,
     peer: &UpstreamPeer,
     timeout: Duration,
 ) -> pingora::Result<HttpSession> {
-    let h1 = match up {
-        HttpSession::H1(h1) => h1,
-        mut other => {
-            other.set_write_timeout(Some(timeout));
-            other.set_read_timeout(Some(timeout));
-            other.write_request_header(Box::new(header)).await?;
-            other.write_request_body(body, true).await?;
-            other.finish_request_body().await?;
-            return Ok(other);
-        }
+    let HttpSession::H1(h1) = up else {
+        // Provider peers are made with HTTP/1.1 ALPN only (`Upstream::peer`).
+        return Error::e_explain(ErrorType::InternalError, "provider session is not HTTP/1");
     };
-    let head = http_req_header_to_wire(&header).ok_or_else(|| {
-        Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            "request line or headers not writable as HTTP/1.1",
-        )
-    })?;
     let mut stream = h1.into_inner();
     let write = async {
         if body.len() <= COALESCE_LIMIT {
-            let mut wire = BytesMut::with_capacity(head.len() + body.len());
-            wire.extend_from_slice(&head);
+            let mut wire = head;
             wire.extend_from_slice(&body);
             stream.write_all(&wire).await?;
         } else {
