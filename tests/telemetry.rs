@@ -442,3 +442,36 @@ fn the_real_binary_sends_what_is_queued_when_it_stops() {
     receiver.trace(&hex::encode(&root.trace_id), 2);
     let _ = child.wait();
 }
+
+#[test]
+fn sample_ratio_zero_records_no_trace_the_gateway_starts_but_keeps_a_clients() {
+    let receiver = Receiver::start();
+    let gw = start_traced(&receiver, "sample_ratio = 0.0\n");
+    let answer = gw.post("/v1/chat/completions", &chat("gpt-4o", false));
+    assert_eq!(answer.status, 200);
+    // the provider still gets a traceparent, marked not sampled
+    let sent = traceparent_sent(&gw.upstream_exchange(&answer)).unwrap();
+    assert!(sent.ends_with("-00"), "{sent}");
+    // a client's sampled trace is recorded whatever the ratio
+    let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = gw.post_with(
+        "/v1/chat/completions",
+        &[("traceparent", theirs)],
+        &chat("gpt-4o", false),
+    );
+    let root = receiver.request_span(&traced);
+    assert_eq!(
+        hex::encode(&root.trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let id = answer.header("x-request-id").unwrap();
+    assert!(
+        !receiver
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| attr(s, "cheapai.request_id") == json!(id)),
+        "the unsampled request was exported"
+    );
+}

@@ -77,6 +77,8 @@ pub struct FileTelemetry {
     pub service_name: Option<String>,
     /// How long finished spans wait to be exported in one batch.
     pub export_delay_ms: Option<u64>,
+    /// Share of new traces recorded (0.0 ..= 1.0); a client's sampling decision is kept.
+    pub sample_ratio: Option<Spanned<f64>>,
 }
 
 /// `[log]`: the access log's format.

@@ -9,7 +9,7 @@ use super::Validator;
 const DEFAULT_EXPORT_DELAY_MS: u64 = 5_000;
 
 /// Traces are exported when this is set (`[telemetry] otlp_endpoint`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
     /// OTLP/HTTP base URL, without a trailing slash.
     pub otlp_endpoint: String,
@@ -17,6 +17,9 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// How long a finished span may wait for its batch to be sent.
     pub export_delay: Duration,
+    /// Share of the traces the gateway starts that are recorded and exported; a trace a
+    /// client started keeps the client's decision (`traceparent`'s sampled flag).
+    pub sample_ratio: f64,
 }
 
 impl TelemetryConfig {
@@ -39,6 +42,14 @@ impl Validator<'_> {
     pub(super) fn telemetry(&mut self, raw: &FileConfig) -> Option<TelemetryConfig> {
         let t = raw.telemetry.as_ref()?;
         let endpoint = t.otlp_endpoint.as_ref()?;
+        let sample_ratio = match &t.sample_ratio {
+            None => 1.0,
+            Some(r) if (0.0..=1.0).contains(r.get_ref()) => *r.get_ref(),
+            Some(r) => {
+                self.problem(r, "telemetry.sample_ratio", "must be between 0.0 and 1.0");
+                1.0
+            }
+        };
         let url = endpoint.get_ref().trim_end_matches('/');
         if url.parse::<http::Uri>().is_err() || !url.starts_with("http://") {
             self.problem(
@@ -59,6 +70,7 @@ impl Validator<'_> {
             export_delay: Duration::from_millis(
                 t.export_delay_ms.unwrap_or(DEFAULT_EXPORT_DELAY_MS).max(1),
             ),
+            sample_ratio,
         })
     }
 }
@@ -102,6 +114,7 @@ mod tests {
         assert_eq!(t.traces_url(), "http://127.0.0.1:4318/v1/traces");
         assert_eq!(t.service_name, "cheapai-gateway");
         assert_eq!(t.export_delay, Duration::from_secs(5));
+        assert_eq!(t.sample_ratio, 1.0);
         assert_eq!(c.log_format, LogFormat::Json);
     }
 
@@ -114,6 +127,12 @@ mod tests {
         );
         let e = parse("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n").unwrap_err();
         assert!(e.0[0].contains("http://"), "{e}");
+        let e = parse("[telemetry]\notlp_endpoint = \"http://c:4318\"\nsample_ratio = 1.5\n")
+            .unwrap_err();
+        assert!(
+            e.0[0].starts_with("t.toml:5: telemetry.sample_ratio"),
+            "{e}"
+        );
         let e = parse("[log]\nformat = \"xml\"\n").unwrap_err();
         assert!(e.to_string().contains("t.toml:4"), "{e}");
     }

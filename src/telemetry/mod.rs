@@ -17,7 +17,7 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
 
@@ -59,7 +59,10 @@ impl Telemetry {
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batch)
             .build();
+        let sampler =
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
             .with_span_processor(processor)
             .with_resource(
                 Resource::builder()
