@@ -30,6 +30,8 @@ pub mod usage;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
