@@ -225,12 +225,21 @@ async fn whole(
     let body = match translator.as_mut() {
         Some(t) => {
             t.finish(&mut translated)?;
-            Bytes::from(translated)
+            let body = Bytes::from(translated);
+            if let Some(meter) = ctx.meter.as_mut() {
+                meter.read_answer(&body);
+            }
+            body
         }
         None => {
             let body = concat(&mut pieces, received).unwrap_or_default();
             let is_json = content_type_of(upstream_header(&up)?).contains("json");
-            if is_json && serde_json::from_slice::<IgnoredAny>(&body).is_err() {
+            // the meter's usage parse is also the check that the answer is whole JSON
+            let mut well_formed = || match ctx.meter.as_mut() {
+                Some(meter) => meter.read_answer(&body),
+                None => serde_json::from_slice::<IgnoredAny>(&body).is_ok(),
+            };
+            if is_json && !well_formed() {
                 return Err(GatewayError::new(
                     ErrorKind::UpstreamProtocol,
                     format!("provider {} answered malformed JSON", up.provider.name),

@@ -56,6 +56,8 @@ pub struct Meter {
     strip_usage_chunk: bool,
     json: Vec<u8>,
     json_bytes: usize,
+    /// A whole answer handed over by [`Self::read_answer`] (shared, not copied).
+    answer: Option<Bytes>,
     usage: Option<Usage>,
     /// The part of `usage.prompt` written to Anthropic's prompt cache.
     writes: CacheWrites,
@@ -76,6 +78,7 @@ impl Meter {
             strip_usage_chunk: strip_usage_chunk && stream && dialect == AnswerFormat::Chat,
             json: Vec::new(),
             json_bytes: 0,
+            answer: None,
             usage: None,
             writes: CacheWrites::default(),
             kept: Vec::new(),
@@ -89,7 +92,9 @@ impl Meter {
     /// usage-only chunk when it must be removed (no copy otherwise).
     pub fn process(&mut self, data: Bytes) -> Bytes {
         if !self.stream {
-            self.buffer_json(&data);
+            if self.answer.is_none() {
+                self.buffer_json(&data);
+            }
             return data;
         }
         self.seen_bytes += data.len();
@@ -120,10 +125,23 @@ impl Meter {
         kept.freeze()
     }
 
+    /// A whole JSON answer, in hand before it is written: its usage is read in the same parse
+    /// that tells whether it is well-formed JSON (false: malformed, which the relay may still
+    /// retry elsewhere). The bytes are kept by reference, so writing them copies nothing.
+    pub fn read_answer(&mut self, body: &Bytes) -> bool {
+        let (usage, well_formed) = json_usage(self.dialect, body);
+        if let Some((usage, writes)) = usage {
+            self.usage = Some(usage);
+            self.writes = writes;
+        }
+        self.answer = Some(body.clone());
+        well_formed
+    }
+
     /// The usage the provider reported, if any; for JSON answers read here, at the end.
     pub fn reported(&mut self) -> Option<Usage> {
-        if !self.stream && self.usage.is_none() {
-            if let Some((usage, writes)) = json_usage(self.dialect, &self.json) {
+        if !self.stream && self.usage.is_none() && self.answer.is_none() {
+            if let (Some((usage, writes)), _) = json_usage(self.dialect, &self.json) {
                 self.usage = Some(usage);
                 self.writes = writes;
             }
@@ -157,6 +175,8 @@ impl Meter {
                     }
                 }
                 text
+            } else if let Some(answer) = &self.answer {
+                json_text(dialect, answer)
             } else if self.json_bytes <= MAX_JSON_BUFFER {
                 json_text(dialect, &self.json)
             } else {
@@ -322,37 +342,48 @@ fn event_data(event: &[u8]) -> Option<&[u8]> {
         .map(|d| d.strip_suffix(b"\r").unwrap_or(d))
 }
 
-fn json_usage(dialect: AnswerFormat, body: &[u8]) -> Option<(Usage, CacheWrites)> {
-    let openai = |u: OpenAiUsage| (u.writes(), u);
-    let anthropic = |u: AnthropicUsage| u.merge_into(None, CacheWrites::default());
-    let (usage, writes) = match dialect {
+/// The usage in a JSON answer (from its tail when the whole does not parse), and whether
+/// the answer is well-formed JSON. One parse in the usual case: the typed parse validates
+/// the whole document; only a document that is valid JSON of an unexpected shape is
+/// parsed a second time, to tell it from malformed JSON.
+fn json_usage(dialect: AnswerFormat, body: &[u8]) -> (Option<(Usage, CacheWrites)>, bool) {
+    fn read<B: serde::de::DeserializeOwned, U: serde::de::DeserializeOwned>(
+        body: &[u8],
+        usage_of: impl FnOnce(B) -> Option<U>,
+    ) -> (Option<U>, bool) {
+        match serde_json::from_slice::<B>(body) {
+            Ok(b) => (usage_of(b), true),
+            Err(e) => {
+                let well_formed = e.is_data()
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+                let tail = tail_object(body, b"\"usage\"")
+                    .and_then(|o| serde_json::from_slice::<U>(o).ok());
+                (tail, well_formed)
+            }
+        }
+    }
+    match dialect {
         AnswerFormat::Responses => {
-            let usage = match serde_json::from_slice::<ResponsesObject>(body) {
-                Ok(b) => b.usage,
-                Err(_) => tail_object(body, b"\"usage\"")
-                    .and_then(|o| serde_json::from_slice::<ResponsesUsage>(o).ok()),
-            };
-            (usage.map(Usage::from), CacheWrites::default())
+            let (usage, ok) = read::<ResponsesObject, ResponsesUsage>(body, |b| b.usage);
+            (usage.map(|u| (Usage::from(u), CacheWrites::default())), ok)
         }
         AnswerFormat::Chat => {
-            let usage = match serde_json::from_slice::<OpenAiBody>(body) {
-                Ok(b) => b.usage,
-                Err(_) => tail_object(body, b"\"usage\"")
-                    .and_then(|o| serde_json::from_slice::<OpenAiUsage>(o).ok()),
-            };
-            let (writes, usage) = openai(usage?);
-            (Some(Usage::from(usage)), writes)
+            let (usage, ok) = read::<OpenAiBody, OpenAiUsage>(body, |b| b.usage);
+            let usage = usage.map(|u| {
+                let writes = u.writes();
+                (Usage::from(u), writes)
+            });
+            (usage, ok)
         }
         AnswerFormat::Anthropic => {
-            let usage = match serde_json::from_slice::<AnthropicMessage>(body) {
-                Ok(b) => b.usage,
-                Err(_) => tail_object(body, b"\"usage\"")
-                    .and_then(|o| serde_json::from_slice::<AnthropicUsage>(o).ok()),
-            };
-            anthropic(usage?)
+            let (usage, ok) = read::<AnthropicMessage, AnthropicUsage>(body, |b| b.usage);
+            let usage = usage.and_then(|u| {
+                let (usage, writes) = u.merge_into(None, CacheWrites::default());
+                usage.map(|u| (u, writes))
+            });
+            (usage, ok)
         }
-    };
-    Some((usage?, writes))
+    }
 }
 
 /// The JSON object after the last `key:` in a (tail of a) body.
