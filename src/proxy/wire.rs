@@ -93,7 +93,11 @@ impl Head<'_> {
                 header(&mut out, name, value.as_bytes());
             }
         }
-        header(&mut out, "host", self.provider.upstream.authority.as_bytes());
+        header(
+            &mut out,
+            "host",
+            self.provider.upstream.authority.as_bytes(),
+        );
         for (name, value) in &request.headers {
             header(&mut out, name, value.as_bytes());
         }
@@ -106,7 +110,11 @@ impl Head<'_> {
         if request.content_type.is_some() || !client_sent("content-type") {
             header(&mut out, "content-type", b"application/json");
         }
-        header(&mut out, "content-length", itoa::Buffer::new().format(body_len).as_bytes());
+        header(
+            &mut out,
+            "content-length",
+            itoa::Buffer::new().format(body_len).as_bytes(),
+        );
         header(&mut out, "x-request-id", self.request_id.as_bytes());
         if let Some(traceparent) = self.traceparent {
             header(&mut out, "traceparent", traceparent.as_bytes());

@@ -354,8 +354,8 @@ fn json_usage(dialect: AnswerFormat, body: &[u8]) -> (Option<(Usage, CacheWrites
         match serde_json::from_slice::<B>(body) {
             Ok(b) => (usage_of(b), true),
             Err(e) => {
-                let well_formed = e.is_data()
-                    && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+                let well_formed =
+                    e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
                 let tail = tail_object(body, b"\"usage\"")
                     .and_then(|o| serde_json::from_slice::<U>(o).ok());
                 (tail, well_formed)
