@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::keys::{self, KeyBackend, StoredKey};
 use crate::metrics;
-use crate::providers::Provider;
+use crate::reload::LiveHandle;
 use crate::routing::{self, CircuitState};
 use crate::secret::Secret;
 use crate::usage::api::{usage_json, UsageQuery};
@@ -24,8 +24,9 @@ pub struct Admin {
     token: Option<Secret>,
     history: Arc<dyn UsageStore>,
     keys: Arc<dyn KeyBackend>,
-    /// Every configured provider, for circuit states in `/ready` and `/metrics`.
-    providers: Vec<Arc<Provider>>,
+    /// The live config: its providers, for circuit states in `/ready` and `/metrics`
+    /// (those of the last reload).
+    live: LiveHandle,
 }
 
 /// Largest admin request body.
@@ -87,13 +88,13 @@ impl Admin {
         token: Option<Secret>,
         history: Arc<dyn UsageStore>,
         keys: Arc<dyn KeyBackend>,
-        providers: Vec<Arc<Provider>>,
+        live: LiveHandle,
     ) -> Self {
         Self {
             token,
             history,
             keys,
-            providers,
+            live,
         }
     }
 
@@ -102,7 +103,8 @@ impl Admin {
     /// load balancer gains nothing by taking this one out; the list is for operators.
     fn ready(&self) -> Answer {
         let now = routing::now_ms();
-        let open: Vec<&str> = self
+        let live = self.live.load();
+        let open: Vec<&str> = live
             .providers
             .iter()
             .filter(|p| p.health.breaker.state(now) != CircuitState::Closed)
@@ -115,7 +117,7 @@ impl Admin {
     /// half-open by the clock, with no event to update a gauge), then renders every metric.
     fn metrics(&self) -> Vec<u8> {
         let now = routing::now_ms();
-        for p in &self.providers {
+        for p in &self.live.load().providers {
             metrics::CIRCUIT_STATE
                 .with_label_values(&[&p.name])
                 .set(p.health.breaker.state(now).gauge());

@@ -137,6 +137,7 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     let live: reload::LiveHandle = Arc::new(arc_swap::ArcSwap::from_pointee(reload::live(
         config.catalog,
         config.keys,
+        config.providers,
         Some(&key_backend),
         config.state.key_cache_ttl,
     )));
@@ -155,7 +156,7 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     }
 
     let gateway = proxy::Gateway::new(
-        live,
+        live.clone(),
         config.server.max_body_bytes,
         config.server.client_timeouts,
         usage_sink,
@@ -183,7 +184,7 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
             config.server.admin_token.clone(),
             history,
             key_backend,
-            config.providers.clone(),
+            live.clone(),
         );
         let mut admin = Service::new("admin".to_string(), admin_app);
         admin.add_tcp(listen);

@@ -4,7 +4,10 @@
 //! it starts and keeps it to its end, so in-flight requests and streams finish with what
 //! they started with. An invalid file changes nothing; its problems are logged with their
 //! lines. Settings that only a restart (or `run --upgrade`) can apply — listeners, threads,
-//! Redis, the usage log — are compared and logged as "needs restart" when they changed.
+//! Redis, the usage log, telemetry — are compared and logged as "needs restart" when they
+//! changed. Provider API keys are read from the environment of the running process, so a
+//! new key value in the environment needs an upgrade too; circuit breakers of the reloaded
+//! providers start closed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,11 +21,15 @@ use crate::auth::KeyStore;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
 use crate::keys::KeyBackend;
+use crate::providers::Provider;
 
 /// What a reload replaces: what a request reads from the config as it is served.
 pub struct Live {
     pub catalog: Catalog,
     pub keys: KeyStore,
+    /// Every configured provider (the catalog's deployments point into these), for the
+    /// admin listener's circuit states.
+    pub providers: Vec<Arc<Provider>>,
 }
 
 /// The live set, shared by the proxy (which reads it per request) and the [`Reloader`].
@@ -33,6 +40,7 @@ pub type LiveHandle = Arc<ArcSwap<Live>>;
 pub fn live(
     catalog: Catalog,
     keys: KeyStore,
+    providers: Vec<Arc<Provider>>,
     backend: Option<&Arc<dyn KeyBackend>>,
     key_cache_ttl: std::time::Duration,
 ) -> Live {
@@ -40,7 +48,11 @@ pub fn live(
         Some(b) => keys.with_backend(b.clone(), key_cache_ttl),
         None => keys,
     };
-    Live { catalog, keys }
+    Live {
+        catalog,
+        keys,
+        providers,
+    }
 }
 
 /// The settings a reload cannot apply, by their config names, each in a comparable form.
@@ -82,6 +94,8 @@ fn fixed(c: &Config) -> Vec<(&'static str, String)> {
         ("state", format!("{:?}", c.state)),
         ("usage", format!("{:?}", c.usage)),
         ("emulator", format!("{:?}", c.emulator_listen)),
+        ("telemetry", format!("{:?}", c.telemetry)),
+        ("log", format!("{:?}", c.log_format)),
     ]
 }
 
@@ -124,17 +138,17 @@ impl Reloader {
             .filter(|(new, old)| new.1 != old.1)
             .map(|(new, _)| new.0)
             .collect();
-        let models = config.catalog.all().count();
+        let (models, providers) = (config.catalog.all().count(), config.providers.len());
         self.live.store(Arc::new(live(
             config.catalog,
             config.keys,
+            config.providers,
             self.backend.as_ref(),
             self.key_cache_ttl,
         )));
         log::info!(
-            "config reloaded from {}: {} providers, {models} models",
+            "config reloaded from {}: {providers} providers, {models} models",
             self.path.display(),
-            config.providers.len(),
         );
         Ok(changed)
     }

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use common::{free_ports, sha256_hex, wait_for_port, KEY, PROVIDER_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cheapai-gateway");
-/// What the emulator answers (5 chunks), whole or streamed.
-const CONTENT: &str = "Hello world1 world2 world3 world4";
+/// What the emulator answers in `chunks` chunks, whole or streamed.
+fn content(chunks: usize) -> String {
+    (1..chunks).fold("Hello".to_string(), |s, i| format!("{s} world{i}"))
+}
 
 /// A child process, killed on drop (a test that fails must not leave a gateway behind).
 struct Proc(Child);
@@ -164,6 +166,17 @@ sha256 = "{hash}"
 /// is never refused: the listening socket itself passes to the new process). `Ok` when the
 /// answer is whole and right.
 fn ask(port: u16, model: &str, stream: bool) -> Result<(), String> {
+    ask_with(port, model, stream, 5, 100)
+}
+
+/// [`ask`] with `chunks` chunks, `delay_ms` apart when streamed.
+fn ask_with(
+    port: u16,
+    model: &str,
+    stream: bool,
+    chunks: usize,
+    delay_ms: u64,
+) -> Result<(), String> {
     let agent = ureq::AgentBuilder::new()
         .max_idle_connections(0)
         .timeout(Duration::from_secs(20))
@@ -177,20 +190,25 @@ fn ask(port: u16, model: &str, stream: bool) -> Result<(), String> {
         .set("content-type", "application/json")
         // long enough that requests and streams are always in flight when a process stops
         .set("x-emulator-delay-ms", if stream { "0" } else { "150" })
-        .set("x-emulator-chunk-delay-ms", "100")
+        .set("x-emulator-chunks", &chunks.to_string())
+        .set("x-emulator-chunk-delay-ms", &delay_ms.to_string())
         .send_string(&body)
         .map_err(|e| format!("{model} stream={stream}: {e}"))?;
     let text = answer
         .into_string()
         .map_err(|e| format!("{model} stream={stream}: body cut: {e}"))?;
-    let content: String = if stream {
+    let got: String = if stream {
         if !text.trim_end().ends_with("data: [DONE]") {
             return Err(format!("stream cut: {text:?}"));
         }
         text.lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(String::from))
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(String::from)
+            })
             .collect()
     } else {
         let v: serde_json::Value =
@@ -200,7 +218,7 @@ fn ask(port: u16, model: &str, stream: bool) -> Result<(), String> {
             .unwrap_or_default()
             .to_string()
     };
-    if content == CONTENT {
+    if got == content(chunks) {
         Ok(())
     } else {
         Err(format!("{model} stream={stream}: wrong answer {text:?}"))
@@ -263,7 +281,10 @@ fn upgrade_under_load_drops_nothing_and_serves_the_new_config() {
     wait_for_port(setup.gw);
     let load = Load::start(setup.gw, "gpt-4o");
     thread::sleep(Duration::from_millis(800));
-    assert!(ask(setup.gw, "gpt-4o-mini", false).is_err(), "not yet served");
+    assert!(
+        ask(setup.gw, "gpt-4o-mini", false).is_err(),
+        "not yet served"
+    );
 
     // the operator's steps: new config, a new process with --upgrade, SIGQUIT to the old one
     setup.write_config(&["gpt-4o", "gpt-4o-mini"], 2);
@@ -272,12 +293,33 @@ fn upgrade_under_load_drops_nothing_and_serves_the_new_config() {
     setup.wait_until(Duration::from_secs(10), "new process never waited", || {
         sock.exists()
     });
+    // a 6.5 s stream on the old process, still running when it stops accepting (5 s after
+    // SIGQUIT), which it must finish within its grace period
+    let port = setup.gw;
+    let long = thread::spawn(move || {
+        let started = Instant::now();
+        (ask_with(port, "gpt-4o", true, 13, 500), started.elapsed())
+    });
+    thread::sleep(Duration::from_millis(200));
     old.signal("QUIT");
 
     // the old process hands its sockets over, finishes what it has in flight and exits
     assert_eq!(old.wait_exit(Duration::from_secs(20)), Some(0));
     let old_log = setup.log("old.log");
     assert!(old_log.contains("listener sockets sent"), "{old_log}");
+    let (streamed, took) = long.join().expect("long stream");
+    assert_eq!(streamed, Ok(()));
+    assert!(took > Duration::from_secs(6), "{took:?}");
+    // and it was the old process that finished it, after it stopped accepting
+    let (_, after) = old_log
+        .split_once("Graceful shutdown started")
+        .unwrap_or_else(|| panic!("no graceful shutdown: {old_log}"));
+    assert!(
+        after
+            .lines()
+            .any(|l| l.contains("status=200") && l.contains("stream=true")),
+        "no stream finished after the old process stopped accepting: {old_log}"
+    );
     for _ in 0..10 {
         assert_eq!(ask(setup.gw, "gpt-4o-mini", false), Ok(()));
         assert_eq!(ask(setup.gw, "gpt-4o-mini", true), Ok(()));
@@ -294,14 +336,19 @@ fn sighup_reload_under_load_drops_nothing_and_a_broken_config_changes_nothing() 
     wait_for_port(setup.gw);
     let load = Load::start(setup.gw, "gpt-4o");
     thread::sleep(Duration::from_millis(1000));
-    assert!(ask(setup.gw, "gpt-4o-mini", false).is_err(), "not yet served");
+    assert!(
+        ask(setup.gw, "gpt-4o-mini", false).is_err(),
+        "not yet served"
+    );
 
     // one more model (and a thread count, which only a restart can change)
     setup.write_config(&["gpt-4o", "gpt-4o-mini"], 3);
     gw.signal("HUP");
-    setup.wait_until(Duration::from_secs(5), "the new model never answered", || {
-        ask(setup.gw, "gpt-4o-mini", false).is_ok()
-    });
+    setup.wait_until(
+        Duration::from_secs(5),
+        "the new model never answered",
+        || ask(setup.gw, "gpt-4o-mini", false).is_ok(),
+    );
     assert_eq!(ask(setup.gw, "gpt-4o-mini", true), Ok(()));
     let log = setup.log("gw.log");
     assert!(log.contains("config reloaded from"), "{log}");
