@@ -18,19 +18,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 BIN="$CARGO_TARGET_DIR/release/cheapai-gateway"
 
+# installs wrk, nginx-light and strace too (without starting nginx: the bench runs its own)
 scripts/setup
-need=()
-for tool in wrk:wrk nginx:nginx-light strace:strace taskset:util-linux; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)
-    # no daemon is started by the packages: the bench runs its own nginx on a free port
-    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-    "${SUDO[@]}" chmod +x /usr/sbin/policy-rc.d
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d
-fi
 cargo build --release --bin cheapai-gateway
 
 # 2,000 concurrent streams need 4,000+ descriptors in the proxy and in wrk
