@@ -2,7 +2,8 @@
 //! (protobuf `ExportTraceServiceRequest` on `POST /v1/traces`), and the spans are checked
 //! against what the client and the provider saw: one SERVER span per request, one CLIENT
 //! span per upstream attempt, GenAI attributes, the trace id in the provider's
-//! `traceparent`, a client's trace continued, and nothing at all with tracing off.
+//! `traceparent`, a client's trace continued, sampling, and no made-up `traceparent` with
+//! tracing off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -366,10 +367,10 @@ provider = "b"
     );
 }
 
+/// With tracing off nothing of it runs (`tests/logs.rs` checks that the real binary has no
+/// exporter thread then); here: the provider gets no `traceparent` the gateway made up.
 #[test]
-fn with_tracing_off_nothing_is_exported_and_no_traceparent_is_made_up() {
-    let receiver = Receiver::start();
-    // the same gateway as above but without [telemetry]
+fn with_tracing_off_no_traceparent_is_made_up_and_a_clients_passes_through() {
     let gw = Gateway::start();
     let answer = gw.post("/v1/chat/completions", &chat("gpt-4o", false));
     assert_eq!(answer.status, 200);
@@ -386,10 +387,6 @@ fn with_tracing_off_nothing_is_exported_and_no_traceparent_is_made_up() {
         traceparent_sent(&gw.upstream_exchange(&answer)).as_deref(),
         Some(theirs)
     );
-    // nothing to wait for: give a misdirected exporter ample time (its delay is 50 ms
-    // in the traced tests), then check nothing came
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(receiver.spans.lock().unwrap().is_empty());
 }
 
 #[test]
