@@ -118,6 +118,7 @@ const NEGATIVE_CACHE: Duration = Duration::from_millis(500);
 /// Entries by key hash with the time each was stored, bounded: past `cap` the oldest stored
 /// go first. Entries are kept past any TTL (a known key's stale entry is what serves it
 /// while Redis is down); callers decide what is fresh.
+#[derive(Clone)]
 struct Recent<V> {
     entries: HashMap<String, (V, Instant)>,
     /// Insertion order; an entry stored again has a newer copy here and the old one is
@@ -185,6 +186,18 @@ impl KeyStore {
             in_flight: Mutex::new(HashMap::new()),
             cache_ttl: Duration::from_secs(5),
         }
+    }
+
+    /// Takes over what `old` has learnt about run-time keys (a config reload builds a new
+    /// store; during a Redis outage those entries are what serve, or refuse, such keys).
+    pub fn keep_lookups_of(self, old: &KeyStore) -> Self {
+        if let (Ok(mut mine), Ok(theirs)) = (self.known.lock(), old.known.lock()) {
+            *mine = theirs.clone();
+        }
+        if let (Ok(mut mine), Ok(theirs)) = (self.unknown.lock(), old.unknown.lock()) {
+            *mine = theirs.clone();
+        }
+        self
     }
 
     /// Adds the run-time key backend.

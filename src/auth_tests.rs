@@ -112,6 +112,27 @@ async fn an_expired_key_is_refused_while_redis_is_down() {
 }
 
 #[tokio::test]
+async fn a_reloaded_store_keeps_the_run_time_keys_looked_up_for_an_outage() {
+    let backend = Arc::new(Counting::default());
+    let secret = new_secret();
+    backend.insert(&stored(&secret)).await.unwrap();
+    let ttl = Duration::from_millis(50);
+    let before = KeyStore::new([]).with_backend(backend.clone(), ttl);
+    assert!(before.verify(&secret).await.unwrap().is_some());
+    backend.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let reloaded = KeyStore::new([])
+        .with_backend(backend.clone(), ttl)
+        .keep_lookups_of(&before);
+    assert!(
+        reloaded.verify(&secret).await.unwrap().is_some(),
+        "served from the entry the old store looked up"
+    );
+    let fresh = KeyStore::new([]).with_backend(backend, ttl);
+    assert!(fresh.verify(&secret).await.is_err(), "nothing to serve it");
+}
+
+#[tokio::test]
 async fn a_disabled_key_stays_refused_while_redis_is_down() {
     let server = crate::state::tests::redis_server();
     let backend = redis_keys(&server.1);

@@ -139,9 +139,11 @@ impl Reloader {
             .map(|(new, _)| new.0)
             .collect();
         let (models, providers) = (config.catalog.all().count(), config.providers.len());
+        // run-time keys looked up so far stay cached (they serve them during a Redis outage)
+        let keys = config.keys.keep_lookups_of(&self.live.load().keys);
         self.live.store(Arc::new(live(
             config.catalog,
-            config.keys,
+            keys,
             config.providers,
             self.backend.as_ref(),
             self.key_cache_ttl,
