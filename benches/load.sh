@@ -6,6 +6,7 @@
 #   benches/load.sh                          # 8 s per measurement, 64 connections, 2 rounds
 #   DURATION=20 ROUNDS=3 benches/load.sh
 #   TARGETS="direct nginx gateway" LOADS=chat PHASES=load benches/load.sh
+#   GATEWAY_BIN=target/dist/cheapai-gateway COMPARE="old=/path/to/old/binary" benches/load.sh
 #
 # Prints RPS, p50/p99 and CPU ms per request for every (target, workload) — chat JSON, a
 # 20-chunk stream with no delay, 1,536-dimension embeddings — and the ratios to nginx and to
@@ -16,7 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-BIN="$CARGO_TARGET_DIR/release/cheapai-gateway"
+# GATEWAY_BIN: measure another build as "gateway" (e.g. target/dist/cheapai-gateway, the
+# deployed profile); the default is the release build the tests use.
+BIN="${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/cheapai-gateway}"
 
 # installs wrk, nginx-light and strace too (without starting nginx: the bench runs its own)
 scripts/setup
