@@ -312,19 +312,8 @@ fn usage_history_in_redis_is_shared_by_the_instances() {
         .header("x-request-id")
         .unwrap_or_default()
         .to_string();
-    let auth = format!("Bearer {KEY}");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let usage = b
-            .request("GET", "/v1/usage", &[("authorization", &auth)], b"")
-            .json();
-        if usage["data"][0]["request_id"] == id.as_str() {
-            assert_eq!(usage["totals"]["cost_micro_usd"], 63);
-            break;
-        }
-        assert!(Instant::now() < deadline, "record never reached B: {usage}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let usage = usage_listing_with(&b, &id);
+    assert_eq!(usage["totals"]["cost_micro_usd"], 63, "{usage}");
     let key_id = cheapai_gateway::auth::key_id(&sha256_hex(KEY.as_bytes()));
     assert_eq!(
         redis

@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The value of the sample whose name and labels contain every one of `parts`.
-fn sample(text: &str, parts: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| parts.iter().all(|p| l.contains(p)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn counters_match_requests_and_prometheus_scrapes_them() {
     let gw = Gateway::start();
@@ -47,34 +38,38 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         404
     );
 
-    let text = ureq::get(&format!("{}/metrics", gw.admin_url))
-        .call()
-        .expect("metrics")
-        .into_string()
-        .expect("text");
+    // Pingora runs `logging` (where the counters move) after the answer is sent, so the last
+    // request may not be counted yet when its answer arrives: scrape until it is.
+    let not_found = ["cheapai_requests_total{", "model=\"-\"", "status=\"404\""];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let text = loop {
+        let text = ureq::get(&format!("{}/metrics", gw.admin_url))
+            .call()
+            .expect("metrics")
+            .into_string()
+            .expect("text");
+        if metric_sample(&text, &not_found).is_some() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let ok = [
         "cheapai_requests_total{",
         "model=\"gpt-4o\"",
         "provider=\"emu\"",
         "status=\"200\"",
     ];
-    assert_eq!(sample(&text, &ok), Some(5.0), "{text}");
+    assert_eq!(metric_sample(&text, &ok), Some(5.0), "{text}");
     let err = [
         "cheapai_requests_total{",
         "model=\"gpt-4o\"",
         "status=\"500\"",
     ];
-    assert_eq!(sample(&text, &err), Some(1.0));
-    assert_eq!(
-        sample(
-            &text,
-            &["cheapai_requests_total{", "model=\"-\"", "status=\"404\""]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(metric_sample(&text, &err), Some(1.0));
+    assert_eq!(metric_sample(&text, &not_found), Some(1.0), "{text}");
     // 5 answered requests × 5 prompt and 5 completion tokens (the emulator's counts)
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_tokens_total{",
@@ -85,7 +80,7 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         Some(25.0)
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_tokens_total{",
@@ -96,7 +91,7 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         Some(25.0)
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_upstream_errors_total{",
@@ -106,7 +101,7 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         Some(1.0)
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_request_duration_seconds_count{",
@@ -116,7 +111,7 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         Some(6.0)
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_time_to_first_token_seconds_count{",
@@ -125,8 +120,12 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         ),
         Some(5.0)
     );
-    assert_eq!(sample(&text, &["cheapai_inflight_requests"]), Some(0.0));
-    let cost = sample(&text, &["cheapai_cost_usd_total{", "model=\"gpt-4o\""]).unwrap_or_default();
+    assert_eq!(
+        metric_sample(&text, &["cheapai_inflight_requests"]),
+        Some(0.0)
+    );
+    let cost =
+        metric_sample(&text, &["cheapai_cost_usd_total{", "model=\"gpt-4o\""]).unwrap_or_default();
     assert!((cost - 5.0 * 63e-6).abs() < 1e-9, "{cost}");
     for bucket in ["le=\"0.005\"", "le=\"81.92\""] {
         assert!(

@@ -9,15 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The value of the sample whose name and labels contain every one of `parts`.
-fn sample(text: &str, parts: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| parts.iter().all(|p| l.contains(p)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn scrape(gw: &Gateway) -> String {
     ureq::get(&format!("{}/metrics", gw.admin_url))
         .call()
@@ -31,7 +22,7 @@ fn wait_inflight(gw: &Gateway, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = scrape(gw);
-        let got = sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]);
+        let got = metric_sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]);
         if got == Some(want) {
             return;
         }
@@ -45,12 +36,12 @@ fn time_per_output_token_and_upstream_inflight() {
     let gw = Gateway::start();
     let text = scrape(&gw);
     assert_eq!(
-        sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]),
+        metric_sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]),
         Some(0.0),
         "every provider is listed from the start"
     );
     assert_eq!(
-        sample(&text, &["cheapai_upstream_pool_unexpected_data_total"]),
+        metric_sample(&text, &["cheapai_upstream_pool_unexpected_data_total"]),
         Some(0.0)
     );
     assert!(text.contains("# TYPE cheapai_upstream_pool_unexpected_data_total counter"));
@@ -96,13 +87,13 @@ fn time_per_output_token_and_upstream_inflight() {
     let of = |name: &str| {
         let mut parts = vec![name];
         parts.extend(labels);
-        sample(&text, &parts).unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+        metric_sample(&text, &parts).unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     };
     assert_eq!(of("cheapai_time_per_output_token_seconds_count{"), 2.0);
     let mean = of("cheapai_time_per_output_token_seconds_sum{") / 2.0;
     assert!((0.02..0.2).contains(&mean), "mean time per token {mean}");
     assert_eq!(
-        sample(
+        metric_sample(
             &text,
             &[
                 "cheapai_time_per_output_token_seconds_count{",

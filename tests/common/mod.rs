@@ -507,3 +507,32 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// The value of the Prometheus sample whose name and labels contain every one of `parts`.
+pub fn metric_sample(text: &str, parts: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| parts.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `KEY`'s usage listing on `gateway` once its newest record is `request_id`'s: records reach
+/// the history through a batching writer, so this polls (3 s at most).
+pub fn usage_listing_with(gateway: &Gateway, request_id: &str) -> Value {
+    let auth = format!("Bearer {KEY}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let usage = gateway
+            .request("GET", "/v1/usage", &[("authorization", &auth)], b"")
+            .json();
+        if usage["data"][0]["request_id"] == request_id {
+            return usage;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record {request_id} never listed: {usage}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
