@@ -99,7 +99,7 @@ async fn send(
             request_id: &ctx.request_id,
             traceparent: traceparent.as_deref(),
         }
-        .serialize(request.body.len());
+        .serialize(request.body.len())?;
         match write_and_read_header(up, head, request.body.clone(), &peer, timeouts).await {
             Ok(up) => return Ok((up, peer)),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {

@@ -17,6 +17,7 @@ use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::{Error, ErrorType, OrErr};
 use tokio::io::AsyncWriteExt;
 
+use crate::error::{ErrorKind, GatewayError};
 use crate::providers::peer::UpstreamPeer;
 use crate::providers::{Provider, UpstreamRequest};
 
@@ -67,8 +68,24 @@ impl Head<'_> {
     /// other APIs' headers and every header set below; then the provider's host, auth and
     /// defaults (a default only where the client sent none), the content type, the body's
     /// length, the request id and the trace context.
-    pub fn serialize(&self, body_len: usize) -> BytesMut {
+    ///
+    /// Client headers arrive parsed (no line breaks in them); what the gateway adds itself —
+    /// the path, the provider's host and credentials — is checked here, as Pingora's own
+    /// serializer would, so a bad byte in config can never split the request.
+    pub fn serialize(&self, body_len: usize) -> Result<BytesMut, GatewayError> {
         let request = self.request;
+        if request.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(unwritable("request path"));
+        }
+        let authority = self.provider.upstream.authority.as_bytes();
+        if breaks_line(authority)
+            || request
+                .headers
+                .iter()
+                .any(|(_, v)| breaks_line(v.as_bytes()))
+        {
+            return Err(unwritable("provider host or credential"));
+        }
         let mut out = BytesMut::with_capacity(512 + 64 * self.client.headers.len());
         out.put_slice(b"POST ");
         out.put_slice(request.path.as_bytes());
@@ -93,11 +110,7 @@ impl Head<'_> {
                 header(&mut out, name, value.as_bytes());
             }
         }
-        header(
-            &mut out,
-            "host",
-            self.provider.upstream.authority.as_bytes(),
-        );
+        header(&mut out, "host", authority);
         for (name, value) in &request.headers {
             header(&mut out, name, value.as_bytes());
         }
@@ -120,8 +133,20 @@ impl Head<'_> {
             header(&mut out, "traceparent", traceparent.as_bytes());
         }
         out.put_slice(b"\r\n");
-        out
+        Ok(out)
     }
+}
+
+/// A byte that would end a header line early.
+fn breaks_line(value: &[u8]) -> bool {
+    value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+fn unwritable(what: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Internal,
+        format!("upstream request not writable: {what} holds a control character"),
+    )
 }
 
 fn header(out: &mut BytesMut, name: &str, value: &[u8]) {
@@ -166,4 +191,83 @@ pub async fn write_request(
     session.set_write_timeout(Some(timeout));
     session.set_read_timeout(Some(timeout));
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::providers::ProviderKind;
+    use crate::routing::BreakerConfig;
+
+    fn request(headers: Vec<(&'static str, String)>, path: &str) -> UpstreamRequest {
+        UpstreamRequest {
+            path: path.into(),
+            body: Bytes::from_static(b"{}"),
+            headers,
+            default_headers: vec![("anthropic-version", "2023-06-01")],
+            dropped_header_prefixes: &["x-goog-"],
+            translator: None,
+            content_type: None,
+        }
+    }
+
+    fn client(headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut h = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        for (name, value) in headers {
+            h.append_header(*name, *value).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn head_keeps_client_headers_and_sets_the_gateways() {
+        let provider = Provider::for_tests("p", ProviderKind::OpenAi, BreakerConfig::default());
+        let client = client(&[
+            ("authorization", "Bearer cai-client"),
+            ("x-custom", "1"),
+            ("x-goog-api-key", "client-gemini-key"),
+            ("anthropic-version", "2024-01-01"),
+            ("x-request-id", "client-id"),
+            ("traceparent", "00-client"),
+        ]);
+        let request = request(vec![("authorization", "Bearer sk-p".into())], "/v1/chat");
+        let head = Head {
+            provider: &provider,
+            client: &client,
+            request: &request,
+            request_id: "req-1",
+            traceparent: Some("00-gateway"),
+        };
+        let head = String::from_utf8(head.serialize(2).unwrap().to_vec()).unwrap();
+        assert_eq!(
+            head,
+            "POST /v1/chat HTTP/1.1\r\nx-custom: 1\r\nanthropic-version: 2024-01-01\r\n\
+             host: 127.0.0.1:1\r\nauthorization: Bearer sk-p\r\n\
+             content-type: application/json\r\ncontent-length: 2\r\n\
+             x-request-id: req-1\r\ntraceparent: 00-gateway\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_line_break_in_what_the_gateway_adds_is_refused() {
+        let provider = Provider::for_tests("p", ProviderKind::OpenAi, BreakerConfig::default());
+        let client = client(&[]);
+        let bad_key = request(
+            vec![("authorization", "Bearer k\r\nx-evil: 1".into())],
+            "/v1",
+        );
+        let bad_path = request(Vec::new(), "/v1/models/a b");
+        for request in [&bad_key, &bad_path] {
+            let head = Head {
+                provider: &provider,
+                client: &client,
+                request,
+                request_id: "req-1",
+                traceparent: None,
+            };
+            assert!(head.serialize(2).is_err());
+        }
+    }
 }
