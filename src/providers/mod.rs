@@ -11,6 +11,7 @@ pub(crate) mod json;
 pub mod openai;
 pub mod peer;
 pub mod responses;
+pub mod tool_calls;
 pub mod upstream;
 
 use bytes::Bytes;

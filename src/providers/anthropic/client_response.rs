@@ -14,6 +14,7 @@ use super::{
 };
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
+use crate::providers::tool_calls::{absorb, Call, Function, ToolCall};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
 
@@ -43,19 +44,6 @@ struct Reply {
     reasoning: Option<String>,
     refusal: Option<String>,
     tool_calls: Option<Vec<ToolCall>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCall {
-    index: Option<usize>,
-    id: Option<String>,
-    function: Option<Function>,
-}
-
-#[derive(Deserialize)]
-struct Function {
-    name: Option<String>,
-    arguments: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -218,17 +206,6 @@ enum Open {
     Plain(Kind),
     /// The tool call with this OpenAI `tool_calls` index.
     Tool(usize),
-}
-
-/// One tool call, keyed by its OpenAI index.
-struct Call {
-    index: usize,
-    id: String,
-    name: String,
-    /// Argument fragments not yet written (the call's block is not open yet).
-    args: String,
-    /// Whether its block was opened (and so will be, or was, closed).
-    emitted: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -415,43 +392,9 @@ impl StreamToAnthropic {
     /// A tool-call fragment: streamed into its open block, or opens its block when no tool
     /// block is open and its name is known, or is buffered.
     fn on_tool_call(&mut self, fragment: ToolCall, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let id = fragment.id.filter(|id| !id.is_empty());
-        let index = match fragment.index {
-            Some(index) => index,
-            // Hosts that omit `index`: a new id starts a new call, anything else continues.
-            None => match (&id, self.calls.last()) {
-                (None, Some(last)) => last.index,
-                (Some(id), Some(last)) if *id == last.id => last.index,
-                _ => self.calls.iter().map(|c| c.index + 1).max().unwrap_or(0),
-            },
-        };
-        let (name, args) = match fragment.function {
-            Some(f) => (
-                f.name.filter(|n| !n.is_empty()),
-                f.arguments.unwrap_or_default(),
-            ),
-            None => (None, String::new()),
-        };
-        let position = match self.calls.iter().position(|c| c.index == index) {
-            Some(p) => p,
-            None => {
-                self.calls.push(Call {
-                    index,
-                    id: String::new(),
-                    name: String::new(),
-                    args: String::new(),
-                    emitted: false,
-                });
-                self.calls.len() - 1
-            }
-        };
+        let (position, args) = absorb(&mut self.calls, fragment);
         let call = &mut self.calls[position];
-        if let (Some(id), true) = (id, call.id.is_empty()) {
-            call.id = id;
-        }
-        if let (Some(name), true) = (name, call.name.is_empty()) {
-            call.name = name;
-        }
+        let index = call.index;
         if self.open == Open::Tool(index) {
             if !args.is_empty() {
                 self.block_delta(

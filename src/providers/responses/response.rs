@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::{derived_id, now_secs, protocol_error, to_bytes, upstream_error, Echo};
 use crate::error::GatewayError;
+pub(super) use crate::providers::tool_calls::{Function, ToolCall};
 use crate::providers::ResponseTranslator;
 
 // ---- chat wire types --------------------------------------------------------------------
@@ -58,19 +59,6 @@ impl Reply {
             .or(self.refusal.take())
             .filter(|t| !t.is_empty())
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct ToolCall {
-    pub(super) index: Option<usize>,
-    pub(super) id: Option<String>,
-    pub(super) function: Option<Function>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Function {
-    pub(super) name: Option<String>,
-    pub(super) arguments: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]

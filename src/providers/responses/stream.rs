@@ -17,6 +17,7 @@ use super::response::{
 };
 use super::{derived_id, protocol_error, upstream_error, Echo};
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::tool_calls::{absorb, Call};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
 
@@ -41,17 +42,6 @@ enum Open {
         id: String,
         args: String,
     },
-}
-
-/// One tool call, keyed by its chat index.
-struct Call {
-    index: usize,
-    id: String,
-    name: String,
-    /// Argument fragments not yet written (the call's item is not open yet).
-    args: String,
-    /// Whether its item was opened (and so will be, or was, closed).
-    emitted: bool,
 }
 
 /// Chat SSE → Responses events.
@@ -322,43 +312,9 @@ impl StreamToResponses {
     /// A tool-call fragment: streamed into its open item, or opens its item when no call is
     /// open and its name is known, or is held.
     fn on_tool_call(&mut self, fragment: ToolCall, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let id = fragment.id.filter(|id| !id.is_empty());
-        let index = match fragment.index {
-            Some(index) => index,
-            // Hosts that omit `index`: a new id starts a new call, anything else continues.
-            None => match (&id, self.calls.last()) {
-                (None, Some(last)) => last.index,
-                (Some(id), Some(last)) if *id == last.id => last.index,
-                _ => self.calls.iter().map(|c| c.index + 1).max().unwrap_or(0),
-            },
-        };
-        let (name, args) = match fragment.function {
-            Some(f) => (
-                f.name.filter(|n| !n.is_empty()),
-                f.arguments.unwrap_or_default(),
-            ),
-            None => (None, String::new()),
-        };
-        let position = match self.calls.iter().position(|c| c.index == index) {
-            Some(p) => p,
-            None => {
-                self.calls.push(Call {
-                    index,
-                    id: String::new(),
-                    name: String::new(),
-                    args: String::new(),
-                    emitted: false,
-                });
-                self.calls.len() - 1
-            }
-        };
+        let (position, args) = absorb(&mut self.calls, fragment);
         let call = &mut self.calls[position];
-        if let (Some(id), true) = (id, call.id.is_empty()) {
-            call.id = id;
-        }
-        if let (Some(name), true) = (name, call.name.is_empty()) {
-            call.name = name;
-        }
+        let index = call.index;
         if matches!(&self.open, Open::Tool { index: i, .. } if *i == index) {
             return self.args_delta(&args, out);
         }
