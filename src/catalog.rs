@@ -48,6 +48,8 @@ pub struct Deployment {
     pub upstream_model: Option<String>,
     /// Relative share of the traffic among healthy deployments (≥ 1).
     pub weight: u32,
+    /// This deployment's metric series, resolved on its first request.
+    pub metrics: crate::metrics::RouteSeries,
 }
 
 /// How a model's failures are retried.
@@ -204,6 +206,7 @@ mod tests {
                 provider: provider(),
                 upstream_model: upstream.map(Into::into),
                 weight: 1,
+                metrics: Default::default(),
             }],
             price: Price::default(),
             limits: Limits::default(),

@@ -3,11 +3,11 @@
 //! or other user input.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use prometheus::{
-    exponential_buckets, CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The registry `/metrics` renders.
@@ -218,6 +218,62 @@ pub static USAGE_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
         .unwrap_or_else(|_| unreachable_metric()),
     )
 });
+
+/// The series a finished request of one deployment (catalog model × provider) records
+/// into, looked up once and then kept with the deployment: a request would otherwise hash
+/// its labels and search each metric's map about eight times.
+#[derive(Default)]
+pub struct RouteSeries(OnceLock<Series>);
+
+/// The handles [`RouteSeries`] keeps.
+pub struct Series {
+    pub duration: Histogram,
+    pub first_token: Histogram,
+    pub per_output_token: Histogram,
+    pub prompt_tokens: IntCounter,
+    pub completion_tokens: IntCounter,
+    pub cached_tokens: IntCounter,
+    pub cost_usd: Counter,
+}
+
+impl RouteSeries {
+    /// The series labelled `model` (the catalog entry) and `provider`; the labels are fixed
+    /// per deployment, so the first caller's are everyone's.
+    pub fn get(&self, model: &str, provider: &str) -> &Series {
+        self.0.get_or_init(|| {
+            let pair = [model, provider];
+            Series {
+                duration: REQUEST_DURATION.with_label_values(&pair),
+                first_token: TIME_TO_FIRST_TOKEN.with_label_values(&pair),
+                per_output_token: TIME_PER_OUTPUT_TOKEN.with_label_values(&pair),
+                prompt_tokens: TOKENS.with_label_values(&[model, provider, "prompt"]),
+                completion_tokens: TOKENS.with_label_values(&[model, provider, "completion"]),
+                cached_tokens: TOKENS.with_label_values(&[model, provider, "cached"]),
+                cost_usd: COST_USD.with_label_values(&[model]),
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "RouteSeries(resolved)"
+        } else {
+            "RouteSeries(unused)"
+        })
+    }
+}
+
+/// A status code as a label, without formatting a `String` per request.
+pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    static LABELS: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..600).map(|s| s.to_string()).collect());
+    match LABELS.get(usize::from(status)) {
+        Some(label) => label.as_str().into(),
+        None => status.to_string().into(),
+    }
+}
 
 /// Connectors whose discarded pooled connections `cheapai_upstream_pool_unexpected_data_total`
 /// adds up.

@@ -411,6 +411,7 @@ impl Validator<'_> {
                     provider: provider.clone(),
                     upstream_model,
                     weight: weight.max(1),
+                    metrics: Default::default(),
                 }),
                 // a provider whose own table failed validation was reported there
                 None if raw.providers.contains_key(provider_name.get_ref()) => {}

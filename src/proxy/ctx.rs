@@ -32,6 +32,8 @@ pub struct RequestCtx {
     pub model: Option<Arc<Model>>,
     /// The provider of the last attempt's deployment.
     pub provider: Option<Arc<Provider>>,
+    /// That deployment's index in `model.deployments`.
+    pub deployment: usize,
     /// The model name the last attempt sent to its provider.
     pub upstream_model: String,
     /// Upstream attempts made (retries and fallbacks included).
@@ -73,6 +75,7 @@ impl RequestCtx {
             requested_model: None,
             model: None,
             provider: None,
+            deployment: 0,
             upstream_model: String::new(),
             attempts: 0,
             stream: false,

@@ -78,6 +78,7 @@ impl Gateway {
                 .to_string();
             ctx.model = Some(pick.model.clone());
             ctx.provider = Some(provider.clone());
+            ctx.deployment = pick.deployment;
             ctx.upstream_model = upstream_model;
             ctx.attempts = plan.attempts();
             let request =

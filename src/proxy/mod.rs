@@ -261,6 +261,18 @@ impl Gateway {
 }
 
 /// The status of the response header sent to the client, ignoring `100 Continue`.
+/// The metric series of the deployment that served (or last failed) the request, once it
+/// got that far.
+fn route_series(ctx: &RequestCtx) -> Option<&metrics::Series> {
+    let model = ctx.model.as_ref()?;
+    let deployment = model.deployments.get(ctx.deployment)?;
+    Some(
+        deployment
+            .metrics
+            .get(&model.name, &deployment.provider.name),
+    )
+}
+
 fn final_status(session: &Session) -> Option<u16> {
     session
         .response_written()
@@ -318,6 +330,11 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
     }
+
+    /// None: Pingora's default adds a response-compression module (at level 0, doing
+    /// nothing) whose state every request would build and consult. The gateway passes
+    /// answers in the encoding the provider chose.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(
         &self,
@@ -400,36 +417,55 @@ impl ProxyHttp for Gateway {
                 model_label,
                 provider_label,
                 endpoint_label,
-                &status.to_string(),
+                &metrics::status_label(status),
             ])
             .inc();
-        metrics::REQUEST_DURATION
-            .with_label_values(&[model_label, provider_label])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(first) = ctx.first_byte_at {
-            metrics::TIME_TO_FIRST_TOKEN
+        let series = route_series(ctx);
+        let duration = ctx.started.elapsed().as_secs_f64();
+        let first_token = ctx
+            .first_byte_at
+            .map(|first| first.duration_since(ctx.started).as_secs_f64());
+        match series {
+            Some(series) => series.duration.observe(duration),
+            None => metrics::REQUEST_DURATION
                 .with_label_values(&[model_label, provider_label])
-                .observe(first.duration_since(ctx.started).as_secs_f64());
+                .observe(duration),
+        }
+        if let Some(first_token) = first_token {
+            match series {
+                Some(series) => series.first_token.observe(first_token),
+                None => metrics::TIME_TO_FIRST_TOKEN
+                    .with_label_values(&[model_label, provider_label])
+                    .observe(first_token),
+            }
         }
         if let Some(e) = ctx.error.as_ref().filter(|e| e.kind.is_upstream()) {
             metrics::UPSTREAM_ERRORS
                 .with_label_values(&[provider_label, e.kind.label()])
                 .inc();
         }
-        self.observe(session, ctx, trace, status, record.as_ref(), model_label);
+        self.observe(session, ctx, trace, status, record.as_ref(), series);
         if let Some(record) = record {
-            for (kind, n) in [
-                ("prompt", record.prompt_tokens),
-                ("completion", record.completion_tokens),
-                ("cached", record.cached_tokens),
-            ] {
-                metrics::TOKENS
-                    .with_label_values(&[model_label, provider_label, kind])
-                    .inc_by(n);
+            // a record without a deployment (refused before routing) has no tokens or cost
+            if let Some(series) = series {
+                series.prompt_tokens.inc_by(record.prompt_tokens);
+                series.completion_tokens.inc_by(record.completion_tokens);
+                series.cached_tokens.inc_by(record.cached_tokens);
+                series.cost_usd.inc_by(pricing::usd(record.cost_micro_usd));
+            } else {
+                for (kind, n) in [
+                    ("prompt", record.prompt_tokens),
+                    ("completion", record.completion_tokens),
+                    ("cached", record.cached_tokens),
+                ] {
+                    metrics::TOKENS
+                        .with_label_values(&[model_label, provider_label, kind])
+                        .inc_by(n);
+                }
+                metrics::COST_USD
+                    .with_label_values(&[model_label])
+                    .inc_by(pricing::usd(record.cost_micro_usd));
             }
-            metrics::COST_USD
-                .with_label_values(&[model_label])
-                .inc_by(pricing::usd(record.cost_micro_usd));
             metrics::USAGE_RECORDS.inc();
             if let Some((claim, decision)) = ctx.limit.take() {
                 let tokens = record.prompt_tokens + record.completion_tokens;

@@ -41,18 +41,18 @@ impl Gateway {
         trace: Option<RequestTrace>,
         status: u16,
         record: Option<&UsageRecord>,
-        route: &str,
+        series: Option<&metrics::Series>,
     ) {
         let ended = Instant::now();
-        let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());
-        if let (true, Some(first), Some(r)) = (ctx.stream, ctx.first_byte_at, record) {
+        let route = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
+        if let (true, Some(first), Some(r), Some(series)) =
+            (ctx.stream, ctx.first_byte_at, record, series)
+        {
             // the generation after the first token, per token that followed it
             if r.completion_tokens > 1 && ctx.error.is_none() {
                 let per_token =
                     ended.duration_since(first).as_secs_f64() / (r.completion_tokens - 1) as f64;
-                metrics::TIME_PER_OUTPUT_TOKEN
-                    .with_label_values(&[route, provider_label])
-                    .observe(per_token);
+                series.per_output_token.observe(per_token);
             }
         }
         let json = self.observability.log_format == LogFormat::Json;

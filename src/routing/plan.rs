@@ -204,6 +204,7 @@ mod tests {
                     provider: Arc::clone(p),
                     upstream_model: None,
                     weight: 1,
+                    metrics: Default::default(),
                 })
                 .collect(),
             price: Price::default(),
