@@ -301,10 +301,12 @@ async fn stream(
         if batch.eos && failure.is_none() && translator.is_none() {
             out = join(out, framer.finish());
         }
-        // Before the first byte goes out, a passthrough stream whose first events do not
+        // Before the first byte goes out, a passthrough stream whose first event does not
         // parse is still a failure the failover loop can hide; later ones reach the client.
+        // (Only the first: a burst can bring the whole answer at once, and parsing all of it
+        // here would double the work of a stream for what the client's parser sees anyway.)
         if header.is_some() && translator.is_none() && failure.is_none() {
-            if let Some(events) = out.as_ref().filter(|o| !data_is_json(o)) {
+            if let Some(events) = out.as_ref().filter(|o| !first_data_is_json(o)) {
                 log::debug!(
                     "malformed first events: {:?}",
                     String::from_utf8_lossy(events)
@@ -371,13 +373,14 @@ fn carries_error_event(events: &[u8], ctx: &RequestCtx) -> bool {
     })
 }
 
-/// Whether every `data:` payload of these whole SSE events is JSON (or `[DONE]`).
-fn data_is_json(events: &[u8]) -> bool {
+/// Whether the first `data:` payload of these whole SSE events is JSON (or `[DONE]`); true
+/// when there is none (comments, keep-alives).
+fn first_data_is_json(events: &[u8]) -> bool {
     events
         .split(|b| *b == b'\n')
-        .filter_map(|line| line.strip_prefix(b"data:"))
+        .find_map(|line| line.strip_prefix(b"data:"))
         .map(|data| data.trim_ascii())
-        .all(|data| data == b"[DONE]" || serde_json::from_slice::<IgnoredAny>(data).is_ok())
+        .is_none_or(|data| data == b"[DONE]" || serde_json::from_slice::<IgnoredAny>(data).is_ok())
 }
 
 /// Two optional pieces of output as one.

@@ -11,23 +11,27 @@
 //! emit whole events), so no event is ever split across calls.
 //!
 //! Hot path: an event is parsed only when it can carry usage (a cheap byte search finds
-//! `"usage":{` or Anthropic's usage events); the chunks themselves are kept by reference
-//! (`Bytes`, no copy) and their text is extracted only when an estimate is needed.
+//! `"usage":{` or Anthropic's usage events, in a whole batch of events first, so a batch
+//! without usage is not even split into events). For the estimate only the delivered text
+//! fields are kept (see `text`), never the chunks themselves.
+
+use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem;
 
 use super::{CacheWrites, Usage};
 use crate::dialect::Dialect;
 
+mod text;
 mod wire;
+use text::StreamText;
 use wire::*;
 
 /// A JSON answer larger than this is not buffered whole; its usage is read from the tail.
 const MAX_JSON_BUFFER: usize = 4 * 1024 * 1024;
 /// How much of a large JSON answer's end is kept (usage is the last field).
 const JSON_TAIL: usize = 64 * 1024;
-/// Stream bytes kept for the tokenizer fallback (beyond it the estimate is linear).
-const MAX_KEPT: usize = 4 * 1024 * 1024;
 
 /// The client-bound format an answer is read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +67,8 @@ pub struct Meter {
     usage: Option<Usage>,
     /// The part of `usage.prompt` written to Anthropic's prompt cache.
     writes: CacheWrites,
-    /// The stream's chunks (shared, not copied), for a text estimate if no usage comes.
-    kept: Vec<Bytes>,
-    kept_bytes: usize,
-    seen_bytes: usize,
+    /// The stream's delivered text, for an estimate if no usage comes.
+    kept: StreamText,
     text: Option<String>,
 }
 
@@ -83,9 +85,7 @@ impl Meter {
             answer: None,
             usage: None,
             writes: CacheWrites::default(),
-            kept: Vec::new(),
-            kept_bytes: 0,
-            seen_bytes: 0,
+            kept: StreamText::default(),
             text: None,
         }
     }
@@ -99,10 +99,9 @@ impl Meter {
             }
             return data;
         }
-        self.seen_bytes += data.len();
-        if self.kept_bytes < MAX_KEPT {
-            self.kept_bytes += data.len();
-            self.kept.push(data.clone());
+        self.kept.keep(self.dialect, &data);
+        if !carries_usage(&data) {
+            return data;
         }
         let mut drop_ranges = Vec::new();
         let mut start = 0;
@@ -165,18 +164,7 @@ impl Meter {
         let dialect = self.dialect;
         if self.text.is_none() {
             let text = if self.stream {
-                let mut text = String::new();
-                for chunk in &self.kept {
-                    let mut start = 0;
-                    while start < chunk.len() {
-                        let end = event_end(chunk, start);
-                        if let Some(data) = event_data(&chunk[start..end]) {
-                            event_text(dialect, data, &mut text);
-                        }
-                        start = end;
-                    }
-                }
-                text
+                self.kept.text()
             } else if let Some(answer) = &self.answer {
                 json_text(dialect, answer)
             } else if self.json_bytes <= MAX_JSON_BUFFER {
@@ -251,21 +239,20 @@ impl Meter {
         }
     }
 
-    /// How many stream bytes there were per byte kept (the estimate scales by it).
+    /// How many stream bytes there were per byte whose text was kept (the estimate scales
+    /// by it).
     pub fn text_overflow_ratio(&self) -> f64 {
-        if self.kept_bytes == 0 {
-            1.0
-        } else {
-            self.seen_bytes as f64 / self.kept_bytes as f64
-        }
+        self.kept.overflow_ratio()
     }
 }
 
 /// Whether an event can hold usage: `"usage":` followed by an object (OpenAI sends
 /// `"usage":null` on every chunk once usage is requested; those are skipped).
 fn carries_usage(event: &[u8]) -> bool {
+    static USAGE_KEY: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
     let mut rest = event;
-    while let Some(at) = memchr::memmem::find(rest, b"\"usage\"") {
+    while let Some(at) = USAGE_KEY.find(rest) {
         rest = &rest[at + 7..];
         let value = rest
             .iter()
@@ -277,60 +264,16 @@ fn carries_usage(event: &[u8]) -> bool {
     false
 }
 
-/// Appends the text an event delivered (content deltas, tool arguments).
-fn event_text(dialect: AnswerFormat, data: &[u8], text: &mut String) {
-    match dialect {
-        AnswerFormat::Responses => {
-            // output_text, function_call_arguments and reasoning_text deltas
-            if let Ok(event) = serde_json::from_slice::<ResponsesDelta>(data) {
-                if event.kind.ends_with(".delta") {
-                    text.push_str(event.delta.as_deref().unwrap_or_default());
-                }
-            }
-        }
-        AnswerFormat::Chat => {
-            let Ok(chunk) = serde_json::from_slice::<OpenAiChunk>(data) else {
-                return;
-            };
-            for delta in chunk
-                .choices
-                .iter()
-                .flatten()
-                .filter_map(|c| c.delta.as_ref())
-            {
-                text.push_str(delta.content.as_deref().unwrap_or_default());
-                for call in delta.tool_calls.iter().flatten() {
-                    let args = call.function.as_ref().and_then(|f| f.arguments.as_deref());
-                    text.push_str(args.unwrap_or_default());
-                }
-            }
-        }
-        AnswerFormat::Anthropic => {
-            let Ok(event) = serde_json::from_slice::<AnthropicEvent>(data) else {
-                return;
-            };
-            if let Some(d) = event.delta {
-                text.push_str(d.text.as_deref().unwrap_or_default());
-                text.push_str(d.partial_json.as_deref().unwrap_or_default());
-            }
-        }
-    }
-}
-
 /// The end of the SSE event starting at `start`: just past its blank line, or the end.
 fn event_end(data: &[u8], start: usize) -> usize {
-    let mut i = start;
-    while i < data.len() {
-        if data[i] == b'\n' {
-            let next = i + 1;
-            if data.get(next) == Some(&b'\n') {
-                return next + 1;
-            }
-            if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
-                return next + 2;
-            }
+    for i in memchr::memchr_iter(b'\n', &data[start..]).map(|i| start + i) {
+        let next = i + 1;
+        if data.get(next) == Some(&b'\n') {
+            return next + 1;
         }
-        i += 1;
+        if data.get(next) == Some(&b'\r') && data.get(next + 1) == Some(&b'\n') {
+            return next + 2;
+        }
     }
     data.len()
 }

@@ -270,3 +270,19 @@ fn responses_usage_from_json_and_the_final_stream_event() {
     );
     assert_eq!(m.delivered_text(), "Hel");
 }
+
+#[test]
+fn stream_chunks_are_not_held_after_they_are_written() {
+    // The meter keeps its own copy of what an estimate needs: holding the provider's chunks
+    // would keep the buffers they were read into alive for as long as the stream lasts.
+    let mut meter = Meter::new(Dialect::OpenAi, true, false);
+    let chunk = Bytes::from(OPENAI_STREAM.as_bytes().to_vec());
+    let written = meter.process(chunk.clone());
+    assert_eq!(written, chunk);
+    drop(written);
+    assert!(
+        chunk.is_unique(),
+        "the meter still holds the provider's buffer"
+    );
+    assert_eq!(meter.delivered_text(), "Hello world");
+}

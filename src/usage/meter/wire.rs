@@ -45,14 +45,6 @@ impl From<ResponsesUsage> for Usage {
     }
 }
 
-/// A Responses stream event's type and text delta (for the tokenizer estimate).
-#[derive(Deserialize)]
-pub(super) struct ResponsesDelta {
-    #[serde(rename = "type", default)]
-    pub(super) kind: String,
-    pub(super) delta: Option<String>,
-}
-
 #[derive(Deserialize)]
 pub(super) struct OpenAiBody {
     pub(super) usage: Option<OpenAiUsage>,
@@ -63,32 +55,6 @@ pub(super) struct OpenAiBody {
 pub(super) struct OpenAiUsageChunk {
     pub(super) choices: Option<Vec<serde::de::IgnoredAny>>,
     pub(super) usage: Option<OpenAiUsage>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct OpenAiChunk {
-    pub(super) choices: Option<Vec<OpenAiChoice>>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct OpenAiChoice {
-    pub(super) delta: Option<OpenAiDelta>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct OpenAiDelta {
-    pub(super) content: Option<String>,
-    pub(super) tool_calls: Option<Vec<OpenAiToolCall>>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct OpenAiToolCall {
-    pub(super) function: Option<OpenAiFunction>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct OpenAiFunction {
-    pub(super) arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -164,18 +130,11 @@ pub(super) struct AnthropicEvent {
     pub(super) kind: String,
     pub(super) message: Option<AnthropicMessage>,
     pub(super) usage: Option<AnthropicUsage>,
-    pub(super) delta: Option<AnthropicDelta>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct AnthropicMessage {
     pub(super) usage: Option<AnthropicUsage>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct AnthropicDelta {
-    pub(super) text: Option<String>,
-    pub(super) partial_json: Option<String>,
 }
 
 #[derive(Deserialize)]
