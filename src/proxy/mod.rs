@@ -289,7 +289,7 @@ pub(crate) async fn write_json(
     error: Option<&GatewayError>,
 ) -> Result<Finished, GatewayError> {
     let header = (|| -> pingora::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(status, Some(8))?;
+        let mut h = ResponseHeader::build_no_case(status, Some(8))?;
         h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         h.insert_header("x-request-id", ctx.request_id.as_str())?;

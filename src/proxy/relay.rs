@@ -172,11 +172,12 @@ pub async fn relay(
         _ => AnswerFormat::from(ctx.dialect),
     };
     ctx.meter = Some(Meter::new(format, streamed, !ctx.include_usage));
+    // Boxed, each sized to its own state (see the attempt's box in the failover loop).
     if !streamed {
-        return whole(up, translator, content_type, session, ctx).await;
+        return Box::pin(whole(up, translator, content_type, session, ctx)).await;
     }
     let header = client_header(upstream_header(&up)?, ctx, content_type, None)?;
-    stream(up, translator, header, session, ctx).await
+    Box::pin(stream(up, translator, header, session, ctx)).await
 }
 
 /// A whole (non-streaming) answer: read to the end, translated when the client speaks
@@ -466,8 +467,12 @@ fn client_header(
     content_type: Option<&'static str>,
     length: Option<usize>,
 ) -> Result<ResponseHeader, GatewayError> {
+    // No case map: the names come from the provider's header map, lowercased already, and
+    // Pingora writes the standard ones title-cased; the map would only cost memory for as
+    // long as a stream lasts.
     let build = || -> pingora::Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(upstream.status, Some(upstream.headers.len() + 2))?;
+        let mut header =
+            ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 2))?;
         for (name, value) in upstream.headers.iter() {
             let name_str = name.as_str();
             let dropped = RESPONSE_HEADERS_DROPPED.contains(&name_str)
