@@ -3,7 +3,8 @@
 
 Everything is measured in one run, interleaved round by round, so that ratios survive a noisy
 shared machine: the provider emulator directly, nginx as the reference proxy hop (plain
-`proxy_pass`, upstream keep-alive, no buffering), and the gateway in several set-ups. For each
+`proxy_pass`, upstream keep-alive, no buffering), a bare Pingora hop (the second argument:
+what Pingora alone costs), and the gateway in several set-ups. For each
 (target, workload) it prints RPS, p50/p99 latency and CPU milliseconds per request (utime+stime
 of the target's processes from /proc/<pid>/stat); then the ratios, concurrency-1 latency, the
 gateway's syscalls per request (strace -c, a short separate pass), peak RSS, and the memory and
@@ -26,11 +27,13 @@ import tempfile
 import time
 
 BIN = sys.argv[1]
+# A bare Pingora hop (benches/bare_pingora.rs): what Pingora alone costs.
+PINGORA = sys.argv[2] if len(sys.argv) > 2 else None
 DURATION = int(os.environ.get("DURATION", "8"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 SLOW_STREAMS = int(os.environ.get("SLOW_STREAMS", "2000"))
-TARGETS = os.environ.get("TARGETS", "direct nginx gateway redis limited balanced").split()
+TARGETS = os.environ.get("TARGETS", "direct nginx pingora gateway redis limited balanced").split()
 LOADS = os.environ.get("LOADS", "chat stream embed").split()
 PHASES = os.environ.get("PHASES", "load latency strace slow").split()
 KEY = "cai-bench-key-0001"
@@ -101,6 +104,30 @@ def rss_kb(pids, field="VmRSS"):
         except OSError:
             pass
     return total
+
+
+def cut_stream(target_port):
+    """One stream the client leaves early. The gateway then estimates the stream's usage,
+    which loads its tokenizer once (~30 MB, for every later request): measured before the
+    idle RSS, it is not counted as memory per stream."""
+    body = b'{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {KEY}\r\n"
+            f"content-type: application/json\r\nx-emulator-chunks: 20\r\n"
+            f"x-emulator-chunk-delay-ms: 200\r\ncontent-length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", target_port), timeout=10) as s:
+        s.sendall(head.encode() + body)
+        s.recv(4096)
+
+
+def settled_rss_kb(pids):
+    """RSS once it has stopped changing for a second (at most 10 s)."""
+    last, steady, deadline = rss_kb(pids), 0, time.time() + 10
+    while steady < 5 and time.time() < deadline:
+        time.sleep(0.2)
+        now = rss_kb(pids)
+        steady = steady + 1 if now == last else 0
+        last = now
+    return last
 
 
 def wrk(url, script, connections, duration, threads=None):
@@ -214,6 +241,9 @@ http {{
     nginx = spawn(["nginx", "-p", work, "-c", os.path.join(work, "nginx.conf"), "-g",
                    "daemon off;"], "nginx.log")
     servers = {"direct": (emu, emulator), "nginx": (ngx, nginx)}
+    if PINGORA and "pingora" in TARGETS:
+        hop = port()
+        servers["pingora"] = (hop, spawn([PINGORA, f"127.0.0.1:{hop}", f"127.0.0.1:{emu}", "2"], "pingora.log"))
     for name, (gw, path) in confs.items():
         servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log"))
     for name, binary in compare.items():
@@ -263,6 +293,10 @@ http {{
             gc, nc = mean("gateway", load, "cpu"), mean("nginx", load, "cpu")
             print(f"ratio {load:<7} gateway/nginx = {g / n:.2f}x  gateway/direct = {g / d:.2f}x  "
                   f"nginx/direct = {n / d:.2f}x  cpu/req gateway {gc:.4f} ms, nginx {nc:.4f} ms = {gc / nc:.1f}x")
+            if (("pingora", load)) in results:
+                b, bc = mean("pingora", load, "rps"), mean("pingora", load, "cpu")
+                print(f"      {load:<7} pingora/nginx = {b / n:.2f}x  gateway/pingora = {g / b:.2f}x  "
+                      f"cpu/req pingora {bc:.4f} ms = {bc / nc:.1f}x nginx")
             extra = []
             if "redis" in targets and "limited" in targets:
                 extra.append(f"limits-on/limits-off = {mean('limited', load, 'rps') / mean('redis', load, 'rps'):.2f}x")
@@ -276,13 +310,14 @@ http {{
         # One connection, one request at a time: the latency each hop adds.
         path, script = scripts["chat"]
         lat = {}
+        hops = [t for t in ("nginx", "pingora", "gateway") if t in targets]
         for _ in range(ROUNDS):
-            for t in ("direct", "nginx", "gateway"):
+            for t in ["direct"] + hops:
                 r = wrk(url(t, path), script, 1, max(2, DURATION // 2))
                 for k in ("p50", "p99"):
                     lat.setdefault((t, k), []).append(r[k])
         m = {k: sorted(v)[len(v) // 2] for k, v in lat.items()}
-        for t in ("nginx", "gateway"):
+        for t in hops:
             print(f"concurrency 1, chat: {t} adds p50 {m[(t, 'p50')] - m[('direct', 'p50')]:.3f} ms, "
                   f"p99 {m[(t, 'p99')] - m[('direct', 'p99')]:.3f} ms "
                   f"(direct p50 {m[('direct', 'p50')]:.3f}, p99 {m[('direct', 'p99')]:.3f})")
@@ -317,9 +352,12 @@ http {{
         script = lua("slow", '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}',
                      'wrk.headers["x-emulator-chunks"] = "20"\nwrk.headers["x-emulator-chunk-delay-ms"] = "200"')
         rows = {}
-        for t in ("direct", "nginx", "gateway"):
+        slow_targets = [t for t in ("direct", "nginx", "pingora", "gateway") if t in targets]
+        slow_targets += [n for n in compare if n in targets]
+        for t in slow_targets:
             ps = pids(t)
-            idle = rss_kb(ps)
+            cut_stream(servers[t][0])
+            idle = settled_rss_kb(ps)
             peak = [idle]
             proc = subprocess.Popen(["wrk", "-t2", f"-c{SLOW_STREAMS}", "-d10s", "--timeout", "30s", "--latency", "-s", script,
                                      url(t, "/v1/chat/completions")], stdout=subprocess.PIPE, text=True)
@@ -330,7 +368,7 @@ http {{
             p50 = re.search(r"^\s*50%\s+([\d.]+)(ms|s)", t_out, re.M)
             p50_ms = float(p50.group(1)) * (1000 if p50.group(2) == "s" else 1) if p50 else float("nan")
             rows[t] = (idle, max(peak), p50_ms)
-        for t in ("nginx", "gateway"):
+        for t in slow_targets[1:]:
             idle, peak, p50 = rows[t]
             print(f"{SLOW_STREAMS} slow streams through {t}: peak RSS {peak / 1024:.1f} MB "
                   f"(idle {idle / 1024:.1f} MB), {(peak - idle) / SLOW_STREAMS:.1f} KB per stream, "

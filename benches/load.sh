@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load bench: the provider emulator directly, nginx as the reference proxy hop, and the gateway
-# (in-memory state; state in Redis without and with limits; a model on two deployments), in one
+# Load bench: the provider emulator directly, nginx as the reference proxy hop, a bare Pingora
+# hop (benches/bare_pingora.rs, the floor of any Pingora proxy), and the gateway (in-memory
+# state; state in Redis without and with limits; a model on two deployments), in one
 # run, interleaved, so that the ratios mean something on a noisy shared machine.
 #
 #   benches/load.sh                          # 8 s per measurement, 64 connections, 2 rounds
@@ -23,8 +24,8 @@ BIN="${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/cheapai-gateway}"
 
 # installs wrk, nginx-light and strace too (without starting nginx: the bench runs its own)
 scripts/setup
-cargo build --release --bin cheapai-gateway
+cargo build --release --bin cheapai-gateway --example bare_pingora
 
 # 2,000 concurrent streams need 4,000+ descriptors in the proxy and in wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec python3 benches/load.py "$BIN"
+exec python3 benches/load.py "$BIN" "$CARGO_TARGET_DIR/release/examples/bare_pingora"
