@@ -225,15 +225,32 @@ pub static USAGE_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
 #[derive(Default)]
 pub struct RouteSeries(OnceLock<Series>);
 
-/// The handles [`RouteSeries`] keeps.
+/// The handles [`RouteSeries`] keeps. The two timing histograms only some requests observe
+/// are made on first observation, so that `/metrics` lists no series nothing was measured in.
 pub struct Series {
+    model: String,
+    provider: String,
     pub duration: Histogram,
-    pub first_token: Histogram,
-    pub per_output_token: Histogram,
+    first_token: OnceLock<Histogram>,
+    per_output_token: OnceLock<Histogram>,
     pub prompt_tokens: IntCounter,
     pub completion_tokens: IntCounter,
     pub cached_tokens: IntCounter,
     pub cost_usd: Counter,
+}
+
+impl Series {
+    pub fn first_token(&self) -> &Histogram {
+        self.first_token.get_or_init(|| {
+            TIME_TO_FIRST_TOKEN.with_label_values(&[self.model.as_str(), self.provider.as_str()])
+        })
+    }
+
+    pub fn per_output_token(&self) -> &Histogram {
+        self.per_output_token.get_or_init(|| {
+            TIME_PER_OUTPUT_TOKEN.with_label_values(&[self.model.as_str(), self.provider.as_str()])
+        })
+    }
 }
 
 impl RouteSeries {
@@ -243,9 +260,11 @@ impl RouteSeries {
         self.0.get_or_init(|| {
             let pair = [model, provider];
             Series {
+                model: model.to_string(),
+                provider: provider.to_string(),
                 duration: REQUEST_DURATION.with_label_values(&pair),
-                first_token: TIME_TO_FIRST_TOKEN.with_label_values(&pair),
-                per_output_token: TIME_PER_OUTPUT_TOKEN.with_label_values(&pair),
+                first_token: OnceLock::new(),
+                per_output_token: OnceLock::new(),
                 prompt_tokens: TOKENS.with_label_values(&[model, provider, "prompt"]),
                 completion_tokens: TOKENS.with_label_values(&[model, provider, "completion"]),
                 cached_tokens: TOKENS.with_label_values(&[model, provider, "cached"]),

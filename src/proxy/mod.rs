@@ -433,7 +433,7 @@ impl ProxyHttp for Gateway {
         }
         if let Some(first_token) = first_token {
             match series {
-                Some(series) => series.first_token.observe(first_token),
+                Some(series) => series.first_token().observe(first_token),
                 None => metrics::TIME_TO_FIRST_TOKEN
                     .with_label_values(&[model_label, provider_label])
                     .observe(first_token),

@@ -52,7 +52,7 @@ impl Gateway {
             if r.completion_tokens > 1 && ctx.error.is_none() {
                 let per_token =
                     ended.duration_since(first).as_secs_f64() / (r.completion_tokens - 1) as f64;
-                series.per_output_token.observe(per_token);
+                series.per_output_token().observe(per_token);
             }
         }
         let json = self.observability.log_format == LogFormat::Json;
