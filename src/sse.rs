@@ -115,11 +115,13 @@ impl SseParser {
             self.dispatch(out);
             return;
         }
-        let line = String::from_utf8_lossy(&self.line).into_owned();
-        self.line.clear();
-        let (field, value) = match line.split_once(':') {
+        // the line is read in place (no copy of it unless it is not UTF-8); only a field's
+        // value is copied, into the event being built
+        let line = std::mem::take(&mut self.line);
+        let text = String::from_utf8_lossy(&line);
+        let (field, value) = match text.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line.as_str(), ""),
+            None => (text.as_ref(), ""),
         };
         match field {
             "data" => match &mut self.data {
@@ -132,6 +134,9 @@ impl SseParser {
             "event" => self.event = Some(value.to_string()),
             _ => {}
         }
+        drop(text);
+        self.line = line;
+        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
