@@ -108,7 +108,7 @@ def rss_kb(pids, field="VmRSS"):
 
 def cut_stream(target_port):
     """One stream the client leaves early. The gateway then estimates the stream's usage,
-    which loads its tokenizer once (~30 MB, for every later request): measured before the
+    which loads its tokenizer once (~40 MB, for every later request): measured before the
     idle RSS, it is not counted as memory per stream."""
     body = b'{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {KEY}\r\n"

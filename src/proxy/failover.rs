@@ -101,8 +101,7 @@ impl Gateway {
                 let _inflight = provider.health.enter();
                 // Boxed: an awaited future is stored in its caller's state, and a moved one
                 // twice, so each level of nesting doubled the request's future: 102 KB per
-                // request, copied when Pingora spawned it, before the attempt and the relay
-                // were boxed; 3.4 KB after.
+                // request before the attempt and the relay were boxed, 3.4 KB after.
                 Box::pin(exchange::attempt(
                     &self.connector,
                     provider,
