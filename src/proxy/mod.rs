@@ -11,7 +11,7 @@ mod record;
 mod relay;
 mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -260,19 +260,23 @@ impl Gateway {
     }
 }
 
-/// The status of the response header sent to the client, ignoring `100 Continue`.
-/// The metric series of the deployment that served (or last failed) the request, once it
-/// got that far.
-fn route_series(ctx: &RequestCtx) -> Option<&metrics::Series> {
-    let model = ctx.model.as_ref()?;
-    let deployment = model.deployments.get(ctx.deployment)?;
-    Some(
-        deployment
+/// The metric series of the deployment that served (or last failed) the request; a request
+/// refused before routing has neither model nor provider, and is labelled `-`, `-`.
+fn route_series(ctx: &RequestCtx) -> &metrics::Series {
+    static UNROUTED: LazyLock<metrics::RouteSeries> = LazyLock::new(Default::default);
+    let routed = ctx
+        .model
+        .as_ref()
+        .and_then(|m| Some((m, m.deployments.get(ctx.deployment)?)));
+    match routed {
+        Some((model, deployment)) => deployment
             .metrics
             .get(&model.name, &deployment.provider.name),
-    )
+        None => UNROUTED.get("-", "-"),
+    }
 }
 
+/// The status of the response header sent to the client, ignoring `100 Continue`.
 fn final_status(session: &Session) -> Option<u16> {
     session
         .response_written()
@@ -421,23 +425,11 @@ impl ProxyHttp for Gateway {
             ])
             .inc();
         let series = route_series(ctx);
-        let duration = ctx.started.elapsed().as_secs_f64();
-        let first_token = ctx
-            .first_byte_at
-            .map(|first| first.duration_since(ctx.started).as_secs_f64());
-        match series {
-            Some(series) => series.duration.observe(duration),
-            None => metrics::REQUEST_DURATION
-                .with_label_values(&[model_label, provider_label])
-                .observe(duration),
-        }
-        if let Some(first_token) = first_token {
-            match series {
-                Some(series) => series.first_token().observe(first_token),
-                None => metrics::TIME_TO_FIRST_TOKEN
-                    .with_label_values(&[model_label, provider_label])
-                    .observe(first_token),
-            }
+        series.duration.observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(first) = ctx.first_byte_at {
+            series
+                .first_token()
+                .observe(first.duration_since(ctx.started).as_secs_f64());
         }
         if let Some(e) = ctx.error.as_ref().filter(|e| e.kind.is_upstream()) {
             metrics::UPSTREAM_ERRORS
@@ -446,26 +438,10 @@ impl ProxyHttp for Gateway {
         }
         self.observe(session, ctx, trace, status, record.as_ref(), series);
         if let Some(record) = record {
-            // a record without a deployment (refused before routing) has no tokens or cost
-            if let Some(series) = series {
-                series.prompt_tokens.inc_by(record.prompt_tokens);
-                series.completion_tokens.inc_by(record.completion_tokens);
-                series.cached_tokens.inc_by(record.cached_tokens);
-                series.cost_usd.inc_by(pricing::usd(record.cost_micro_usd));
-            } else {
-                for (kind, n) in [
-                    ("prompt", record.prompt_tokens),
-                    ("completion", record.completion_tokens),
-                    ("cached", record.cached_tokens),
-                ] {
-                    metrics::TOKENS
-                        .with_label_values(&[model_label, provider_label, kind])
-                        .inc_by(n);
-                }
-                metrics::COST_USD
-                    .with_label_values(&[model_label])
-                    .inc_by(pricing::usd(record.cost_micro_usd));
-            }
+            series.prompt_tokens.inc_by(record.prompt_tokens);
+            series.completion_tokens.inc_by(record.completion_tokens);
+            series.cached_tokens.inc_by(record.cached_tokens);
+            series.cost_usd.inc_by(pricing::usd(record.cost_micro_usd));
             metrics::USAGE_RECORDS.inc();
             if let Some((claim, decision)) = ctx.limit.take() {
                 let tokens = record.prompt_tokens + record.completion_tokens;

@@ -41,13 +41,11 @@ impl Gateway {
         trace: Option<RequestTrace>,
         status: u16,
         record: Option<&UsageRecord>,
-        series: Option<&metrics::Series>,
+        series: &metrics::Series,
     ) {
         let ended = Instant::now();
         let route = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
-        if let (true, Some(first), Some(r), Some(series)) =
-            (ctx.stream, ctx.first_byte_at, record, series)
-        {
+        if let (true, Some(first), Some(r)) = (ctx.stream, ctx.first_byte_at, record) {
             // the generation after the first token, per token that followed it
             if r.completion_tokens > 1 && ctx.error.is_none() {
                 let per_token =
