@@ -104,3 +104,42 @@ fn time_per_output_token_and_upstream_inflight() {
         "a one-token stream has no time per token"
     );
 }
+
+#[test]
+fn retries_count_only_failures_that_were_followed_by_another_attempt() {
+    let gw = Gateway::start_with(
+        r#"
+[models."gpt-once"]
+provider = "emu"
+
+[models."gpt-twice"]
+provider = "emu"
+retries = 1
+"#,
+    );
+    let failing = [("x-emulator-status", "503")];
+    let retries = |gw: &Gateway| {
+        let text = scrape(gw);
+        metric_sample(
+            &text,
+            &["cheapai_upstream_retries_total{", "provider=\"emu\""],
+        )
+        .unwrap_or(0.0)
+    };
+    // one deployment, no retries configured: one attempt, and nothing retried
+    let once = gw.post_with("/v1/chat/completions", &failing, &chat("gpt-once", false));
+    assert_eq!(once.status, 503, "{}", once.text());
+    assert_eq!(retries(&gw), 0.0, "a last failure is not a retry");
+    // one retry allowed: the first failure was retried, the second was the last
+    let twice = gw.post_with("/v1/chat/completions", &failing, &chat("gpt-twice", false));
+    assert_eq!(twice.status, 503, "{}", twice.text());
+    assert_eq!(retries(&gw), 1.0);
+    let text = scrape(&gw);
+    let failed_attempts: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("cheapai_upstream_attempts_total{"))
+        .filter(|l| l.contains("provider=\"emu\"") && !l.contains("outcome=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed_attempts, 3.0, "{text}");
+}

@@ -17,7 +17,7 @@ use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
-use crate::providers::{anthropic, Plan as Prepared, Timeouts};
+use crate::providers::{anthropic, Plan as Prepared, Provider, Timeouts};
 use crate::request::Peeked;
 use crate::routing::{self, Admission, Next, Pick, Plan};
 use crate::usage::offload;
@@ -42,6 +42,9 @@ impl Gateway {
         let deadline = ctx.started + routes[0].retry.deadline;
         let mut plan = Plan::new(routes);
         let mut last_error: Option<GatewayError> = None;
+        // The failed attempt's provider and reason, counted as a retry once another attempt
+        // is actually made (the plan may be exhausted, or the deadline reached, first).
+        let mut unretried: Option<(Arc<Provider>, &'static str)> = None;
         loop {
             let pick = match plan.next(routing::now_ms(), &mut rand::thread_rng()) {
                 Next::Attempt(pick) => pick,
@@ -76,6 +79,11 @@ impl Gateway {
                 .model
                 .upstream_name(&pick.model.deployments[pick.deployment], &job.peeked.model)
                 .to_string();
+            if let Some((failed, reason)) = unretried.take() {
+                metrics::UPSTREAM_RETRIES
+                    .with_label_values(&[&failed.name, reason])
+                    .inc();
+            }
             ctx.model = Some(pick.model.clone());
             ctx.provider = Some(provider.clone());
             ctx.deployment = pick.deployment;
@@ -134,11 +142,7 @@ impl Gateway {
                     if !retryable {
                         return Err(error);
                     }
-                    if let Some(f) = failure {
-                        metrics::UPSTREAM_RETRIES
-                            .with_label_values(&[&provider.name, f.label()])
-                            .inc();
-                    }
+                    unretried = failure.map(|f| (provider.clone(), f.label()));
                     log::warn!(
                         "{} attempt {} on {} ({}) failed: {}",
                         ctx.request_id,
