@@ -30,7 +30,7 @@ struct Terms {
     now: u64,
     rpm: u64,
     tpm: u64,
-    budget: u64,
+    budget: Option<u64>,
 }
 
 struct Waiter {
@@ -78,7 +78,7 @@ impl Checks {
                 now,
                 rpm: claim.rpm.unwrap_or(0),
                 tpm: claim.tpm.unwrap_or(0),
-                budget: claim.budget_micro_usd.unwrap_or(0),
+                budget: claim.budget_micro_usd,
             },
             reserve: claim.reserve,
             reserve_micro_usd: claim.reserve_micro_usd,
@@ -221,7 +221,12 @@ async fn decide(
         .arg(WINDOW_SECS)
         .arg(terms.rpm)
         .arg(terms.tpm)
-        .arg(terms.budget);
+        // the script's "no budget" is -1 (0 is a budget nothing fits in)
+        .arg(
+            terms
+                .budget
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+        );
     for w in batch {
         call.arg(w.reserve).arg(w.reserve_micro_usd);
     }
@@ -274,7 +279,7 @@ mod tests {
             now,
             rpm: 10,
             tpm: 0,
-            budget: 0,
+            budget: None,
         };
         (
             Waiter {

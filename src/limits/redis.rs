@@ -283,6 +283,43 @@ mod tests {
         assert_eq!(spend, local.spend_of("k_random_budget"));
     }
 
+    /// A budget of 0 lets nothing be spent, in the script as in the twin (0 once meant "no
+    /// budget" to the script, while the twin refused: a key's budget depended on whether
+    /// Redis answered).
+    #[tokio::test]
+    async fn a_zero_budget_refuses_in_the_script_as_in_the_twin() {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let shared = RedisLimits::new(redis.clone());
+        let local = super::super::local::LocalLimits::default();
+        for reserve in [0, 7] {
+            let claim = Claim {
+                key_id: "k_zero_budget".into(),
+                budget_micro_usd: Some(0),
+                reserve_micro_usd: reserve,
+                ..super::super::tests::claim(Some(40), None, 0)
+            };
+            let a = shared.acquire(&claim, 1_000).await.unwrap();
+            let b = local.acquire(&claim, 1_000).await.unwrap();
+            assert_eq!(
+                a.denied_by,
+                Some(Scope::Budget),
+                "script, reserve {reserve}"
+            );
+            assert_eq!(a, b, "reserve {reserve}");
+        }
+        // no budget at all is no limit, in both
+        let claim = Claim {
+            key_id: "k_no_budget".into(),
+            budget_micro_usd: None,
+            reserve_micro_usd: 7,
+            ..super::super::tests::claim(Some(40), None, 0)
+        };
+        let a = shared.acquire(&claim, 1_000).await.unwrap();
+        assert_eq!(a.denied_by, None);
+        assert_eq!(a, local.acquire(&claim, 1_000).await.unwrap());
+    }
+
     /// The O(1) script keeps running totals; this drives it and the in-memory twin (which
     /// sums its buckets every time) through the same random history — seconds that pass
     /// one by one, gaps, whole windows skipped, settlements — and requires the same

@@ -1,4 +1,4 @@
--- cheapai_window_v3
+-- cheapai_window_v4
 -- Sliding 60 s windows of per-second buckets for one (key, model): requests and tokens,
 -- plus the key's spend budget. One call decides a batch of requests, in order, as if each
 -- had come alone: each is checked against all the limits and, when allowed, recorded
@@ -9,8 +9,9 @@
 -- the live buckets, and `f`, the oldest second still counted. KEYS[2] spend counter
 -- (micro-USD): settled costs plus the reservations of requests not yet settled (settlement
 -- adds real cost - reservation). Both share the key's hash tag.
--- ARGV: now (unix s), window (s), rpm, tpm, budget (micro-USD), then per request its reserve
--- (tokens) and its worst-case cost (micro-USD); 0 = no limit. Returns one {allowed,
+-- ARGV: now (unix s), window (s), rpm, tpm (0 = no limit), budget (micro-USD; -1 = none, 0 =
+-- nothing may be spent), then per request its reserve (tokens) and its worst-case cost
+-- (micro-USD). Returns one {allowed,
 -- denied_by, requests_used, tokens_used, retry_after_s, requests_reset_s, tokens_reset_s,
 -- reserved_micro_usd, spend_micro_usd} per request (the spend it saw, its own reservation
 -- included).
@@ -27,7 +28,7 @@ local key = KEYS[1]
 
 -- a counter pushed below 0 (reset while requests were in flight) counts as nothing spent
 local spent = 0
-if budget > 0 then
+if budget >= 0 then
   spent = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0'))
   if spent >= budget then
     local out = {}
@@ -41,7 +42,7 @@ end
 -- what a request of worst-case cost `cost` holds of the budget until it is settled; nil
 -- when it does not fit beside the spend and the reservations before it
 local function hold(cost)
-  if budget == 0 then return 0 end
+  if budget < 0 then return 0 end
   if spent >= budget then return nil end
   -- a request whose worst case exceeds the whole budget could never fit: it takes all that
   -- is left, so it runs alone and overshoots by less than its own cost
