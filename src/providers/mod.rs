@@ -12,6 +12,8 @@ pub mod openai;
 pub mod peer;
 pub mod responses;
 pub mod tool_calls;
+#[cfg(test)]
+pub(crate) mod translator_testing;
 pub mod upstream;
 
 use bytes::Bytes;

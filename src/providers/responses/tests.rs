@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::providers::{anthropic, gemini};
-use crate::sse::SseParser;
 
 // ---- shared helpers -------------------------------------------------------------------------
 
@@ -14,59 +13,7 @@ use crate::sse::SseParser;
 pub(super) const CODEX_FIRST_REQUEST: &[u8] =
     include_bytes!("../../../tests/fixtures/codex/first-request.json");
 
-/// Feeds `pieces` then finishes; returns everything written and the result of the first
-/// failing call (or of `finish`).
-pub(super) fn run(
-    translator: &mut dyn ResponseTranslator,
-    pieces: &[&[u8]],
-) -> (Vec<u8>, Result<(), GatewayError>) {
-    let mut out = Vec::new();
-    for piece in pieces {
-        if let Err(e) = translator.push(piece, &mut out) {
-            return (out, Err(e));
-        }
-    }
-    let result = translator.finish(&mut out);
-    (out, result)
-}
-
-/// Runs a fresh translator over `input` whole, cut in two at every byte offset, and byte by
-/// byte; asserts every run writes the same bytes with the same outcome, and returns them.
-pub(super) fn same_at_every_split(
-    make: impl Fn() -> Box<dyn ResponseTranslator>,
-    input: &[u8],
-) -> (Vec<u8>, Result<(), GatewayError>) {
-    let (whole, result) = run(make().as_mut(), &[input]);
-    for cut in 0..=input.len() {
-        let (out, r) = run(make().as_mut(), &[&input[..cut], &input[cut..]]);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&whole),
-            "cut at {cut}"
-        );
-        assert_eq!(r.is_ok(), result.is_ok(), "cut at {cut}");
-    }
-    let bytes: Vec<&[u8]> = input.chunks(1).collect();
-    let (out, r) = run(make().as_mut(), &bytes);
-    assert_eq!(out, whole, "byte by byte");
-    assert_eq!(r.is_ok(), result.is_ok(), "byte by byte");
-    (whole, result)
-}
-
-/// Client output as (event name, data) pairs.
-pub(super) fn events(out: &[u8]) -> Vec<(Option<String>, Value)> {
-    let mut parser = SseParser::default();
-    let mut events = Vec::new();
-    parser.push(out, &mut events);
-    parser.finish(&mut events);
-    events
-        .into_iter()
-        .map(|e| {
-            let data = serde_json::from_str(&e.data).unwrap_or(Value::String(e.data));
-            (e.event, data)
-        })
-        .collect()
-}
+pub(super) use crate::providers::translator_testing::{events, run, same_at_every_split};
 
 /// The chat request body of a Responses request, parsed.
 pub(super) fn chat(request: &Value) -> Value {
