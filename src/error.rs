@@ -113,7 +113,7 @@ impl ErrorKind {
         }
     }
 
-    /// Anthropic's `error.type` for the same status (anthropic.md §5).
+    /// Anthropic's `error.type` for the same status, as its API documents them.
     fn anthropic_type(self) -> &'static str {
         match self.status() {
             401 => "authentication_error",

@@ -31,8 +31,8 @@
 //!
 //! # Errors and headers
 //! `{"type":"error","error":{"type","message"},"request_id":"req_…"}`; the id equals the
-//! `request-id` header. `x-emulator-status` picks the type from the table of anthropic.md
-//! §5 ([`error_type`]): 400 and other 4xx `invalid_request_error`, 401
+//! `request-id` header. `x-emulator-status` picks the type from Anthropic's status table
+//! ([`error_type`]): 400 and other 4xx `invalid_request_error`, 401
 //! `authentication_error`, 402 `billing_error`, 403 `permission_error`, 404
 //! `not_found_error` (message `model: <model>`), 413 `request_too_large`, 429
 //! `rate_limit_error` (with `retry-after: 1` and `anthropic-ratelimit-requests-remaining:
@@ -185,7 +185,7 @@ pub fn uses_cache(req: &Value) -> bool {
 
 // ---------------------------------------------------------------- errors and headers
 
-/// The `error.type` for an HTTP status (anthropic.md §5).
+/// The `error.type` Anthropic documents for an HTTP status.
 pub fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",

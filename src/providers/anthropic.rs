@@ -3,9 +3,9 @@
 //!
 //! Two pairs of conversions, each a pure function or state machine (bytes in, bytes out):
 //! - an OpenAI client on a model Anthropic serves: [`to_anthropic_request`] and
-//!   [`from_anthropic_response`] (translation.md A and B);
+//!   [`from_anthropic_response`] (docs/translation.md A and B);
 //! - an Anthropic client (Claude Code, the Anthropic SDK) on a model served in OpenAI's format:
-//!   [`to_openai_request`] and [`to_anthropic_response`] (translation.md D);
+//!   [`to_openai_request`] and [`to_anthropic_response`] (docs/translation.md D);
 //!
 //! plus [`upstream_error`] (E) and [`count_tokens_estimate`] for `/v1/messages/count_tokens`.
 //!
@@ -66,7 +66,7 @@ const JSON_OUTPUT_TOOL: &str = "cheapai_json_output";
 /// provider name.
 const ANTHROPIC: &str = "anthropic";
 
-/// OpenAI chat request body → Anthropic Messages request body (translation.md A1/A2), `model`
+/// OpenAI chat request body → Anthropic Messages request body (docs/translation.md A1/A2), `model`
 /// set to `upstream_model`. Rejected with a 400 naming the field: `n` > 1, `logprobs`,
 /// `top_logprobs`, audio input, `functions`, unknown content parts and invalid tool-call
 /// arguments. Dropped (no Anthropic equivalent): `presence_penalty`, `frequency_penalty`,
@@ -106,7 +106,7 @@ pub fn from_anthropic_response(
 }
 
 /// Anthropic Messages request (what Claude Code / the Anthropic SDK send to `/v1/messages`) →
-/// OpenAI chat request (translation.md D), `model` = `upstream_model`. When `stream` is true,
+/// OpenAI chat request (docs/translation.md D), `model` = `upstream_model`. When `stream` is true,
 /// `stream_options.include_usage` is set so usage can be reported in `message_delta`.
 /// Dropped: `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, server tools
 /// (`web_search_…`, `bash_…`: they run on Anthropic's side), thinking blocks in the history
@@ -135,7 +135,7 @@ pub fn to_anthropic_response(stream: bool, client_model: &str) -> Box<dyn Respon
 /// from provider `provider` with HTTP `status` → [`GatewayError`] for an OpenAI-dialect client:
 /// 529 `overloaded_error` becomes 503 (OpenAI clients do not know 529; both SDKs retry any 5xx),
 /// every other status is kept; the message is kept; `upstream_type`/`upstream_code` carry the
-/// OpenAI type and code for the status (translation.md E). A refusal of the gateway's own key
+/// OpenAI type and code for the status (docs/translation.md E). A refusal of the gateway's own key
 /// or account (401, 402, 403, `authentication_error`, `billing_error`, `permission_error`, or
 /// Anthropic's 400 "credit balance is too low") is [`GatewayError::provider_auth`] instead:
 /// the gateway's 502 in either dialect, none of the provider's text.
@@ -182,7 +182,7 @@ pub fn count_tokens_estimate(anthropic_body: &[u8]) -> Result<u64, GatewayError>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Error conversion (translation.md E) and helpers shared by the submodules.
+// Error conversion (docs/translation.md E) and helpers shared by the submodules.
 
 #[derive(Deserialize)]
 struct ErrorEnvelope {
@@ -220,7 +220,7 @@ fn openai_type_and_code(
     }
 }
 
-/// The HTTP status Anthropic gives each error `type` (anthropic.md §5), for errors that arrive
+/// The HTTP status Anthropic gives each error `type` (its API's error reference), for errors that arrive
 /// inside a 200 stream or body and so carry no status of their own.
 fn status_of_anthropic_type(kind: &str) -> u16 {
     match kind {

@@ -2,7 +2,7 @@
 //! `embedContent`, `batchEmbedContents`), translated to and from OpenAI's.
 //!
 //! OpenAI clients reach Gemini models through these pure functions: the request body is
-//! rewritten into Gemini's shape (translation.md C1), the answer is rewritten back chunk by
+//! rewritten into Gemini's shape (docs/translation.md C1), the answer is rewritten back chunk by
 //! chunk by a [`ResponseTranslator`](crate::providers::ResponseTranslator) (C2, C3),
 //! embeddings go both ways (C4), and Google error answers become [`GatewayError`]s with
 //! OpenAI-style types and codes (E). The proxy builds the URL (`{base}/models/{model}:…`) and
@@ -172,7 +172,7 @@ impl GoogleError {
 
 /// A Google error answer as a [`GatewayError`] with the same HTTP status and Google's message.
 ///
-/// Why each choice (translation.md E):
+/// Why each choice (docs/translation.md E):
 /// - a refusal of the gateway's own key or project (401, 402, 403, `UNAUTHENTICATED`,
 ///   `PERMISSION_DENIED`, reason `API_KEY_INVALID` (which Google sends as 400) or
 ///   `BILLING_DISABLED`) is [`GatewayError::provider_auth`]: the gateway's 502, none of

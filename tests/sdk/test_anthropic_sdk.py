@@ -621,7 +621,8 @@ def test_models_list_sdk(anthropic_client, gateway):
 
 
 def test_models_list_pagination(anthropic_client):
-    """`limit` pages the list (anthropic.md §7); the SDK follows `after_id` for the rest."""
+    """`limit` pages the list (Anthropic's `first_id`/`last_id`/`has_more` paging); the SDK
+    follows `after_id` for the rest."""
     everything = [m.id for m in anthropic_client.models.list()]
     page = anthropic_client.models.list(limit=2)
     assert len(page.data) == 2, f"limit=2 returned {len(page.data)} models"

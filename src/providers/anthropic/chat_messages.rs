@@ -1,4 +1,4 @@
-//! OpenAI chat messages → Anthropic `system` blocks and turns (translation.md A2).
+//! OpenAI chat messages → Anthropic `system` blocks and turns (docs/translation.md A2).
 //!
 //! Tool messages become `tool_result` blocks in a user turn, same-role neighbours are merged,
 //! tool results go first in their turn, and a conversation that starts with the assistant gets

@@ -1,5 +1,5 @@
 //! Anthropic Messages request (Claude Code, the Anthropic SDK) → OpenAI chat request
-//! (translation.md D1).
+//! (docs/translation.md D1).
 //!
 //! OpenAI-format hosts differ in what they accept, so the output stays conservative: text-only
 //! content is sent as a plain string, `max_tokens` is sent as `max_tokens` except to OpenAI

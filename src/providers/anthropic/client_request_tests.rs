@@ -1,4 +1,4 @@
-//! translation.md D1: Anthropic client request → OpenAI-format upstream, one test per row.
+//! docs/translation.md D1: Anthropic client request → OpenAI-format upstream, one test per row.
 
 use serde_json::{json, Value};
 

@@ -1,4 +1,4 @@
-//! translation.md D2 and D3: OpenAI-format answers → Anthropic, whole and streamed.
+//! docs/translation.md D2 and D3: OpenAI-format answers → Anthropic, whole and streamed.
 
 use serde_json::{json, Value};
 

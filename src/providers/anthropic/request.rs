@@ -1,4 +1,4 @@
-//! OpenAI chat request → Anthropic Messages request (translation.md A1; the messages, A2, are
+//! OpenAI chat request → Anthropic Messages request (docs/translation.md A1; the messages, A2, are
 //! in [`super::chat_messages`]).
 //!
 //! Anthropic rejects fields it does not define, so the output is built from scratch: every

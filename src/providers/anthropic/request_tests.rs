@@ -1,4 +1,4 @@
-//! translation.md A1 and A2, one test per row (or per group of alike rows).
+//! docs/translation.md A1 and A2, one test per row (or per group of alike rows).
 
 use serde_json::{json, Value};
 

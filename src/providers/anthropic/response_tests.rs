@@ -1,4 +1,4 @@
-//! translation.md B1 and B2: Anthropic answers → OpenAI, whole and streamed.
+//! docs/translation.md B1 and B2: Anthropic answers → OpenAI, whole and streamed.
 
 use serde_json::{json, Value};
 

@@ -1,4 +1,4 @@
-//! OpenAI `/v1/embeddings` ↔ Gemini `embedContent` / `batchEmbedContents` (translation.md C4).
+//! OpenAI `/v1/embeddings` ↔ Gemini `embedContent` / `batchEmbedContents` (docs/translation.md C4).
 //!
 //! Dropped: `user`. Extension fields accepted: `task_type` (or `taskType`) → `taskType`. Gemini
 //! reports no token counts, so `usage` is counted locally with `cl100k_base` (OpenAI's embedding

@@ -1,4 +1,4 @@
-//! OpenAI `messages` → Gemini `systemInstruction` parts and `contents` (translation.md C1).
+//! OpenAI `messages` → Gemini `systemInstruction` parts and `contents` (docs/translation.md C1).
 //!
 //! Dropped or approximated: `name` on messages; `detail` on images; assistant `refusal` parts
 //! and fields; empty text parts (Gemini rejects them); turns left without parts. System and

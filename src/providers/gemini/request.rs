@@ -1,4 +1,4 @@
-//! OpenAI chat request → Gemini `generateContent` body: the top-level fields (translation.md C1).
+//! OpenAI chat request → Gemini `generateContent` body: the top-level fields (docs/translation.md C1).
 //! Messages are converted in `messages`, JSON schemas cleaned in `schema`.
 //!
 //! Dropped on purpose (no Gemini equivalent, or nothing for Gemini to act on): `model` (it is in
@@ -26,7 +26,7 @@ const THINKING_BUDGETS: &[(&str, u32)] = &[
     ("high", 24576),
 ];
 
-/// OpenAI chat request → Gemini `generateContent` request body (translation.md C1), and whether
+/// OpenAI chat request → Gemini `generateContent` request body (docs/translation.md C1), and whether
 /// the client asked to stream (the proxy then calls `:streamGenerateContent?alt=sse`).
 ///
 /// Messages: `system`/`developer` → `systemInstruction` (their position in the conversation is

@@ -1,4 +1,4 @@
-//! Gemini `GenerateContentResponse` → OpenAI `chat.completion` (translation.md C2): the wire
+//! Gemini `GenerateContentResponse` → OpenAI `chat.completion` (docs/translation.md C2): the wire
 //! types both directions share with `stream`, the mappings (finish reason, usage, tool calls,
 //! logprobs) and the non-streaming translator.
 //!
@@ -122,7 +122,7 @@ struct CompletionDetails {
 
 impl From<UsageMetadata> for Usage {
     /// `prompt_tokens` also counts `toolUsePromptTokenCount` (tool-use prompt tokens are billed
-    /// as input, translation.md C2), `completion_tokens` counts thoughts (OpenAI's includes
+    /// as input, docs/translation.md C2), `completion_tokens` counts thoughts (OpenAI's includes
     /// reasoning), and the total is their sum: Gemini's `totalTokenCount` is the same number
     /// when present and is missing from early stream events.
     fn from(u: UsageMetadata) -> Self {

@@ -1,5 +1,5 @@
 //! Gemini SSE (`streamGenerateContent?alt=sse`) → OpenAI `chat.completion.chunk` stream
-//! (translation.md C3).
+//! (docs/translation.md C3).
 //!
 //! Each Gemini event is a whole `GenerateContentResponse` with only the new parts. Per choice:
 //! the first sight of a candidate sends `delta: {"role":"assistant","content":""}`; text parts
