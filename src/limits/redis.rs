@@ -238,16 +238,27 @@ mod tests {
         assert_eq!(spend, 900);
     }
 
+    /// A real redis-server with the limit script on it, and the in-memory twin, for tests
+    /// that require the two to decide alike (keep the server alive as long as they run).
+    fn script_and_twin() -> (
+        crate::state::tests::TestRedis,
+        Arc<Redis>,
+        RedisLimits,
+        super::super::local::LocalLimits,
+    ) {
+        let server = crate::state::tests::redis_server();
+        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
+        let shared = RedisLimits::new(redis.clone());
+        (server, redis, shared, Default::default())
+    }
+
     /// Budget reservations through the same kind of random history: worst cases of every
     /// size (some larger than the whole budget), settlements above and below them, some
     /// never settled; the script and the twin must agree on every decision and on the
     /// spend they end with.
     #[tokio::test]
     async fn budget_reservations_match_the_local_twin_over_a_random_history() {
-        let server = crate::state::tests::redis_server();
-        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
-        let shared = RedisLimits::new(redis.clone());
-        let local = super::super::local::LocalLimits::default();
+        let (_server, redis, shared, local) = script_and_twin();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -288,10 +299,7 @@ mod tests {
     /// Redis answered).
     #[tokio::test]
     async fn a_zero_budget_refuses_in_the_script_as_in_the_twin() {
-        let server = crate::state::tests::redis_server();
-        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
-        let shared = RedisLimits::new(redis.clone());
-        let local = super::super::local::LocalLimits::default();
+        let (_server, _redis, shared, local) = script_and_twin();
         for reserve in [0, 7] {
             let claim = Claim {
                 key_id: "k_zero_budget".into(),
@@ -326,10 +334,7 @@ mod tests {
     /// decision every time, then checks the stored totals against the stored buckets.
     #[tokio::test]
     async fn running_totals_match_the_local_twin_over_a_random_history() {
-        let server = crate::state::tests::redis_server();
-        let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
-        let shared = RedisLimits::new(redis.clone());
-        let local = super::super::local::LocalLimits::default();
+        let (_server, redis, shared, local) = script_and_twin();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
