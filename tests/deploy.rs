@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::Value;
@@ -208,18 +208,9 @@ limits = {{ rpm = 1 }}
     assert_eq!(statuses, [200, 429]);
 
     // The usage writer fails on /dev/full a moment after the requests: wait for the count.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exposition = loop {
-        let text = ureq::get(&format!("{}/metrics", gw.admin_url))
-            .call()
-            .expect("metrics")
-            .into_string()
-            .expect("text");
-        if text.contains("cheapai_usage_sink_errors_total{") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exposition = gw.scrape_until(Duration::from_secs(10), |text| {
+        text.contains("cheapai_usage_sink_errors_total{")
+    });
     let fams = families(&exposition);
 
     let mut used: BTreeMap<String, &str> = BTreeMap::new();

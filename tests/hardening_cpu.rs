@@ -32,11 +32,7 @@ fn big_count_body() -> String {
 }
 
 fn inflight(gw: &Gateway) -> u64 {
-    let text = ureq::get(&format!("{}/metrics", gw.admin_url))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let text = gw.scrape();
     text.lines()
         .find_map(|l| l.strip_prefix("cheapai_inflight_requests "))
         .and_then(|v| v.trim().parse().ok())

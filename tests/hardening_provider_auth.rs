@@ -109,11 +109,7 @@ fn a_provider_refusing_the_gateways_key_is_a_502_without_the_providers_text() {
     assert_eq!(a.status, 429, "{}", a.text());
     assert_eq!(a.json()["error"]["type"], "rate_limit_error");
 
-    let metrics = ureq::get(&format!("{}/metrics", gw.admin_url))
-        .call()
-        .expect("metrics")
-        .into_string()
-        .expect("text");
+    let metrics = gw.scrape();
     let count = |provider: &str| {
         let prefix = format!("cheapai_provider_auth_failures_total{{provider=\"{provider}\"}} ");
         metrics

@@ -41,18 +41,9 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
     // Pingora runs `logging` (where the counters move) after the answer is sent, so the last
     // request may not be counted yet when its answer arrives: scrape until it is.
     let not_found = ["cheapai_requests_total{", "model=\"-\"", "status=\"404\""];
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let text = loop {
-        let text = ureq::get(&format!("{}/metrics", gw.admin_url))
-            .call()
-            .expect("metrics")
-            .into_string()
-            .expect("text");
-        if metric_sample(&text, &not_found).is_some() || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let text = gw.scrape_until(Duration::from_secs(2), |text| {
+        metric_sample(text, &not_found).is_some()
+    });
     let ok = [
         "cheapai_requests_total{",
         "model=\"gpt-4o\"",

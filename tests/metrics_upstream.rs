@@ -5,36 +5,22 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
-fn scrape(gw: &Gateway) -> String {
-    ureq::get(&format!("{}/metrics", gw.admin_url))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap()
-}
-
-/// Scrapes until `inflight{provider="emu"}` is `want`.
+/// Scrapes until `inflight{provider="emu"}` is `want` (5 s at most).
 fn wait_inflight(gw: &Gateway, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = scrape(gw);
-        let got = metric_sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]);
-        if got == Some(want) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "inflight {got:?}, want {want}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let sample =
+        |text: &str| metric_sample(text, &["cheapai_upstream_inflight{", "provider=\"emu\""]);
+    let text = gw.scrape_until(Duration::from_secs(5), |text| sample(text) == Some(want));
+    assert_eq!(sample(&text), Some(want), "inflight");
 }
 
 #[test]
 fn time_per_output_token_and_upstream_inflight() {
     let gw = Gateway::start();
-    let text = scrape(&gw);
+    let text = gw.scrape();
     assert_eq!(
         metric_sample(&text, &["cheapai_upstream_inflight{", "provider=\"emu\""]),
         Some(0.0),
@@ -82,7 +68,7 @@ fn time_per_output_token_and_upstream_inflight() {
     );
     assert_eq!(gw.usage_records(4).len(), 4);
 
-    let text = scrape(&gw);
+    let text = gw.scrape();
     let labels = ["model=\"gpt-4o\"", "provider=\"emu\""];
     let of = |name: &str| {
         let mut parts = vec![name];
@@ -119,7 +105,7 @@ retries = 1
     );
     let failing = [("x-emulator-status", "503")];
     let retries = |gw: &Gateway| {
-        let text = scrape(gw);
+        let text = gw.scrape();
         metric_sample(
             &text,
             &["cheapai_upstream_retries_total{", "provider=\"emu\""],
@@ -134,7 +120,7 @@ retries = 1
     let twice = gw.post_with("/v1/chat/completions", &failing, &chat("gpt-twice", false));
     assert_eq!(twice.status, 503, "{}", twice.text());
     assert_eq!(retries(&gw), 1.0);
-    let text = scrape(&gw);
+    let text = gw.scrape();
     let failed_attempts: f64 = text
         .lines()
         .filter(|l| l.starts_with("cheapai_upstream_attempts_total{"))

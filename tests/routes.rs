@@ -68,11 +68,7 @@ fn exact_names_win_then_the_longest_pattern_and_each_prices_its_own() {
         assert_eq!(record["attempts"], 1);
     }
     // metrics label the route, not every name seen
-    let metrics = ureq::get(&format!("{}/metrics", gw.admin_url))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = gw.scrape();
     assert!(metrics.contains(r#"model="claude-opus-*""#), "{metrics}");
     assert!(metrics.contains(r#"model="claude-*""#));
     assert!(!metrics.contains(r#"model="claude-haiku-5-5""#));

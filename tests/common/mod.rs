@@ -203,6 +203,29 @@ impl Gateway {
         }
     }
 
+    /// The admin listener's `/metrics` text.
+    pub fn scrape(&self) -> String {
+        ureq::get(&format!("{}/metrics", self.admin_url))
+            .call()
+            .expect("metrics")
+            .into_string()
+            .expect("metrics text")
+    }
+
+    /// `/metrics` once `ready` holds for it, or as it is at `timeout` (the caller's
+    /// assertions then say what is missing). Pingora runs `logging`, where the request
+    /// counters move, after the answer is sent, and some series move in background writers.
+    pub fn scrape_until(&self, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.scrape();
+            if ready(&text) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// POST a JSON body with the test key.
     pub fn post(&self, path: &str, body: &str) -> Answer {
         self.request(
