@@ -19,6 +19,7 @@ use serde::de::IgnoredAny;
 
 use super::ctx::RequestCtx;
 use super::exchange::{upstream_failure, Finished};
+use super::wire::FRAMING_AND_HOP_BY_HOP;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
@@ -32,17 +33,10 @@ const MAX_COALESCE: usize = 64 * 1024;
 /// Largest non-streaming answer read whole before it is sent.
 const MAX_WHOLE_BODY: usize = 64 * 1024 * 1024;
 
-/// Provider response headers never shown to clients: framing, hop-by-hop, and facts about
-/// the gateway's provider account (its rate limits, organisation, cookies, request ids).
+/// Provider response headers never shown to clients besides [`FRAMING_AND_HOP_BY_HOP`]:
+/// facts about the gateway's provider account (its rate limits, organisation, cookies,
+/// request ids) and about the provider's servers.
 const RESPONSE_HEADERS_DROPPED: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
     "set-cookie",
     "x-request-id",
     "request-id",
@@ -459,7 +453,7 @@ fn content_type_of(header: &ResponseHeader) -> &str {
 }
 
 /// The client's response header: the provider's status and headers minus
-/// [`RESPONSE_HEADERS_DROPPED`], with the gateway's request id, the translated content type
+/// [`FRAMING_AND_HOP_BY_HOP`] and [`RESPONSE_HEADERS_DROPPED`], with the gateway's request id, the translated content type
 /// if any, and a Content-Length when the body length is known (else chunked).
 fn client_header(
     upstream: &ResponseHeader,
@@ -475,7 +469,8 @@ fn client_header(
             ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 2))?;
         for (name, value) in upstream.headers.iter() {
             let name_str = name.as_str();
-            let dropped = RESPONSE_HEADERS_DROPPED.contains(&name_str)
+            let dropped = FRAMING_AND_HOP_BY_HOP.contains(&name_str)
+                || RESPONSE_HEADERS_DROPPED.contains(&name_str)
                 || RESPONSE_HEADER_PREFIXES_DROPPED
                     .iter()
                     .any(|p| name_str.starts_with(p));

@@ -25,21 +25,26 @@ use crate::providers::{Provider, UpstreamRequest};
 /// ones are written after it (the copy would cost more than the extra send).
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// Client request headers never sent upstream: framing and hop-by-hop headers (the gateway
-/// frames its own request), the client's credentials, headers that tie the request to the
-/// client's own account or address, and `accept-encoding` so answers arrive uncompressed
-/// and readable by the gateway.
-const REQUEST_HEADERS_DROPPED: &[&str] = &[
-    "host",
+/// Message framing and hop-by-hop headers: they describe one connection, so neither a
+/// request nor an answer carries them across the gateway (each side is framed anew).
+pub(super) const FRAMING_AND_HOP_BY_HOP: &[&str] = &[
     "content-length",
     "transfer-encoding",
-    "expect",
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
+];
+
+/// Client request headers never sent upstream besides [`FRAMING_AND_HOP_BY_HOP`]: the
+/// client's credentials, headers that tie the request to the client's own account or
+/// address, `expect` (answered by the gateway), and `accept-encoding` so answers arrive
+/// uncompressed and readable by the gateway.
+const REQUEST_HEADERS_DROPPED: &[&str] = &[
+    "host",
+    "expect",
     "authorization",
     "proxy-authorization",
     "x-api-key",
@@ -64,7 +69,8 @@ pub struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// `POST path HTTP/1.1`, the client's own headers minus [`REQUEST_HEADERS_DROPPED`],
+    /// `POST path HTTP/1.1`, the client's own headers minus [`FRAMING_AND_HOP_BY_HOP`] and
+    /// [`REQUEST_HEADERS_DROPPED`],
     /// other APIs' headers and every header set below; then the provider's host, auth and
     /// defaults (a default only where the client sent none), the content type, the body's
     /// length, the request id and the trace context.
@@ -97,7 +103,8 @@ impl Head<'_> {
                 || (name == "content-type" && request.content_type.is_some())
         };
         let forwarded = |name: &str| {
-            !REQUEST_HEADERS_DROPPED.contains(&name)
+            !FRAMING_AND_HOP_BY_HOP.contains(&name)
+                && !REQUEST_HEADERS_DROPPED.contains(&name)
                 && !request
                     .dropped_header_prefixes
                     .iter()
