@@ -5,14 +5,11 @@
 //! within a few percent of it on English and code. Fixed costs are added where the real count
 //! has them; content whose size the gateway cannot see (images, PDFs) counts a flat amount.
 
-use std::sync::OnceLock;
-
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
 
 use super::{field, parse_object};
 use crate::error::GatewayError;
-use crate::usage::estimate::MAX_TOKENIZED_BYTES;
+use crate::usage::estimate::{self, Encoding};
 
 /// Per-message framing (role marker and separators), as in OpenAI's published chat counting.
 const PER_MESSAGE_TOKENS: u64 = 4;
@@ -29,26 +26,8 @@ const IMAGE_TOKENS: u64 = 1600;
 /// A PDF or other non-text document: one page's worth (text plus page image).
 const DOCUMENT_TOKENS: u64 = 2000;
 
-/// The o200k_base encoder, built once (building it takes tens of milliseconds). `None` when
-/// it could not be built; counting then falls back to one token per four bytes.
-fn encoder() -> Option<&'static CoreBPE> {
-    static ENCODER: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    ENCODER
-        .get_or_init(|| tiktoken_rs::o200k_base().ok())
-        .as_ref()
-}
-
 fn count(text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
-    }
-    if text.len() > MAX_TOKENIZED_BYTES {
-        return (text.len() as u64).div_ceil(4);
-    }
-    match encoder() {
-        Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-        None => (text.len() as u64).div_ceil(4),
-    }
+    estimate::tokens(Encoding::O200k, text)
 }
 
 /// The estimate; see [`super::count_tokens_estimate`].

@@ -1,19 +1,18 @@
 //! OpenAI `/v1/embeddings` ↔ Gemini `embedContent` / `batchEmbedContents` (docs/translation.md C4).
 //!
 //! Dropped: `user`. Extension fields accepted: `task_type` (or `taskType`) → `taskType`. Gemini
-//! reports no token counts, so `usage` is counted locally with `cl100k_base` (OpenAI's embedding
-//! tokenizer): an estimate of what the client would pay elsewhere, not Gemini's own count.
-
-use std::sync::OnceLock;
+//! reports no token counts, so `usage` is counted locally in the encoding of the model the client
+//! named (cl100k for OpenAI's embedding names, o200k otherwise; see `usage::estimate`): an
+//! estimate, not Gemini's own count.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use tiktoken_rs::CoreBPE;
 
 use super::{embedded_error, field, parse_object, protocol_error};
 use crate::error::GatewayError;
 use crate::providers::ResponseTranslator;
+use crate::usage::estimate;
 
 /// The texts of `input`: a string → one, an array of strings → many (`true`).
 fn texts(body: &Map<String, Value>) -> Result<(Vec<String>, bool), GatewayError> {
@@ -101,8 +100,8 @@ pub fn to_gemini_embeddings(
 ///
 /// With `base64` (the client sent `encoding_format: "base64"`, which the official Python SDK
 /// does by default), each embedding is the base64 of its values as little-endian f32, as OpenAI
-/// sends it. `usage.prompt_tokens` = `total_tokens` = the `cl100k_base` token count of `inputs`
-/// (Gemini returns none).
+/// sends it. `usage.prompt_tokens` = `total_tokens` = the token count of `inputs` in
+/// `client_model`'s encoding (Gemini returns none).
 pub fn from_gemini_embeddings(
     client_model: &str,
     inputs: Vec<String>,
@@ -198,7 +197,7 @@ impl ResponseTranslator for EmbeddingsTranslator {
                 },
             })
             .collect();
-        let tokens = count_tokens(&self.inputs);
+        let tokens = count_tokens(&self.client_model, &self.inputs);
         let list = List {
             object: "list",
             data,
@@ -222,17 +221,12 @@ fn encode_f32_le(values: &[f64]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `cl100k_base` token count of the inputs. The encoder is built once (a few ms); should it
-/// ever fail to build, four bytes per token is the usual estimate.
-fn count_tokens(inputs: &[String]) -> u64 {
-    static ENCODER: OnceLock<Option<CoreBPE>> = OnceLock::new();
-    let encoder = ENCODER.get_or_init(|| tiktoken_rs::cl100k_base().ok());
+/// Token count of the inputs, in the encoding of the model the client named (Gemini's
+/// answer carries no count, and its tokenizer is not public).
+fn count_tokens(client_model: &str, inputs: &[String]) -> u64 {
     inputs
         .iter()
-        .map(|text| match encoder {
-            Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-            None => (text.len() as u64).div_ceil(4),
-        })
+        .map(|text| estimate::count(client_model, text))
         .sum()
 }
 
@@ -340,10 +334,7 @@ mod tests {
             v["data"][1],
             json!({"object": "embedding", "index": 1, "embedding": [3.0, 4.0]})
         );
-        assert_eq!(
-            v["usage"]["prompt_tokens"],
-            count_tokens(&["a".into(), "bb cc".into()])
-        );
+        assert_eq!(v["usage"]["prompt_tokens"], 3);
     }
 
     #[test]
@@ -380,8 +371,14 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_counted_with_cl100k() {
-        // "Hello world" is two cl100k tokens; "" none.
-        assert_eq!(count_tokens(&["Hello world".into(), String::new()]), 2);
+    fn tokens_are_counted_in_the_client_models_encoding() {
+        // The reference tokenizer's counts: 15 in cl100k (OpenAI's embedding models), 11 in
+        // o200k (the approximation for the rest); "" is none.
+        let inputs = [
+            "日本語のテキスト、そして中文文本。".to_string(),
+            String::new(),
+        ];
+        assert_eq!(count_tokens("text-embedding-3-small", &inputs), 15);
+        assert_eq!(count_tokens("gemini-embedding-001", &inputs), 11);
     }
 }
