@@ -10,23 +10,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// 8 MiB of text in four messages (each under the size past which counts are estimated from
-/// the byte count, so the tokenizer really runs).
+/// One message of 2 MiB (just under the size past which counts are estimated from the byte
+/// count, so the tokenizer really runs), a single long word: about 1.5 s of tokenizer CPU.
 fn big_count_body() -> String {
-    let text: String = "lorem ipsum dolor sit amet, consectetur adipiscing elit "
-        .repeat(37_000)
-        .chars()
-        .take(2 * 1024 * 1024 - 16)
-        .collect();
     serde_json::json!({
         "model": "gpt-4o",
         "max_tokens": 16,
-        "messages": [
-            {"role": "user", "content": text},
-            {"role": "user", "content": text},
-            {"role": "user", "content": text},
-            {"role": "user", "content": text},
-        ],
+        "messages": [{"role": "user", "content": one_long_word(2 * 1024 * 1024 - 16)}],
     })
     .to_string()
 }
@@ -78,4 +68,70 @@ fn a_small_request_is_answered_while_two_large_token_counts_run() {
         assert!(tokens.unwrap() > 1_000_000, "{tokens:?}");
         assert!(small_done < at, "the small request waited for a count");
     }
+}
+
+/// Letters with no space or punctuation: the pre-tokenizer keeps the whole run as one piece,
+/// whose BPE merge costs far more per byte than prose (about 1.5 s for 2 MiB on this machine).
+fn one_long_word(len: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + ((x >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn gemini_embedding_token_counts_do_not_stall_other_requests() {
+    // Gemini's embeddings answer carries no token count, so the gateway counts the inputs; on
+    // the one worker thread, a count this large held every other request for seconds.
+    let gw = Gateway::start_with(
+        r#"
+[providers.gem]
+kind = "gemini"
+base_url = "http://127.0.0.1:{EMU}/v1beta"
+api_key_env = "TEST_PROVIDER_KEY"
+
+[models."gemini-embedding-001"]
+provider = "gem"
+"#,
+    );
+    let word = one_long_word(2 * 1024 * 1024 - 16);
+    let body = serde_json::json!({
+        "model": "gemini-embedding-001",
+        "input": [word.clone(), word],
+    })
+    .to_string();
+    let (url, started) = (gw.url.clone(), Instant::now());
+    let big = std::thread::spawn(move || {
+        let a = Answer::from(
+            ureq::post(&format!("{url}/v1/embeddings"))
+                .set("authorization", &format!("Bearer {KEY}"))
+                .set("content-type", "application/json")
+                .timeout(Duration::from_secs(120))
+                .send_string(&body),
+        );
+        (a, started.elapsed())
+    });
+    // small requests, one after another, for as long as the large one runs
+    let mut slowest = Duration::ZERO;
+    while !big.is_finished() {
+        let sent = Instant::now();
+        let small = gw.post("/v1/chat/completions", &chat("gpt-4o", false));
+        assert_eq!(small.status, 200);
+        slowest = slowest.max(sent.elapsed());
+    }
+    let (answer, took) = big.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let tokens = answer.json()["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 2_000_000, "{tokens}");
+    // the count really ran long, so a stall would have shown
+    assert!(took > Duration::from_secs(1), "{took:?}");
+    assert!(
+        slowest < Duration::from_millis(750),
+        "a small request took {slowest:?} while the count ran ({took:?})"
+    );
 }

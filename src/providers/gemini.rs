@@ -38,7 +38,9 @@ mod schema;
 #[path = "gemini/stream.rs"]
 mod stream;
 
-pub use embeddings::{embedding_inputs, from_gemini_embeddings, to_gemini_embeddings};
+pub use embeddings::{
+    embedding_inputs, embedding_tokens, from_gemini_embeddings, to_gemini_embeddings,
+};
 pub use request::to_gemini_request;
 pub use response::from_gemini_response;
 

@@ -122,9 +122,15 @@ pub struct UpstreamRequest {
     pub dropped_header_prefixes: &'static [&'static str],
     /// Converts the answer into the client's format; `None` = passthrough.
     pub translator: Option<Box<dyn ResponseTranslator>>,
+    /// Builds [`Self::translator`] where that takes CPU a proxy worker must not spend (the
+    /// token count of Gemini embedding inputs): the proxy runs it off its workers first.
+    pub translator_job: Option<TranslatorJob>,
     /// The answer's content type after translation (`None` = the provider's own).
     pub content_type: Option<&'static str>,
 }
+
+/// Work that builds a response translator, run off the proxy's workers.
+pub type TranslatorJob = Box<dyn FnOnce() -> Box<dyn ResponseTranslator> + Send + Sync>;
 
 /// How a request is served.
 pub enum Plan {
@@ -298,8 +304,11 @@ impl Provider {
                     .upstream
                     .path(&format!("/models/{upstream_model}:{method}"));
                 plan.body = gemini_body.into();
-                plan.translator =
-                    Some(gemini::from_gemini_embeddings(client_model, inputs, base64));
+                let client_model = client_model.to_string();
+                plan.translator_job = Some(Box::new(move || {
+                    let tokens = gemini::embedding_tokens(&client_model, &inputs);
+                    gemini::from_gemini_embeddings(&client_model, tokens, base64)
+                }));
                 plan.content_type = Some("application/json");
             }
             (_, Endpoint::CountTokens) => return Ok(Plan::CountTokens),
@@ -329,6 +338,7 @@ impl Provider {
             default_headers: Vec::new(),
             dropped_header_prefixes: &[],
             translator: None,
+            translator_job: None,
             content_type: None,
         };
         match self.kind {

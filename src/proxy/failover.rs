@@ -89,7 +89,7 @@ impl Gateway {
             ctx.deployment = pick.deployment;
             ctx.upstream_model = upstream_model;
             ctx.attempts = plan.attempts();
-            let request =
+            let mut request =
                 match provider.prepare(job.endpoint, job.body, job.peeked, &ctx.upstream_model) {
                     Ok(Prepared::Upstream(request)) => request,
                     Ok(Prepared::CountTokens) => {
@@ -101,6 +101,18 @@ impl Gateway {
                         return Err(e);
                     }
                 };
+            if let Some(build) = request.translator_job.take() {
+                match offload::run(build).await {
+                    Some(translator) => request.translator = Some(translator),
+                    None => {
+                        breaker.release(pick.admission);
+                        return Err(GatewayError::new(
+                            ErrorKind::Internal,
+                            "the answer's token count failed",
+                        ));
+                    }
+                }
+            }
             let timeouts = within(&provider.timeouts, remaining);
             if let Some(trace) = ctx.trace.as_mut() {
                 trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);

@@ -216,6 +216,7 @@ mod tests {
             default_headers: vec![("anthropic-version", "2023-06-01")],
             dropped_header_prefixes: &["x-goog-"],
             translator: None,
+            translator_job: None,
             content_type: None,
         }
     }

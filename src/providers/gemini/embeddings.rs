@@ -100,17 +100,17 @@ pub fn to_gemini_embeddings(
 ///
 /// With `base64` (the client sent `encoding_format: "base64"`, which the official Python SDK
 /// does by default), each embedding is the base64 of its values as little-endian f32, as OpenAI
-/// sends it. `usage.prompt_tokens` = `total_tokens` = the token count of `inputs` in
-/// `client_model`'s encoding (Gemini returns none).
+/// sends it. `usage.prompt_tokens` = `total_tokens` = `prompt_tokens`, counted beforehand with
+/// [`embedding_tokens`] (Gemini returns none).
 pub fn from_gemini_embeddings(
     client_model: &str,
-    inputs: Vec<String>,
+    prompt_tokens: u64,
     base64: bool,
 ) -> Box<dyn ResponseTranslator> {
     Box::new(EmbeddingsTranslator {
         body: Vec::new(),
         client_model: client_model.to_string(),
-        inputs,
+        prompt_tokens,
         base64,
     })
 }
@@ -158,7 +158,7 @@ struct EmbeddingUsage {
 struct EmbeddingsTranslator {
     body: Vec<u8>,
     client_model: String,
-    inputs: Vec<String>,
+    prompt_tokens: u64,
     base64: bool,
 }
 
@@ -197,7 +197,7 @@ impl ResponseTranslator for EmbeddingsTranslator {
                 },
             })
             .collect();
-        let tokens = count_tokens(&self.client_model, &self.inputs);
+        let tokens = self.prompt_tokens;
         let list = List {
             object: "list",
             data,
@@ -221,9 +221,10 @@ fn encode_f32_le(values: &[f64]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Token count of the inputs, in the encoding of the model the client named (Gemini's
-/// answer carries no count, and its tokenizer is not public).
-fn count_tokens(client_model: &str, inputs: &[String]) -> u64 {
+/// Token count of the inputs, in the encoding of the model the client named (Gemini's answer
+/// carries no count, and its tokenizer is not public). Up to seconds of CPU on large inputs:
+/// the proxy runs it off its workers ([`crate::usage::offload`]).
+pub fn embedding_tokens(client_model: &str, inputs: &[String]) -> u64 {
     inputs
         .iter()
         .map(|text| estimate::count(client_model, text))
@@ -242,8 +243,9 @@ mod tests {
     }
 
     fn translate(answer: &str, inputs: &[&str], base64: bool) -> Value {
-        let inputs = inputs.iter().map(|s| s.to_string()).collect();
-        let mut t = from_gemini_embeddings("my-embedder", inputs, base64);
+        let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        let tokens = embedding_tokens("my-embedder", &inputs);
+        let mut t = from_gemini_embeddings("my-embedder", tokens, base64);
         let mut out = Vec::new();
         for chunk in answer.as_bytes().chunks(5) {
             t.push(chunk, &mut out).unwrap();
@@ -356,7 +358,7 @@ mod tests {
 
     #[test]
     fn error_and_garbage_answers_are_errors() {
-        let mut t = from_gemini_embeddings("m", vec!["a".into()], false);
+        let mut t = from_gemini_embeddings("m", 1, false);
         let mut out = Vec::new();
         t.push(
             br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#,
@@ -364,7 +366,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.finish(&mut out).unwrap_err().status(), 429);
-        let mut t = from_gemini_embeddings("m", vec!["a".into()], false);
+        let mut t = from_gemini_embeddings("m", 1, false);
         t.push(b"{}", &mut out).unwrap();
         assert_eq!(t.finish(&mut out).unwrap_err().status(), 502);
         assert!(out.is_empty());
@@ -378,7 +380,7 @@ mod tests {
             "日本語のテキスト、そして中文文本。".to_string(),
             String::new(),
         ];
-        assert_eq!(count_tokens("text-embedding-3-small", &inputs), 15);
-        assert_eq!(count_tokens("gemini-embedding-001", &inputs), 11);
+        assert_eq!(embedding_tokens("text-embedding-3-small", &inputs), 15);
+        assert_eq!(embedding_tokens("gemini-embedding-001", &inputs), 11);
     }
 }
