@@ -71,10 +71,10 @@ impl Gateway {
                 }
                 tokio::time::sleep(pick.wait).await;
             }
-            let Some(remaining) = deadline.checked_duration_since(Instant::now()) else {
+            if Instant::now() > deadline {
                 breaker.release(pick.admission);
                 break;
-            };
+            }
             let upstream_model = pick
                 .model
                 .upstream_name(&pick.model.deployments[pick.deployment], &job.peeked.model)
@@ -113,6 +113,8 @@ impl Gateway {
                     }
                 }
             }
+            // what is left of the deadline now, after any translator job
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let timeouts = within(&provider.timeouts, remaining);
             if let Some(trace) = ctx.trace.as_mut() {
                 trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);
