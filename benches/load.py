@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from proc_probe import cut_stream, port, rss_kb, settled_rss_kb
+
 BIN = sys.argv[1]
 # A bare Pingora hop (benches/bare_pingora.rs): what Pingora alone costs.
 PINGORA = sys.argv[2] if len(sys.argv) > 2 else None
@@ -44,12 +46,6 @@ WRK = ["taskset", "-c", "1", "wrk", "-t1"]
 
 work = tempfile.mkdtemp(prefix="cheapai-bench-")
 procs = []
-
-
-def port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(args, log):
@@ -92,42 +88,6 @@ def cpu_ms(pids):
         except OSError:
             pass
     return total * TICK_MS
-
-
-def rss_kb(pids, field="VmRSS"):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                m = re.search(field + r":\s+(\d+)", f.read())
-            total += int(m.group(1)) if m else 0
-        except OSError:
-            pass
-    return total
-
-
-def cut_stream(target_port, model="gpt-4o"):
-    """One stream the client leaves early. The gateway then estimates the stream's usage,
-    which builds the tokenizer of the model's encoding once (for every later request):
-    measured before the idle RSS, it is not counted as memory per stream."""
-    body = b'{"model":"%s","stream":true,"messages":[{"role":"user","content":"Say hello"}]}' % model.encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {KEY}\r\n"
-            f"content-type: application/json\r\nx-emulator-chunks: 20\r\n"
-            f"x-emulator-chunk-delay-ms: 200\r\ncontent-length: {len(body)}\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", target_port), timeout=10) as s:
-        s.sendall(head.encode() + body)
-        s.recv(4096)
-
-
-def settled_rss_kb(pids):
-    """RSS once it has stopped changing for a second (at most 10 s)."""
-    last, steady, deadline = rss_kb(pids), 0, time.time() + 10
-    while steady < 5 and time.time() < deadline:
-        time.sleep(0.2)
-        now = rss_kb(pids)
-        steady = steady + 1 if now == last else 0
-        last = now
-    return last
 
 
 def wrk(url, script, connections, duration, threads=None):
@@ -270,7 +230,7 @@ http {{
     if "gateway" in servers:
         # A cut stream, as wrk makes at the end of a measurement and clients do every day,
         # builds the o200k tokenizer: here before the load, so every run's peak includes it.
-        cut_stream(servers["gateway"][0])
+        cut_stream(servers["gateway"][0], KEY)
         print(f"gateway RSS idle, with the o200k tokenizer: {settled_rss_kb([servers['gateway'][1].pid]) / 1024:.1f} MB")
     if "load" in PHASES:
         print(f"# {DURATION} s per measurement, {CONNECTIONS} connections, wrk -t1 on core 1, {ROUNDS} rounds")
@@ -334,7 +294,7 @@ http {{
     print(f"gateway peak RSS under the bench: {rss_kb([gw_pid], 'VmHWM') / 1024:.1f} MB")
     # The bench's traffic needs cl100k only for an embeddings answer cut mid-body (rare); a
     # gateway serving GPT-4-era models builds it too. Its cost, on top of the above:
-    cut_stream(servers["gateway"][0], "gpt-4")
+    cut_stream(servers["gateway"][0], KEY, "gpt-4")
     settled = settled_rss_kb([gw_pid]) / 1024
     print(f"gateway with the cl100k tokenizer too: RSS {settled:.1f} MB, peak {rss_kb([gw_pid], 'VmHWM') / 1024:.1f} MB")
 
@@ -368,7 +328,8 @@ http {{
         slow_targets += [n for n in compare if n in targets]
         for t in slow_targets:
             ps = pids(t)
-            cut_stream(servers[t][0])
+            # the tokenizer is built before the idle RSS is read, so not counted per stream
+            cut_stream(servers[t][0], KEY)
             idle = settled_rss_kb(ps)
             peak = [idle]
             proc = subprocess.Popen(["wrk", "-t2", f"-c{SLOW_STREAMS}", "-d10s", "--timeout", "30s", "--latency", "-s", script,

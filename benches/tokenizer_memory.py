@@ -6,26 +6,22 @@
 Runs each build with the default config (conf/gateway.toml, its listeners moved to free
 ports), then makes, in order, every request that needs the gateway's own token count: a
 count_tokens on a translated model, a gpt-4o stream its client cuts, a Gemini embedding, a
-cut gpt-4 stream (cl100k), a cut Claude stream. Prints VmRSS and VmHWM after each step.
+cut gpt-4 stream (cl100k), a cut Claude stream. Prints RSS (once settled) and peak
+RSS (VmHWM) after each step.
 """
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+from proc_probe import cut_stream, port, rss_kb, settled_rss_kb
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "cai-demo-local-only-0001"  # the default config's demo key
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(work):
@@ -35,7 +31,7 @@ def config(work):
     admin = re.search(r'^admin_listen = "[^:]+:(\d+)"', text, re.M).group(1)
     ports = {}
     for old in sorted(set(re.findall(r"(?:0\.0\.0\.0|127\.0\.0\.1):(\d+)", text))):
-        ports[old] = free_port()
+        ports[old] = port()
         text = re.sub(r"(0\.0\.0\.0|127\.0\.0\.1):" + old + r"\b", f"127.0.0.1:{ports[old]}", text)
     path = os.path.join(work, "gateway.toml")
     with open(path, "w") as f:
@@ -58,13 +54,8 @@ def measure(binary, work):
                 time.sleep(0.05)
 
         def mb():
-            fields = {}
-            with open(f"/proc/{proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith(("VmRSS", "VmHWM")):
-                        name, value = line.split(":")
-                        fields[name] = int(value.split()[0]) / 1024
-            return f"RSS {fields['VmRSS']:6.1f} MB  peak {fields['VmHWM']:6.1f} MB"
+            rss, peak = settled_rss_kb([proc.pid]) / 1024, rss_kb([proc.pid], "VmHWM") / 1024
+            return f"RSS {rss:6.1f} MB  peak {peak:6.1f} MB"
 
         def post(path, body):
             req = urllib.request.Request(
@@ -73,40 +64,19 @@ def measure(binary, work):
                  "anthropic-version": "2023-06-01"})
             urllib.request.urlopen(req, timeout=30).read()
 
-        def cut(model):
-            body = json.dumps({"model": model, "stream": True,
-                               "messages": [{"role": "user", "content": "hi"}]}).encode()
-            head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\n"
-                    f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n"
-                    f"x-emulator-chunks: 50\r\nx-emulator-chunk-delay-ms: 20\r\n"
-                    f"content-length: {len(body)}\r\n\r\n")
-            with socket.create_connection(("127.0.0.1", listen)) as s:
-                s.sendall(head.encode() + body)
-                s.recv(4096)
-
-        def settle():
-            # the estimate runs after the cut stream ends upstream, off the request path
-            last, steady = None, 0
-            while steady < 5:
-                time.sleep(0.2)
-                now = mb()
-                steady = steady + 1 if now == last else 0
-                last = now
-
         print(binary)
         print(f"  {'idle':<28}{mb()}")
         steps = [
             ("count_tokens, gpt-4o", lambda: post("/v1/messages/count_tokens", {
                 "model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]})),
-            ("cut gpt-4o stream", lambda: cut("gpt-4o")),
+            ("cut gpt-4o stream", lambda: cut_stream(listen, KEY, "gpt-4o")),
             ("Gemini embedding", lambda: post("/v1/embeddings", {
                 "model": "text-embedding-004", "input": ["hello world"]})),
-            ("cut gpt-4 stream", lambda: cut("gpt-4")),
-            ("cut Claude stream", lambda: cut("claude-opus-4-8")),
+            ("cut gpt-4 stream", lambda: cut_stream(listen, KEY, "gpt-4")),
+            ("cut Claude stream", lambda: cut_stream(listen, KEY, "claude-opus-4-8")),
         ]
         for name, step in steps:
             step()
-            settle()
             print(f"  {name:<28}{mb()}")
     finally:
         proc.terminate()

@@ -1,0 +1,49 @@
+"""What the bench scripts share: free ports, a process's memory from /proc, and a stream its
+client leaves early (which makes the gateway build a tokenizer for its usage estimate)."""
+import re
+import socket
+import time
+
+
+def port():
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pids, field="VmRSS"):
+    """The sum of a /proc/<pid>/status memory field (VmRSS, VmHWM) over `pids`, in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                m = re.search(field + r":\s+(\d+)", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def settled_rss_kb(pids):
+    """RSS once it has stopped changing for a second (at most 10 s)."""
+    last, steady, deadline = rss_kb(pids), 0, time.time() + 10
+    while steady < 5 and time.time() < deadline:
+        time.sleep(0.2)
+        now = rss_kb(pids)
+        steady = steady + 1 if now == last else 0
+        last = now
+    return last
+
+
+def cut_stream(target_port, key, model="gpt-4o"):
+    """One stream the client leaves after its first bytes. The gateway then estimates the
+    stream's usage, which builds the tokenizer of the model's encoding once (for every later
+    request)."""
+    body = b'{"model":"%s","stream":true,"messages":[{"role":"user","content":"Say hello"}]}' % model.encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\n"
+            f"content-type: application/json\r\nx-emulator-chunks: 20\r\n"
+            f"x-emulator-chunk-delay-ms: 200\r\ncontent-length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", target_port), timeout=10) as s:
+        s.sendall(head.encode() + body)
+        s.recv(4096)
