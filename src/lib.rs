@@ -127,6 +127,10 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         "usage writer",
         usage_writer,
     ));
+    server.add_service(pingora::services::background::background_service(
+        "tokenizer warm-up",
+        usage::tokenizers::WarmUp(usage::tokenizers::needed_by(&config.catalog)),
+    ));
 
     let key_backend: Arc<dyn keys::KeyBackend> = match &redis {
         Some(r) => Arc::new(keys::RedisKeys::new(r.clone())),

@@ -141,6 +141,8 @@ impl Reloader {
         let (models, providers) = (config.catalog.all().count(), config.providers.len());
         // run-time keys looked up so far stay cached (they serve them during a Redis outage)
         let keys = config.keys.keep_lookups_of(&self.live.load().keys);
+        // a model added with another encoding gets its table before its first cut stream
+        crate::usage::tokenizers::warm_up(crate::usage::tokenizers::needed_by(&config.catalog));
         self.live.store(Arc::new(live(
             config.catalog,
             keys,

@@ -9,29 +9,21 @@ const PER_MESSAGE_OVERHEAD: u64 = 4;
 /// for a single word with no spaces (one BPE piece, the costly kind).
 const MAX_TOKENIZED_BYTES: usize = 2 * 1024 * 1024;
 
-/// The two BPE encodings the gateway counts with. Each is built once per process, on first
-/// use, and shared by every caller (cut-stream estimates, count_tokens, Gemini embeddings).
+/// The two BPE encodings the gateway counts with. Each table is built once per process and
+/// shared by every caller (cut-stream estimates, count_tokens, Gemini embeddings); see
+/// [`super::tokenizers`] for when.
 ///
 /// The `tiktoken` crate is used rather than `tiktoken-rs`: it gives the same tokens (checked on
 /// about 19,000 texts, this repository's and multilingual ones), counts 2 MiB of text in about
 /// 20 ms where `tiktoken-rs` takes 180-290 ms, and holds its vocabulary in one byte arena with
 /// an open-addressing index instead of a map entry and a `Vec` per token, three times over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Encoding {
     /// Every OpenAI model since GPT-4o; the approximation for models whose tokenizer is not
     /// public (Claude, Gemini).
     O200k,
     /// GPT-4 before 4o, GPT-3.5, and OpenAI's text-embedding-3 and ada-002 models.
     Cl100k,
-}
-
-impl Encoding {
-    fn bpe(self) -> Option<&'static tiktoken::CoreBpe> {
-        tiktoken::get_encoding(match self {
-            Encoding::O200k => "o200k_base",
-            Encoding::Cl100k => "cl100k_base",
-        })
-    }
 }
 
 /// Tokens in `text` under `encoding`, special-token markers counted as plain text (0 for
@@ -41,7 +33,7 @@ pub(crate) fn tokens(encoding: Encoding, text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    match encoding.bpe() {
+    match super::tokenizers::table(encoding) {
         Some(bpe) if text.len() <= MAX_TOKENIZED_BYTES => bpe.count(text) as u64,
         _ => (text.len() as u64).div_ceil(4),
     }
@@ -51,7 +43,7 @@ pub(crate) fn tokens(encoding: Encoding, text: &str) -> u64 {
 /// GPT-3.5, the text-embedding-3 and ada-002 embeddings), o200k for everything else: every
 /// OpenAI model since GPT-4o, and the approximation for models whose tokenizer is not public
 /// (Claude, Gemini). So a gateway that serves current models builds one encoding, not two.
-fn encoding_for(model: &str) -> Encoding {
+pub(crate) fn encoding_for(model: &str) -> Encoding {
     let m = model.to_ascii_lowercase();
     let gpt4_before_4o = m
         .strip_prefix("gpt-4")

@@ -9,6 +9,7 @@ pub mod offload;
 pub mod pricing;
 pub mod redis_history;
 pub mod sink;
+pub mod tokenizers;
 pub mod totals;
 
 use serde::{Deserialize, Serialize};

@@ -17,6 +17,7 @@ use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod binary;
 pub mod faulty;
 
 /// The client key every test uses (the config stores only its hash).
