@@ -93,10 +93,16 @@ impl UsageStore for MemoryStore {
             .map_err(|_| "usage store lock poisoned")?;
         for r in batch {
             let history = map.entry(r.key_id.clone()).or_default();
-            if history.records.len() >= self.cap {
-                history.records.pop_front();
+            let records = &mut history.records;
+            if records.len() >= self.cap {
+                records.pop_front();
+            } else if records.len() == records.capacity() {
+                // grown by doubling but never past the cap: a full ring holds `cap` records,
+                // not the next power of two (16,384 slots of ~230 bytes for the default cap)
+                let grown = (records.len() * 2).max(16).min(self.cap);
+                records.reserve_exact(grown - records.len());
             }
-            history.records.push_back(r.clone());
+            records.push_back(r.clone());
             let day = day_of(r.timestamp_ms);
             history.days.entry(day).or_default().add_record(r);
             if let Some(newest) = history.days.keys().next_back().copied() {
@@ -375,6 +381,18 @@ pub(crate) mod tests {
         let t = store.totals("k_a", 0, u64::MAX).await.unwrap();
         assert_eq!((t.total.requests, t.total.cost_micro_usd), (5, 15));
         assert_eq!(t.by_model["gpt-4o"].requests, 5);
+    }
+
+    #[tokio::test]
+    async fn memory_ring_holds_no_more_slots_than_its_cap() {
+        let store = MemoryStore::new(1000);
+        let batch: Vec<_> = (1..=2500).map(|t| record("k_a", t)).collect();
+        store.append(&batch).await.unwrap();
+        let map = store.per_key.lock().unwrap();
+        let records = &map["k_a"].records;
+        assert_eq!(records.len(), 1000);
+        assert_eq!(records.back().map(|r| r.timestamp_ms), Some(2500));
+        assert!(records.capacity() < 1024, "{} slots", records.capacity());
     }
 
     #[tokio::test]
