@@ -13,7 +13,8 @@ use pingora::proxy::ProxyHttp;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 
-/// The gateway's allocator, so that the two differ only in what they do.
+/// The gateway's allocator, with its settings (`main` calls `allocator::tune`), so that the
+/// two differ only in what they do.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -37,6 +38,7 @@ impl ProxyHttp for Hop {
 }
 
 fn main() {
+    cheapai_gateway::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [listen, upstream, threads] = args.as_slice() else {
         eprintln!("usage: bare_pingora LISTEN UPSTREAM THREADS");

@@ -5,6 +5,7 @@
 //! the integration tests and the benches all start the same server through [`build_server`].
 
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod catalog;
 pub mod config;

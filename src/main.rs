@@ -53,6 +53,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cheapai_gateway::allocator::tune();
     // env_logger's filter and text format; JSON lines once `[log] format = "json"` is loaded
     cheapai_gateway::telemetry::logger::init();
     let command = Cli::parse().command.unwrap_or(Command::Run {

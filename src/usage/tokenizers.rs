@@ -48,7 +48,11 @@ pub(crate) fn table(encoding: Encoding) -> Option<&'static tiktoken::CoreBpe> {
         let _one_build_at_a_time = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
         let table = tiktoken::get_encoding(encoding.name());
-        return_freed_memory();
+        // The build freed ~30 MB at once, which the rest of the gateway rarely reuses. With
+        // both encodings built at start (`benches/tokenizer_memory.py`), the idle gateway
+        // held 68 MB without this and the second build peaked at 68 MB; with it, 42 MB, and
+        // the peak is the first build's, 58 MB.
+        crate::allocator::return_freed_memory();
         log::info!(
             "tokenizer {} built in {} ms",
             encoding.name(),
@@ -56,17 +60,6 @@ pub(crate) fn table(encoding: Encoding) -> Option<&'static tiktoken::CoreBpe> {
         );
         table
     })
-}
-
-/// Hands the pages freed by a table's build back to the OS. The build frees ~30 MB at once;
-/// mimalloc keeps such pages for reuse, and with both encodings built they held 53 MB of
-/// RSS at idle and made the second build peak at 68 MB (`benches/tokenizer_memory.py`);
-/// returned, the idle gateway holds 42 MB and the peak is the first build's, 58 MB.
-#[allow(unsafe_code)]
-fn return_freed_memory() {
-    // SAFETY: mi_collect takes no pointer and only releases memory no allocation refers to;
-    // mimalloc documents it as callable from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// The encodings the estimates for `catalog`'s models use: those of every model name and
