@@ -49,9 +49,9 @@ pub(crate) fn table(encoding: Encoding) -> Option<&'static tiktoken::CoreBpe> {
         let started = Instant::now();
         let table = tiktoken::get_encoding(encoding.name());
         // The build freed ~30 MB at once, which the rest of the gateway rarely reuses. With
-        // both encodings built at start (`benches/tokenizer_memory.py`), the idle gateway
-        // held 68 MB without this and the second build peaked at 68 MB; with it, 42 MB, and
-        // the peak is the first build's, 58 MB.
+        // both encodings built at start (`benches/tokenizer_memory.py`, mimalloc's purge
+        // delay then at 1 s), the idle gateway held 68 MB without this and the second build
+        // peaked at 68 MB; with it, 42 MB, and the peak was the first build's, 58 MB.
         crate::allocator::return_freed_memory();
         log::info!(
             "tokenizer {} built in {} ms",
