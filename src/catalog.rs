@@ -79,6 +79,9 @@ pub struct Model {
     pub retry: RetryPolicy,
     /// Exact catalog names tried in order when this model's deployments all failed.
     pub fallbacks: Vec<String>,
+    /// The most output tokens the model writes (`max_output_tokens`): what a request without
+    /// `max_tokens` is assumed to cost when it is held against a budget.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl Model {
@@ -216,6 +219,7 @@ mod tests {
                 retry_non_stream_timeouts: false,
             },
             fallbacks: Vec::new(),
+            max_output_tokens: None,
         }
     }
 

@@ -14,6 +14,11 @@ use crate::routing::Failure;
 /// already bounded by the exchange; this keeps one log line readable).
 const MAX_LOGGED_DETAIL: usize = 2048;
 
+/// Longest message a client receives from the gateway itself. Messages quote client input at
+/// times (a parser's complaint about a value, a model name); the bound keeps one bad request
+/// from producing megabytes of error text, log or span.
+const MAX_MESSAGE: usize = 1024;
+
 /// What went wrong, as far as the client and the metrics need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -187,6 +192,10 @@ pub struct GatewayError {
     /// How a provider failed, when it is known more precisely than the kind says (a connect
     /// timeout, which is always safe to retry, against a first-byte timeout).
     pub failure: Option<Failure>,
+    /// What went wrong inside the gateway, in the words of the failing part (a library's
+    /// error text, already redacted): written to the operator's log with the request id,
+    /// never sent to the client, who reads only [`Self::message`].
+    pub detail: Option<String>,
 }
 
 /// A provider error answer kept verbatim, with the dialect it is written in.
@@ -199,9 +208,13 @@ pub struct Passthrough {
 
 impl GatewayError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            message = format!("{}…", crate::text::cut(&message, MAX_MESSAGE));
+        }
         Self {
             kind,
-            message: message.into(),
+            message,
             param: None,
             upstream_type: None,
             upstream_code: None,
@@ -209,6 +222,16 @@ impl GatewayError {
             passthrough: None,
             rate_limit_headers: Vec::new(),
             failure: None,
+            detail: None,
+        }
+    }
+
+    /// A failure inside the gateway: the client reads "internal error while `what`" (and,
+    /// where it is rendered, the request id); `detail` goes to the operator's log only.
+    pub fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
+        Self {
+            detail: Some(detail.to_string()),
+            ..Self::new(ErrorKind::Internal, format!("internal error while {what}"))
         }
     }
 
@@ -226,20 +249,20 @@ impl GatewayError {
 
     /// The provider `provider` refused the gateway's own credentials or account with
     /// `status`. The client reads only the gateway's message; the provider's own text
-    /// (`detail`) goes to the operator's log at warn (it may quote part of the provider key,
-    /// which the operator needs to tell which key was refused), and the refusal is counted
-    /// in `cheapai_provider_auth_failures_total{provider}`. Failover sees the provider's
-    /// status, as for any other error answer.
+    /// (`detail`, bounded) is kept for the operator's log, which [`crate::providers::Provider`]
+    /// writes at warn once it has scrubbed its key from it (a provider may quote the key it
+    /// refused), and the refusal is counted in `cheapai_provider_auth_failures_total{provider}`.
+    /// Failover sees the provider's status, as for any other error answer.
     pub fn provider_auth(provider: &str, status: u16, detail: &str) -> Self {
         let detail: String = detail.trim().chars().take(MAX_LOGGED_DETAIL).collect();
-        log::warn!(
-            "provider {provider} refused the gateway's credentials or account ({status}): {detail}"
-        );
         crate::metrics::PROVIDER_AUTH_FAILURES
             .with_label_values(&[provider])
             .inc();
         Self {
             failure: Some(Failure::Status(status)),
+            detail: Some(format!(
+                "provider {provider} refused the gateway's credentials or account ({status}): {detail}"
+            )),
             ..Self::new(
                 ErrorKind::ProviderAuth,
                 format!(

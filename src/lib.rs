@@ -26,6 +26,7 @@ pub mod secret;
 pub mod sse;
 pub mod state;
 pub mod telemetry;
+pub mod text;
 pub mod usage;
 
 use std::path::PathBuf;
@@ -113,10 +114,12 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
                 (memory.clone(), memory)
             }
         };
-    let shared_limits = redis
-        .clone()
-        .map(|r| Arc::new(limits::redis::RedisLimits::new(r)) as Arc<dyn limits::LimitStore>);
-    let limiter = limits::Limiter::new(shared_limits, config.state.on_redis_error);
+    let hold = config.state.reservation_ttl;
+    let shared_limits = redis.clone().map(|r| {
+        Arc::new(limits::redis::RedisLimits::new(r).with_hold(hold)) as Arc<dyn limits::LimitStore>
+    });
+    let limiter =
+        limits::Limiter::new(shared_limits, config.state.on_redis_error).with_reservation_ttl(hold);
     let (usage_sink, usage_writer) =
         usage::sink::channel(history_writer, config.usage.jsonl_path.clone()).map_err(|e| {
             pingora::Error::explain(

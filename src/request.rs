@@ -24,6 +24,9 @@ pub struct Peeked {
     pub include_usage: bool,
     /// The output cap the client set (`max_completion_tokens`, else `max_tokens`).
     pub max_tokens: Option<u64>,
+    /// The client asked for reasoning (`reasoning_effort`, Responses' `reasoning`,
+    /// Anthropic's `thinking`): translators may then ask the provider for more output.
+    pub reasoning: bool,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
     /// Byte range of the `stream_options` value (`null` included) when the body has the
@@ -48,6 +51,12 @@ struct Fields<'a> {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
+    #[serde(borrow)]
+    reasoning_effort: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow)]
+    thinking: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +175,9 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
             .max_completion_tokens
             .or(fields.max_tokens)
             .or(fields.max_output_tokens),
+        reasoning: [fields.reasoning_effort, fields.reasoning, fields.thinking]
+            .iter()
+            .any(|f| f.is_some_and(|v| v.get() != "null")),
         model_span: span(model_raw),
         stream_options_span: fields.stream_options.map(span),
     })

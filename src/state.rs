@@ -74,8 +74,11 @@ impl ConnectionLike for Connection {
 /// retries the connect within its deadline.
 pub struct Redis {
     target: Target,
-    /// How errors name it: the URL, or the cluster's seed nodes.
+    /// How errors name it: the URL, or the cluster's seed nodes, with passwords redacted.
     name: String,
+    /// The credentials in the configured URLs, scrubbed from the client library's error
+    /// texts (a cluster error may quote a node's URL).
+    secrets: Vec<String>,
     timeout: Duration,
     connection: tokio::sync::OnceCell<Connection>,
 }
@@ -85,11 +88,18 @@ type Call<T> = std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisRe
 impl Redis {
     /// One Redis at `url`. Checks the URL; no connection is made yet.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StateError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StateError(format!("redis url {url}: {e}")))?;
+        let name = crate::secret::redact_url(url);
+        let secrets = crate::secret::credentials_in_url(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            StateError(format!(
+                "redis url {name}: {}",
+                crate::secret::scrub(&e.to_string(), &secrets)
+            ))
+        })?;
         Ok(Self {
             target: Target::Single(client),
-            name: url.to_string(),
+            name,
+            secrets,
             timeout,
             connection: tokio::sync::OnceCell::new(),
         })
@@ -98,7 +108,18 @@ impl Redis {
     /// A Redis Cluster reached through any of `nodes` (the client learns the rest). Checks
     /// the URLs; no connection is made yet.
     pub fn cluster(nodes: &[String], timeout: Duration) -> Result<Self, StateError> {
-        let name = format!("cluster {}", nodes.join(","));
+        let name = format!(
+            "cluster {}",
+            nodes
+                .iter()
+                .map(|n| crate::secret::redact_url(n))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let secrets: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| crate::secret::credentials_in_url(n))
+            .collect();
         let client = redis::cluster::ClusterClient::builder(nodes.to_vec())
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -107,10 +128,16 @@ impl Redis {
             .min_retry_wait(5)
             .max_retry_wait(timeout.as_millis().max(10) as u64)
             .build()
-            .map_err(|e| StateError(format!("redis {name}: {e}")))?;
+            .map_err(|e| {
+                StateError(format!(
+                    "redis {name}: {}",
+                    crate::secret::scrub(&e.to_string(), &secrets)
+                ))
+            })?;
         Ok(Self {
             target: Target::Cluster(client),
             name,
+            secrets,
             timeout,
             connection: tokio::sync::OnceCell::new(),
         })
@@ -175,7 +202,11 @@ impl Redis {
         .await;
         let error = match result {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => format!("redis {} {what}: {e}", self.name),
+            Ok(Err(e)) => format!(
+                "redis {} {what}: {}",
+                self.name,
+                crate::secret::scrub(&e.to_string(), &self.secrets)
+            ),
             Err(_) => format!(
                 "redis {} {what}: no answer within {} ms",
                 self.name,

@@ -132,7 +132,9 @@ fn concurrent_requests_cannot_overshoot_the_budget_by_more_than_one_request() {
         "three worst cases fit, twenty do not: {ok} answered"
     );
 
-    let usage = usage(&gw, 20);
+    // the budget's refusals leave no record: nothing was billed
+    let usage = usage(&gw, ok);
+    assert_eq!(usage["data"].as_array().map(Vec::len), Some(ok), "{usage}");
     let spent = usage["totals"]["cost_micro_usd"].as_u64().unwrap_or(0);
     assert_eq!(spent, ok as u64 * ANSWER_COST, "{usage}");
     assert!(
@@ -166,4 +168,135 @@ fn a_request_that_fails_upstream_hands_its_reservation_back() {
     );
     assert_eq!(refused.json()["error"]["code"], "insufficient_quota");
     assert_eq!(refused.header("x-should-retry"), Some("false"));
+}
+
+/// Output tokens of each answer in the uncapped test: the emulator writes one token per chunk.
+const LONG_ANSWER_TOKENS: u64 = 10_000;
+
+/// Without `max_tokens` a request can write as much as the model allows, and the reservation
+/// must cover that (the catalog's `max_output_tokens`, else the documented default), or
+/// concurrent long answers overshoot the budget many times over.
+#[test]
+fn concurrent_requests_without_max_tokens_cannot_overshoot_by_more_than_one_request() {
+    let redis = RedisServer::start();
+    let body = chat("gpt-4o", false);
+    let price = Price {
+        input: 2_500_000,
+        output: 10_000_000,
+        ..Price::default()
+    };
+    let worst = limits::worst_case_micro_usd(body.len() as u64 / 4, 16_384, &price);
+    let answer_cost = limits::worst_case_micro_usd(5, LONG_ANSWER_TOKENS, &price);
+    let budget = 3 * worst + worst / 2;
+    assert!(
+        budget + worst < 20 * answer_cost,
+        "20 answers must overshoot it"
+    );
+    let gw = Arc::new(gateway(&redis, budget));
+    let start = Arc::new(Barrier::new(20));
+    let chunks = LONG_ANSWER_TOKENS.to_string();
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (gw, start, body, chunks) =
+                (gw.clone(), start.clone(), body.clone(), chunks.clone());
+            thread::spawn(move || {
+                start.wait();
+                let auth = format!("Bearer {CLIENT_KEY}");
+                gw.request(
+                    "POST",
+                    "/v1/chat/completions",
+                    &[
+                        ("authorization", auth.as_str()),
+                        ("x-emulator-delay-ms", "300"),
+                        ("x-emulator-chunks", chunks.as_str()),
+                    ],
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    let answers: Vec<Answer> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    for a in answers.iter().filter(|a| a.status == 200) {
+        assert_eq!(
+            a.json()["usage"]["completion_tokens"].as_u64(),
+            Some(LONG_ANSWER_TOKENS)
+        );
+    }
+    let usage = usage(&gw, ok);
+    let spent = usage["totals"]["cost_micro_usd"].as_u64().unwrap_or(0);
+    assert!(
+        spent <= budget + worst,
+        "{ok} answered: spent {spent} of a budget of {budget} (one request's worst case: {worst})"
+    );
+    assert!(ok >= 3, "three worst cases fit the budget: {ok} answered");
+    wait_for_spend(&redis, spent);
+}
+
+/// A reservation nobody settles (here its instance is killed mid-request) comes off the
+/// key's spend by itself once `reservation_ttl_seconds` have passed; before, the spend only
+/// grew and the key drifted towards a false "budget spent".
+#[test]
+fn a_reservation_left_by_a_killed_instance_expires() {
+    let redis = RedisServer::start();
+    let extra = format!(
+        "[state]\nredis_url = \"{}\"\ntimeout_ms = 500\nreservation_ttl_seconds = 2\n\
+         [[keys]]\nname = \"budget\"\nsha256 = \"{}\"\nbudget_usd = 0.2\n",
+        redis.url(),
+        sha256_hex(CLIENT_KEY.as_bytes())
+    );
+    let body = chat("gpt-4o", false);
+    let first = common::binary::Binary::start("expiry-a", &extra);
+    let url = format!("{}/v1/chat/completions", first.url);
+    let slow = {
+        let body = body.clone();
+        thread::spawn(move || {
+            // cut when the instance dies: its outcome is not the point
+            let _ = ureq::post(&url)
+                .set("authorization", &format!("Bearer {CLIENT_KEY}"))
+                .set("x-emulator-delay-ms", "20000")
+                .send_string(&body);
+        })
+    };
+    let key_id = cheapai_gateway::auth::key_id(&sha256_hex(CLIENT_KEY.as_bytes()));
+    let spend_key = limits::redis::spend_key(&key_id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis
+        .cli(&["GET", &spend_key])
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the slow request never reserved");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reserved_at = Instant::now();
+    drop(first); // SIGKILL: the reservation is never settled
+    slow.join().expect("client thread");
+
+    let second = common::binary::Binary::start("expiry-b", &extra);
+    let (status, _) = second.post(CLIENT_KEY, &[], &body);
+    assert_eq!(
+        status, 429,
+        "the dead instance's reservation still holds the budget"
+    );
+    let started = Instant::now();
+    loop {
+        let (status, _) = second.post(CLIENT_KEY, &[], &body);
+        if status == 200 {
+            // it expires 1 to 2 s after it was made (whole seconds), not before
+            assert!(reserved_at.elapsed() >= Duration::from_millis(900));
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "the reservation never expired"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }

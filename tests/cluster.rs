@@ -361,6 +361,7 @@ async fn batches_spanning_many_keys_are_written_per_slot() {
             reserve: 50,
             budget_micro_usd: None,
             reserve_micro_usd: 0,
+            reservation_id: format!("r-{k}"),
         };
         let decision = limits.acquire(&claim, now).await.unwrap();
         assert_eq!(decision.denied_by, None);

@@ -52,6 +52,8 @@ pub struct FileState {
     pub timeout_ms: Option<u64>,
     pub on_redis_error: Option<FileOnRedisError>,
     pub key_cache_ttl_ms: Option<u64>,
+    /// How long a budget reservation is held when nothing settles it.
+    pub reservation_ttl_seconds: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -144,6 +146,9 @@ pub struct FileModel {
     pub retries: Option<Spanned<u32>>,
     pub deadline_ms: Option<u64>,
     pub retry_non_stream_timeouts: Option<bool>,
+    /// The most output tokens the model writes: what a request without `max_tokens` may
+    /// cost, held against a key's budget until it is settled.
+    pub max_output_tokens: Option<Spanned<u64>>,
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
 }

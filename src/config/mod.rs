@@ -461,6 +461,13 @@ impl Validator<'_> {
                 retry_non_stream_timeouts: m.retry_non_stream_timeouts.unwrap_or(false),
             },
             fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
+            max_output_tokens: match &m.max_output_tokens {
+                Some(t) if *t.get_ref() == 0 => {
+                    self.problem(t, &field("max_output_tokens"), "must be at least 1");
+                    None
+                }
+                other => other.as_ref().map(|t| *t.get_ref()),
+            },
         })
     }
 

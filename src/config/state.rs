@@ -20,6 +20,9 @@ pub struct StateConfig {
     /// How long a looked-up client key is trusted before Redis is asked again (a disabled
     /// key keeps working this long at most).
     pub key_cache_ttl: Duration,
+    /// How long a budget reservation is held when nothing settles it (its instance died,
+    /// the check's answer came too late): then it comes off the key's spend by itself.
+    pub reservation_ttl: Duration,
 }
 
 fn is_redis_url(url: &str) -> bool {
@@ -59,7 +62,16 @@ impl Validator<'_> {
                 }
             }
         }
+        let reservation_ttl = match state.and_then(|s| s.reservation_ttl_seconds.as_ref()) {
+            None => crate::limits::DEFAULT_RESERVATION_TTL,
+            Some(t) if *t.get_ref() == 0 => {
+                self.problem(t, "state.reservation_ttl_seconds", "must be at least 1");
+                crate::limits::DEFAULT_RESERVATION_TTL
+            }
+            Some(t) => Duration::from_secs(*t.get_ref()),
+        };
         StateConfig {
+            reservation_ttl,
             redis_url: url.map(|u| u.get_ref().clone()),
             redis_cluster: cluster
                 .map(|n| n.get_ref().iter().map(|u| u.get_ref().clone()).collect())

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redis::Script;
 use tokio::sync::oneshot;
 
-use super::redis::spend_key;
+use super::redis::{held_key, settle_in_redis, spend_key};
 use super::{Claim, Decision, Scope, WINDOW_SECS};
 use crate::state::{Redis, StateError};
 
@@ -31,12 +31,15 @@ struct Terms {
     rpm: u64,
     tpm: u64,
     budget: Option<u64>,
+    /// When a budget reservation made now expires.
+    hold_until: u64,
 }
 
 struct Waiter {
     terms: Terms,
     reserve: u64,
     reserve_micro_usd: u64,
+    reservation_id: String,
     reply: oneshot::Sender<Result<Decision, StateError>>,
 }
 
@@ -71,6 +74,7 @@ impl Checks {
         window: String,
         claim: &Claim,
         now: u64,
+        hold_until: u64,
     ) -> Result<Decision, StateError> {
         let (reply, answer) = oneshot::channel();
         let waiter = Waiter {
@@ -79,9 +83,11 @@ impl Checks {
                 rpm: claim.rpm.unwrap_or(0),
                 tpm: claim.tpm.unwrap_or(0),
                 budget: claim.budget_micro_usd,
+                hold_until,
             },
             reserve: claim.reserve,
             reserve_micro_usd: claim.reserve_micro_usd,
+            reservation_id: claim.reservation_id.clone(),
             reply,
         };
         let start = {
@@ -91,8 +97,8 @@ impl Checks {
             !std::mem::replace(&mut queue.draining, true)
         };
         if start {
-            let spend = spend_key(&claim.key_id);
-            tokio::spawn(drain(redis.clone(), self.clone(), window, spend));
+            let key_id = claim.key_id.clone();
+            tokio::spawn(drain(redis.clone(), self.clone(), window, key_id));
         }
         let deadline = redis.timeout();
         let mut answer = answer;
@@ -139,18 +145,17 @@ impl Checks {
 }
 
 /// Sends `window`'s batches one after the other until its queue is empty.
-async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String) {
+async fn drain(redis: Arc<Redis>, checks: Checks, window: String, key_id: String) {
     let mut unfinished = Unfinished {
         checks: checks.clone(),
         window: window.clone(),
         armed: true,
     };
     while let Some(batch) = checks.next_batch(&window) {
-        match decide(&redis, &window, &spend, &batch).await {
+        match decide(&redis, &window, &key_id, &batch).await {
             Ok(decisions) => {
-                let unclaimed = deliver(batch, decisions);
-                if unclaimed > 0 {
-                    hand_back(&redis, &spend, unclaimed).await;
+                for (member, micro_usd) in deliver(batch, decisions) {
+                    hand_back(&redis, &key_id, &member, micro_usd).await;
                 }
             }
             Err(e) => {
@@ -163,27 +168,25 @@ async fn drain(redis: Arc<Redis>, checks: Checks, window: String, spend: String)
     unfinished.armed = false;
 }
 
-/// Sends each waiter its decision; returns the budget reservations (micro-USD) of the
-/// waiters that had gone (past their deadline, decided by the local twin instead), which
-/// no settlement will ever hand back.
-fn deliver(batch: Vec<Waiter>, decisions: Vec<Decision>) -> u64 {
-    let mut unclaimed = 0u64;
+/// Sends each waiter its decision; returns the budget reservations (member, micro-USD) of
+/// the waiters that had gone (past their deadline, decided by the local twin instead),
+/// which no settlement will ever hand back.
+fn deliver(batch: Vec<Waiter>, decisions: Vec<Decision>) -> Vec<(String, u64)> {
+    let mut unclaimed = Vec::new();
     for (waiter, decision) in batch.into_iter().zip(decisions) {
         let reserved = decision.reserved_micro_usd;
-        if waiter.reply.send(Ok(decision)).is_err() {
-            unclaimed = unclaimed.saturating_add(reserved);
+        if waiter.reply.send(Ok(decision)).is_err() && reserved > 0 {
+            unclaimed.push((format!("{}:{reserved}", waiter.reservation_id), reserved));
         }
     }
     unclaimed
 }
 
-/// Takes `micro_usd` of reservations nobody will settle off the key's spend. A failure
-/// leaves them counted (the key can spend that much less); it is logged.
-async fn hand_back(redis: &Redis, spend: &str, micro_usd: u64) {
-    let delta = -i64::try_from(micro_usd).unwrap_or(i64::MAX);
-    let incr = redis::Cmd::incr(spend, delta);
-    if let Err(e) = redis.command::<i64>("spend", incr).await {
-        log::warn!("handing back {micro_usd} micro-USD reserved for requests that left: {e}");
+/// Takes a reservation nobody will settle off the key's spend. A failure leaves it
+/// counted until it expires; it is logged.
+async fn hand_back(redis: &Redis, key_id: &str, member: &str, micro_usd: u64) {
+    if let Err(e) = settle_in_redis(redis, key_id, member, micro_usd, 0).await {
+        log::warn!("handing back {micro_usd} micro-USD reserved for a request that left: {e}");
     }
 }
 
@@ -209,14 +212,16 @@ impl Drop for Unfinished {
 async fn decide(
     redis: &Redis,
     window: &str,
-    spend: &str,
+    key_id: &str,
     batch: &[Waiter],
 ) -> Result<Vec<Decision>, StateError> {
     let Some(terms) = batch.first().map(|w| w.terms) else {
         return Ok(Vec::new());
     };
     let mut call = WINDOW.prepare_invoke();
-    call.key(window).key(spend);
+    call.key(window)
+        .key(spend_key(key_id))
+        .key(held_key(key_id));
     call.arg(terms.now)
         .arg(WINDOW_SECS)
         .arg(terms.rpm)
@@ -226,9 +231,12 @@ async fn decide(
             terms
                 .budget
                 .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
-        );
+        )
+        .arg(terms.hold_until);
     for w in batch {
-        call.arg(w.reserve).arg(w.reserve_micro_usd);
+        call.arg(w.reserve)
+            .arg(w.reserve_micro_usd)
+            .arg(&w.reservation_id);
     }
     type Row = (u8, String, u64, u64, u64, u64, u64, u64, u64);
     let rows: Vec<Row> = redis
@@ -280,12 +288,14 @@ mod tests {
             rpm: 10,
             tpm: 0,
             budget: None,
+            hold_until: now + 600,
         };
         (
             Waiter {
                 terms,
                 reserve,
                 reserve_micro_usd: 0,
+                reservation_id: format!("r{reserve}"),
                 reply,
             },
             answer,
@@ -334,7 +344,7 @@ mod tests {
         let (left, gone) = waiter(1, 0);
         drop(gone);
         let unclaimed = deliver(vec![stayed, left], vec![decision(300), decision(200)]);
-        assert_eq!(unclaimed, 200);
+        assert_eq!(unclaimed, vec![("r0:200".to_string(), 200)]);
         assert_eq!(answer.try_recv().unwrap().unwrap().reserved_micro_usd, 300);
     }
 

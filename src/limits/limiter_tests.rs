@@ -10,17 +10,17 @@ use async_trait::async_trait;
 
 use super::local::LocalLimits;
 use super::redis::{spend_key, RedisLimits};
-use super::tests::claim;
+use super::tests::{claim, fresh};
 use super::*;
 use crate::state::Redis;
 
 fn budget_claim(key_id: &str, reserve_micro_usd: u64) -> Claim {
-    Claim {
+    fresh(&Claim {
         key_id: key_id.into(),
         budget_micro_usd: Some(1000),
         reserve_micro_usd,
         ..claim(None, None, 0)
-    }
+    })
 }
 
 async fn redis_spend(redis: &Redis, key_id: &str) -> i64 {
@@ -39,24 +39,29 @@ async fn settlement_replaces_the_reservation_with_the_real_cost() {
     let server = crate::state::tests::redis_server();
     let redis = Arc::new(Redis::new(&server.1, Duration::from_secs(2)).unwrap());
     let limiter = shared_limiter(&redis);
-    let c = budget_claim("k_settle", 300);
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(limiter.acquire(&c).await.unwrap().unwrap());
+        let c = budget_claim("k_settle", 300);
+        let d = limiter.acquire(&c).await.unwrap().unwrap();
+        held.push((c, d));
     }
-    let refused = limiter.acquire(&c).await.unwrap_err();
+    let refused = limiter
+        .acquire(&budget_claim("k_settle", 300))
+        .await
+        .unwrap_err();
     assert_eq!(refused.kind, ErrorKind::QuotaExceeded);
     assert_eq!(redis_spend(&redis, "k_settle").await, 900);
 
     // one answered at a real cost of 100: 200 of its 300 come back
-    limiter.settle(&c, &held[0], 10, 100).await;
+    limiter.settle(&held[0].0, &held[0].1, 10, 100).await;
     assert_eq!(redis_spend(&redis, "k_settle").await, 700);
+    let c = budget_claim("k_settle", 300);
     let fourth = limiter.acquire(&c).await.unwrap().unwrap();
     assert_eq!(fourth.spend_micro_usd, 1000);
     // one failed before any upstream cost, one was handed over to a fallback model (which
     // `claim_limits` settles at 0 tokens and 0 cost): both give all 300 back
-    limiter.settle(&c, &held[1], 0, 0).await;
-    limiter.settle(&c, &held[2], 0, 0).await;
+    limiter.settle(&held[1].0, &held[1].1, 0, 0).await;
+    limiter.settle(&held[2].0, &held[2].1, 0, 0).await;
     assert_eq!(redis_spend(&redis, "k_settle").await, 400);
     limiter.settle(&c, &fourth, 10, 300).await;
     assert_eq!(
@@ -129,9 +134,14 @@ impl LimitStore for Switchable {
         self.check()?;
         self.inner.settle(k, m, bucket, delta).await
     }
-    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError> {
+    async fn settle_spend(
+        &self,
+        key_id: &str,
+        held: Held<'_>,
+        cost: u64,
+    ) -> Result<(), StateError> {
         self.check()?;
-        self.inner.add_spend(key_id, delta).await
+        self.inner.settle_spend(key_id, held, cost).await
     }
 }
 
@@ -142,16 +152,17 @@ impl LimitStore for Switchable {
 async fn each_reservation_settles_where_it_was_made() {
     let shared = Arc::new(Switchable::default());
     let limiter = Limiter::new(Some(shared.clone()), OnRedisError::Allow);
-    let c = budget_claim("k_where", 300);
-    let by_shared = limiter.acquire(&c).await.unwrap().unwrap();
+    let c1 = budget_claim("k_where", 300);
+    let by_shared = limiter.acquire(&c1).await.unwrap().unwrap();
     assert!(by_shared.reserved_in_shared);
     shared.down.store(true, Ordering::SeqCst);
-    let by_local = limiter.acquire(&c).await.unwrap().unwrap();
+    let c2 = budget_claim("k_where", 300);
+    let by_local = limiter.acquire(&c2).await.unwrap().unwrap();
     assert!(!by_local.reserved_in_shared);
     assert_eq!(by_local.spend_micro_usd, 600);
     shared.down.store(false, Ordering::SeqCst);
-    limiter.settle(&c, &by_local, 10, 100).await;
-    limiter.settle(&c, &by_shared, 10, 50).await;
+    limiter.settle(&c2, &by_local, 10, 100).await;
+    limiter.settle(&c1, &by_shared, 10, 50).await;
     assert_eq!(shared.inner.spend_of("k_where"), 150);
     assert_eq!(limiter.local.spend_of("k_where"), 150);
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Claim, Decision, LimitStore, Scope, WINDOW_SECS};
+use super::{Claim, Decision, Held, LimitStore, Scope, DEFAULT_RESERVATION_TTL, WINDOW_SECS};
 use crate::state::StateError;
 
 #[derive(Default)]
@@ -14,12 +14,48 @@ struct Window {
     tokens: BTreeMap<u64, u64>,
 }
 
-/// Windows and spend in process memory.
+/// One budget reservation not yet settled: its member name, micro-USD and expiry (unix s).
+struct Reservation {
+    member: String,
+    micro_usd: u64,
+    expires: u64,
+}
+
+/// A key's spend: settled costs plus the reservations still held, as in Redis.
 #[derive(Default)]
+struct Spend {
+    /// Micro-USD, as `cai:spend:{k_…}`.
+    total: u64,
+    /// As `cai:held:{k_…}`.
+    held: Vec<Reservation>,
+}
+
+impl Spend {
+    /// Takes reservations past their expiry off the total (the rule of `window.lua`).
+    fn expire(&mut self, now: u64) {
+        let total = &mut self.total;
+        self.held.retain(|r| {
+            let live = r.expires > now;
+            if !live {
+                *total = total.saturating_sub(r.micro_usd);
+            }
+            live
+        });
+    }
+}
+
+/// Windows and spend in process memory.
 pub struct LocalLimits {
     windows: Mutex<HashMap<(String, String), Window>>,
-    /// Per key: settled costs plus unsettled reservations (micro-USD), as `cai:spend:{k_…}`.
-    spend: Mutex<HashMap<String, u64>>,
+    spend: Mutex<HashMap<String, Spend>>,
+    /// How long a budget reservation is held before it is taken back unsettled.
+    hold_secs: u64,
+}
+
+impl Default for LocalLimits {
+    fn default() -> Self {
+        Self::with_hold(DEFAULT_RESERVATION_TTL)
+    }
 }
 
 /// Drops buckets older than the window; returns the live sum.
@@ -66,12 +102,28 @@ fn poisoned() -> StateError {
 }
 
 impl LocalLimits {
+    /// A twin whose budget reservations expire after `ttl` unless settled.
+    pub fn with_hold(ttl: std::time::Duration) -> Self {
+        Self {
+            windows: Mutex::default(),
+            spend: Mutex::default(),
+            hold_secs: ttl.as_secs().max(1),
+        }
+    }
+
     /// Takes the spend the shared store reported for a key as this twin's own, so that
     /// should the shared store stop answering, budget checks here start from the key's
-    /// spend across every instance, not from what this instance alone has seen.
+    /// spend across every instance, not from what this instance alone has seen. The twin's
+    /// own reservations are dropped with its old total: the shared total does not hold them.
     pub fn remember_spend(&self, key_id: &str, micro_usd: u64) {
         if let Ok(mut spend) = self.spend.lock() {
-            spend.insert(key_id.to_string(), micro_usd);
+            spend.insert(
+                key_id.to_string(),
+                Spend {
+                    total: micro_usd,
+                    held: Vec::new(),
+                },
+            );
         }
     }
 }
@@ -83,7 +135,10 @@ impl LimitStore for LocalLimits {
         // step, as in the script (spend before windows, the only order both are taken in)
         let mut spend = self.spend.lock().map_err(|_| poisoned())?;
         let spent = match claim.budget_micro_usd {
-            Some(_) => spend.get(&claim.key_id).copied().unwrap_or(0),
+            Some(_) => spend.get_mut(&claim.key_id).map_or(0, |s| {
+                s.expire(now);
+                s.total
+            }),
             None => 0,
         };
         let held = match claim.budget_micro_usd {
@@ -143,7 +198,13 @@ impl LimitStore for LocalLimits {
             *w.tokens.entry(now).or_default() += claim.reserve;
         }
         if held > 0 {
-            *spend.entry(claim.key_id.clone()).or_default() += held;
+            let key = spend.entry(claim.key_id.clone()).or_default();
+            key.total += held;
+            key.held.push(Reservation {
+                member: format!("{}:{held}", claim.reservation_id),
+                micro_usd: held,
+                expires: now.saturating_add(self.hold_secs),
+            });
         }
         Ok(Decision {
             denied_by: None,
@@ -176,10 +237,32 @@ impl LimitStore for LocalLimits {
         Ok(())
     }
 
-    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError> {
+    async fn settle_spend(
+        &self,
+        key_id: &str,
+        held: Held<'_>,
+        cost_micro_usd: u64,
+    ) -> Result<(), StateError> {
         let mut spend = self.spend.lock().map_err(|_| poisoned())?;
-        let n = spend.entry(key_id.to_string()).or_default();
-        *n = n.saturating_add_signed(delta);
+        let key = spend.entry(key_id.to_string()).or_default();
+        let taken_back = match held {
+            Held::Nowhere => 0,
+            Held::Mirrored { micro_usd } => micro_usd,
+            Held::Here { member, micro_usd } => {
+                match key.held.iter().position(|r| r.member == member) {
+                    Some(i) => {
+                        key.held.swap_remove(i);
+                        micro_usd
+                    }
+                    // expired: already taken off the total
+                    None => 0,
+                }
+            }
+        };
+        key.total = key
+            .total
+            .saturating_add(cost_micro_usd)
+            .saturating_sub(taken_back);
         Ok(())
     }
 }
@@ -190,7 +273,7 @@ impl LocalLimits {
     pub fn spend_of(&self, key_id: &str) -> u64 {
         self.spend
             .lock()
-            .map(|s| s.get(key_id).copied().unwrap_or(0))
+            .map(|s| s.get(key_id).map_or(0, |s| s.total))
             .unwrap_or(0)
     }
 }

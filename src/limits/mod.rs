@@ -36,6 +36,18 @@ use crate::usage::{pricing, Usage};
 /// Window length in seconds.
 pub const WINDOW_SECS: u64 = 60;
 
+/// How long a budget reservation is held when nothing settles it (`[state]
+/// reservation_ttl_seconds`): longer than nearly every request (the deadline to a first byte
+/// is two minutes, most streams end within minutes), short enough that a reservation lost
+/// with its instance comes back within minutes. A request still running when its reservation
+/// expires is billed in full all the same; the budget check just stops counting it early.
+pub const DEFAULT_RESERVATION_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The window (in place of a model name) that counts a key's requests refused after
+/// authentication: one per key, whatever names the refused requests asked for, so a flood of
+/// distinct bad names cannot make a Redis key per name.
+pub const REFUSED_WINDOW: &str = "!refused";
+
 /// One request's claim on its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -51,6 +63,9 @@ pub struct Claim {
     /// each see the others' reservations instead of all seeing the same spend. 0 without a
     /// budget.
     pub reserve_micro_usd: u64,
+    /// Names this request's budget reservation (the request id: unique across instances),
+    /// so that its settlement, or its expiry, takes exactly it back.
+    pub reservation_id: String,
 }
 
 /// Which limit refused a request.
@@ -91,6 +106,30 @@ pub struct Decision {
     pub reserved_in_shared: bool,
 }
 
+impl Decision {
+    /// How the store that decided holds this request's reservation (`<id>:<micro-USD>`), for
+    /// its settlement; empty when nothing was reserved.
+    pub fn reservation(&self, claim: &Claim) -> String {
+        match self.reserved_micro_usd {
+            0 => String::new(),
+            held => format!("{}:{held}", claim.reservation_id),
+        }
+    }
+}
+
+/// What a store holds of a request's budget reservation when it settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held<'a> {
+    /// Nothing (the request was admitted elsewhere, or reserved nothing): add the cost.
+    Nowhere,
+    /// The reservation named `member` (see [`Decision::reservation`]) of `micro_usd`, unless
+    /// it has expired meanwhile, in which case it was already taken off the spend.
+    Here { member: &'a str, micro_usd: u64 },
+    /// The local twin's copy of a reservation the shared store made (the twin mirrors the
+    /// shared spend): the difference between cost and reservation.
+    Mirrored { micro_usd: u64 },
+}
+
 /// A store of windows and spend: Redis, or memory.
 #[async_trait]
 pub trait LimitStore: Send + Sync {
@@ -105,10 +144,15 @@ pub trait LimitStore: Send + Sync {
         bucket: u64,
         delta: i64,
     ) -> Result<(), StateError>;
-    /// Adds `delta` to a key's spend (micro-USD), at once: a settlement's real cost minus
-    /// what the check reserved, so it is negative when the request cost less than its worst
-    /// case. The local twin stops at 0.
-    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError>;
+    /// Settles a request's budget at once: adds its real cost (micro-USD) to the key's spend
+    /// and takes back the reservation `held` if it is still there (settled costs plus live
+    /// reservations is what the spend always holds). The local twin stops at 0.
+    async fn settle_spend(
+        &self,
+        key_id: &str,
+        held: Held<'_>,
+        cost_micro_usd: u64,
+    ) -> Result<(), StateError>;
     /// Applies every settlement queued so far.
     async fn flush(&self) -> Result<(), StateError> {
         Ok(())
@@ -138,6 +182,13 @@ impl Limiter {
             local: local::LocalLimits::default(),
             on_error,
         }
+    }
+
+    /// Budget reservations the local twin makes expire after `ttl` unless settled (give the
+    /// shared store the same, [`redis::RedisLimits::with_hold`]).
+    pub fn with_reservation_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.local = local::LocalLimits::with_hold(ttl);
+        self
     }
 
     /// Acquires `claim` (nothing to do when it has no limit). A refusal is a 429 in the
@@ -175,7 +226,7 @@ impl Limiter {
                 },
             },
         }
-        .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
+        .map_err(|e| GatewayError::internal("checking rate limits", e))?;
         match decision.denied_by {
             None => Ok(Some(decision)),
             Some(scope) => {
@@ -199,8 +250,8 @@ impl Limiter {
         cost_micro_usd: u64,
     ) {
         let delta = tokens as i64 - claim.reserve as i64;
-        let cost = i64::try_from(cost_micro_usd).unwrap_or(i64::MAX);
-        let reserved = i64::try_from(decision.reserved_micro_usd).unwrap_or(i64::MAX);
+        let member = decision.reservation(claim);
+        let reserved = decision.reserved_micro_usd;
         for (store, shared) in self.stores() {
             if claim.tpm.is_some() && delta != 0 {
                 if let Err(e) = store
@@ -213,17 +264,25 @@ impl Limiter {
             if claim.budget_micro_usd.is_none() {
                 continue;
             }
-            // The twin mirrors the shared spend (it was told it at the check), so it takes
-            // the same difference. The shared store holds nothing of a request the twin
-            // admitted during an outage: it gets the whole cost.
-            let spend_delta = match (shared, decision.reserved_in_shared) {
-                (true, false) => cost,
-                _ => cost - reserved,
+            // The store that admitted the request holds its reservation; the twin mirrors a
+            // reservation the shared store made (it was told the spend at the check); the
+            // shared store holds nothing of a request the twin admitted during an outage.
+            let held = match (shared, decision.reserved_in_shared) {
+                _ if reserved == 0 => Held::Nowhere,
+                (true, true) | (false, false) => Held::Here {
+                    member: &member,
+                    micro_usd: reserved,
+                },
+                (false, true) => Held::Mirrored {
+                    micro_usd: reserved,
+                },
+                (true, false) => Held::Nowhere,
             };
-            if spend_delta != 0 {
-                if let Err(e) = store.add_spend(&claim.key_id, spend_delta).await {
-                    log::warn!("spend update: {e}");
-                }
+            if let Err(e) = store
+                .settle_spend(&claim.key_id, held, cost_micro_usd)
+                .await
+            {
+                log::warn!("spend update: {e}");
             }
         }
     }
@@ -340,7 +399,31 @@ pub(crate) mod tests {
             reserve,
             budget_micro_usd: None,
             reserve_micro_usd: 0,
+            reservation_id: "r0".into(),
         }
+    }
+
+    /// `claim` as a new request: its own reservation id (ids are unique per request).
+    pub fn fresh(claim: &Claim) -> Claim {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Claim {
+            reservation_id: format!("r{n}"),
+            ..claim.clone()
+        }
+    }
+
+    /// Settles `d` (a decision on `c`) at `cost`, where it was reserved.
+    pub async fn settle_at(store: &dyn LimitStore, c: &Claim, d: &Decision, cost: u64) {
+        let member = d.reservation(c);
+        let held = match d.reserved_micro_usd {
+            0 => Held::Nowhere,
+            micro_usd => Held::Here {
+                member: &member,
+                micro_usd,
+            },
+        };
+        store.settle_spend(&c.key_id, held, cost).await.unwrap();
     }
 
     /// The behaviour both stores must have; run against each.
@@ -407,15 +490,58 @@ pub(crate) mod tests {
             ..claim(None, None, 0)
         };
         assert_eq!(store.acquire(&c, t).await.unwrap().denied_by, None);
-        store.add_spend("k_budget", 999).await.unwrap();
+        store
+            .settle_spend("k_budget", Held::Nowhere, 999)
+            .await
+            .unwrap();
         assert_eq!(store.acquire(&c, t).await.unwrap().denied_by, None);
-        store.add_spend("k_budget", 1).await.unwrap();
+        store
+            .settle_spend("k_budget", Held::Nowhere, 1)
+            .await
+            .unwrap();
         assert_eq!(
             store.acquire(&c, t).await.unwrap().denied_by,
             Some(Scope::Budget)
         );
 
         budget_reservations(store, t).await;
+        reservations_expire(store, t).await;
+    }
+
+    /// A reservation nobody settles (its instance died, the check's reply came too late)
+    /// comes off the spend by itself once it expires; one settled after it expired adds
+    /// only its cost. `hold` is the store's reservation lifetime in seconds.
+    pub async fn reservations_expire_after(store: &dyn LimitStore, t: u64, hold: u64) {
+        let c = Claim {
+            key_id: "k_expire".into(),
+            budget_micro_usd: Some(1000),
+            reserve_micro_usd: 400,
+            ..claim(None, None, 0)
+        };
+        let lost = store.acquire(&fresh(&c), t).await.unwrap();
+        let late = fresh(&c);
+        let settled_late = store.acquire(&late, t).await.unwrap();
+        assert_eq!(settled_late.spend_micro_usd, 800);
+        let d = store.acquire(&fresh(&c), t + hold - 1).await.unwrap();
+        assert_eq!(
+            (d.denied_by, d.spend_micro_usd),
+            (Some(Scope::Budget), 800),
+            "both still held just before they expire"
+        );
+        let d = store.acquire(&fresh(&c), t + hold).await.unwrap();
+        assert_eq!(
+            (d.denied_by, d.spend_micro_usd),
+            (None, 400),
+            "both expired, nothing settled: only the new one is held ({lost:?})"
+        );
+        // the late one settles now at 50: its reservation is already gone, its cost counts
+        settle_at(store, &late, &settled_late, 50).await;
+        let d = store.acquire(&fresh(&c), t + hold).await.unwrap();
+        assert_eq!(d.spend_micro_usd, 400 + 50 + 400);
+    }
+
+    async fn reservations_expire(store: &dyn LimitStore, t: u64) {
+        reservations_expire_after(store, t, DEFAULT_RESERVATION_TTL.as_secs()).await;
     }
 
     /// Budgets hold each request's worst case from the check until settlement.
@@ -427,25 +553,31 @@ pub(crate) mod tests {
             ..claim(None, None, 0)
         };
         let seen = |d: &Decision| (d.denied_by, d.reserved_micro_usd, d.spend_micro_usd);
+        let mut held = Vec::new();
         for spend in [300, 600, 900] {
-            let d = store.acquire(&c, t).await.unwrap();
+            let request = fresh(&c);
+            let d = store.acquire(&request, t).await.unwrap();
             assert_eq!(seen(&d), (None, 300, spend));
+            held.push((request, d));
         }
-        let d = store.acquire(&c, t).await.unwrap();
+        let d = store.acquire(&fresh(&c), t).await.unwrap();
         assert_eq!(
             seen(&d),
             (Some(Scope::Budget), 0, 900),
             "900 + 300 > 1000 while the first three are unsettled"
         );
         // one settles at its real cost, 100: 200 of its 300 come back
-        store.add_spend("k_reserve", 100 - 300).await.unwrap();
-        let d = store.acquire(&c, t).await.unwrap();
+        settle_at(store, &held[0].0, &held[0].1, 100).await;
+        let fourth = fresh(&c);
+        let d = store.acquire(&fourth, t).await.unwrap();
         assert_eq!(seen(&d), (None, 300, 1000), "700 + 300 fits exactly");
-        let d = store.acquire(&c, t).await.unwrap();
-        assert_eq!(seen(&d).0, Some(Scope::Budget));
+        assert_eq!(
+            seen(&store.acquire(&fresh(&c), t).await.unwrap()).0,
+            Some(Scope::Budget)
+        );
         // a failed request hands its whole reservation back
-        store.add_spend("k_reserve", -300).await.unwrap();
-        assert_eq!(seen(&store.acquire(&c, t).await.unwrap()).0, None);
+        settle_at(store, &fourth, &d, 0).await;
+        assert_eq!(seen(&store.acquire(&fresh(&c), t).await.unwrap()).0, None);
 
         // a request whose worst case exceeds the whole budget could never fit: it passes
         // while anything is left and holds all of it, so it runs alone
@@ -459,16 +591,18 @@ pub(crate) mod tests {
             reserve_micro_usd: 1,
             ..c.clone()
         };
-        let d = store.acquire(&big, t).await.unwrap();
+        let first = fresh(&big);
+        let d = store.acquire(&first, t).await.unwrap();
         assert_eq!(seen(&d), (None, 1000, 1000));
-        let d = store.acquire(&small, t).await.unwrap();
-        assert_eq!(seen(&d), (Some(Scope::Budget), 0, 1000));
-        store.add_spend("k_big", 63 - 1000).await.unwrap();
-        let d = store.acquire(&big, t).await.unwrap();
+        let refused = store.acquire(&fresh(&small), t).await.unwrap();
+        assert_eq!(seen(&refused), (Some(Scope::Budget), 0, 1000));
+        settle_at(store, &first, &d, 63).await;
+        let second = fresh(&big);
+        let d = store.acquire(&second, t).await.unwrap();
         assert_eq!(seen(&d), (None, 937, 1000));
         // it cost more than was left: the one overshoot a budget allows
-        store.add_spend("k_big", 1200 - 937).await.unwrap();
-        let d = store.acquire(&big, t).await.unwrap();
+        settle_at(store, &second, &d, 1200).await;
+        let d = store.acquire(&fresh(&big), t).await.unwrap();
         assert_eq!(seen(&d), (Some(Scope::Budget), 0, 1263), "spent");
 
         // a refusal by another limit reserves nothing
@@ -478,11 +612,14 @@ pub(crate) mod tests {
             reserve_micro_usd: 300,
             ..claim(Some(1), None, 0)
         };
-        assert_eq!(seen(&store.acquire(&c, t).await.unwrap()), (None, 300, 300));
-        let d = store.acquire(&c, t).await.unwrap();
+        assert_eq!(
+            seen(&store.acquire(&fresh(&c), t).await.unwrap()),
+            (None, 300, 300)
+        );
+        let d = store.acquire(&fresh(&c), t).await.unwrap();
         assert_eq!(d.denied_by, Some(Scope::Requests));
         assert_eq!(d.reserved_micro_usd, 0);
-        let d = store.acquire(&c, t + WINDOW_SECS).await.unwrap();
+        let d = store.acquire(&fresh(&c), t + WINDOW_SECS).await.unwrap();
         assert_eq!(
             seen(&d),
             (None, 300, 600),

@@ -1,7 +1,8 @@
 //! The Redis limit store: checks are Lua script calls (one round trip, atomic across every
 //! gateway instance), shared by a window's concurrent requests ([`super::group`]). Keys share
 //! the client key's hash tag, so a Redis Cluster keeps them on one slot:
-//! `cai:rl:{k_…}:{model}` (one hash per window, layout in `window.lua`), `cai:spend:{k_…}`.
+//! `cai:rl:{k_…}:{model}` (one hash per window, layout in `window.lua`), `cai:spend:{k_…}`
+//! and the reservations not yet settled, `cai:held:{k_…}`.
 //! Batched settlements go out as one pipeline per slot ([`Redis::per_slot`]).
 
 use std::collections::HashMap;
@@ -10,10 +11,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 
 use super::group::Checks;
-use super::{Claim, Decision, LimitStore};
+use super::{Claim, Decision, Held, LimitStore};
 use crate::state::{Redis, StateError};
 
 const SETTLE_SOURCE: &str = include_str!("settle.lua");
+
+static SPEND_SETTLE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("spend_settle.lua")));
 
 /// How often queued token settlements are written (one pipeline per interval).
 const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -30,6 +34,8 @@ pub struct RedisLimits {
     /// harmless; spend, which is money, is written at once).
     pending: Arc<Pending>,
     flusher: OnceLock<()>,
+    /// How long a budget reservation is held before the window script takes it back.
+    hold_secs: u64,
 }
 
 /// The queue, and a lock held for a whole flush so that a flush returns only once every
@@ -47,7 +53,14 @@ impl RedisLimits {
             checks: Checks::default(),
             pending: Arc::new(Pending::default()),
             flusher: OnceLock::new(),
+            hold_secs: super::DEFAULT_RESERVATION_TTL.as_secs(),
         }
+    }
+
+    /// Budget reservations expire after `ttl` unless settled.
+    pub fn with_hold(mut self, ttl: std::time::Duration) -> Self {
+        self.hold_secs = ttl.as_secs().max(1);
+        self
     }
 }
 
@@ -90,11 +103,40 @@ pub fn spend_key(key_id: &str) -> String {
     format!("cai:spend:{{{key_id}}}")
 }
 
+/// The key's budget reservations not yet settled, scored by when they expire.
+pub fn held_key(key_id: &str) -> String {
+    format!("cai:held:{{{key_id}}}")
+}
+
+/// Runs `spend_settle.lua` for one reservation (`member` empty: none) and a real cost.
+pub(super) async fn settle_in_redis(
+    redis: &Redis,
+    key_id: &str,
+    member: &str,
+    reserved: u64,
+    cost: u64,
+) -> Result<i64, StateError> {
+    let mut call = SPEND_SETTLE.prepare_invoke();
+    call.key(spend_key(key_id))
+        .key(held_key(key_id))
+        .arg(member)
+        .arg(reserved)
+        .arg(cost);
+    redis
+        .run("spend", move |mut c| {
+            Box::pin(async move { call.invoke_async(&mut c).await })
+        })
+        .await
+}
+
 #[async_trait]
 impl LimitStore for RedisLimits {
     async fn acquire(&self, claim: &Claim, now: u64) -> Result<Decision, StateError> {
         let window = window_key(&claim.key_id, &claim.model);
-        self.checks.check(&self.redis, window, claim, now).await
+        let hold_until = now.saturating_add(self.hold_secs);
+        self.checks
+            .check(&self.redis, window, claim, now, hold_until)
+            .await
     }
 
     async fn settle(
@@ -125,10 +167,19 @@ impl LimitStore for RedisLimits {
         flush(&self.redis, &self.pending).await
     }
 
-    async fn add_spend(&self, key_id: &str, delta: i64) -> Result<(), StateError> {
-        // INCRBY takes a signed delta: one atomic command, no script needed
-        let incr = redis::Cmd::incr(spend_key(key_id), delta);
-        let _: i64 = self.redis.command("spend", incr).await?;
+    async fn settle_spend(
+        &self,
+        key_id: &str,
+        held: Held<'_>,
+        cost_micro_usd: u64,
+    ) -> Result<(), StateError> {
+        let (member, reserved) = match held {
+            Held::Here { member, micro_usd } => (member, micro_usd),
+            Held::Nowhere => ("", 0),
+            // the twin mirrors Redis, never the reverse; settle as if nothing was held
+            Held::Mirrored { .. } => ("", 0),
+        };
+        settle_in_redis(&self.redis, key_id, member, reserved, cost_micro_usd).await?;
         Ok(())
     }
 }
@@ -141,6 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_store_meets_the_same_contract_as_the_local_one() {
+        // (reservation expiry included: the contract drives the clock past the lifetime)
         let server = crate::state::tests::redis_server();
         let redis = Redis::new(&server.1, Duration::from_secs(2)).unwrap();
         let store = RedisLimits::new(std::sync::Arc::new(redis));
@@ -216,7 +268,7 @@ mod tests {
         };
         let tasks: Vec<_> = (0..20)
             .map(|_| {
-                let (store, claim) = (store.clone(), claim.clone());
+                let (store, claim) = (store.clone(), super::super::tests::fresh(&claim));
                 tokio::spawn(async move { store.acquire(&claim, 1_000_000).await })
             })
             .collect();
@@ -269,7 +321,7 @@ mod tests {
         let (mut now, mut refused) = (1_000_000, 0);
         for step in 0..2000 {
             now += next(6);
-            let claim = Claim {
+            let claim = super::super::tests::fresh(&Claim {
                 key_id: "k_random_budget".into(),
                 budget_micro_usd: Some(3_000_000),
                 reserve_micro_usd: match next(50) {
@@ -277,15 +329,16 @@ mod tests {
                     _ => next(5000),
                 },
                 ..super::super::tests::claim(Some(40), None, 0)
-            };
+            });
             let a = shared.acquire(&claim, now).await.unwrap();
             let b = local.acquire(&claim, now).await.unwrap();
             assert_eq!(a, b, "step {step} at {now}");
             refused += usize::from(a.denied_by == Some(Scope::Budget));
+            // most are settled at a cost around their reservation, some never (they expire)
             if a.denied_by.is_none() && next(4) != 0 {
-                let delta = next(2 * a.reserved_micro_usd + 1) as i64 - a.reserved_micro_usd as i64;
-                shared.add_spend("k_random_budget", delta).await.unwrap();
-                local.add_spend("k_random_budget", delta).await.unwrap();
+                let cost = next(2 * a.reserved_micro_usd + 1);
+                super::super::tests::settle_at(&shared, &claim, &a, cost).await;
+                super::super::tests::settle_at(&local, &claim, &b, cost).await;
             }
         }
         assert!(refused > 0, "the budget never ran out");

@@ -1,4 +1,4 @@
--- cheapai_window_v4
+-- cheapai_window_v5
 -- Sliding 60 s windows of per-second buckets for one (key, model): requests and tokens,
 -- plus the key's spend budget. One call decides a batch of requests, in order, as if each
 -- had come alone: each is checked against all the limits and, when allowed, recorded
@@ -8,31 +8,50 @@
 -- KEYS[1] the window hash: `r:<second>` / `t:<second>` buckets, running totals `r` / `t` of
 -- the live buckets, and `f`, the oldest second still counted. KEYS[2] spend counter
 -- (micro-USD): settled costs plus the reservations of requests not yet settled (settlement
--- adds real cost - reservation). Both share the key's hash tag.
+-- adds real cost - reservation, see spend_settle.lua). KEYS[3] the reservations not yet
+-- settled, a sorted set of `<reservation id>:<micro-USD>` scored by the second they expire:
+-- a reservation nobody settles (the instance died, the reply came too late) is taken back
+-- off the spend by the first check after it expires, so a key never drifts towards a false
+-- "budget spent". All three share the key's hash tag.
 -- ARGV: now (unix s), window (s), rpm, tpm (0 = no limit), budget (micro-USD; -1 = none, 0 =
--- nothing may be spent), then per request its reserve (tokens) and its worst-case cost
--- (micro-USD). Returns one {allowed,
--- denied_by, requests_used, tokens_used, retry_after_s, requests_reset_s, tokens_reset_s,
--- reserved_micro_usd, spend_micro_usd} per request (the spend it saw, its own reservation
--- included).
+-- nothing may be spent), hold_until (unix s a reservation made now expires), then per
+-- request its reserve (tokens), its worst-case cost (micro-USD) and its reservation id.
+-- Returns one {allowed, denied_by, requests_used, tokens_used, retry_after_s,
+-- requests_reset_s, tokens_reset_s, reserved_micro_usd, spend_micro_usd} per request (the
+-- spend it saw, its own reservation included).
 --
--- The allowed path is O(1): the totals are kept up to date and a bucket is subtracted once,
--- when it leaves the window; only a refusal reads the buckets (to say when to retry).
+-- The allowed path is O(1) (plus the expired reservations, each taken back once): the totals
+-- are kept up to date and a bucket is subtracted once, when it leaves the window; only a
+-- refusal reads the buckets (to say when to retry).
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local rpm = tonumber(ARGV[3])
 local tpm = tonumber(ARGV[4])
 local budget = tonumber(ARGV[5])
-local first_reserve = 6
+local hold_until = tonumber(ARGV[6])
+local first_reserve = 7
+local step = 3
 local key = KEYS[1]
 
 -- a counter pushed below 0 (reset while requests were in flight) counts as nothing spent
 local spent = 0
 if budget >= 0 then
+  -- reservations past their expiry come off the spend, once (removed as they are counted)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+  if #expired > 0 then
+    local back = 0
+    for _, member in ipairs(expired) do
+      back = back + tonumber(string.match(member, ':(%d+)$') or '0')
+    end
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+    if back > 0 then
+      redis.call('DECRBY', KEYS[2], string.format('%d', back))
+    end
+  end
   spent = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0'))
   if spent >= budget then
     local out = {}
-    for _ = first_reserve, #ARGV, 2 do
+    for _ = first_reserve, #ARGV, step do
       out[#out + 1] = { 0, 'budget', 0, 0, 0, 0, 0, 0, spent }
     end
     return out
@@ -117,7 +136,8 @@ end
 
 local out = {}
 local allowed_reqs, allowed_toks, reserved = 0, 0, 0
-for i = first_reserve, #ARGV, 2 do
+local holds = {}
+for i = first_reserve, #ARGV, step do
   local reserve = tonumber(ARGV[i])
   local held = hold(tonumber(ARGV[i + 1]))
   local denied_by
@@ -143,6 +163,10 @@ for i = first_reserve, #ARGV, 2 do
     allowed_reqs, allowed_toks, reserved = allowed_reqs + 1, allowed_toks + reserve, reserved + held
     record(live_r, 1)
     if reserve > 0 then record(live_t, reserve) end
+    if held > 0 then
+      holds[#holds + 1] = hold_until
+      holds[#holds + 1] = ARGV[i + 2] .. ':' .. string.format('%d', held)
+    end
     out[#out + 1] = { 1, '', reqs, toks, 0, window, window, held, spent }
   end
 end
@@ -159,5 +183,8 @@ end
 if reserved > 0 then
   -- '%d': a large Lua number would otherwise be sent in exponent form, which INCRBY refuses
   redis.call('INCRBY', KEYS[2], string.format('%d', reserved))
+  -- no expiry on the set itself: it would drop reservations still counted in the spend;
+  -- it empties as they are settled or taken back, and Redis deletes an empty set
+  redis.call('ZADD', KEYS[3], unpack(holds))
 end
 return out

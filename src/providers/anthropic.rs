@@ -53,6 +53,13 @@ mod tokens;
 /// 4096 is what mainstream translators send).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The most output the gateway asks Anthropic for on a request it translates that gave no
+/// cap: [`DEFAULT_MAX_TOKENS`], plus the largest thinking budget when reasoning was asked for.
+/// A budget reservation holds this much output for such a request.
+pub fn uncapped_max_tokens(reasoning: bool) -> u64 {
+    request::uncapped_max_tokens(reasoning)
+}
+
 /// Longest upstream error text quoted back to the client when it is not JSON.
 const MAX_QUOTED_ERROR: usize = 512;
 
@@ -288,7 +295,7 @@ fn now_secs() -> u64 {
 
 /// Serializes a value the gateway built itself.
 fn to_bytes(value: &Value) -> Result<Vec<u8>, GatewayError> {
-    serde_json::to_vec(value).map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))
+    serde_json::to_vec(value).map_err(|e| GatewayError::internal("encoding JSON", e))
 }
 
 /// Appends one SSE event: `event: <name>` when named (Anthropic), then `data: <json>`.
@@ -300,7 +307,7 @@ fn put_event(out: &mut Vec<u8>, name: Option<&str>, data: &Value) -> Result<(), 
     }
     out.extend_from_slice(b"data: ");
     serde_json::to_writer(&mut *out, data)
-        .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
+        .map_err(|e| GatewayError::internal("encoding JSON", e))?;
     out.extend_from_slice(b"\n\n");
     Ok(())
 }

@@ -382,6 +382,17 @@ impl Provider {
     /// of the gateway's own key or account ([`ErrorKind::ProviderAuth`]): its text is the
     /// operator's (it may quote the provider key), so every client gets the gateway's own.
     pub fn upstream_error(&self, status: u16, body: &[u8]) -> GatewayError {
+        // a provider that quotes the gateway's own key back never gets it to a client
+        let scrubbed;
+        let body = match self.api_key.as_ref().map(Secret::expose) {
+            Some(key)
+                if !key.is_empty() && memchr::memmem::find(body, key.as_bytes()).is_some() =>
+            {
+                scrubbed = crate::secret::scrub(&String::from_utf8_lossy(body), &[key.to_string()]);
+                scrubbed.as_bytes()
+            }
+            _ => body,
+        };
         let mut error = match self.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                 openai::upstream_error(&self.name, status, body)
@@ -390,6 +401,15 @@ impl Provider {
             ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
         };
         if error.kind == ErrorKind::ProviderAuth {
+            // logged here, where the key is known: a provider may quote the key it refused
+            if let Some(detail) = error.detail.take() {
+                let keys: Vec<String> = self
+                    .api_key
+                    .iter()
+                    .map(|k| k.expose().to_string())
+                    .collect();
+                log::warn!("{}", crate::secret::scrub(&detail, &keys));
+            }
             return error;
         }
         if let Some(dialect) = self.kind.native_dialect() {

@@ -149,7 +149,7 @@ fn protocol_error(message: impl Into<String>) -> GatewayError {
 
 /// Serializes a value the gateway built itself.
 fn to_bytes(value: &Value) -> Result<Vec<u8>, GatewayError> {
-    serde_json::to_vec(value).map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))
+    serde_json::to_vec(value).map_err(|e| GatewayError::internal("encoding JSON", e))
 }
 
 /// Seconds since the epoch, for `created_at` when the upstream gave no `created`.

@@ -43,23 +43,31 @@ impl Upstream {
     /// Parses `http(s)://host[:port][/prefix]`. Query strings and fragments are refused:
     /// they would silently end up on every request.
     pub fn parse(base_url: &str) -> Result<Self, String> {
+        // errors name the URL with any credential in it redacted: they reach logs and
+        // `check-config` output
+        let shown = crate::secret::redact_url(base_url);
         let uri: http::Uri = base_url
             .parse()
-            .map_err(|e| format!("`{base_url}` is not a URL: {e}"))?;
+            .map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(format!(
+                "`{shown}` must not carry credentials; name the key's variable in `api_key_env`"
+            ));
+        }
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err(format!("`{base_url}` must start with http:// or https://")),
+            _ => return Err(format!("`{shown}` must start with http:// or https://")),
         };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("`{base_url}` has no host"))?
+            .ok_or_else(|| format!("`{shown}` has no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         if uri.query().is_some() {
-            return Err(format!("`{base_url}` must not have a query string"));
+            return Err(format!("`{shown}` must not have a query string"));
         }
         let default_port = if tls { 443 } else { 80 };
         let port = uri.port_u16().unwrap_or(default_port);
@@ -168,5 +176,10 @@ mod tests {
         assert!(Upstream::parse("ftp://x/v1").is_err());
         assert!(Upstream::parse("api.openai.com/v1").is_err());
         assert!(Upstream::parse("https://x/v1?key=1").is_err());
+        let e = Upstream::parse("https://user:hunter2@x/v1").unwrap_err();
+        assert!(e.contains("must not carry credentials"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = Upstream::parse("https://x/v1?key=hunter2").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

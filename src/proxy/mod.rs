@@ -2,6 +2,7 @@
 //! is the one place an error becomes a response, and `logging` writes the one log line.
 
 mod body;
+mod claims;
 pub mod ctx;
 pub mod exchange;
 mod failover;
@@ -28,26 +29,17 @@ use crate::config::ClientTimeouts;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::limits::inflight::KeyInflight;
-use crate::limits::{self, Claim, Limiter};
+use crate::limits::Limiter;
 use crate::metrics;
+use crate::reload::Live;
 use crate::reload::LiveHandle;
-use crate::request::peek;
+use crate::request::{peek, Peeked};
+use crate::text;
 use crate::usage::api::{usage_json, UsageQuery};
 use crate::usage::pricing;
 use crate::usage::sink::{UsageSink, UsageStore};
 use ctx::RequestCtx;
 use exchange::Finished;
-
-/// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
-const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
-
-/// The stricter of two optional limits.
-fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 /// The gateway's request handler, shared by every worker thread.
 pub struct Gateway {
@@ -150,9 +142,7 @@ impl Gateway {
                 let query = UsageQuery::parse(session.req_header().uri.query())?;
                 let body = usage_json(self.history.as_ref(), &key.id, query)
                     .await
-                    .map_err(|e| {
-                        GatewayError::new(ErrorKind::Internal, format!("usage history: {e}"))
-                    })?;
+                    .map_err(|e| GatewayError::internal("reading the usage history", e))?;
                 return write_json(session, ctx, 200, body.to_string().into(), None).await;
             }
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
@@ -164,29 +154,11 @@ impl Gateway {
             | Endpoint::CountTokens => {}
         }
 
-        let body = self.read_body(session).await?;
-        ctx.body = body.clone();
-        let peeked = peek(&endpoint, &body)?;
-        ctx.stream = peeked.stream;
-        ctx.include_usage = peeked.include_usage;
-        ctx.requested_model = Some(peeked.model.clone());
-        let live = self.live.load_full();
-        let model = live
-            .catalog
-            .resolve(&peeked.model)
-            .ok_or_else(|| GatewayError {
-                param: Some("model".into()),
-                ..GatewayError::new(
-                    ErrorKind::ModelNotFound,
-                    format!("The model `{}` does not exist", peeked.model),
-                )
-            })?;
-        if !key.allows(&peeked.model) {
-            return Err(GatewayError::new(
-                ErrorKind::ModelNotAllowed,
-                format!("this API key may not use the model `{}`", peeked.model),
-            ));
-        }
+        let (body, peeked, live, model) = match self.admit(session, ctx, &key, &endpoint).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Err(self.count_refusal(&key, refusal).await),
+        };
+        let model = &model;
         let job = failover::Job {
             endpoint: &endpoint,
             body: &body,
@@ -200,41 +172,51 @@ impl Gateway {
         self.forward(session, ctx, &job, routes).await
     }
 
-    /// Acquires `model`'s limits (and the key's) for this request, first handing back what
-    /// an earlier model of the same request had reserved (a fallback is billed and limited
-    /// as the model that serves).
-    async fn claim_limits(
+    /// Reads and checks the body of a model request and finds its catalog entry: the steps
+    /// whose refusals ([`Self::count_refusal`]) count against the key's request rate.
+    async fn admit(
         &self,
+        session: &mut Session,
         ctx: &mut RequestCtx,
-        job: &failover::Job<'_>,
-        model: &Model,
-    ) -> Result<(), GatewayError> {
-        if let Some((claim, decision)) = ctx.limit.take() {
-            self.limiter.settle(&claim, &decision, 0, 0).await;
+        key: &KeyInfo,
+        endpoint: &Endpoint,
+    ) -> Result<(Bytes, Peeked, Arc<Live>, Arc<Model>), GatewayError> {
+        let body = self.read_body(session).await?;
+        ctx.body = body.clone();
+        let peeked = peek(endpoint, &body)?;
+        ctx.stream = peeked.stream;
+        ctx.include_usage = peeked.include_usage;
+        // what records, logs and spans keep of the name: bounded, whatever the client sent
+        let shown = text::bounded_name(&peeked.model);
+        ctx.requested_model = Some(shown.clone());
+        if peeked.model.len() > text::MAX_CLIENT_NAME {
+            return Err(GatewayError::invalid(
+                "model",
+                format!(
+                    "`model` is longer than {} bytes: `{shown}`",
+                    text::MAX_CLIENT_NAME
+                ),
+            ));
         }
-        let key = job.key;
-        let tpm = stricter(key.limits.tpm, model.limits.tpm);
-        // bytes/4 is a cheap prompt estimate; settlement corrects it
-        let prompt_estimate = job.body.len() as u64 / 4;
-        let max_output = job.peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
-        let claim = Claim {
-            key_id: key.id.clone(),
-            model: model.name.clone(),
-            rpm: stricter(key.limits.rpm, model.limits.rpm),
-            tpm,
-            reserve: tpm.map_or(0, |_| prompt_estimate.saturating_add(max_output)),
-            budget_micro_usd: key.budget_micro_usd,
-            // the worst case is held against the budget until settlement
-            reserve_micro_usd: key.budget_micro_usd.map_or(0, |_| {
-                limits::worst_case_micro_usd(prompt_estimate, max_output, &model.price)
-            }),
-        };
-        ctx.rate_headers.clear();
-        if let Some(decision) = self.limiter.acquire(&claim).await? {
-            ctx.rate_headers = limits::headers(&claim, &decision);
-            ctx.limit = Some((claim, decision));
+        let live = self.live.load_full();
+        let model = live
+            .catalog
+            .resolve(&peeked.model)
+            .cloned()
+            .ok_or_else(|| GatewayError {
+                param: Some("model".into()),
+                ..GatewayError::new(
+                    ErrorKind::ModelNotFound,
+                    format!("The model `{shown}` does not exist"),
+                )
+            })?;
+        if !key.allows(&peeked.model) {
+            return Err(GatewayError::new(
+                ErrorKind::ModelNotAllowed,
+                format!("this API key may not use the model `{shown}`"),
+            ));
         }
-        Ok(())
+        Ok((body, peeked, live, model))
     }
 
     async fn authenticate(&self, session: &Session) -> Result<Arc<KeyInfo>, GatewayError> {
@@ -314,7 +296,7 @@ pub(crate) async fn write_json(
         }
         Ok(h)
     })()
-    .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("response header: {e}")))?;
+    .map_err(|e| GatewayError::internal("writing the response header", e))?;
     let written = session
         .write_response_header(Box::new(header), false)
         .await
@@ -394,8 +376,12 @@ impl ProxyHttp for Gateway {
             };
             GatewayError::new(kind, format!("request failed: {}", e.etype().as_str()))
         });
-        let error = error.clone();
+        let mut error = error.clone();
         let status = error.status_for(ctx.dialect);
+        if status >= 500 && error.passthrough.is_none() {
+            // what failed, in the gateway's words, and the id an operator finds it by
+            error.message = format!("{} (request id {})", error.message, ctx.request_id);
+        }
         let body = error.body(ctx.dialect);
         let written = write_json(session, ctx, status, body, Some(&error)).await;
         FailToProxy {
@@ -410,6 +396,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = final_status(session).unwrap_or(0);
+        if let Some(detail) = ctx.error.as_ref().and_then(|e| e.detail.as_deref()) {
+            log::error!("{} {}", ctx.request_id, detail);
+        }
         let record = self.usage_record(ctx, status).await;
         let trace = ctx.trace.take();
         // bounded labels: the catalog entry (a pattern, not every name it matched)

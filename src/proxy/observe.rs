@@ -112,7 +112,7 @@ fn text_line(
         ctx.endpoint.as_ref().map_or("-", Endpoint::label),
         status,
         ctx.key_id.as_deref().unwrap_or("-"),
-        record.map_or("-", |r| r.model.as_str()),
+        crate::text::escape_for_log(record.map_or("-", |r| r.model.as_str())),
         route,
         ctx.provider.as_ref().map_or("-", |p| p.name.as_str()),
         ctx.attempts,

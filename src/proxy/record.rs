@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::ctx::RequestCtx;
 use super::Gateway;
 use crate::endpoint::Endpoint;
+use crate::error::ErrorKind;
 use crate::usage::{estimate, offload, pricing, Usage, UsageRecord};
 
 impl Gateway {
@@ -20,6 +21,16 @@ impl Gateway {
         ctx: &mut RequestCtx,
         status: u16,
     ) -> Option<UsageRecord> {
+        if ctx
+            .error
+            .as_ref()
+            .is_some_and(|e| matches!(e.kind, ErrorKind::RateLimited | ErrorKind::QuotaExceeded))
+        {
+            // the gateway's own limits refused it before any provider was asked: nothing to
+            // bill, and a key past its limits must not write a record per refused request
+            // (the access log and cheapai_rate_limited_total still count it)
+            return None;
+        }
         let key_id = ctx.key_id.clone()?;
         let requested = ctx.requested_model.clone()?;
         let model = ctx.model.clone();

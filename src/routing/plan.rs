@@ -215,6 +215,7 @@ mod tests {
                 retry_non_stream_timeouts: false,
             },
             fallbacks: Vec::new(),
+            max_output_tokens: None,
         })
     }
 

@@ -15,12 +15,20 @@ use super::*;
 pub struct Binary {
     pub child: Child,
     pub url: String,
+    pub admin_url: String,
+    /// The config file the process runs with.
+    pub config: std::path::PathBuf,
     /// Every stderr line so far.
     pub lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Binary {
     pub fn start(name: &str, extra: &str) -> Self {
+        Self::start_with_env(name, extra, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (secrets a config names).
+    pub fn start_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let [gw, admin, emu] = free_ports();
         let dir = std::env::temp_dir().join(format!("cheapai-logs-{name}-{gw}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -38,6 +46,7 @@ impl Binary {
             .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
             .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -55,6 +64,8 @@ impl Binary {
         Binary {
             child,
             url: format!("http://127.0.0.1:{gw}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+            config,
             lines,
         }
     }

@@ -471,36 +471,56 @@ impl Gateway {
 /// A real `redis-server` on a free loopback port, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
+    /// `requirepass`, when the server asks for one.
+    password: Option<String>,
     child: Option<std::process::Child>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that requires `password` (`requirepass`).
+    pub fn with_password(password: &str) -> Self {
+        Self::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> Self {
         let mut server = Self {
             port: free_port(),
+            password,
             child: None,
         };
         server.restart();
         server
     }
 
+    /// The URL a client connects with (the password in it, when there is one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Starts (again) on the same port, empty.
     pub fn restart(&mut self) {
+        let mut args = vec![
+            "--port".to_string(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+        ];
+        if let Some(p) = &self.password {
+            args.extend(["--requirepass".to_string(), p.clone()]);
+        }
         let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/setup installs it)");
@@ -517,11 +537,12 @@ impl RedisServer {
 
     /// Runs a command with redis-cli and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
+        let mut command = std::process::Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(p) = &self.password {
+            command.args(["-a", p, "--no-auth-warning"]);
+        }
+        let out = command.args(args).output().expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }

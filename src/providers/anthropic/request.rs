@@ -176,6 +176,13 @@ fn number<'a>(req: &'a Map<String, Value>, name: &str) -> Result<Option<&'a Valu
     }
 }
 
+/// See [`super::uncapped_max_tokens`]: what [`fit_thinking`] sends without a client cap, at
+/// the largest budget.
+pub(super) fn uncapped_max_tokens(reasoning: bool) -> u64 {
+    let budget = reasoning.then_some(HIGH_THINKING_BUDGET);
+    fit_thinking(None, budget).0
+}
+
 /// `reasoning_effort` → thinking budget. The buckets are the gateway's choice within the
 /// practice ranges (low ≈ 1024, medium ≈ 2048–4096, high ≈ 4096–16384); `none` turns it off.
 fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, GatewayError> {

@@ -16,7 +16,7 @@ use super::response::{
     Ending, Envelope, ToolCall, Usage,
 };
 use super::{derived_id, protocol_error, upstream_error, Echo};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 use crate::providers::tool_calls::{absorb, Call};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
@@ -107,7 +107,7 @@ impl StreamToResponses {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: ");
         serde_json::to_writer(&mut *out, &data)
-            .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
+            .map_err(|e| GatewayError::internal("encoding JSON", e))?;
         out.extend_from_slice(b"\n\n");
         Ok(())
     }

@@ -1,0 +1,119 @@
+//! What a request claims of its key's and its model's limits: the rate windows, the
+//! tokens and the budget reservation, and the window that counts refused requests.
+
+use super::ctx::RequestCtx;
+use super::failover::Job;
+use super::Gateway;
+use crate::auth::KeyInfo;
+use crate::catalog::Model;
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::limits::{self, Claim};
+use crate::providers::{anthropic, ProviderKind};
+
+/// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
+const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
+
+/// Output tokens a request without `max_tokens` is assumed to write, for its budget
+/// reservation, on a model whose catalog entry sets no `max_output_tokens`: the output
+/// limit of today's large models (GPT-4o's; Claude's, Gemini's and newer OpenAI models'
+/// are larger: set `max_output_tokens` for them to hold their whole worst case).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 16_384;
+
+/// The stricter of two optional limits.
+fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The output tokens a request may be billed for, as its budget reservation counts them:
+/// the client's cap; else, where the gateway writes the provider's cap itself (a request
+/// translated to Anthropic, which requires one), that cap; else the model's
+/// `max_output_tokens`. Embeddings write none. A model with several deployments takes the
+/// largest.
+fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
+    if let Some(cap) = job.peeked.max_tokens {
+        return cap;
+    }
+    if *job.endpoint == Endpoint::Embeddings {
+        return 0;
+    }
+    let catalog = model.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    model
+        .deployments
+        .iter()
+        .map(|d| match (d.provider.kind, job.endpoint) {
+            (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => catalog,
+            (ProviderKind::Anthropic, _) => anthropic::uncapped_max_tokens(job.peeked.reasoning),
+            _ => catalog,
+        })
+        .max()
+        .unwrap_or(catalog)
+}
+
+impl Gateway {
+    /// A request refused after authentication (a bad body, an unknown or forbidden model)
+    /// still counts against the key's request rate, in a window of its own, so a key cannot
+    /// make the gateway write records or log lines faster than its `rpm` by sending requests
+    /// that are refused. Past the rate the answer is the 429 instead of the refusal.
+    pub(super) async fn count_refusal(&self, key: &KeyInfo, refusal: GatewayError) -> GatewayError {
+        let Some(rpm) = key.limits.rpm else {
+            return refusal;
+        };
+        let claim = Claim {
+            key_id: key.id.clone(),
+            model: limits::REFUSED_WINDOW.to_string(),
+            rpm: Some(rpm),
+            tpm: None,
+            reserve: 0,
+            budget_micro_usd: None,
+            reserve_micro_usd: 0,
+            reservation_id: String::new(),
+        };
+        match self.limiter.acquire(&claim).await {
+            Err(limited) => limited,
+            Ok(_) => refusal,
+        }
+    }
+
+    /// Acquires `model`'s limits (and the key's) for this request, first handing back what
+    /// an earlier model of the same request had reserved (a fallback is billed and limited
+    /// as the model that serves).
+    pub(super) async fn claim_limits(
+        &self,
+        ctx: &mut RequestCtx,
+        job: &Job<'_>,
+        model: &Model,
+    ) -> Result<(), GatewayError> {
+        if let Some((claim, decision)) = ctx.limit.take() {
+            self.limiter.settle(&claim, &decision, 0, 0).await;
+        }
+        let key = job.key;
+        let tpm = stricter(key.limits.tpm, model.limits.tpm);
+        // bytes/4 is a cheap prompt estimate; settlement corrects it
+        let prompt_estimate = job.body.len() as u64 / 4;
+        let max_output = job.peeked.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
+        let claim = Claim {
+            reservation_id: ctx.request_id.clone(),
+            key_id: key.id.clone(),
+            model: model.name.clone(),
+            rpm: stricter(key.limits.rpm, model.limits.rpm),
+            tpm,
+            reserve: tpm.map_or(0, |_| prompt_estimate.saturating_add(max_output)),
+            budget_micro_usd: key.budget_micro_usd,
+            // the worst case is held against the budget until settlement
+            reserve_micro_usd: key.budget_micro_usd.map_or(0, |_| {
+                let output = budget_output_tokens(job, model);
+                limits::worst_case_micro_usd(prompt_estimate, output, &model.price)
+            }),
+        };
+        ctx.rate_headers.clear();
+        if let Some(decision) = self.limiter.acquire(&claim).await? {
+            ctx.rate_headers = limits::headers(&claim, &decision);
+            ctx.limit = Some((claim, decision));
+        }
+        Ok(())
+    }
+}
