@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::keys::{self, KeyBackend, StoredKey};
 use crate::metrics;
 use crate::reload::LiveHandle;
-use crate::routing::{self, CircuitState};
+use crate::routing::{self, CircuitState, Health};
 use crate::secret::Secret;
 use crate::usage::api::{usage_json, UsageQuery};
 use crate::usage::sink::UsageStore;
@@ -98,32 +98,78 @@ impl Admin {
         }
     }
 
-    /// `/ready`: 200 while the gateway serves, with the providers whose circuit is open (or
-    /// probing). It stays 200 when some are: every instance sees the same providers, so a
-    /// load balancer gains nothing by taking this one out; the list is for operators.
+    /// Every deployment of the live catalog once (entries that share a deployment share its
+    /// state): its provider, its name and its state.
+    fn deployments(&self) -> Vec<(String, String, Arc<Health>)> {
+        let live = self.live.load();
+        let mut seen: Vec<(String, String, Arc<Health>)> = Vec::new();
+        for model in live.catalog.all() {
+            for d in &model.deployments {
+                if !seen.iter().any(|(_, _, h)| Arc::ptr_eq(h, &d.health)) {
+                    seen.push((
+                        d.provider.name.clone(),
+                        model.deployment_name(d).to_string(),
+                        d.health.clone(),
+                    ));
+                }
+            }
+        }
+        seen
+    }
+
+    /// `/ready`: 200 while the gateway serves, with the providers one of whose deployments
+    /// has its circuit open (or probing), and those deployments. It stays 200 when some are:
+    /// every instance sees the same providers, so a load balancer gains nothing by taking this
+    /// one out; the lists are for operators.
     fn ready(&self) -> Answer {
         let now = routing::now_ms();
-        let live = self.live.load();
-        let open: Vec<&str> = live
-            .providers
-            .iter()
-            .filter(|p| p.health.breaker.state(now) != CircuitState::Closed)
-            .map(|p| p.name.as_str())
-            .collect();
-        json_answer(200, json!({"status": "ok", "open_circuits": open}))
+        let mut providers: Vec<String> = Vec::new();
+        let mut deployments: Vec<String> = Vec::new();
+        for (provider, name, health) in self.deployments() {
+            if health.breaker.state(now) != CircuitState::Closed {
+                deployments.push(format!("{provider}/{name}"));
+                if !providers.contains(&provider) {
+                    providers.push(provider);
+                }
+            }
+        }
+        providers.sort();
+        deployments.sort();
+        json_answer(
+            200,
+            json!({"status": "ok", "open_circuits": providers, "open_deployments": deployments}),
+        )
     }
 
     /// Brings the circuit and upstream in-flight gauges up to date (an open circuit turns
     /// half-open by the clock, with no event to update a gauge), then renders every metric.
     fn metrics(&self) -> Vec<u8> {
         let now = routing::now_ms();
-        for p in &self.live.load().providers {
+        let mut per_provider: std::collections::BTreeMap<String, (CircuitState, u64)> = self
+            .live
+            .load()
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), (CircuitState::Closed, 0)))
+            .collect();
+        for (provider, name, health) in self.deployments() {
+            let state = health.breaker.state(now);
+            metrics::DEPLOYMENT_CIRCUIT_STATE
+                .with_label_values(&[&provider, &name])
+                .set(state.gauge());
+            let entry = per_provider
+                .entry(provider)
+                .or_insert((CircuitState::Closed, 0));
+            entry.0 = worse(entry.0, state);
+            entry.1 = entry.1.saturating_add(health.inflight());
+        }
+        for (provider, (state, inflight)) in per_provider {
             metrics::CIRCUIT_STATE
-                .with_label_values(&[&p.name])
-                .set(p.health.breaker.state(now).gauge());
+                .with_label_values(&[&provider])
+                .set(state.gauge());
             metrics::UPSTREAM_INFLIGHT
-                .with_label_values(&[&p.name])
-                .set(i64::try_from(p.health.inflight()).unwrap_or(i64::MAX));
+                .with_label_values(&[&provider])
+                .set(i64::try_from(inflight).unwrap_or(i64::MAX));
         }
         metrics::render()
     }
@@ -302,6 +348,20 @@ impl Admin {
             Ok(v) => json_answer(200, v),
             Err(e) => error(500, "server_error", e),
         }
+    }
+}
+
+/// The worse of two circuit states for a provider's summary: open beats probing beats closed.
+fn worse(a: CircuitState, b: CircuitState) -> CircuitState {
+    let rank = |s: CircuitState| match s {
+        CircuitState::Closed => 0,
+        CircuitState::HalfOpen => 1,
+        CircuitState::Open => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
     }
 }
 

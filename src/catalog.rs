@@ -50,6 +50,8 @@ pub struct Deployment {
     pub weight: u32,
     /// This deployment's metric series, resolved on its first request.
     pub metrics: crate::metrics::RouteSeries,
+    /// Its circuit and requests in flight (runtime state, kept across reloads).
+    pub health: Arc<crate::routing::Health>,
 }
 
 /// How a model's failures are retried.
@@ -88,6 +90,13 @@ impl Model {
     /// A pattern entry (`claude-*`), as opposed to an exact name.
     pub fn is_pattern(&self) -> bool {
         self.name.ends_with('*')
+    }
+
+    /// The name a deployment is known by in metrics, logs and `/ready`: the name its provider
+    /// is asked for, or this entry's name (a pattern route's pattern). Bounded: both come
+    /// from the config.
+    pub fn deployment_name<'a>(&'a self, deployment: &'a Deployment) -> &'a str {
+        deployment.upstream_model.as_deref().unwrap_or(&self.name)
     }
 
     /// The model name sent to `deployment`'s provider for a client that asked for `requested`.
@@ -210,6 +219,7 @@ mod tests {
                 upstream_model: upstream.map(Into::into),
                 weight: 1,
                 metrics: Default::default(),
+                health: Default::default(),
             }],
             price: Price::default(),
             limits: Limits::default(),

@@ -166,10 +166,24 @@ pub static CIRCUIT_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         IntGaugeVec::new(
             Opts::new(
                 "circuit_state",
-                "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open (probing).",
+                "Worst circuit breaker state of a provider's deployments: 0 closed, 1 open (one or more), 2 half-open (probing).",
             )
             .namespace("cheapai"),
             &["provider"],
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
+pub static DEPLOYMENT_CIRCUIT_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "deployment_circuit_state",
+                "Circuit breaker state per deployment (provider and the model name it is asked for): 0 closed, 1 open, 2 half-open.",
+            )
+            .namespace("cheapai"),
+            &["provider", "model"],
         )
         .unwrap_or_else(|_| unreachable_metric()),
     )
@@ -366,6 +380,7 @@ pub fn init() {
     LazyLock::force(&UPSTREAM_ATTEMPTS);
     LazyLock::force(&UPSTREAM_RETRIES);
     LazyLock::force(&CIRCUIT_STATE);
+    LazyLock::force(&DEPLOYMENT_CIRCUIT_STATE);
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&INFLIGHT);
     LazyLock::force(&REDIS_ERRORS);

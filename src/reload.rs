@@ -6,8 +6,9 @@
 //! lines. Settings that only a restart (or `run --upgrade`) can apply — listeners, threads,
 //! Redis, the usage log, telemetry — are compared and logged as "needs restart" when they
 //! changed. Provider API keys are read from the environment of the running process, so a
-//! new key value in the environment needs an upgrade too; circuit breakers of the reloaded
-//! providers start closed.
+//! new key value in the environment needs an upgrade too. Each deployment keeps its circuit
+//! across a reload unless its provider's kind, base URL or breaker setting changed
+//! ([`crate::routing::health`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,7 +89,10 @@ fn fixed(c: &Config) -> Vec<(&'static str, String)> {
             "server.admin_token_env",
             format!(
                 "{:?}",
-                s.admin_token.as_ref().map(|t| t.expose().to_string())
+                // compared by hash: the running process keeps no second copy of the token
+                s.admin_token
+                    .as_ref()
+                    .map(|t| crate::auth::hash_key(t.expose()))
             ),
         ),
         ("state", format!("{:?}", c.state)),

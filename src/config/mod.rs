@@ -408,6 +408,14 @@ impl Validator<'_> {
                 .find(|p| p.name == *provider_name.get_ref())
             {
                 Some(provider) => deployments.push(Deployment {
+                    health: crate::routing::health::shared(
+                        crate::routing::DeploymentKey {
+                            provider: provider.name.clone(),
+                            provider_config: provider.state_fingerprint(),
+                            model: upstream_model.clone().unwrap_or_else(|| name.to_string()),
+                        },
+                        provider.breaker,
+                    ),
                     provider: provider.clone(),
                     upstream_model,
                     weight: weight.max(1),

@@ -22,7 +22,7 @@ use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError, Passthrough};
 use crate::request::Peeked;
-use crate::routing::{BreakerConfig, Health};
+use crate::routing::BreakerConfig;
 use crate::secret::Secret;
 pub use upstream::{Timeouts, Upstream};
 
@@ -103,8 +103,8 @@ pub struct Provider {
     /// `None` for hosts that need no key (a local model server, the emulator).
     pub api_key: Option<Secret>,
     pub timeouts: Timeouts,
-    /// Circuit and load, shared by every model this provider serves.
-    pub health: Health,
+    /// When its deployments' circuits open (each deployment has its own circuit).
+    pub breaker: BreakerConfig,
     /// The host serves OpenAI's `/v1/responses` itself (OpenAI-format providers only):
     /// Responses requests pass through instead of being translated to chat.
     pub native_responses: bool,
@@ -155,7 +155,7 @@ impl Provider {
             upstream,
             api_key,
             timeouts,
-            health: Health::new(breaker),
+            breaker,
             native_responses,
         }
     }
@@ -326,6 +326,20 @@ impl Provider {
             }
         }
         Ok(Plan::Upstream(plan))
+    }
+
+    /// What the runtime state of this provider's deployments depends on: a reload that
+    /// changes none of it keeps their circuits (see [`crate::routing::health`]).
+    pub fn state_fingerprint(&self) -> String {
+        format!(
+            "{:?} {}://{}:{}{} {:?}",
+            self.kind,
+            if self.upstream.tls { "https" } else { "http" },
+            self.upstream.host,
+            self.upstream.port,
+            self.upstream.path_prefix,
+            self.breaker
+        )
     }
 
     /// An empty request with this provider's auth and header rules.

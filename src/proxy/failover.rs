@@ -51,8 +51,9 @@ impl Gateway {
                 Next::Exhausted => break,
                 Next::AllOpen(reopens) => return Err(all_open(reopens)),
             };
-            let provider = &pick.model.deployments[pick.deployment].provider;
-            let breaker = &provider.health.breaker;
+            let deployment = &pick.model.deployments[pick.deployment];
+            let provider = &deployment.provider;
+            let breaker = &deployment.health.breaker;
             let switching = ctx
                 .model
                 .as_ref()
@@ -120,7 +121,7 @@ impl Gateway {
                 trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);
             }
             let outcome = {
-                let _inflight = provider.health.enter();
+                let _inflight = deployment.health.enter();
                 // Boxed: an awaited future is stored in its caller's state, and a moved one
                 // twice, so each level of nesting doubled the request's future: 102 KB per
                 // request before the attempt and the relay were boxed, 3.4 KB after.
@@ -194,16 +195,18 @@ impl Gateway {
         super::write_json(session, ctx, 200, answer.into(), None).await
     }
 
-    /// Tells the provider's circuit and the metrics how an attempt went.
+    /// Tells the deployment's circuit and the metrics how an attempt went.
     fn report(&self, pick: &Pick, failure: Option<routing::Failure>, client_gone: bool) {
-        let provider = &pick.model.deployments[pick.deployment].provider;
-        let breaker = &provider.health.breaker;
+        let deployment = &pick.model.deployments[pick.deployment];
+        let provider = &deployment.provider;
+        let breaker = &deployment.health.breaker;
         let outcome = match failure {
             Some(f) if f.counts_against_provider() => {
                 if breaker.record_failure(pick.admission, routing::now_ms()) {
                     log::warn!(
-                        "circuit of provider {} opened after {}",
+                        "circuit of deployment {}/{} opened after {}",
                         provider.name,
+                        pick.model.deployment_name(deployment),
                         f.label()
                     );
                 }

@@ -81,7 +81,7 @@ impl Plan {
                 continue;
             }
             let open = |i: usize, d: &crate::catalog::Deployment| {
-                self.excluded & (1 << i) == 0 && d.provider.health.breaker.admits(now_ms)
+                self.excluded & (1 << i) == 0 && d.health.breaker.admits(now_ms)
             };
             let healthy: Vec<usize> = (0..model.deployments.len().min(MAX_DEPLOYMENTS))
                 .filter(|&i| open(i, &model.deployments[i]))
@@ -104,7 +104,7 @@ impl Plan {
                 .iter()
                 .map(|&i| Candidate {
                     weight: model.deployments[i].weight,
-                    inflight: model.deployments[i].provider.health.inflight(),
+                    inflight: model.deployments[i].health.inflight(),
                 })
                 .collect();
             let Some(chosen) = balance::choose(&candidates, rng).map(|c| pool[c]) else {
@@ -112,12 +112,7 @@ impl Plan {
                 continue;
             };
             // Another request may have taken a half-open circuit's only probe since `admits`.
-            let Some(admission) = model.deployments[chosen]
-                .provider
-                .health
-                .breaker
-                .admit(now_ms)
-            else {
+            let Some(admission) = model.deployments[chosen].health.breaker.admit(now_ms) else {
                 self.excluded |= 1 << chosen;
                 continue;
             };
@@ -139,7 +134,7 @@ impl Plan {
             .routes
             .iter()
             .flat_map(|m| m.deployments.iter())
-            .map(|d| d.provider.health.breaker.reopens_in(now_ms))
+            .map(|d| d.health.breaker.reopens_in(now_ms))
             .min()
             .unwrap_or_default();
         Next::AllOpen(reopens)
@@ -161,7 +156,6 @@ impl Plan {
     /// it): that model is skipped and the attempt not counted.
     pub fn abandon(&mut self, pick: &Pick) {
         pick.model.deployments[pick.deployment]
-            .provider
             .health
             .breaker
             .release(pick.admission);
@@ -183,28 +177,39 @@ mod tests {
     use super::*;
     use crate::catalog::{Deployment, Limits, Price, RetryPolicy};
     use crate::providers::{Provider, ProviderKind};
-    use crate::routing::BreakerConfig;
+    use crate::routing::{BreakerConfig, Health};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn provider(name: &str) -> Arc<Provider> {
+    /// A provider serving one model, and that deployment's state (shared by every model
+    /// built on it in a test, as a reload shares it).
+    struct Served {
+        provider: Arc<Provider>,
+        health: Arc<Health>,
+    }
+
+    fn provider(name: &str) -> Served {
         let breaker = BreakerConfig {
             failures: 1,
             open: Duration::from_millis(1000),
         };
-        Arc::new(Provider::for_tests(name, ProviderKind::OpenAi, breaker))
+        Served {
+            provider: Arc::new(Provider::for_tests(name, ProviderKind::OpenAi, breaker)),
+            health: Arc::new(Health::new(breaker)),
+        }
     }
 
-    fn model(name: &str, providers: &[&Arc<Provider>], retries: u32) -> Arc<Model> {
+    fn model(name: &str, providers: &[&Served], retries: u32) -> Arc<Model> {
         Arc::new(Model {
             name: name.into(),
             deployments: providers
                 .iter()
                 .map(|p| Deployment {
-                    provider: Arc::clone(p),
+                    provider: Arc::clone(&p.provider),
                     upstream_model: None,
                     weight: 1,
                     metrics: Default::default(),
+                    health: Arc::clone(&p.health),
                 })
                 .collect(),
             price: Price::default(),
