@@ -66,6 +66,9 @@ pub struct RetryPolicy {
     /// Whether a non-streaming request whose provider timed out before answering may be sent
     /// again. Off by default: the provider may still be generating (and billing) the first.
     pub retry_non_stream_timeouts: bool,
+    /// Whether a whole answer the gateway could not read or translate may be asked for
+    /// again elsewhere (the provider billed it).
+    pub retry_unreadable_answers: bool,
 }
 
 /// One catalog entry, shared by every request for it.
@@ -227,6 +230,7 @@ mod tests {
                 retries: 0,
                 deadline: Duration::from_secs(1),
                 retry_non_stream_timeouts: false,
+                retry_unreadable_answers: false,
             },
             fallbacks: Vec::new(),
             max_output_tokens: None,

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     UpstreamStatus(u16),
     /// The provider's answer broke the protocol (cut body, bad framing).
     UpstreamProtocol,
+    /// A whole answer with a success status (billed by the provider) that the gateway could
+    /// not read or translate.
+    UpstreamUnreadable,
     /// The provider refused the gateway's own key or account (401, 402, 403, or a billing
     /// or quota error about the account). That is the operator's problem, not the client's:
     /// the client gets a 502 with the gateway's own message, since the provider's text
@@ -76,7 +79,10 @@ impl ErrorKind {
             Self::ModelNotFound | Self::UnknownPath => 404,
             Self::MethodNotAllowed => 405,
             Self::ClientTimeout => 408,
-            Self::UpstreamUnreachable | Self::UpstreamProtocol | Self::ProviderAuth => 502,
+            Self::UpstreamUnreachable
+            | Self::UpstreamProtocol
+            | Self::UpstreamUnreadable
+            | Self::ProviderAuth => 502,
             Self::UpstreamTimeout => 504,
             Self::UpstreamStatus(status) => status,
             Self::RateLimited | Self::QuotaExceeded => 429,
@@ -109,6 +115,7 @@ impl ErrorKind {
             Self::UpstreamUnreachable => Some("upstream_unreachable"),
             Self::UpstreamTimeout => Some("upstream_timeout"),
             Self::UpstreamProtocol => Some("upstream_protocol_error"),
+            Self::UpstreamUnreadable => Some("upstream_unreadable_answer"),
             Self::ProviderAuth => Some("provider_auth_failed"),
             Self::CircuitOpen => Some("upstream_unavailable"),
             Self::RateLimited => Some("rate_limit_exceeded"),
@@ -142,6 +149,7 @@ impl ErrorKind {
                 | Self::UpstreamTimeout
                 | Self::UpstreamStatus(_)
                 | Self::UpstreamProtocol
+                | Self::UpstreamUnreadable
                 | Self::ProviderAuth
                 | Self::CircuitOpen
         )
@@ -162,6 +170,7 @@ impl ErrorKind {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamStatus(_) => "upstream_status",
             Self::UpstreamProtocol => "upstream_protocol",
+            Self::UpstreamUnreadable => "upstream_unreadable",
             Self::ProviderAuth => "provider_auth",
             Self::CircuitOpen => "circuit_open",
             Self::RateLimited => "rate_limited",
@@ -242,6 +251,7 @@ impl GatewayError {
             ErrorKind::UpstreamUnreachable => Some(Failure::Connect),
             ErrorKind::UpstreamTimeout => Some(Failure::FirstByteTimeout),
             ErrorKind::UpstreamProtocol => Some(Failure::Malformed),
+            ErrorKind::UpstreamUnreadable => Some(Failure::Unreadable),
             ErrorKind::UpstreamStatus(status) => Some(Failure::Status(status)),
             _ => None,
         })

@@ -279,7 +279,6 @@ const RETRYABLE: &[Case] = &[
     ("500", status_500),
     ("503", status_503),
     ("529", status_529),
-    ("malformed JSON answer", malformed_json),
 ];
 
 #[test]
@@ -383,6 +382,53 @@ fn a_non_streaming_request_is_not_resent_after_a_first_byte_timeout_unless_allow
         assert_eq!(allowed.send(false).status, 200);
     }
     assert_eq!(allowed.b_requests(), ROUNDS as u64);
+}
+
+/// A whole answer that arrived but cannot be read was billed by the provider: it is not
+/// asked for again elsewhere unless the model allows it, and its record says so.
+#[test]
+fn an_unreadable_whole_answer_is_not_resent_unless_allowed() {
+    for api in [Api::OpenAi, Api::Anthropic] {
+        let s = setup(api, malformed_json(), true, "");
+        let mut unreadable = 0;
+        for _ in 0..ROUNDS {
+            let a = s.send(false);
+            match a.status {
+                200 => {}
+                502 => {
+                    unreadable += 1;
+                    if api == Api::OpenAi {
+                        assert_eq!(a.json()["error"]["code"], "upstream_unreadable_answer");
+                    }
+                }
+                other => panic!("unexpected {other}: {}", a.text()),
+            }
+        }
+        assert_eq!(unreadable as u64, s.a_requests(), "{api:?}");
+        assert_eq!(
+            s.a_requests() + s.b_requests(),
+            ROUNDS as u64,
+            "{api:?}: nothing was sent twice"
+        );
+        let records = s.gw.usage_records(ROUNDS);
+        let marked = records
+            .iter()
+            .filter(|r| r["error"] == "upstream_unreadable")
+            .count();
+        assert_eq!(marked, unreadable, "{records:?}");
+        assert!(records.iter().all(|r| r["attempts"] == 1), "{records:?}");
+
+        let allowed = setup(
+            api,
+            malformed_json(),
+            true,
+            "retry_unreadable_answers = true",
+        );
+        for _ in 0..ROUNDS {
+            assert_eq!(allowed.send(false).status, 200);
+        }
+        assert_eq!(allowed.b_requests(), ROUNDS as u64);
+    }
 }
 
 /// Once a byte reached the client nothing is sent again: a stream cut or stalled mid-way

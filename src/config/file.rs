@@ -146,6 +146,9 @@ pub struct FileModel {
     pub retries: Option<Spanned<u32>>,
     pub deadline_ms: Option<u64>,
     pub retry_non_stream_timeouts: Option<bool>,
+    /// Send a request again when its whole answer arrived but could not be read or
+    /// translated (the provider billed that answer).
+    pub retry_unreadable_answers: Option<bool>,
     /// The most output tokens the model writes: what a request without `max_tokens` may
     /// cost, held against a key's budget until it is settled.
     pub max_output_tokens: Option<Spanned<u64>>,

@@ -467,6 +467,7 @@ impl Validator<'_> {
                     .deadline_ms
                     .map_or(default_deadline, Duration::from_millis),
                 retry_non_stream_timeouts: m.retry_non_stream_timeouts.unwrap_or(false),
+                retry_unreadable_answers: m.retry_unreadable_answers.unwrap_or(false),
             },
             fallbacks: m.fallbacks.iter().map(|f| f.get_ref().clone()).collect(),
             max_output_tokens: match &m.max_output_tokens {

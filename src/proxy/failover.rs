@@ -151,7 +151,10 @@ impl Gateway {
                     let retryable = failure.is_some_and(|f| {
                         f.retryable(
                             job.peeked.stream,
-                            pick.model.retry.retry_non_stream_timeouts,
+                            routing::Resend {
+                                non_stream_timeouts: pick.model.retry.retry_non_stream_timeouts,
+                                unreadable_answers: pick.model.retry.retry_unreadable_answers,
+                            },
                         )
                     });
                     if !retryable {

@@ -206,7 +206,9 @@ async fn whole(
                 ));
             }
             match translator.as_mut() {
-                Some(t) => t.push(&data, &mut translated)?,
+                Some(t) => t
+                    .push(&data, &mut translated)
+                    .map_err(|e| unreadable(up.provider, e))?,
                 None => pieces.push(data),
             }
         }
@@ -219,7 +221,8 @@ async fn whole(
     }
     let body = match translator.as_mut() {
         Some(t) => {
-            t.finish(&mut translated)?;
+            t.finish(&mut translated)
+                .map_err(|e| unreadable(up.provider, e))?;
             let body = Bytes::from(translated);
             if let Some(meter) = ctx.meter.as_mut() {
                 meter.read_answer(&body);
@@ -236,7 +239,7 @@ async fn whole(
             };
             if is_json && !well_formed() {
                 return Err(GatewayError::new(
-                    ErrorKind::UpstreamProtocol,
+                    ErrorKind::UpstreamUnreadable,
                     format!("provider {} answered malformed JSON", up.provider.name),
                 ));
             }
@@ -249,6 +252,25 @@ async fn whole(
         return Ok(Finished::Abort);
     }
     Ok(end_body(session, ctx).await)
+}
+
+/// A whole answer's translation or parse failure: the provider answered with a success
+/// status, so it billed the answer, and the failover loop must not ask again unless the
+/// model allows it. A provider error found inside the answer keeps its own kind.
+fn unreadable(provider: &Provider, e: GatewayError) -> GatewayError {
+    if e.kind != ErrorKind::UpstreamProtocol {
+        return e;
+    }
+    log::warn!(
+        "provider {} answered a whole answer the gateway cannot read: {}",
+        provider.name,
+        e.message
+    );
+    GatewayError {
+        kind: ErrorKind::UpstreamUnreadable,
+        failure: Some(crate::routing::Failure::Unreadable),
+        ..e
+    }
 }
 
 /// A streamed answer, byte for byte or translated event by event as it arrives. Passthrough

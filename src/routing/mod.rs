@@ -17,7 +17,7 @@ use std::time::Instant;
 pub use breaker::{Admission, Breaker, BreakerConfig, CircuitState};
 pub use health::{DeploymentKey, Health};
 pub use plan::{Next, Pick, Plan};
-pub use retry::Failure;
+pub use retry::{Failure, Resend};
 
 static CLOCK_START: LazyLock<Instant> = LazyLock::new(Instant::now);
 

@@ -218,6 +218,7 @@ mod tests {
                 retries,
                 deadline: Duration::from_secs(60),
                 retry_non_stream_timeouts: false,
+                retry_unreadable_answers: false,
             },
             fallbacks: Vec::new(),
             max_output_tokens: None,

@@ -1,9 +1,13 @@
 //! Which provider failures are worth another attempt, and how long to wait before one.
 //!
 //! Retryable: the provider could not be reached or dropped the connection before the client
-//! got a byte, it did not answer in time, its answer could not be read, or it answered 408,
-//! 429, 500, 502, 503, 504 or 529. Any other 4xx is about the request itself and goes back
-//! to the client at once, as does anything after a byte reached the client.
+//! got a byte, it did not answer in time, its stream broke the protocol before its first
+//! byte reached the client, or it answered 408, 429, 500, 502, 503, 504 or 529. Any other
+//! 4xx is about the request itself and goes back to the client at once, as does anything
+//! after a byte reached the client. Two failures happen after the provider may already have
+//! billed the answer, and are retried only where the model allows it: a non-streaming
+//! request that timed out waiting for its answer, and a whole answer that arrived but could
+//! not be read or translated.
 
 use std::time::Duration;
 
@@ -30,20 +34,25 @@ pub enum Failure {
     FirstByteTimeout,
     /// The connection was closed or reset before the answer was complete.
     Reset,
-    /// The answer broke the protocol or its format (bad framing, malformed JSON or SSE).
+    /// The answer broke the protocol or its format (bad framing, malformed SSE).
     Malformed,
+    /// A whole answer arrived with a success status, and so was billed, but could not be
+    /// read or translated.
+    Unreadable,
     /// The provider answered this error status.
     Status(u16),
 }
 
 impl Failure {
     /// Whether another attempt may hide this failure from the client. A first-byte timeout
-    /// of a non-streaming request is retried only when the model allows it: the provider may
-    /// still be generating (and billing) the answer.
-    pub fn retryable(self, stream: bool, retry_non_stream_timeouts: bool) -> bool {
+    /// of a non-streaming request is retried only when the model allows it (the provider may
+    /// still be generating, and billing, the answer), and so is an unreadable whole answer
+    /// (the provider billed it; sending the request again bills it twice).
+    pub fn retryable(self, stream: bool, resend: Resend) -> bool {
         match self {
             Self::Connect | Self::ConnectTimeout | Self::Reset | Self::Malformed => true,
-            Self::FirstByteTimeout => stream || retry_non_stream_timeouts,
+            Self::FirstByteTimeout => stream || resend.non_stream_timeouts,
+            Self::Unreadable => resend.unreadable_answers,
             Self::Status(status) => retryable_status(status),
         }
     }
@@ -56,6 +65,7 @@ impl Failure {
             Self::FirstByteTimeout => "first_byte_timeout",
             Self::Reset => "reset",
             Self::Malformed => "malformed",
+            Self::Unreadable => "unreadable",
             Self::Status(408) => "status_408",
             Self::Status(429) => "status_429",
             Self::Status(500) => "status_500",
@@ -71,8 +81,26 @@ impl Failure {
     /// Whether this failure says something about the provider's health (and so counts
     /// toward opening its circuit). A 4xx other than 408/429 is the client's fault.
     pub fn counts_against_provider(self) -> bool {
-        self.retryable(true, true)
+        self.retryable(true, Resend::ALWAYS)
     }
+}
+
+/// What a model lets the gateway send again although the provider may have billed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resend {
+    /// A non-streaming request whose answer did not start in time
+    /// (`retry_non_stream_timeouts`).
+    pub non_stream_timeouts: bool,
+    /// A whole answer that could not be read or translated (`retry_unreadable_answers`).
+    pub unreadable_answers: bool,
+}
+
+impl Resend {
+    /// Both: for questions about the provider's health rather than about a request.
+    pub const ALWAYS: Self = Self {
+        non_stream_timeouts: true,
+        unreadable_answers: true,
+    };
 }
 
 /// 408, 429, 500, 502, 503, 504 and Anthropic's 529 "overloaded".
@@ -98,20 +126,34 @@ mod tests {
 
     #[test]
     fn which_failures_retry() {
+        let never = Resend::default();
         for s in [408, 429, 500, 502, 503, 504, 529] {
-            assert!(Failure::Status(s).retryable(false, false), "{s}");
+            assert!(Failure::Status(s).retryable(false, never), "{s}");
         }
         for s in [400, 401, 403, 404, 413, 422, 501] {
-            assert!(!Failure::Status(s).retryable(true, true), "{s}");
+            assert!(!Failure::Status(s).retryable(true, Resend::ALWAYS), "{s}");
         }
-        assert!(Failure::Connect.retryable(false, false));
-        assert!(Failure::Reset.retryable(false, false));
-        assert!(Failure::Malformed.retryable(false, false));
-        assert!(Failure::FirstByteTimeout.retryable(true, false));
-        assert!(!Failure::FirstByteTimeout.retryable(false, false));
-        assert!(Failure::FirstByteTimeout.retryable(false, true));
+        assert!(Failure::Connect.retryable(false, never));
+        assert!(Failure::Reset.retryable(false, never));
+        assert!(Failure::Malformed.retryable(false, never));
+        assert!(Failure::FirstByteTimeout.retryable(true, never));
+        assert!(!Failure::FirstByteTimeout.retryable(false, never));
+        let timeouts = Resend {
+            non_stream_timeouts: true,
+            ..never
+        };
+        assert!(Failure::FirstByteTimeout.retryable(false, timeouts));
+        // a billed answer is sent again only where the model allows it
+        assert!(!Failure::Unreadable.retryable(true, never));
+        assert!(!Failure::Unreadable.retryable(false, timeouts));
+        let unreadable = Resend {
+            unreadable_answers: true,
+            ..never
+        };
+        assert!(Failure::Unreadable.retryable(false, unreadable));
         assert!(!Failure::Status(400).counts_against_provider());
         assert!(Failure::FirstByteTimeout.counts_against_provider());
+        assert!(Failure::Unreadable.counts_against_provider());
     }
 
     #[test]
