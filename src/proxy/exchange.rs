@@ -12,6 +12,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
@@ -75,7 +76,8 @@ pub async fn attempt(
     relay::relay(upstream, translator, request.content_type, session, ctx).await
 }
 
-/// Connects, writes the request and reads the response header.
+/// Connects (trying each of the provider's addresses in turn until one takes the
+/// connection), writes the request and reads the response header.
 async fn send(
     connector: &Connector,
     provider: &Provider,
@@ -84,14 +86,31 @@ async fn send(
     request: &UpstreamRequest,
     ctx: &RequestCtx,
 ) -> Result<(HttpSession, UpstreamPeer), GatewayError> {
-    let peer = provider.upstream.peer(timeouts).await?;
+    let mut peers = provider.upstream.peers(timeouts).await?;
     let traceparent = ctx.trace.as_ref().map(RequestTrace::traceparent);
     let mut attempt = 0;
+    let mut address = 0;
     loop {
-        let (up, reused) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| upstream_failure(provider, &e, "connecting"))?;
+        let peer = &peers[address];
+        let (up, reused) = match connector.get_http_session(peer).await {
+            Ok(session) => session,
+            Err(e) if is_connect_failure(&e) && address + 1 < peers.len() => {
+                log::debug!(
+                    "{} provider {} address {} failed ({e}); trying the next",
+                    ctx.request_id,
+                    provider.name,
+                    peer
+                );
+                address += 1;
+                continue;
+            }
+            Err(e) => return Err(upstream_failure(provider, &e, "connecting")),
+        };
+        if !reused {
+            if let Some(addr) = peer.0.address().as_inet() {
+                provider.upstream.connected_to(addr);
+            }
+        }
         let head = wire::Head {
             provider,
             client,
@@ -100,8 +119,8 @@ async fn send(
             traceparent: traceparent.as_deref(),
         }
         .serialize(request.body.len())?;
-        match write_and_read_header(up, head, request.body.clone(), &peer, timeouts).await {
-            Ok(up) => return Ok((up, peer)),
+        match write_and_read_header(up, head, request.body.clone(), peer, timeouts).await {
+            Ok(up) => return Ok((up, peers.swap_remove(address))),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
                 log::debug!(
                     "{} pooled connection failed ({e}); retrying",
@@ -172,6 +191,18 @@ async fn read_error(
     let mut e = provider.upstream_error(status, &body);
     e.retry_after = retry_after;
     e
+}
+
+/// A failure to open a connection to one address (another address may still take it).
+fn is_connect_failure(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::SocketError
+    )
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -257,5 +288,104 @@ pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> 
     GatewayError {
         failure: Some(failure),
         ..GatewayError::new(kind, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::providers::upstream::{Resolve, Upstream};
+    use crate::providers::ProviderKind;
+
+    /// A resolver with a fixed answer.
+    #[derive(Debug)]
+    struct Fixed(Vec<SocketAddr>);
+
+    #[async_trait]
+    impl Resolve for Fixed {
+        async fn lookup(&self, _host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// A server that answers every request on its connections with `200 ok`.
+    async fn answering_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            seen.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if conn.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn every_resolved_address_is_tried_until_one_takes_the_connection() {
+        let live = answering_server().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(500),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+        };
+        let upstream = Upstream::parse("http://provider.test/v1")
+            .unwrap()
+            .with_resolver(Arc::new(Fixed(vec![closed, live])));
+        let provider = Provider::new(
+            "p".into(),
+            ProviderKind::OpenAiCompatible,
+            upstream,
+            None,
+            timeouts,
+            Default::default(),
+            false,
+        );
+        let request = UpstreamRequest {
+            path: "/v1/chat/completions".into(),
+            body: Bytes::from_static(b"{}"),
+            headers: Vec::new(),
+            default_headers: Vec::new(),
+            dropped_header_prefixes: &[],
+            translator: None,
+            translator_job: None,
+            content_type: None,
+        };
+        let client = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        let ctx = RequestCtx::new();
+        let connector = Connector::new(None);
+        let (up, peer) = send(&connector, &provider, &timeouts, &client, &request, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(up.response_header().map(|h| h.status.as_u16()), Some(200));
+        assert_eq!(peer.0.address().as_inet(), Some(&live));
+        // the address that took the connection is tried first from then on
+        let peers = provider.upstream.peers(&timeouts).await.unwrap();
+        assert_eq!(peers[0].0.address().as_inet(), Some(&live));
     }
 }
