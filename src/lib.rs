@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod dialect;
+pub mod drain;
 pub mod emulator;
 pub mod endpoint;
 pub mod error;
@@ -50,6 +51,9 @@ pub struct Start {
     /// The config file, re-read on SIGHUP. `None`: no reload (tests run several servers in
     /// one process, and a signal is process-wide).
     pub config_path: Option<PathBuf>,
+    /// Exit the process as soon as a graceful stop has nothing left to do ([`drain`]); only
+    /// for a process that runs this one server (the binary).
+    pub exit_when_drained: bool,
 }
 
 /// Read buffer of each client connection (see `build_server`).
@@ -141,6 +145,14 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         None => Arc::new(keys::MemoryKeys::default()),
     };
     let telemetry = telemetry::install(config.telemetry.as_ref(), config.log_format)?;
+    if start.exit_when_drained {
+        server.add_service(pingora::services::background::background_service(
+            "exit when drained",
+            drain::ExitWhenDrained {
+                telemetry: telemetry.clone(),
+            },
+        ));
+    }
     let running = reload::Fixed::of(&config);
     let live: reload::LiveHandle = Arc::new(arc_swap::ArcSwap::from_pointee(reload::live(
         config.catalog,

@@ -104,9 +104,15 @@ fn main() -> ExitCode {
             let start = cheapai_gateway::Start {
                 upgrade,
                 config_path: Some(config),
+                exit_when_drained: true,
             };
             match cheapai_gateway::build_server_with(loaded, start) {
-                Ok(server) => server.run_forever(),
+                Ok(server) => {
+                    server.run(pingora::server::RunArgs {
+                        shutdown_signal: Box::new(cheapai_gateway::drain::Signals),
+                    });
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("cannot start: {e}");
                     ExitCode::FAILURE

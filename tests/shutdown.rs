@@ -1,4 +1,5 @@
 //! SIGTERM on the real binary: the listener closes at once, in-flight streams finish.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -161,4 +162,90 @@ fn sigterm_under_load_loses_no_usage_record() {
     assert!(answered >= 8, "load ran: {answered}");
     assert_eq!(records, answered, "one record per answered request");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the binary with `grace_period_seconds = 30` (the production example has 300) and a
+/// JSONL usage log; returns it with its gateway port and the log's path.
+fn long_grace(name: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+    let [gw, admin, emu] = free_ports();
+    let dir = std::env::temp_dir().join(format!("cheapai-{name}-{gw}"));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let log = dir.join("usage.jsonl");
+    let extra = format!(
+        "[emulator]\nlisten = \"127.0.0.1:{emu}\"\n[usage]\njsonl_path = \"{}\"\n",
+        log.display()
+    );
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        config_text(gw, admin, emu, &extra)
+            .replace("grace_period_seconds = 1", "grace_period_seconds = 30"),
+    )
+    .expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gateway starts");
+    wait_for_port(gw);
+    wait_for_port(emu);
+    (child, gw, log)
+}
+
+fn terminate(child: &std::process::Child) -> Instant {
+    let at = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    at
+}
+
+/// The grace period bounds a stop; it is not a wait: an idle instance exits at once, a busy
+/// one as soon as its last request ended and its records were written.
+#[test]
+fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
+    let (mut idle, gw, _) = long_grace("idle-term");
+    let answer = ureq::post(&format!("http://127.0.0.1:{gw}/v1/chat/completions"))
+        .set("authorization", &format!("Bearer {KEY}"))
+        .send_string(&chat("gpt-4o", false))
+        .expect("answer");
+    assert_eq!(answer.status(), 200);
+    let at = terminate(&idle);
+    let status = idle.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        at.elapsed() < Duration::from_secs(3),
+        "an idle instance took {:?} of its 30 s grace period",
+        at.elapsed()
+    );
+
+    let (mut busy, gw, log) = long_grace("busy-term");
+    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
+    let stream = std::thread::spawn(move || {
+        let response = ureq::post(&url)
+            .set("authorization", &format!("Bearer {KEY}"))
+            .set("x-emulator-chunks", "10")
+            .set("x-emulator-chunk-delay-ms", "200")
+            .send_string(&chat("gpt-4o", true))
+            .expect("stream starts");
+        response.into_string().expect("whole stream")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let at = terminate(&busy);
+    let body = stream.join().expect("stream thread");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let status = busy.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    let took = at.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "exit {took:?} after SIGTERM, the stream ran ~1.7 s past it"
+    );
+    let records = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(records.lines().count(), 1, "{records}");
 }

@@ -378,3 +378,76 @@ fn sighup_reload_under_load_drops_nothing_and_a_broken_config_changes_nothing() 
     thread::sleep(Duration::from_millis(1000));
     no_failures("reload", load);
 }
+
+/// Keep-alive clients through an upgrade: eight threads, each on its own kept-alive
+/// connections, sending without pause. From SIGQUIT on, the old process's answers say
+/// `Connection: close`, so each client's next request opens a new connection (which the new
+/// process, or the old one for its last seconds, takes) instead of going out on one the old
+/// process is about to close: not one request fails.
+#[test]
+fn keep_alive_clients_see_no_failure_through_an_upgrade() {
+    use std::sync::atomic::AtomicUsize;
+    let setup = Setup::new("keepalive");
+    setup.write_config(&["gpt-4o"], 2);
+    let mut old = setup.gateway("old.log", false);
+    wait_for_port(setup.gw);
+    let stop = Arc::new(AtomicBool::new(false));
+    let told_to_close = Arc::new(AtomicUsize::new(0));
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", setup.gw);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, told_to_close, url) = (stop.clone(), told_to_close.clone(), url.clone());
+            thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(20))
+                    .build();
+                let (mut total, mut failures) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    total += 1;
+                    let answer = agent
+                        .post(&url)
+                        .set("authorization", &format!("Bearer {KEY}"))
+                        .send_string(
+                            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+                        );
+                    match answer {
+                        Ok(a) => {
+                            if a.header("connection") == Some("close") {
+                                told_to_close.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Err(e) = a.into_string() {
+                                failures.push(format!("body: {e}"));
+                            }
+                        }
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (total, failures)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let _new = setup.gateway("new.log", true);
+    let sock = setup.dir.join("upgrade.sock");
+    setup.wait_until(Duration::from_secs(10), "new process never waited", || {
+        sock.exists()
+    });
+    old.signal("QUIT");
+    assert_eq!(old.wait_exit(Duration::from_secs(20)), Some(0));
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (mut total, mut failures) = (0, Vec::new());
+    for c in clients {
+        let (n, f) = c.join().expect("client thread");
+        total += n;
+        failures.extend(f);
+    }
+    eprintln!(
+        "keep-alive upgrade: {total} requests, {} told to close, {} failed",
+        told_to_close.load(Ordering::Relaxed),
+        failures.len()
+    );
+    assert!(total > 500, "too little load: {total}");
+    assert!(told_to_close.load(Ordering::Relaxed) > 0);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

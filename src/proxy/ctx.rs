@@ -99,6 +99,7 @@ impl Drop for RequestCtx {
     /// Pingora drops one without calling `logging`.
     fn drop(&mut self) {
         metrics::INFLIGHT.dec();
+        crate::drain::request_ended();
     }
 }
 

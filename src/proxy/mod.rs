@@ -297,6 +297,7 @@ pub(crate) async fn write_json(
         Ok(h)
     })()
     .map_err(|e| GatewayError::internal("writing the response header", e))?;
+    crate::drain::close_if_draining(session);
     let written = session
         .write_response_header(Box::new(header), false)
         .await
@@ -328,6 +329,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         self.trace_start(session, ctx);
+        crate::drain::close_if_draining(session);
         match self.serve(session, ctx).await {
             Ok(Finished::Complete) => Ok(true),
             Ok(Finished::Abort) => {

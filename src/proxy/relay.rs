@@ -414,6 +414,7 @@ fn join(a: Option<Bytes>, b: Option<Bytes>) -> Option<Bytes> {
 }
 
 async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: ResponseHeader) -> bool {
+    crate::drain::close_if_draining(session);
     let ok = session
         .write_response_header(Box::new(header), false)
         .await

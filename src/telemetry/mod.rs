@@ -79,6 +79,15 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// Sends the spans still queued now (before an early exit, which runs no destructor).
+    pub fn flush(&self) {
+        if let Err(e) = self.provider.force_flush() {
+            log::debug!("trace pipeline flush: {e}");
+        }
+    }
+}
+
 impl Drop for Telemetry {
     /// Sends the spans still queued. Pingora drops its services when it stops (after the
     /// grace period of a graceful shutdown), so the last requests' spans are not lost.

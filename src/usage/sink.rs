@@ -265,6 +265,8 @@ impl SinkService {
 #[async_trait]
 impl BackgroundService for SinkService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // an early exit waits for this writer's last write
+        let _last_write = crate::drain::hold();
         let Some(mut rx) = self.rx.lock().await.take() else {
             return;
         };
