@@ -24,6 +24,10 @@ pub enum Endpoint {
     CountTokens,
     /// `GET /v1/usage`: the key's own usage history.
     Usage,
+    /// A response a provider stores (OpenAI's Responses API): `GET` or `DELETE
+    /// /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`, `POST
+    /// /v1/responses/{id}/cancel`. Holds the path after `/v1/responses/`.
+    StoredResponse(String),
 }
 
 impl Endpoint {
@@ -33,6 +37,12 @@ impl Endpoint {
         let path = path.split('?').next().unwrap_or_default();
         if path == "/" && (*method == http::Method::GET || *method == http::Method::HEAD) {
             return Ok(Self::Root);
+        }
+        if let Some(rest) = path
+            .strip_prefix("/v1/responses/")
+            .filter(|r| !r.is_empty())
+        {
+            return Self::stored_response(method, path, rest);
         }
         let (endpoint, allowed) = match path {
             "/" => (Self::Root, http::Method::GET),
@@ -48,7 +58,7 @@ impl Endpoint {
                 _ => {
                     return Err(GatewayError::new(
                         ErrorKind::UnknownPath,
-                        format!("Invalid URL ({method} {path})"),
+                        format!("Invalid URL ({method} {})", crate::text::bounded_name(path)),
                     ))
                 }
             },
@@ -60,6 +70,46 @@ impl Endpoint {
             ));
         }
         Ok(endpoint)
+    }
+
+    /// `/v1/responses/{id}[/input_items|/cancel]` with the methods each takes. An id of
+    /// another shape is no stored response of this gateway: 404, and it never reaches a
+    /// provider's path.
+    fn stored_response(
+        method: &http::Method,
+        path: &str,
+        rest: &str,
+    ) -> Result<Self, GatewayError> {
+        let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+        let allowed: &[http::Method] = match sub {
+            "" => &[http::Method::GET, http::Method::DELETE],
+            "input_items" => &[http::Method::GET],
+            "cancel" => &[http::Method::POST],
+            _ => &[],
+        };
+        if allowed.is_empty() || !crate::ownership::is_response_id(id) {
+            return Err(GatewayError::new(
+                ErrorKind::UnknownPath,
+                format!("Invalid URL ({method} {})", crate::text::bounded_name(path)),
+            ));
+        }
+        if !allowed.contains(method) {
+            return Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} is not allowed on /v1/responses/{rest}"),
+            ));
+        }
+        Ok(Self::StoredResponse(rest.to_string()))
+    }
+
+    /// The stored response's id, for [`Self::StoredResponse`].
+    pub fn stored_response_id(&self) -> Option<&str> {
+        match self {
+            Self::StoredResponse(rest) => {
+                Some(rest.split_once('/').map_or(rest.as_str(), |(id, _)| id))
+            }
+            _ => None,
+        }
     }
 
     /// The API family of the endpoint, which decides the shape of its errors and answers.
@@ -79,7 +129,7 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Models | Self::Model(_) => "models",
             Self::Messages => "messages",
-            Self::Responses => "responses",
+            Self::Responses | Self::StoredResponse(_) => "responses",
             Self::CountTokens => "count_tokens",
             Self::Usage => "usage",
             Self::Root => "root",
@@ -134,5 +184,26 @@ mod tests {
         let e = Endpoint::route(&Method::POST, "/v1/nope").unwrap_err();
         assert_eq!(e.status(), 404);
         assert_eq!(e.kind, ErrorKind::UnknownPath);
+    }
+
+    #[test]
+    fn stored_responses_take_their_methods_and_well_formed_ids_only() {
+        let r = Endpoint::route(&Method::GET, "/v1/responses/resp_1/input_items").unwrap();
+        assert_eq!(r.stored_response_id(), Some("resp_1"));
+        assert!(Endpoint::route(&Method::DELETE, "/v1/responses/resp_1").is_ok());
+        assert!(Endpoint::route(&Method::POST, "/v1/responses/resp_1/cancel").is_ok());
+        let e = Endpoint::route(&Method::POST, "/v1/responses/resp_1").unwrap_err();
+        assert_eq!(e.status(), 405);
+        for bad in [
+            "/v1/responses/resp_1/other",
+            "/v1/responses/..%2f",
+            "/v1/responses/x y",
+        ] {
+            assert_eq!(
+                Endpoint::route(&Method::GET, bad).unwrap_err().status(),
+                404,
+                "{bad}"
+            );
+        }
     }
 }

@@ -34,6 +34,9 @@ pub enum ErrorKind {
     ModelNotFound,
     /// No such endpoint.
     UnknownPath,
+    /// Something the client named by id (a stored response) does not exist, or not for its
+    /// key.
+    NotFound,
     /// The endpoint exists but not for this method.
     MethodNotAllowed,
     /// The provider could not be reached (refused, reset, TLS failure, DNS).
@@ -76,7 +79,7 @@ impl ErrorKind {
             Self::ModelNotAllowed => 403,
             Self::BodyTooLarge => 413,
             Self::InvalidRequest => 400,
-            Self::ModelNotFound | Self::UnknownPath => 404,
+            Self::ModelNotFound | Self::UnknownPath | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::ClientTimeout => 408,
             Self::UpstreamUnreachable
@@ -121,7 +124,7 @@ impl ErrorKind {
             Self::RateLimited => Some("rate_limit_exceeded"),
             Self::QuotaExceeded => Some("insufficient_quota"),
             Self::StateUnavailable => Some("state_unavailable"),
-            Self::UpstreamStatus(_) | Self::Internal => None,
+            Self::UpstreamStatus(_) | Self::Internal | Self::NotFound => None,
         }
     }
 
@@ -164,6 +167,7 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid_request",
             Self::ModelNotFound => "model_not_found",
             Self::UnknownPath => "unknown_path",
+            Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ClientTimeout => "client_timeout",
             Self::UpstreamUnreachable => "upstream_unreachable",

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod ownership;
 pub mod providers;
 pub mod proxy;
 pub mod reload;
@@ -183,7 +184,8 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         history.clone(),
         limiter,
     )
-    .with_observability(telemetry, config.log_format);
+    .with_observability(telemetry, config.log_format)
+    .with_response_owners(Arc::new(ownership::ResponseOwners::new(redis.clone())));
     let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,

@@ -24,6 +24,10 @@ pub struct Peeked {
     pub include_usage: bool,
     /// The output cap the client set (`max_completion_tokens`, else `max_tokens`).
     pub max_tokens: Option<u64>,
+    /// The stored response a Responses request continues (`previous_response_id`).
+    pub previous_response_id: Option<String>,
+    /// `store` as the client set it (a Responses request is stored unless it says `false`).
+    pub store: Option<bool>,
     /// The client asked for reasoning (`reasoning_effort`, Responses' `reasoning`,
     /// Anthropic's `thinking`): translators may then ask the provider for more output.
     pub reasoning: bool,
@@ -57,6 +61,8 @@ struct Fields<'a> {
     reasoning: Option<&'a RawValue>,
     #[serde(borrow)]
     thinking: Option<&'a RawValue>,
+    previous_response_id: Option<serde_json::Value>,
+    store: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -149,7 +155,11 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
                 ));
             }
         }
-        Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage | Endpoint::Root => {}
+        Endpoint::Models
+        | Endpoint::Model(_)
+        | Endpoint::Usage
+        | Endpoint::Root
+        | Endpoint::StoredResponse(_) => {}
     }
     let span = |raw: &RawValue| {
         let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
@@ -167,7 +177,27 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
             .include_usage
             .unwrap_or(false),
     };
+    let previous_response_id = match fields.previous_response_id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if id.len() <= crate::text::MAX_CLIENT_NAME => Some(id),
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                "previous_response_id",
+                format!(
+                    "`previous_response_id` must be a response id (a string of at most {} bytes)",
+                    crate::text::MAX_CLIENT_NAME
+                ),
+            ))
+        }
+    };
+    let store = match fields.store {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(b),
+        Some(_) => return Err(GatewayError::invalid("store", "`store` must be a boolean")),
+    };
     Ok(Peeked {
+        previous_response_id,
+        store,
         model,
         stream,
         include_usage,

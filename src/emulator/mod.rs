@@ -128,6 +128,8 @@ const CONTROL_PREFIX: &str = "/_emulator/";
 #[derive(Clone, Default)]
 pub struct Emulator {
     recorder: Arc<Recorder>,
+    /// Responses made with `store: true`, as the API keeps them.
+    stored: Arc<openai::StoredResponses>,
     faults: Arc<InstanceFaults>,
     /// Non-control requests whose header was read (answered, faulted or dropped).
     received: Arc<AtomicU64>,
@@ -319,7 +321,12 @@ impl Wire {
 // ---------------------------------------------------------------- routing
 
 /// Chooses the answer for one request (pure apart from reading the recorder).
-fn route(req: &Request, faults: &Faults, recorder: &Recorder) -> Reply {
+fn route(
+    req: &Request,
+    faults: &Faults,
+    recorder: &Recorder,
+    stored: &openai::StoredResponses,
+) -> Reply {
     let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
         if method != "GET" {
@@ -364,7 +371,16 @@ fn route(req: &Request, faults: &Faults, recorder: &Recorder) -> Reply {
     if path.ends_with("/chat/completions") {
         post(|v, f| openai::chat_reply(v, f.chunks))
     } else if path.ends_with("/responses") {
-        post(|v, f| openai::responses_reply(v, f.chunks))
+        match (method, json()) {
+            ("POST", Ok(v)) => openai::responses_reply(&v, faults.chunks, stored),
+            ("POST", Err(_)) => openai::invalid_json_reply(),
+            _ => openai::invalid_method_reply(method, path),
+        }
+    } else if let Some((_, rest)) = path
+        .split_once("/responses/")
+        .filter(|(_, rest)| !rest.is_empty())
+    {
+        stored.route(method, rest)
     } else if path.ends_with("/embeddings") {
         post(|v, _| openai::embeddings_reply(v))
     } else if path.ends_with("/models") {
@@ -401,7 +417,12 @@ mod tests {
             headers: &map,
             body: body.as_bytes(),
         };
-        let reply = route(&req, faults, &Recorder::default());
+        let reply = route(
+            &req,
+            faults,
+            &Recorder::default(),
+            &openai::StoredResponses::default(),
+        );
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),
             ReplyBody::Stream { .. } => Value::String("stream".into()),

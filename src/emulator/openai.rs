@@ -10,6 +10,7 @@
 mod chat;
 mod embeddings;
 mod responses;
+mod stored;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -19,6 +20,7 @@ use super::Reply;
 pub use chat::{chat_reply, chunk_text, content_text, example_arguments, split_even};
 pub use embeddings::{embedding_vector, embeddings_reply};
 pub use responses::responses_reply;
+pub use stored::StoredResponses;
 
 /// `(id, created)` of the models listed by `GET …/models`.
 pub const MODELS: &[(&str, u64)] = &[

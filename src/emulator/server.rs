@@ -217,7 +217,7 @@ impl Emulator {
                 headers: &req.headers,
                 body: &body.bytes,
             };
-            route(&request, &faults, &self.recorder)
+            route(&request, &faults, &self.recorder, &self.stored)
         } else {
             session.set_keepalive(None);
             wire.too_large_reply(&format!("Request body larger than {MAX_BODY_BYTES} bytes."))

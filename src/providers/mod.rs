@@ -112,6 +112,8 @@ pub struct Provider {
 
 /// What the exchange sends to the provider, and how to read its answer.
 pub struct UpstreamRequest {
+    /// `POST` for every model call; `GET` and `DELETE` for a stored response.
+    pub method: http::Method,
     pub path: String,
     pub body: Bytes,
     /// Headers set on the upstream request, replacing any client value (auth).
@@ -318,7 +320,14 @@ impl Provider {
                     format!("the model `{client_model}` does not support embeddings"),
                 ))
             }
-            (_, Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage | Endpoint::Root) => {
+            (
+                _,
+                Endpoint::Models
+                | Endpoint::Model(_)
+                | Endpoint::Usage
+                | Endpoint::Root
+                | Endpoint::StoredResponse(_),
+            ) => {
                 return Err(GatewayError::new(
                     ErrorKind::Internal,
                     "the models listing is answered by the gateway",
@@ -342,10 +351,24 @@ impl Provider {
         )
     }
 
+    /// The request for a response this provider stores (`rest`: the path after
+    /// `/responses/`, checked by [`Endpoint::route`]), passed through as the client made it.
+    pub fn stored_response_request(
+        &self,
+        method: http::Method,
+        rest: &str,
+        body: Bytes,
+    ) -> UpstreamRequest {
+        let mut request = self.request(self.upstream.path(&format!("/responses/{rest}")), body);
+        request.method = method;
+        request
+    }
+
     /// An empty request with this provider's auth and header rules.
     fn request(&self, path: String, body: Bytes) -> UpstreamRequest {
         let key = self.api_key.as_ref().map(Secret::expose);
         let mut request = UpstreamRequest {
+            method: http::Method::POST,
             path,
             body,
             headers: Vec::new(),

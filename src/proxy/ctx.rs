@@ -12,6 +12,7 @@ use crate::error::GatewayError;
 use crate::limits::inflight::Slot;
 use crate::limits::{Claim, Decision};
 use crate::metrics;
+use crate::ownership::{Owner, ResponseOwners};
 use crate::providers::Provider;
 use crate::telemetry::trace::RequestTrace;
 use crate::usage::meter::Meter;
@@ -61,6 +62,9 @@ pub struct RequestCtx {
     pub rate_headers: Vec<(&'static str, String)>,
     /// The request's spans, when tracing is on (`None` costs nothing).
     pub trace: Option<RequestTrace>,
+    /// Where to record the key of the response the provider is about to store (native
+    /// Responses passthrough): taken by the relay once it has read the response's id.
+    pub record_owner: Option<(Arc<ResponseOwners>, Owner)>,
 }
 
 impl RequestCtx {
@@ -90,6 +94,7 @@ impl RequestCtx {
             inflight_slot: None,
             rate_headers: Vec::new(),
             trace: None,
+            record_owner: None,
         }
     }
 }

@@ -367,6 +367,7 @@ mod tests {
             false,
         );
         let request = UpstreamRequest {
+            method: http::Method::POST,
             path: "/v1/chat/completions".into(),
             body: Bytes::from_static(b"{}"),
             headers: Vec::new(),

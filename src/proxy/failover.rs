@@ -17,6 +17,7 @@ use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
+use crate::ownership::Owner;
 use crate::providers::{anthropic, Plan as Prepared, Provider, Timeouts};
 use crate::request::Peeked;
 use crate::routing::{self, Admission, Next, Pick, Plan};
@@ -38,9 +39,14 @@ impl Gateway {
         ctx: &mut RequestCtx,
         job: &Job<'_>,
         routes: Vec<Arc<Model>>,
+        continues: Option<&Owner>,
     ) -> Result<Finished, GatewayError> {
         let deadline = ctx.started + routes[0].retry.deadline;
         let mut plan = Plan::new(routes);
+        if let Some(owner) = continues {
+            // the conversation lives in that provider's account
+            plan.pin_provider(&owner.provider);
+        }
         let mut last_error: Option<GatewayError> = None;
         // The failed attempt's provider and reason, counted as a retry once another attempt
         // is actually made (the plan may be exhausted, or the deadline reached, first).
@@ -120,6 +126,19 @@ impl Gateway {
             if let Some(trace) = ctx.trace.as_mut() {
                 trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);
             }
+            // a response the provider stores is recorded as this key's as its answer passes
+            let stored_upstream = *job.endpoint == Endpoint::Responses
+                && provider.native_responses
+                && job.peeked.store != Some(false);
+            ctx.record_owner = stored_upstream.then(|| {
+                (
+                    Arc::clone(&self.owners),
+                    Owner {
+                        key_id: job.key.id.clone(),
+                        provider: provider.name.clone(),
+                    },
+                )
+            });
             let outcome = {
                 let _inflight = deployment.health.enter();
                 // Boxed: an awaited future is stored in its caller's state, and a moved one

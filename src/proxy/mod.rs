@@ -10,6 +10,7 @@ mod models;
 mod observe;
 mod record;
 mod relay;
+mod stored;
 mod wire;
 
 use std::sync::{Arc, LazyLock};
@@ -58,6 +59,8 @@ pub struct Gateway {
     loaded_at: u64,
     /// Traces and the access log's format.
     observability: observe::Observability,
+    /// Which key made each response a provider stores.
+    owners: Arc<crate::ownership::ResponseOwners>,
 }
 
 impl Gateway {
@@ -83,7 +86,14 @@ impl Gateway {
                 .map(|d| d.as_secs())
                 .unwrap_or_default(),
             observability: observe::Observability::default(),
+            owners: Arc::new(crate::ownership::ResponseOwners::new(None)),
         }
+    }
+
+    /// Keeps the owners of stored responses in `owners` (shared through Redis, when set).
+    pub fn with_response_owners(mut self, owners: Arc<crate::ownership::ResponseOwners>) -> Self {
+        self.owners = owners;
+        self
     }
 
     /// Traces requests to `telemetry` (when set), writes the access log in `log_format`,
@@ -146,6 +156,9 @@ impl Gateway {
                 return write_json(session, ctx, 200, body.to_string().into(), None).await;
             }
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
+            Endpoint::StoredResponse(rest) => {
+                return Box::pin(self.stored_response(session, ctx, &key, rest)).await
+            }
             Endpoint::Root => {}
             Endpoint::ChatCompletions
             | Endpoint::Responses
@@ -159,6 +172,7 @@ impl Gateway {
             Err(refusal) => return Err(self.count_refusal(&key, refusal).await),
         };
         let model = &model;
+        let owner = self.check_continuation(&peeked, &key, model).await?;
         let job = failover::Job {
             endpoint: &endpoint,
             body: &body,
@@ -169,7 +183,8 @@ impl Gateway {
         // fallbacks the key may not use are skipped
         let mut routes = live.catalog.routes(model);
         routes.retain(|m| Arc::ptr_eq(m, model) || key.allows(&m.name));
-        self.forward(session, ctx, &job, routes).await
+        self.forward(session, ctx, &job, routes, owner.as_ref())
+            .await
     }
 
     /// Reads and checks the body of a model request and finds its catalog entry: the steps

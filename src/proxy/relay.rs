@@ -246,6 +246,7 @@ async fn whole(
             body
         }
     };
+    record_owner(ctx, &body).await;
     let header = client_header(upstream_header(&up)?, ctx, content_type, Some(body.len()))?;
     up.release().await;
     if !write_header(session, ctx, header).await || !write_body(session, ctx, body).await {
@@ -336,6 +337,7 @@ async fn stream(
             }
         }
         if let Some(out) = out {
+            record_owner(ctx, &out).await;
             if ctx.error.is_none() && carries_error_event(&out, ctx) {
                 // the provider's own error event reaches the client as it is; the record
                 // and the circuit still learn of the failure
@@ -373,6 +375,21 @@ async fn stream(
         }
     }
     Ok(end_body(session, ctx).await)
+}
+
+/// Records the key of the response a provider stores, once its id shows in the answer (the
+/// JSON object, or a stream's first events): before those bytes go out, so a follow-up sent
+/// the moment the answer ends finds the record.
+async fn record_owner(ctx: &mut RequestCtx, answer: &[u8]) {
+    if ctx.record_owner.is_none() {
+        return;
+    }
+    let Some(id) = crate::ownership::response_id(answer) else {
+        return;
+    };
+    if let Some((owners, owner)) = ctx.record_owner.take() {
+        owners.record(&id, owner).await;
+    }
 }
 
 /// Whether these whole SSE events, in the client's format, hold an error event: OpenAI's

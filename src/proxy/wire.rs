@@ -69,7 +69,7 @@ pub struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// `POST path HTTP/1.1`, the client's own headers minus [`FRAMING_AND_HOP_BY_HOP`] and
+    /// `METHOD path HTTP/1.1`, the client's own headers minus [`FRAMING_AND_HOP_BY_HOP`] and
     /// [`REQUEST_HEADERS_DROPPED`],
     /// other APIs' headers and every header set below; then the provider's host, auth and
     /// defaults (a default only where the client sent none), the content type, the body's
@@ -93,7 +93,8 @@ impl Head<'_> {
             return Err(unwritable("provider host or credential"));
         }
         let mut out = BytesMut::with_capacity(512 + 64 * self.client.headers.len());
-        out.put_slice(b"POST ");
+        out.put_slice(request.method.as_str().as_bytes());
+        out.put_slice(b" ");
         out.put_slice(request.path.as_bytes());
         out.put_slice(b" HTTP/1.1\r\n");
         let replaced = |name: &str| {
@@ -210,6 +211,7 @@ mod tests {
 
     fn request(headers: Vec<(&'static str, String)>, path: &str) -> UpstreamRequest {
         UpstreamRequest {
+            method: http::Method::POST,
             path: path.into(),
             body: Bytes::from_static(b"{}"),
             headers,

@@ -68,6 +68,24 @@ impl Plan {
         }
     }
 
+    /// Keeps the first route to the deployments of `provider` (when it has any): a request
+    /// continuing a conversation stored at that provider can only be served there.
+    pub fn pin_provider(&mut self, provider: &str) {
+        let Some(model) = self.routes.first() else {
+            return;
+        };
+        let elsewhere: u64 = model
+            .deployments
+            .iter()
+            .take(MAX_DEPLOYMENTS)
+            .enumerate()
+            .filter(|(_, d)| d.provider.name != provider)
+            .fold(0, |bits, (i, _)| bits | (1 << i));
+        if elsewhere.count_ones() < model.deployments.len().min(MAX_DEPLOYMENTS) as u32 {
+            self.excluded = elsewhere;
+        }
+    }
+
     /// Attempts handed out so far.
     pub fn attempts(&self) -> u32 {
         self.attempts

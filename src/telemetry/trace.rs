@@ -50,7 +50,11 @@ pub fn operation(endpoint: &Endpoint) -> Option<&'static str> {
         Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => Some("chat"),
         Endpoint::Embeddings => Some("embeddings"),
         Endpoint::CountTokens => Some("count_tokens"),
-        Endpoint::Root | Endpoint::Models | Endpoint::Model(_) | Endpoint::Usage => None,
+        Endpoint::Root
+        | Endpoint::Models
+        | Endpoint::Model(_)
+        | Endpoint::Usage
+        | Endpoint::StoredResponse(_) => None,
     }
 }
 
@@ -66,6 +70,7 @@ fn route(endpoint: Option<&Endpoint>) -> &'static str {
         Some(Endpoint::Messages) => "/v1/messages",
         Some(Endpoint::CountTokens) => "/v1/messages/count_tokens",
         Some(Endpoint::Usage) => "/v1/usage",
+        Some(Endpoint::StoredResponse(_)) => "/v1/responses/{id}",
         None => "unknown",
     }
 }

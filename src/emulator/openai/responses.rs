@@ -28,7 +28,9 @@
 //!   `code: "server_error"`.
 //! * Validation like the real API's: a body that is not an object, a missing `model` or
 //!   `input`, an `input` that is neither a string nor an array → 400 with `param`; a
-//!   `previous_response_id` → 400 `previous_response_not_found` (the emulator stores nothing).
+//!   `previous_response_id` the emulator has not stored → 400 `previous_response_not_found`.
+//! * **State**: a response made without `store: false` is kept ([`StoredResponses`]) and can
+//!   be continued, read, listed and deleted.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -36,7 +38,9 @@ use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::chat::prompt_tokens;
-use super::{chunk_text, content_text, example_arguments, param_error, split_even, Reply};
+use super::{
+    chunk_text, content_text, example_arguments, param_error, split_even, Reply, StoredResponses,
+};
 
 // ---------------------------------------------------------------- wire types
 
@@ -136,21 +140,31 @@ struct CallPlan {
 struct Plan<'a> {
     model: &'a str,
     stream: bool,
+    /// Kept for later (`store`, true unless the request says `false`).
+    store: bool,
     input_tokens: u64,
     chunks: usize,
     call: Option<CallPlan>,
 }
 
 /// `POST …/responses`: JSON or the event stream, per the rules in the module doc.
-pub fn responses_reply(req: &Value, chunks: usize) -> Reply {
-    match plan(req, chunks) {
-        Ok(plan) if plan.stream => stream_reply(&plan),
-        Ok(plan) => json_reply(&plan),
-        Err(reply) => reply,
+pub fn responses_reply(req: &Value, chunks: usize, stored: &StoredResponses) -> Reply {
+    let plan = match plan(req, chunks, stored) {
+        Ok(plan) => plan,
+        Err(reply) => return reply,
+    };
+    let answer = Answer::new(&plan);
+    if plan.store {
+        let done = serde_json::to_value(answer.response(&plan, true)).unwrap_or_default();
+        stored.keep(&answer.id, done, &req["input"]);
+    }
+    match plan.stream {
+        true => stream_reply(&plan, &answer),
+        false => Reply::json(200, &answer.response(&plan, true)),
     }
 }
 
-fn plan(req: &Value, chunks: usize) -> Result<Plan<'_>, Reply> {
+fn plan<'a>(req: &'a Value, chunks: usize, stored: &StoredResponses) -> Result<Plan<'a>, Reply> {
     if !req.is_object() {
         return Err(param_error(
             "body",
@@ -177,7 +191,11 @@ fn plan(req: &Value, chunks: usize) -> Result<Plan<'_>, Reply> {
             ))
         }
     }
-    if let Some(id) = req.get("previous_response_id").and_then(Value::as_str) {
+    if let Some(id) = req
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .filter(|id| !stored.has(id))
+    {
         let message = format!("Previous response with id '{id}' not found.");
         return Err(param_error(
             "previous_response_id",
@@ -188,6 +206,7 @@ fn plan(req: &Value, chunks: usize) -> Result<Plan<'_>, Reply> {
     Ok(Plan {
         model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        store: req.get("store").and_then(Value::as_bool).unwrap_or(true),
         input_tokens: input_tokens(req),
         chunks,
         call: plan_call(req),
@@ -427,7 +446,7 @@ impl Answer {
             },
             parallel_tool_calls: true,
             previous_response_id: (),
-            store: false,
+            store: plan.store,
             temperature: 1.0,
             tool_choice: "auto",
             tools: [],
@@ -447,11 +466,6 @@ fn part(text: &str) -> Part<'_> {
         annotations: [],
         logprobs: [],
     }
-}
-
-fn json_reply(plan: &Plan) -> Reply {
-    let answer = Answer::new(plan);
-    Reply::json(200, &answer.response(plan, true))
 }
 
 /// One SSE event: `event: <type>` and its JSON.
@@ -526,8 +540,7 @@ struct ArgsBody<'a> {
     arguments: Option<&'a str>,
 }
 
-fn stream_reply(plan: &Plan) -> Reply {
-    let answer = Answer::new(plan);
+fn stream_reply(plan: &Plan, answer: &Answer) -> Reply {
     let mut events = Events::default();
     for kind in ["response.created", "response.in_progress"] {
         let response = answer.response(plan, false);

@@ -81,7 +81,7 @@ fn stream_events(reply: &Reply) -> (Vec<(String, Value)>, Vec<Bytes>) {
 
 #[test]
 fn json_answer_is_a_completed_response_with_the_chat_numbers() {
-    let reply = responses_reply(&req(json!({})), 5);
+    let reply = responses_reply(&req(json!({})), 5, &StoredResponses::default());
     assert_eq!(reply.status, 200);
     let v = json_body(&reply);
     assert!(v["id"].as_str().unwrap().starts_with("resp_"));
@@ -120,7 +120,11 @@ fn json_answer_is_a_completed_response_with_the_chat_numbers() {
 #[test]
 fn input_tokens_follow_the_translated_chat_request() {
     let tokens = |input: Value| {
-        let v = json_body(&responses_reply(&json!({"model": "m", "input": input}), 1));
+        let v = json_body(&responses_reply(
+            &json!({"model": "m", "input": input}),
+            1,
+            &StoredResponses::default(),
+        ));
         v["usage"]["input_tokens"].as_u64().unwrap()
     };
     assert_eq!(tokens(json!("one two three")), 6);
@@ -140,7 +144,11 @@ fn input_tokens_follow_the_translated_chat_request() {
 
 #[test]
 fn a_tool_call_goes_to_the_first_function_with_its_namespace() {
-    let v = json_body(&responses_reply(&req(json!({"tools": tools()})), 5));
+    let v = json_body(&responses_reply(
+        &req(json!({"tools": tools()})),
+        5,
+        &StoredResponses::default(),
+    ));
     let call = &v["output"][0];
     assert_eq!(call["type"], "function_call");
     assert!(call["id"].as_str().unwrap().starts_with("fc_"));
@@ -154,14 +162,14 @@ fn a_tool_call_goes_to_the_first_function_with_its_namespace() {
     assert_eq!(v["usage"]["output_tokens"], 5);
     // A forced function wins; a top-level one carries no namespace.
     let r = req(json!({"tools": tools(), "tool_choice": {"type": "function", "name": "other"}}));
-    let call = &json_body(&responses_reply(&r, 5))["output"][0];
+    let call = &json_body(&responses_reply(&r, 5, &StoredResponses::default()))["output"][0];
     assert_eq!(call["name"], "other");
     assert!(call.get("namespace").is_none());
     assert_eq!(call["arguments"], "{}");
     // An unknown forced name falls back to the first function, as in chat.
     let r = req(json!({"tools": tools(), "tool_choice": {"type": "function", "name": "nope"}}));
     assert_eq!(
-        json_body(&responses_reply(&r, 5))["output"][0]["name"],
+        json_body(&responses_reply(&r, 5, &StoredResponses::default()))["output"][0]["name"],
         "get_weather"
     );
 }
@@ -173,29 +181,33 @@ fn text_after_a_tool_result_or_with_tool_choice_none() {
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "function_call_output", "call_id": "a", "output": "done"}));
-    let v = json_body(&responses_reply(&r, 2));
+    let v = json_body(&responses_reply(&r, 2, &StoredResponses::default()));
     assert_eq!(v["output"][0]["content"][0]["text"], "Hello world1");
     // Unless a call is forced.
     r["tool_choice"] = json!("required");
     assert_eq!(
-        json_body(&responses_reply(&r, 2))["output"][0]["type"],
+        json_body(&responses_reply(&r, 2, &StoredResponses::default()))["output"][0]["type"],
         "function_call"
     );
     let r = req(json!({"tools": tools(), "tool_choice": "none"}));
     assert_eq!(
-        json_body(&responses_reply(&r, 1))["output"][0]["type"],
+        json_body(&responses_reply(&r, 1, &StoredResponses::default()))["output"][0]["type"],
         "message"
     );
     let r = req(json!({"tools": [{"type": "web_search"}]}));
     assert_eq!(
-        json_body(&responses_reply(&r, 1))["output"][0]["type"],
+        json_body(&responses_reply(&r, 1, &StoredResponses::default()))["output"][0]["type"],
         "message"
     );
 }
 
 #[test]
 fn a_text_stream_has_the_typed_event_sequence() {
-    let reply = responses_reply(&req(json!({"stream": true})), 3);
+    let reply = responses_reply(
+        &req(json!({"stream": true})),
+        3,
+        &StoredResponses::default(),
+    );
     let (events, raw) = stream_events(&reply);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -238,7 +250,11 @@ fn a_text_stream_has_the_typed_event_sequence() {
 
 #[test]
 fn a_tool_call_stream_streams_the_argument_fragments() {
-    let reply = responses_reply(&req(json!({"stream": true, "tools": tools()})), 4);
+    let reply = responses_reply(
+        &req(json!({"stream": true, "tools": tools()})),
+        4,
+        &StoredResponses::default(),
+    );
     let (events, _) = stream_events(&reply);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), 4 + 6);
@@ -274,7 +290,7 @@ fn bad_requests_are_400_with_param() {
         (json!([1]), "body"),
     ];
     for (body, param) in cases {
-        let reply = responses_reply(&body, 5);
+        let reply = responses_reply(&body, 5, &StoredResponses::default());
         assert_eq!(reply.status, 400, "{body}");
         assert_eq!(json_body(&reply)["error"]["param"], param);
     }
@@ -292,14 +308,24 @@ fn the_router_serves_responses_under_any_prefix() {
             headers: &headers,
             body: body.as_bytes(),
         };
-        let reply = route(&request, &Faults::default(), &Recorder::default());
+        let reply = route(
+            &request,
+            &Faults::default(),
+            &Recorder::default(),
+            &StoredResponses::default(),
+        );
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(json_body(&reply)["object"], "response");
         let request = Request {
             method: "GET",
             ..request
         };
-        let reply = route(&request, &Faults::default(), &Recorder::default());
+        let reply = route(
+            &request,
+            &Faults::default(),
+            &Recorder::default(),
+            &StoredResponses::default(),
+        );
         assert_eq!(reply.status, 405, "{path}");
     }
 }
@@ -319,7 +345,7 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
     for request in [fixture, req(json!({"tools": tools()})), history] {
         let mut whole = request.clone();
         whole["stream"] = false.into();
-        let native = json_body(&responses_reply(&whole, 5));
+        let native = json_body(&responses_reply(&whole, 5, &StoredResponses::default()));
         let (chat, _) =
             crate::providers::responses::to_chat_request(request.to_string().as_bytes(), "m")
                 .unwrap();
