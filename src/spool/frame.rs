@@ -139,13 +139,14 @@ mod tests {
     #[test]
     fn a_frame_round_trips_and_reports_its_length() {
         let mut out = vec![7];
-        let len = encode(&record(1), &mut out).unwrap();
+        let original = record(1);
+        let len = encode(&original, &mut out).unwrap();
         assert_eq!(len, out.len() - 1);
         match decode(&out[1..]) {
             Decoded::Frame { payload, len: l } => {
                 assert_eq!(l, len);
                 let back: UsageRecord = serde_json::from_slice(payload).unwrap();
-                assert_eq!(back, record(1));
+                assert_eq!(back, original);
             }
             other => panic!("{other:?}"),
         }

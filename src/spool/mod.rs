@@ -17,7 +17,8 @@
 //!   cap of its own ([`SpoolConfig::queue_bytes`]) for a disk that stalls. An append that
 //!   would pass either cap is refused. The spool reports itself full ([`Spool::is_full`])
 //!   already at 15/16 of a cap: the gateway then stops admitting billable requests, and the
-//!   last 1/16 is headroom for the records of requests already in flight.
+//!   last 1/16 is headroom for the records of requests already in flight. It reports itself
+//!   full until it is back below 14/16, so that readiness does not flap.
 //! - One process per directory (`lock.rs`).
 
 mod backoff;

@@ -26,12 +26,27 @@ pub struct Caps {
 
 /// Share of each cap kept as headroom: the spool reports itself full (so that the gateway
 /// stops admitting billable requests) once this close to a cap, while the records of
-/// requests already in flight still fit below the cap.
+/// requests already in flight still fit below the cap. It reports itself no longer full
+/// once twice as far below the cap, so that readiness does not flap with every delivery.
 pub const HEADROOM_DIVISOR: u64 = 16;
 
 impl Caps {
     fn full_at(cap: u64) -> u64 {
         cap - cap / HEADROOM_DIVISOR
+    }
+
+    fn not_full_below(cap: u64) -> u64 {
+        cap - 2 * (cap / HEADROOM_DIVISOR)
+    }
+
+    /// Whether the counts make the spool full, given whether it was.
+    fn full(&self, was_full: bool, unshipped: u64, queued: u64) -> bool {
+        if was_full {
+            unshipped >= Caps::not_full_below(self.max_bytes)
+                || queued >= Caps::not_full_below(self.queue_bytes)
+        } else {
+            unshipped >= Caps::full_at(self.max_bytes) || queued >= Caps::full_at(self.queue_bytes)
+        }
     }
 }
 
@@ -44,6 +59,9 @@ pub struct Queue {
     pub appended: u64,
     /// Set when the last `Spool` handle goes: the writer writes what is queued and stops.
     pub closing: bool,
+    /// The writer is waiting for frames: an append must wake it. Otherwise it comes back
+    /// for the queue by itself, and appends skip the wake-up.
+    pub writer_idle: bool,
 }
 
 /// The end of what is on disk and fsynced.
@@ -124,7 +142,7 @@ impl Shared {
     /// nothing, when it would.
     pub fn push(&self, frame: &[u8]) -> bool {
         let len = frame.len() as u64;
-        {
+        let wake = {
             let mut queue = self.queue();
             // Appends are serialized by the queue's lock and the shipper only ever lowers
             // `unshipped`, so the checks still hold when the bytes are added.
@@ -139,8 +157,11 @@ impl Shared {
             self.queued.fetch_add(len, Ordering::AcqRel);
             queue.frames.extend_from_slice(frame);
             queue.appended += 1;
+            queue.writer_idle
+        };
+        if wake {
+            self.wake_writer.notify_one();
         }
-        self.wake_writer.notify_one();
         self.refresh();
         true
     }
@@ -171,20 +192,24 @@ impl Shared {
     }
 
     /// Sets the gauges and the full flag from the byte counts, logging when the spool
-    /// fills and when it drains below the threshold again.
+    /// fills and when it drains below the cap again.
     fn refresh(&self) {
         loop {
+            let was_full = self.full.load(Ordering::Acquire);
             let unshipped = self.unshipped();
             let queued = self.queued.load(Ordering::Acquire);
             self.metrics
                 .unshipped_bytes
                 .set(i64::try_from(unshipped).unwrap_or(i64::MAX));
-            let full = unshipped >= Caps::full_at(self.caps.max_bytes)
-                || queued >= Caps::full_at(self.caps.queue_bytes);
-            if self.full.load(Ordering::Acquire) == full {
+            let full = self.caps.full(was_full, unshipped, queued);
+            if full == was_full {
                 return;
             }
-            if self.full.swap(full, Ordering::AcqRel) != full {
+            if self
+                .full
+                .compare_exchange(was_full, full, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 self.metrics.full.set(i64::from(full));
                 if full {
                     log::error!(
@@ -203,7 +228,7 @@ impl Shared {
                     );
                 }
             }
-            // another thread may have moved the counts meanwhile: check again
+            // the counts may have moved meanwhile: check again
         }
     }
 
@@ -245,5 +270,25 @@ impl Shared {
         let mut durable = self.durable.subscribe();
         // The sender lives in `self`, so the wait can only end by reaching the target.
         let _ = durable.wait_for(|d| d.records >= target).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caps;
+
+    #[test]
+    fn full_from_15_16ths_of_either_cap_until_back_below_14_16ths() {
+        let caps = Caps {
+            max_bytes: 1600,
+            queue_bytes: 320,
+        };
+        assert!(!caps.full(false, 1499, 0));
+        assert!(caps.full(false, 1500, 0));
+        assert!(caps.full(false, 0, 300));
+        assert!(caps.full(true, 1400, 0));
+        assert!(!caps.full(true, 1399, 0));
+        assert!(caps.full(true, 0, 280));
+        assert!(!caps.full(true, 1399, 279));
     }
 }

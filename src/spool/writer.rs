@@ -81,12 +81,14 @@ impl Writer {
             let closing = {
                 let mut queue = self.shared.queue();
                 while batch.is_empty() && queue.frames.is_empty() && !queue.closing {
+                    queue.writer_idle = true;
                     queue = self
                         .shared
                         .wake_writer
                         .wait(queue)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
+                queue.writer_idle = false;
                 if batch.is_empty() && queue.frames.is_empty() {
                     return;
                 }

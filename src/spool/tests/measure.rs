@@ -32,11 +32,26 @@ async fn measure_fsync_latency() {
 }
 
 /// What the writer sustains under as many appends as two threads can make, with the
-/// default commit interval, and how long a record waits to be durable meanwhile.
+/// default commit interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 #[ignore = "a measurement; run it with --ignored --nocapture"]
-async fn measure_group_commit_throughput() {
-    let dir = TempDir::new("measure-throughput");
+async fn measure_group_commit_flood() {
+    load(None).await;
+}
+
+/// Fsyncs and append-to-durable time at steady rates a gateway may see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "a measurement; run it with --ignored --nocapture"]
+async fn measure_group_commit_at_steady_rates() {
+    for rate in [1_000, 10_000, 50_000] {
+        load(Some(rate)).await;
+    }
+}
+
+/// Two threads append for 3 s, at `rate` records/s together or as fast as they can, while
+/// a probe record every 10 ms measures how long a record takes to be durable.
+async fn load(rate: Option<u64>) {
+    let dir = TempDir::new("measure-load");
     let spool_config = SpoolConfig {
         max_bytes: 8 << 30,
         ..SpoolConfig::new(dir.path())
@@ -51,6 +66,14 @@ async fn measure_group_commit_throughput() {
             std::thread::spawn(move || {
                 let (mut accepted, mut refused) = (0usize, 0usize);
                 while started.elapsed() < run_for {
+                    if let Some(rate) = rate {
+                        // this thread's share of the rate, in bursts of 1 ms
+                        let due = (started.elapsed().as_secs_f64() * rate as f64 / 2.0) as usize;
+                        if accepted >= due {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                    }
                     match spool.append(&record(t * 100_000_000 + accepted)) {
                         Ok(()) => accepted += 1,
                         Err(_) => {
@@ -63,7 +86,6 @@ async fn measure_group_commit_throughput() {
             })
         })
         .collect();
-    // meanwhile, how long one record takes to be durable under that load
     let mut latencies = Vec::new();
     while started.elapsed() < run_for {
         let t = Instant::now();
@@ -84,11 +106,11 @@ async fn measure_group_commit_throughput() {
     let fsyncs = metrics.fsync_seconds.get_sample_count();
     let fsync_mean = metrics.fsync_seconds.get_sample_sum() / fsyncs as f64;
     latencies.sort();
+    let load = rate.map_or("flood".to_string(), |r| format!("{r} records/s offered"));
     println!(
-        "group commit (commit interval {commit_interval:?}): {:.0} records/s durable, {:.0} \
-         fsyncs/s ({:.0} records and {:.0} KiB per fsync, fsync mean {:.2} ms); {refused} \
-         refused appends (queue full) retried; append-to-durable under load p50 {:?}, p99 \
-         {:?}, max {:?}",
+        "{load}, commit interval {commit_interval:?}: {:.0} records/s durable, {:.0} fsyncs/s \
+         ({:.0} records and {:.1} KiB per fsync, fsync mean {:.2} ms), {refused} appends \
+         refused (queue full) and retried; append to durable p50 {:?}, p99 {:?}, max {:?}",
         accepted as f64 / elapsed,
         fsyncs as f64 / elapsed,
         accepted as f64 / fsyncs as f64,

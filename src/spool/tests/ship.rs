@@ -71,7 +71,12 @@ async fn a_failing_store_is_retried_with_backoff_until_everything_arrives_in_ord
     spool.flush().await;
     let started = Instant::now();
     let waiting = store.clone();
-    ship_until(shipper, store.clone(), move || waiting.len() >= 300).await;
+    let shipping = tokio::spawn(ship_until(shipper, store.clone(), move || {
+        waiting.len() >= 300
+    }));
+    // while the store is down, the lag gauge shows the records waiting
+    until(Duration::from_secs(5), || metrics.lag_seconds.get() >= 0.1).await;
+    shipping.await.unwrap();
     assert_numbers(&store.numbers(), 0..300);
     assert_eq!(metrics.delivery_failures.get(), 3);
     assert!(store.calls.load(Ordering::SeqCst) >= 4);
