@@ -248,8 +248,14 @@ fn open_with(config: SpoolConfig, metrics: SpoolMetrics) -> Result<(Spool, Shipp
         )));
     }
     let dir = config.dir;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| SpoolError::Io(format!("creating {}: {e}", dir.display())))?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| SpoolError::Io(format!("creating {}: {e}", dir.display())))?;
+        // the new directory's own name must survive a power loss too
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            checkpoint::sync_dir(parent).map_err(SpoolError::Io)?;
+        }
+    }
     let lock_file = lock::acquire(&dir)?;
     let shipped = checkpoint::Checkpoint::new(&dir)
         .load()

@@ -1,7 +1,8 @@
-//! Real disk errors. The tests run as root, so permissions cannot make a write fail; two
-//! things here do: a segment path that is a symlink to `/dev/full` (every write fails with
-//! ENOSPC, and it cannot be truncated either), and a small tmpfs mounted for the test and
-//! filled up (a real file system out of space, which gets space back).
+//! Real disk errors. The tests run as root, so permissions cannot make a write fail; these
+//! do: a segment path that is a symlink to `/dev/full` (every write fails with ENOSPC, and
+//! it cannot be truncated either) or to `/dev/null` (writes succeed, fdatasync fails with
+//! EINVAL), and a small tmpfs mounted for the test and filled up (a real file system out
+//! of space, which gets space back).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +41,29 @@ async fn writes_failing_with_enospc_are_counted_and_retried_and_nothing_is_ackno
     // the links are deleted with the shipped segments (what they point at is not)
     assert_eq!(segment_files(dir.path()), vec![real]);
     assert!(Path::new("/dev/full").exists());
+}
+
+#[tokio::test]
+async fn records_whose_fsync_failed_are_written_again_not_trusted() {
+    let dir = TempDir::new("dev-null");
+    let (spool, shipper, metrics) = open(config(dir.path()));
+    // Writes to /dev/null succeed and its fdatasync fails (EINVAL): the written records
+    // must not count as durable.
+    std::os::unix::fs::symlink("/dev/null", segments::path(dir.path(), 1)).unwrap();
+    for i in 0..20 {
+        spool.append(&record(i)).unwrap();
+    }
+    spool.flush().await;
+    assert_eq!(metrics.disk_errors_of(DiskOp::Write), 0);
+    assert_eq!(metrics.disk_errors_of(DiskOp::Fsync), 1);
+    let real = segments::path(dir.path(), 2);
+    let scan = frame::scan(&std::fs::read(&real).unwrap());
+    assert_eq!((scan.frames, scan.tail), (20, frame::Tail::Clean));
+
+    let store = Arc::new(Recorder::default());
+    let waiting = store.clone();
+    ship_until(shipper, store.clone(), move || waiting.len() >= 20).await;
+    assert_numbers(&store.numbers(), 0..20);
 }
 
 /// A tmpfs of `size` mounted on a fresh directory for the test, unmounted on drop.

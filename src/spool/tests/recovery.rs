@@ -179,3 +179,23 @@ async fn a_second_open_of_the_same_directory_fails_naming_it() {
     // released with the spool
     open_registered(config(dir.path())).unwrap();
 }
+
+#[test]
+fn a_config_with_a_zero_limit_is_refused() {
+    let dir = TempDir::new("zero");
+    let err = open_registered(SpoolConfig {
+        batch_records: 0,
+        ..config(dir.path())
+    })
+    .unwrap_err();
+    assert!(matches!(err, SpoolError::Config(_)), "{err}");
+}
+
+#[test]
+fn a_missing_directory_is_created() {
+    let dir = TempDir::new("create");
+    let nested = dir.path().join("a").join("spool");
+    let (spool, _shipper) = open_registered(config(&nested)).unwrap();
+    assert!(nested.join("LOCK").exists());
+    assert_eq!(spool.unshipped_bytes(), 0);
+}
