@@ -76,7 +76,7 @@ impl Writer {
         let mut batch: Vec<u8> = Vec::new();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut next_commit = Instant::now();
-        let mut failing_since: Option<Instant> = None;
+        let mut give_up_at: Option<Instant> = None;
         loop {
             let closing = {
                 let mut queue = self.shared.queue();
@@ -115,31 +115,26 @@ impl Writer {
                     self.shared.wrote(batch.len() as u64, batch_records, end);
                     batch.clear();
                     backoff.reset();
-                    failing_since = None;
                 }
-                None => {
-                    let since = *failing_since.get_or_insert(now);
-                    if closing && since.elapsed() >= CLOSE_RETRIES_FOR {
+                None if closing => {
+                    let give_up = *give_up_at.get_or_insert(now + CLOSE_RETRIES_FOR);
+                    if Instant::now() >= give_up {
                         let queue = self.shared.queue();
                         log::error!(
-                            "usage spool {}: closing with the disk failing since {:?}; {} bytes \
-                             of usage records ({} records appended in all, {} of them durable) \
-                             were never written",
+                            "usage spool {}: closing, and the disk still fails after {:?} of \
+                             retries; {} bytes of usage records were never written ({} \
+                             records appended since the spool was opened, {} of them durable)",
                             self.shared.dir.display(),
-                            since.elapsed(),
+                            CLOSE_RETRIES_FOR,
                             batch.len() + queue.frames.len(),
                             queue.appended,
                             self.shared.durable.borrow().records
                         );
                         return;
                     }
-                    let delay = backoff.next_delay();
-                    if closing {
-                        std::thread::sleep(delay);
-                    } else {
-                        self.pause(delay);
-                    }
+                    std::thread::sleep(backoff.next_delay());
                 }
+                None => self.pause(backoff.next_delay()),
             }
         }
     }

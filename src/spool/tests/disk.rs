@@ -66,6 +66,26 @@ async fn records_whose_fsync_failed_are_written_again_not_trusted() {
     assert_numbers(&store.numbers(), 0..20);
 }
 
+#[tokio::test]
+async fn closing_on_a_dead_disk_gives_up_after_a_few_seconds_instead_of_hanging() {
+    let dir = TempDir::new("dead-disk");
+    let (spool, shipper, metrics) = open(config(dir.path()));
+    for id in 1..=100 {
+        std::os::unix::fs::symlink("/dev/full", segments::path(dir.path(), id)).unwrap();
+    }
+    spool.append(&record(0)).unwrap();
+    until(Duration::from_secs(5), || {
+        metrics.disk_errors_of(DiskOp::Write) >= 1
+    })
+    .await;
+    let started = Instant::now();
+    drop((spool, shipper));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(4), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(8), "closing took {took:?}");
+    assert!(metrics.disk_errors_of(DiskOp::Write) >= 3);
+}
+
 /// A tmpfs of `size` mounted on a fresh directory for the test, unmounted on drop.
 struct Tmpfs {
     path: PathBuf,
