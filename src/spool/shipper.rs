@@ -95,8 +95,13 @@ impl Shipper {
         .await;
         let left = self.shared.unshipped();
         match drained {
-            Ok(()) => log::info!(
+            Ok(()) if left == 0 => log::info!(
                 "usage spool {}: shipped everything before stopping",
+                self.shared.dir.display()
+            ),
+            Ok(()) => log::info!(
+                "usage spool {}: shipped everything durable before stopping; {left} bytes \
+                 appended since stay in the spool for the next start",
                 self.shared.dir.display()
             ),
             Err(_) => log::warn!(
