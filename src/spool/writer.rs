@@ -13,6 +13,13 @@
 //! the same bytes again: after a failed fsync the kernel may have dropped the written pages
 //! while reporting later fsyncs clean, so they are never trusted. If the cut fails too, the
 //! segment is finished at its durable length and the retry goes to a new one.
+//!
+//! A full disk (ENOSPC) is such a failure. Records then wait in memory up to the queue's
+//! cap, after which appends are refused and the spool reports itself full. The spool's own
+//! disk use is bounded (the unshipped-bytes cap plus the segment being written), so a cap
+//! below the free space keeps the spool from causing ENOSPC; when something else fills the
+//! disk, shipping still deletes shipped segments, which gives space back, and the queued
+//! records are written as soon as a retry succeeds.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
