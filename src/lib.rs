@@ -25,6 +25,7 @@ pub mod reload;
 pub mod request;
 pub mod routing;
 pub mod secret;
+pub mod spool;
 pub mod sse;
 pub mod state;
 pub mod telemetry;

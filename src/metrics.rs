@@ -18,7 +18,7 @@ fn latency_buckets() -> Vec<f64> {
     exponential_buckets(0.005, 2.0, 15).unwrap_or_default()
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     if let Err(e) = REGISTRY.register(Box::new(c.clone())) {
         log::error!("metric registration failed: {e}");
     }
@@ -35,7 +35,7 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 /// Metric definitions are constants; a failure to build one is a programming error caught
 /// by the unit test below, never by a request.
 #[allow(clippy::panic)]
-fn unreachable_metric() -> ! {
+pub(crate) fn unreachable_metric() -> ! {
     panic!("invalid metric definition")
 }
 
@@ -386,6 +386,7 @@ pub fn init() {
     LazyLock::force(&REDIS_ERRORS);
     LazyLock::force(&USAGE_SINK_ERRORS);
     LazyLock::force(&USAGE_RECORDS);
+    LazyLock::force(&crate::spool::metrics::SPOOL);
 }
 
 /// The Prometheus text exposition of every metric.
