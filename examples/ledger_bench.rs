@@ -66,7 +66,7 @@ impl Seed {
     fn record(&self, i: u64) -> UsageRecord {
         let start = self.end_ms - self.span_ms;
         let stride = (self.n / self.hot.max(1)).max(1);
-        let key = if i % stride == 0 && i / stride < self.hot {
+        let key = if i.is_multiple_of(stride) && i / stride < self.hot {
             HOT_KEY.to_string()
         } else {
             format!("k_{:04}", i % (KEYS - 1))
@@ -77,20 +77,25 @@ impl Seed {
             key_id: key,
             model: MODELS[(h % 5) as usize].into(),
             provider: PROVIDERS[(h % 3) as usize].into(),
-            attempts: 1 + (h % 17 == 0) as u32,
-            endpoint: if h % 7 == 0 { "embeddings" } else { "chat_completions" }.into(),
+            attempts: 1 + u32::from(h.is_multiple_of(17)),
+            endpoint: if h.is_multiple_of(7) {
+                "embeddings"
+            } else {
+                "chat_completions"
+            }
+            .into(),
             prompt_tokens: 200 + h % 4_000,
             completion_tokens: h % 800,
-            cached_tokens: if h % 4 == 0 { h % 1_000 } else { 0 },
+            cached_tokens: if h.is_multiple_of(4) { h % 1_000 } else { 0 },
             cache_write_tokens: 0,
             cost_micro_usd: 50 + h % 20_000,
-            status: if h % 100 == 0 { 502 } else { 200 },
+            status: if h.is_multiple_of(100) { 502 } else { 200 },
             duration_ms: 100 + h % 5_000,
             ttft_ms: Some(50 + h % 400),
-            stream: h % 2 == 0,
+            stream: h.is_multiple_of(2),
             client_disconnected: false,
-            estimated: h % 50 == 0,
-            error: (h % 100 == 0).then(|| "upstream_status".to_string()),
+            estimated: h.is_multiple_of(50),
+            error: h.is_multiple_of(100).then(|| "upstream_status".to_string()),
             timestamp_ms: start + i * self.span_ms / self.n,
         }
     }
@@ -181,10 +186,12 @@ async fn main() -> BenchResult<()> {
     // an existing database, or a throwaway server with durable settings (fsync on)
     let server = match std::env::var("LEDGER_BENCH_URL") {
         Ok(_) => None,
-        Err(_) => Some(tokio::task::spawn_blocking(|| {
-            postgres::TestPostgres::start_new_with(&["fsync=on", "full_page_writes=on"])
-        })
-        .await?),
+        Err(_) => Some(
+            tokio::task::spawn_blocking(|| {
+                postgres::TestPostgres::start_new_with(&["fsync=on", "full_page_writes=on"])
+            })
+            .await?,
+        ),
     };
     let url = match (&server, std::env::var("LEDGER_BENCH_URL")) {
         (_, Ok(url)) => url,
@@ -302,7 +309,11 @@ async fn main() -> BenchResult<()> {
     };
     let totals = ledger.totals(&month).await?;
     if totals.total.requests != hot {
-        return Err(format!("hot key totals: {} requests, not {hot}", totals.total.requests).into());
+        return Err(format!(
+            "hot key totals: {} requests, not {hot}",
+            totals.total.requests
+        )
+        .into());
     }
     let totals_latency = latency(|| {
         let (ledger, q) = (ledger.clone(), month.clone());
@@ -323,21 +334,36 @@ async fn main() -> BenchResult<()> {
     println!();
     println!("| on disk (after VACUUM ANALYZE) | bytes | bytes/record |");
     println!("|---|---:|---:|");
-    println!("| record partitions, heap only | {records_heap} | {:.1} |", per(records_heap));
-    println!("| record partitions + indexes | {records_total} | {:.1} |", per(records_total));
-    println!("| dictionary tables | {dictionaries} | {:.1} |", per(dictionaries));
+    println!(
+        "| record partitions, heap only | {records_heap} | {:.1} |",
+        per(records_heap)
+    );
+    println!(
+        "| record partitions + indexes | {records_total} | {:.1} |",
+        per(records_total)
+    );
+    println!(
+        "| dictionary tables | {dictionaries} | {:.1} |",
+        per(dictionaries)
+    );
     println!(
         "| **records + indexes + dictionaries** | {} | **{:.1}** |",
         records_total + dictionaries,
         per(records_total + dictionaries)
     );
-    println!("| hourly rollups (+ index) | {rollups} | {:.1} |", per(rollups));
+    println!(
+        "| hourly rollups (+ index) | {rollups} | {:.1} |",
+        per(rollups)
+    );
     println!();
     println!("| read ({READS} runs each) | p50 ms | p99 ms |");
     println!("|---|---:|---:|");
     for (what, (p50, p99)) in [
         (format!("{HOT_KEY} first page (100)"), first),
-        (format!("{HOT_KEY} deep page (100, after {walked})"), deep_page),
+        (
+            format!("{HOT_KEY} deep page (100, after {walked})"),
+            deep_page,
+        ),
         ("every key, first page (100)".to_string(), everyone),
         (format!("{HOT_KEY} totals, 30 days"), totals_latency),
     ] {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cheapai_gateway::ledger::{
-    self, import_jsonl, Ingest, Ledger, LedgerError, LedgerOptions, RecordQuery, StoreConfig,
-    Sums, Totals, TotalsQuery,
+    self, import_jsonl, Ingest, Ledger, LedgerError, LedgerOptions, RecordQuery, StoreConfig, Sums,
+    Totals, TotalsQuery,
 };
 use cheapai_gateway::secret::Secret;
 use cheapai_gateway::usage::UsageRecord;
@@ -152,10 +152,10 @@ fn record(n: u64, key: &str, model: &str, ts: u64) -> UsageRecord {
         status: 200,
         duration_ms: 50 + n,
         ttft_ms: Some(5),
-        stream: n % 2 == 0,
+        stream: n.is_multiple_of(2),
         client_disconnected: false,
         estimated: false,
-        error: (n % 10 == 0).then(|| "upstream_timeout".to_string()),
+        error: n.is_multiple_of(10).then(|| "upstream_timeout".to_string()),
         timestamp_ms: ts,
     }
 }
@@ -246,7 +246,11 @@ async fn every_field_round_trips(store: &Store) {
     assert_eq!(page.next, None);
     let a = store.ledger.records(&query(Some("k_a"), 10)).await.unwrap();
     assert_eq!(a.records, vec![foreign, edge]);
-    let none = store.ledger.records(&query(Some("k_zz"), 10)).await.unwrap();
+    let none = store
+        .ledger
+        .records(&query(Some("k_zz"), 10))
+        .await
+        .unwrap();
     assert!(none.records.is_empty() && none.next.is_none());
 }
 contract!(every_field_round_trips);
@@ -257,7 +261,11 @@ async fn pages_neither_skip_nor_repeat(store: &Store) {
     // 50 timestamps × 5 records of k_a (equal timestamps), k_b's records interleaved
     let mut batch = Vec::new();
     for n in 0..250u64 {
-        let model = if n % 3 == 0 { "m_rare" } else { "m_common" };
+        let model = if n.is_multiple_of(3) {
+            "m_rare"
+        } else {
+            "m_common"
+        };
         batch.push(record(n, "k_a", model, base + (n / 5) * 60_000));
     }
     for n in 250..330u64 {
@@ -355,8 +363,12 @@ async fn totals_come_from_the_rollups(store: &Store) {
     let d0 = day_start(4);
     let mut batch = Vec::new();
     for n in 0..120u64 {
-        let key = if n % 4 == 0 { "k_b" } else { "k_a" };
-        let model = if n % 3 == 0 { "gpt-4o-mini" } else { "gpt-4o" };
+        let key = if n.is_multiple_of(4) { "k_b" } else { "k_a" };
+        let model = if n.is_multiple_of(3) {
+            "gpt-4o-mini"
+        } else {
+            "gpt-4o"
+        };
         // three days, several hours each
         let ts = d0 + (n % 3) * DAY + (n % 5) * HOUR + n * 1_000;
         batch.push(record(n, key, model, ts));
@@ -417,13 +429,27 @@ contract!(totals_come_from_the_rollups);
 async fn redelivery_stores_each_record_once(store: &Store) {
     let base = day_start(1) + 3 * HOUR;
     let batch: Vec<UsageRecord> = (0..100u64)
-        .map(|n| record(n, "k_a", if n % 2 == 0 { "a" } else { "b" }, base + n * 1_000))
+        .map(|n| {
+            record(
+                n,
+                "k_a",
+                if n.is_multiple_of(2) { "a" } else { "b" },
+                base + n * 1_000,
+            )
+        })
         .collect();
     assert_eq!(store.ledger.insert(&batch).await.unwrap(), 100);
     assert_eq!(store.ledger.insert(&batch).await.unwrap(), 0);
     // overlapping: 50 already stored, 50 new, one new record twice in the batch
     let mut overlap: Vec<UsageRecord> = (50..150u64)
-        .map(|n| record(n, "k_a", if n % 2 == 0 { "a" } else { "b" }, base + n * 1_000))
+        .map(|n| {
+            record(
+                n,
+                "k_a",
+                if n.is_multiple_of(2) { "a" } else { "b" },
+                base + n * 1_000,
+            )
+        })
         .collect();
     overlap.push(overlap[60].clone());
     assert_eq!(store.ledger.insert(&overlap).await.unwrap(), 50);
@@ -437,7 +463,11 @@ async fn redelivery_stores_each_record_once(store: &Store) {
 
     let unique: Vec<UsageRecord> = (0..250u64)
         .map(|n| {
-            let model = if n >= 150 || n % 2 == 0 { "a" } else { "b" };
+            let model = if n >= 150 || n.is_multiple_of(2) {
+                "a"
+            } else {
+                "b"
+            };
             record(n, "k_a", model, base + n * 1_000)
         })
         .collect();
@@ -480,7 +510,11 @@ async fn retention_drops_old_days(store: &Store) {
     );
     if let Some(server) = &store.server {
         let exists = format!("SELECT count(*) FROM pg_class WHERE relname = '{old_name}'");
-        assert_eq!(server.psql("ledger", &exists), "1", "the old day's partition");
+        assert_eq!(
+            server.psql("ledger", &exists),
+            "1",
+            "the old day's partition"
+        );
     }
 
     let short = store.another(30).await;
@@ -576,14 +610,23 @@ async fn postgres_migrations_apply_once_under_concurrent_starts() {
         opened.unwrap();
     }
     assert_eq!(
-        server.psql("fresh", "SELECT string_agg(version, ',') FROM schema_migrations"),
+        server.psql(
+            "fresh",
+            "SELECT string_agg(version, ',') FROM schema_migrations"
+        ),
         "0001_ledger"
     );
-    assert_eq!(ledger::migrate(&config).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        ledger::migrate(&config).await.unwrap(),
+        Vec::<String>::new()
+    );
     let cli = StoreConfig::Postgres {
         url: Secret::new(server.create_database("cli")),
     };
-    assert_eq!(ledger::migrate(&cli).await.unwrap(), vec!["0001_ledger".to_string()]);
+    assert_eq!(
+        ledger::migrate(&cli).await.unwrap(),
+        vec!["0001_ledger".to_string()]
+    );
 }
 
 /// PostgreSQL gone: calls fail as "unavailable" within the deadline; back on the same port:
@@ -602,7 +645,10 @@ async fn postgres_outage_is_unavailable_then_recovers() {
     };
     let ledger = ledger::open_with(&config, &options).await.unwrap();
     let base = day_start(0);
-    assert_eq!(ledger.insert(&[record(1, "k", "m", base)]).await.unwrap(), 1);
+    assert_eq!(
+        ledger.insert(&[record(1, "k", "m", base)]).await.unwrap(),
+        1
+    );
 
     let mut server = tokio::task::spawn_blocking(move || {
         server.stop();
@@ -615,7 +661,10 @@ async fn postgres_outage_is_unavailable_then_recovers() {
         Err(e @ LedgerError::Unavailable(_)) => assert!(e.is_retryable()),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(ledger.ping().await, Err(LedgerError::Unavailable(_))));
+    assert!(matches!(
+        ledger.ping().await,
+        Err(LedgerError::Unavailable(_))
+    ));
     assert!(started.elapsed() < Duration::from_secs(5));
 
     let server = tokio::task::spawn_blocking(move || {
@@ -629,7 +678,13 @@ async fn postgres_outage_is_unavailable_then_recovers() {
         assert!(std::time::Instant::now() < deadline, "no reconnect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(ledger.insert(&[record(2, "k", "m", base + 1)]).await.unwrap(), 1);
+    assert_eq!(
+        ledger
+            .insert(&[record(2, "k", "m", base + 1)])
+            .await
+            .unwrap(),
+        1
+    );
     let page = ledger.records(&query(Some("k"), 10)).await.unwrap();
     assert_eq!(page.records.len(), 2);
     drop(server);
@@ -640,7 +695,9 @@ async fn postgres_outage_is_unavailable_then_recovers() {
 async fn postgres_errors_never_show_the_password() {
     let port = common::free_port();
     let config = StoreConfig::Postgres {
-        url: Secret::new(format!("postgres://ledger:hunter2-secret@127.0.0.1:{port}/usage")),
+        url: Secret::new(format!(
+            "postgres://ledger:hunter2-secret@127.0.0.1:{port}/usage"
+        )),
     };
     let options = LedgerOptions {
         call_timeout: Duration::from_secs(2),
@@ -650,7 +707,10 @@ async fn postgres_errors_never_show_the_password() {
         Err(e @ LedgerError::Unavailable(_)) => {
             let text = e.to_string();
             assert!(!text.contains("hunter2"), "{text}");
-            assert!(text.contains(&format!("postgres://ledger@127.0.0.1:{port}/usage")), "{text}");
+            assert!(
+                text.contains(&format!("postgres://ledger@127.0.0.1:{port}/usage")),
+                "{text}"
+            );
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("opened a ledger on a closed port"),

@@ -39,9 +39,10 @@ pub async fn import_jsonl(ledger: &dyn Ledger, path: &Path) -> Result<ImportRepo
         // the file is read on the blocking pool, a batch at a time
         let first_line = report.lines + 1;
         let name_for_read = name.clone();
-        let (r, chunk) = tokio::task::spawn_blocking(move || read_chunk(r, &name_for_read, first_line))
-            .await
-            .map_err(|e| LedgerError::Store(format!("import {name}: {e}")))??;
+        let (r, chunk) =
+            tokio::task::spawn_blocking(move || read_chunk(r, &name_for_read, first_line))
+                .await
+                .map_err(|e| LedgerError::Store(format!("import {name}: {e}")))??;
         report.lines += chunk.lines;
         for (line, why) in chunk.malformed {
             report.malformed += 1;

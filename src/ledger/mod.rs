@@ -39,10 +39,14 @@ use crate::usage::UsageRecord;
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
     /// A `postgres://` URL or a `key=value` connection string; a secret, since it may hold
     /// a password.
-    Postgres { url: Secret },
+    Postgres {
+        url: Secret,
+    },
 }
 
 /// How a store behaves beyond where it lives.
@@ -148,7 +152,10 @@ pub trait Ledger: Send + Sync {
 }
 
 /// Opens the store with default options (see [`open_with`]).
-pub async fn open(config: &StoreConfig, retention_days: u32) -> Result<Arc<dyn Ledger>, LedgerError> {
+pub async fn open(
+    config: &StoreConfig,
+    retention_days: u32,
+) -> Result<Arc<dyn Ledger>, LedgerError> {
     open_with(config, &LedgerOptions::new(retention_days)).await
 }
 
@@ -190,16 +197,13 @@ fn check_page(q: &RecordQuery) -> Result<Option<cursor::Cursor>, LedgerError> {
 fn page(mut rows: Vec<row::StoredRow>, limit: usize) -> RecordPage {
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next = more
-        .then(|| rows.last())
-        .flatten()
-        .map(|last| {
-            cursor::Cursor {
-                timestamp_ms: last.timestamp_ms,
-                id: last.id_bytes,
-            }
-            .encode()
-        });
+    let next = more.then(|| rows.last()).flatten().map(|last| {
+        cursor::Cursor {
+            timestamp_ms: last.timestamp_ms,
+            id: last.id_bytes,
+        }
+        .encode()
+    });
     RecordPage {
         records: rows.into_iter().map(row::StoredRow::into_record).collect(),
         next,
@@ -265,6 +269,9 @@ mod tests {
         assert_eq!(retention_cutoff(10 * day + 5, 3), 7 * totals::DAY_MS);
         assert_eq!(retention_cutoff(10 * day, 3), 7 * totals::DAY_MS);
         assert_eq!(retention_cutoff(day, 30), -29 * totals::DAY_MS);
-        assert_eq!(retention_cutoff(day, u32::MAX), (1 - i64::from(u32::MAX)) * totals::DAY_MS);
+        assert_eq!(
+            retention_cutoff(day, u32::MAX),
+            (1 - i64::from(u32::MAX)) * totals::DAY_MS
+        );
     }
 }

@@ -73,8 +73,7 @@ impl<'a> Row<'a> {
             cached_tokens: i32::try_from(r.cached_tokens).map_err(|_| field("cached_tokens"))?,
             cache_write_tokens: i32::try_from(r.cache_write_tokens)
                 .map_err(|_| field("cache_write_tokens"))?,
-            cost_micro_usd: i64::try_from(r.cost_micro_usd)
-                .map_err(|_| field("cost_micro_usd"))?,
+            cost_micro_usd: i64::try_from(r.cost_micro_usd).map_err(|_| field("cost_micro_usd"))?,
             duration_ms: i32::try_from(r.duration_ms).map_err(|_| field("duration_ms"))?,
             ttft_ms: i32::try_from(r.ttft_ms.unwrap_or(0)).map_err(|_| field("ttft_ms"))?,
             id,

@@ -64,7 +64,17 @@ impl TestPostgres {
         };
         let out = server
             .command("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+            ])
             .arg(server.data())
             .output()
             .expect("initdb runs (scripts/setup installs postgresql)");
@@ -115,7 +125,10 @@ impl TestPostgres {
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.dir.join("sock").display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.join("sock").display()
+            ))
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=256MB"])
             .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
@@ -129,7 +142,11 @@ impl TestPostgres {
             if self.accepts_connections() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("postgres exited ({status}): {}", self.log_text());
             }
             assert!(
@@ -189,7 +206,14 @@ impl TestPostgres {
         let out = self
             .command("psql")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", db, "-c", sql])
             .output()
             .expect("psql runs");
@@ -257,4 +281,3 @@ fn id(args: &[&str]) -> u32 {
         .parse()
         .expect("numeric id")
 }
-

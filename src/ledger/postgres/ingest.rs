@@ -158,7 +158,11 @@ pub async fn insert(
     rows: &[Row<'_>],
     ids: &[RowIds],
 ) -> Result<usize, LedgerError> {
-    let mut values: Vec<Values> = rows.iter().zip(ids).map(|(r, i)| Values::new(r, i)).collect();
+    let mut values: Vec<Values> = rows
+        .iter()
+        .zip(ids)
+        .map(|(r, i)| Values::new(r, i))
+        .collect();
     values.sort_by_key(Values::index_order);
     let client = lease.client()?;
     let tx = client
@@ -180,10 +184,7 @@ pub async fn insert(
                     .await
                     .map_err(|e| error(name, "copy", e))?;
             }
-            writer
-                .finish()
-                .await
-                .map_err(|e| error(name, "copy", e))?;
+            writer.finish().await.map_err(|e| error(name, "copy", e))?;
             let statement = tx
                 .prepare_cached(&insert_sql(&format!(
                     "SELECT {COLUMNS} FROM ledger_stage ORDER BY key_id, ts, rid"

@@ -98,7 +98,10 @@ impl Partitions {
     ) -> Result<(), LedgerError> {
         let missing: Vec<i64> = {
             let known = self.known()?;
-            days.iter().filter(|d| !known.contains(d)).copied().collect()
+            days.iter()
+                .filter(|d| !known.contains(d))
+                .copied()
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -219,6 +222,11 @@ mod tests {
         assert_eq!(day_of(DAY_MS), 1);
         let sql = create_sql(2);
         assert!(sql.contains("ledger_records_19700103 PARTITION OF ledger_records FOR VALUES FROM (172800000) TO (259200000)"), "{sql}");
-        assert!(sql.contains("ledger_rollups_19700103 PARTITION OF ledger_rollups FOR VALUES FROM (48) TO (72)"), "{sql}");
+        assert!(
+            sql.contains(
+                "ledger_rollups_19700103 PARTITION OF ledger_rollups FOR VALUES FROM (48) TO (72)"
+            ),
+            "{sql}"
+        );
     }
 }

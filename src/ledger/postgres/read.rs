@@ -181,7 +181,10 @@ pub async fn totals(lease: &mut Lease, name: &str, q: &TotalsQuery) -> Result<To
         .map_err(|e| error(name, "totals", e))?;
     for r in rows {
         let read = || -> Result<(i64, String, Sums), tokio_postgres::Error> {
-            let n = |i| r.try_get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+            let n = |i| {
+                r.try_get::<_, i64>(i)
+                    .map(|v| u64::try_from(v).unwrap_or(0))
+            };
             Ok((
                 r.try_get(0)?,
                 r.try_get(1)?,

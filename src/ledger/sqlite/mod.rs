@@ -108,8 +108,10 @@ impl Ledger for SqliteLedger {
         }
         let batch = batch.to_vec();
         let cutoff = super::retention_cutoff_now(self.retention_days);
-        self.with_writer("insert", move |w, name| write::insert(w, name, &batch, cutoff))
-            .await
+        self.with_writer("insert", move |w, name| {
+            write::insert(w, name, &batch, cutoff)
+        })
+        .await
     }
 
     async fn records(&self, q: &RecordQuery) -> Result<RecordPage, LedgerError> {

@@ -48,7 +48,9 @@ pub fn records(
     }
     sql.push_str(" ORDER BY ts DESC, rid DESC LIMIT ?");
     // one more than the page: whether it exists says whether there is a next page
-    args.push(Value::Integer(i64::try_from(q.limit + 1).unwrap_or(i64::MAX)));
+    args.push(Value::Integer(
+        i64::try_from(q.limit + 1).unwrap_or(i64::MAX),
+    ));
     sql.push_str(PAGE_JOIN);
 
     let mut statement = conn

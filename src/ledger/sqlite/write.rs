@@ -53,12 +53,17 @@ pub fn insert(
             )
             .map_err(err("preparing the insert"))?;
         for row in rows.iter().filter(|r| r.timestamp_ms >= cutoff) {
-            let mut id = |dict, text: &str| dictionary_id(&tx, name, &w.ids, &mut fresh, dict, text);
+            let mut id =
+                |dict, text: &str| dictionary_id(&tx, name, &w.ids, &mut fresh, dict, text);
             let key = id(Dict::Key, row.key)?;
             let model = id(Dict::Model, row.model)?;
             let provider = id(Dict::Provider, row.provider)?;
             let endpoint = id(Dict::Endpoint, row.endpoint)?;
-            let error_id = row.error.map(|e| id(Dict::Error, e)).transpose()?.unwrap_or(0);
+            let error_id = row
+                .error
+                .map(|e| id(Dict::Error, e))
+                .transpose()?
+                .unwrap_or(0);
             let new = insert
                 .execute(params![
                     row.timestamp_ms,
@@ -128,7 +133,9 @@ fn add_rollups(
         .map_err(|e| error(name, "preparing the rollup upsert", e))?;
     for ((key, hour, model), a) in rollups {
         upsert
-            .execute(params![key, hour, model, a[0], a[1], a[2], a[3], a[4], a[5], a[6]])
+            .execute(params![
+                key, hour, model, a[0], a[1], a[2], a[3], a[4], a[5], a[6]
+            ])
             .map_err(|e| error(name, "adding to a rollup", e))?;
     }
     Ok(())
@@ -156,7 +163,9 @@ fn dictionary_id(
     let id = match found {
         Some(id) => id,
         None => tx
-            .prepare_cached(&format!("INSERT INTO {table} (name) VALUES (?1) RETURNING id"))
+            .prepare_cached(&format!(
+                "INSERT INTO {table} (name) VALUES (?1) RETURNING id"
+            ))
             .and_then(|mut s| s.query_row([text], |r| r.get(0)))
             .map_err(|e| error(name, table, e))?,
     };
@@ -167,7 +176,11 @@ fn dictionary_id(
 /// Deletes up to [`DELETE_CHUNK`] records older than `cutoff`, and as many rollups of the
 /// hours before it (each statement its own transaction: what a crash leaves is deleted by
 /// the next pass). Returns the records deleted and whether nothing old is left.
-pub fn delete_chunk(conn: &Connection, name: &str, cutoff: i64) -> Result<(u64, bool), LedgerError> {
+pub fn delete_chunk(
+    conn: &Connection,
+    name: &str,
+    cutoff: i64,
+) -> Result<(u64, bool), LedgerError> {
     let err = |e| error(name, "retention", e);
     let records = conn
         .prepare_cached(
