@@ -58,8 +58,8 @@ fn insert_sql(source: &str) -> String {
            RETURNING ts, key_id, model_id, error_id, prompt_tokens, completion_tokens, \
              cached_tokens, cache_write_tokens, cost_micro_usd), \
          sums AS (\
-           SELECT (ts / 3600000)::int4 AS hour, key_id, model_id, count(*) AS requests, \
-             count(*) FILTER (WHERE error_id <> 0) AS errors, \
+           SELECT (ts / 3600000)::int4 AS hour, key_id, model_id, count(*)::int4 AS requests, \
+             (count(*) FILTER (WHERE error_id <> 0))::int4 AS errors, \
              sum(prompt_tokens)::int8 AS p, sum(completion_tokens)::int8 AS c, \
              sum(cached_tokens)::int8 AS ca, sum(cache_write_tokens)::int8 AS cw, \
              sum(cost_micro_usd)::int8 AS cost \

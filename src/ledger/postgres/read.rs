@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::connect::{error, Lease};
 use crate::ledger::cursor::Cursor;
 use crate::ledger::row::StoredRow;
-use crate::ledger::totals::{hours_touched, Sums, Totals, DAY_MS};
+use crate::ledger::totals::{hours_touched, Sums, Totals};
 use crate::ledger::{page, stored_ms, LedgerError, RecordPage, RecordQuery, TotalsQuery};
 
 /// The page's rows first (on the index, `LIMIT` applied), their names joined after.
@@ -50,8 +50,9 @@ pub async fn records(
     let mut rows = Vec::new();
     let mut hi = to;
     let mut width = FIRST_WINDOW_MS;
-    // times past tomorrow (clocks gone wrong) are read as one window
-    let pivot = now_ms.saturating_add(DAY_MS);
+    // times after now (another instance's clock ahead) are few: read as one window, then
+    // the windows grow back from now
+    let pivot = now_ms;
     while rows.len() < want && hi > from {
         let lo = if hi > pivot {
             pivot.max(from)

@@ -60,12 +60,14 @@ CREATE INDEX ledger_records_time ON ledger_records USING brin (ts);
 
 -- Hourly sums per key and model, partitioned like the records (hour = ts / 3600000), so
 -- totals never scan records and retention drops both together.
+-- Counts of one key, model and hour fit an integer (2 billion requests an hour); token and
+-- money sums may not.
 CREATE TABLE ledger_rollups (
     hour integer NOT NULL,
     key_id integer NOT NULL,
     model_id integer NOT NULL,
-    requests bigint NOT NULL,
-    errors bigint NOT NULL,
+    requests integer NOT NULL,
+    errors integer NOT NULL,
     prompt_tokens bigint NOT NULL,
     completion_tokens bigint NOT NULL,
     cached_tokens bigint NOT NULL,
