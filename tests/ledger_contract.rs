@@ -179,7 +179,12 @@ async fn all_pages(ledger: &dyn Ledger, mut q: RecordQuery) -> Vec<UsageRecord> 
         assert!(page.records.len() <= q.limit);
         all.extend(page.records);
         match page.next {
-            Some(next) => q.after = Some(next),
+            Some(next) => {
+                // a cursor that does not move on would page forever
+                assert_ne!(q.after.as_ref(), Some(&next), "the cursor did not advance");
+                assert!(all.len() <= 10_000, "pages never end");
+                q.after = Some(next);
+            }
             None => return all,
         }
     }
