@@ -611,9 +611,7 @@ async fn postgres_migrations_apply_once_under_concurrent_starts() {
         ledger::open(&config, 30),
         ledger::open(&config, 30),
     );
-    for opened in [a, b, c, d] {
-        opened.unwrap();
-    }
+    let ledgers: Vec<Arc<dyn Ledger>> = [a, b, c, d].into_iter().map(Result::unwrap).collect();
     assert_eq!(
         server.psql(
             "fresh",
@@ -625,6 +623,28 @@ async fn postgres_migrations_apply_once_under_concurrent_starts() {
         ledger::migrate(&config).await.unwrap(),
         Vec::<String>::new()
     );
+
+    // instances importing records of a day without a partition yet make it once, together
+    let old_day = day_start(20);
+    let batches: Vec<Vec<UsageRecord>> = (0..4u64)
+        .map(|i| {
+            (0..50u64)
+                .map(|n| record(i * 100 + n, "k", "m", old_day + n * 1_000))
+                .collect()
+        })
+        .collect();
+    let (w, x, y, z) = tokio::join!(
+        ledgers[0].insert(&batches[0]),
+        ledgers[1].insert(&batches[1]),
+        ledgers[2].insert(&batches[2]),
+        ledgers[3].insert(&batches[3]),
+    );
+    assert_eq!(w.unwrap() + x.unwrap() + y.unwrap() + z.unwrap(), 200);
+    assert_eq!(
+        server.psql("fresh", "SELECT count(*) FROM ledger_records"),
+        "200"
+    );
+
     let cli = StoreConfig::Postgres {
         url: Secret::new(server.create_database("cli")),
     };
@@ -723,5 +743,42 @@ async fn postgres_errors_never_show_the_password() {
     match ledger::migrate(&config).await {
         Err(e) => assert!(!e.to_string().contains("hunter2"), "{e}"),
         Ok(_) => panic!("migrated on a closed port"),
+    }
+}
+
+/// A store keeps working for callers on one runtime after the runtime that opened (and
+/// used) it has stopped: Pingora runs each service on a runtime of its own, and they stop at
+/// different times.
+#[test]
+fn stores_outlive_the_runtime_that_opened_them() {
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    for kind in ["sqlite", "postgres"] {
+        let opener = runtime("opener");
+        let store = opener.block_on(async {
+            match kind {
+                "sqlite" => Store::sqlite().await,
+                _ => Store::postgres().await,
+            }
+        });
+        let base = day_start(1);
+        let first = opener.block_on(store.ledger.insert(&[record(1, "k", "m", base)]));
+        assert_eq!(first.unwrap(), 1, "{kind}");
+        drop(opener);
+        let caller = runtime("caller");
+        caller.block_on(async {
+            let second = store.ledger.insert(&[record(2, "k", "m", base + 1)]).await;
+            assert_eq!(second.unwrap(), 1, "{kind}");
+            let page = store.ledger.records(&query(Some("k"), 10)).await.unwrap();
+            assert_eq!(page.records.len(), 2, "{kind}");
+            store.ledger.ping().await.unwrap();
+        });
+        drop(caller);
     }
 }

@@ -7,7 +7,7 @@
 //! Two stores keep the same contract ([`Ledger`]):
 //! - [`sqlite`]: an embedded file for a single instance and the offline default;
 //! - [`postgres`]: for many instances and a billion records a month: records in daily
-//!   partitions with their strings in dictionary tables (~170 bytes a record, indexes
+//!   partitions with their strings in dictionary tables (~180 bytes a record, indexes
 //!   included), hourly rollups per key and model for totals, retention by dropping whole
 //!   partitions.
 //!

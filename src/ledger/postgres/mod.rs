@@ -8,6 +8,13 @@
 //! The schema (`migrations/`) and why it is shaped so: daily partitions ([`partitions`]),
 //! dictionary ids ([`dictionary`]), one statement inserting the new records and their
 //! rollups ([`ingest`]), keyset paging and totals from rollups ([`read`]).
+//!
+//! Measured by `examples/ledger_bench.rs` (10 M records over 1,000 keys and 30 days, one key
+//! with 100k, PostgreSQL 15 with fsync on, 2 shared and busy cores): ingest ~47k records/s
+//! through COPY (multi-row INSERT: ~43k/s against COPY's ~56k/s on the same 500k); 180 bytes
+//! a record for the partitions with their indexes and the dictionaries (159 once the index
+//! is rebuilt: appends at each key's end split its leaf pages half full); the 100k key's
+//! first and deep pages p99 7 and 5 ms, its month's totals p99 16 ms.
 
 mod connect;
 mod dictionary;
