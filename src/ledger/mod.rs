@@ -134,8 +134,9 @@ pub struct RetentionReport {
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Inserts the records whose request id is not stored yet, with their rollups,
-    /// atomically (a failed call inserted nothing, so the caller re-sends the whole batch).
-    /// Returns how many were new. A batch sent twice, or by two instances at once, inserts
+    /// atomically (a call that failed inserted nothing, so the caller re-sends the whole
+    /// batch; one that ran out of its deadline may still have committed, which the re-send
+    /// then finds stored). Returns how many were new. A batch sent twice, or by two instances at once, inserts
     /// nothing twice and adds nothing twice to the rollups. Records older than the retention
     /// are not stored (retention would drop them) and do not count as new.
     async fn insert(&self, batch: &[UsageRecord]) -> Result<usize, LedgerError>;
