@@ -5,7 +5,8 @@
 //! totals.
 //!
 //! `cargo run --release --example ledger_bench` (a throwaway server of its own, durable
-//! settings), `LEDGER_BENCH_URL=postgres://… ` (an existing database, which it fills),
+//! settings), `LEDGER_BENCH_URL=postgres://… ` (an existing database, which it fills; the
+//! COPY / INSERT comparison then is skipped, as it needs a fresh database per method),
 //! `N=…`, `SMALL=1` (200k records: a smoke run in well under a minute), `WRITERS=…`
 //! (concurrent inserters, default 2).
 
