@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod ownership;

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub mod binary;
 pub mod faulty;
+pub mod postgres;
 
 /// The client key every test uses (the config stores only its hash).
 pub const KEY: &str = "cai-test-key-0001";
