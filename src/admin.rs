@@ -16,13 +16,16 @@ use crate::metrics;
 use crate::reload::LiveHandle;
 use crate::routing::{self, CircuitState, Health};
 use crate::secret::Secret;
+use crate::spool::Spool;
 use crate::usage::api::{usage_json, UsageQuery};
-use crate::usage::sink::UsageStore;
+use crate::usage::ledger::LedgerHandle;
 
 /// The admin HTTP app.
 pub struct Admin {
     token: Option<Secret>,
-    history: Arc<dyn UsageStore>,
+    ledger: Arc<LedgerHandle>,
+    /// This process's usage spool: readiness fails while it is full.
+    spool: Spool,
     keys: Arc<dyn KeyBackend>,
     /// The live config: its providers, for circuit states in `/ready` and `/metrics`
     /// (those of the last reload).
@@ -86,13 +89,15 @@ fn key_view(k: &StoredKey) -> serde_json::Value {
 impl Admin {
     pub fn new(
         token: Option<Secret>,
-        history: Arc<dyn UsageStore>,
+        ledger: Arc<LedgerHandle>,
+        spool: Spool,
         keys: Arc<dyn KeyBackend>,
         live: LiveHandle,
     ) -> Self {
         Self {
             token,
-            history,
+            ledger,
+            spool,
             keys,
             live,
         }
@@ -135,9 +140,14 @@ impl Admin {
         }
         providers.sort();
         deployments.sort();
+        // a full spool means this instance refuses billable requests: out of the pool
+        let (status, state) = match self.spool.is_full() {
+            true => (503, "usage_spool_full"),
+            false => (200, "ok"),
+        };
         json_answer(
-            200,
-            json!({"status": "ok", "open_circuits": providers, "open_deployments": deployments}),
+            status,
+            json!({"status": state, "open_circuits": providers, "open_deployments": deployments}),
         )
     }
 
@@ -327,26 +337,28 @@ impl Admin {
         }
     }
 
+    /// `/admin/usage`: one key's records and totals (`key=k_…`), or every key's.
     async fn usage(&self, query: Option<&str>) -> Answer {
-        let key = query
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|p| p.strip_prefix("key="))
-            .filter(|k| !k.is_empty());
-        let Some(key) = key else {
-            return error(
-                400,
-                "invalid_request_error",
-                "`key` (a key id, k_…) is required",
-            );
-        };
         let q = match UsageQuery::parse(query) {
             Ok(q) => q,
             Err(e) => return error(400, "invalid_request_error", e.message),
         };
-        match usage_json(self.history.as_ref(), key, q).await {
+        let ledger = match self.ledger.get().await {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!("admin usage: {e}");
+                return error(503, "server_error", "the usage ledger is unavailable");
+            }
+        };
+        match usage_json(ledger.as_ref(), q.key.as_deref(), &q).await {
             Ok(v) => json_answer(200, v),
-            Err(e) => error(500, "server_error", e),
+            Err(e) => {
+                if let Some(detail) = &e.detail {
+                    log::warn!("admin usage: {detail}");
+                }
+                let status = e.status();
+                error(status, "invalid_request_error", e.message)
+            }
         }
     }
 }

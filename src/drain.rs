@@ -71,6 +71,19 @@ impl Drop for Hold {
     }
 }
 
+/// Resolves once no request is in flight (the usage records of all of them are spooled).
+pub async fn requests_done() {
+    loop {
+        let changed = CHANGED.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if metrics::INFLIGHT.get() <= 0 {
+            return;
+        }
+        changed.await;
+    }
+}
+
 /// Resolves once no request is in flight and no [`Hold`] is held.
 pub async fn idle() {
     loop {
@@ -122,6 +135,9 @@ impl pingora::server::ShutdownSignalWatch for Signals {
 /// runs it; tests that run several servers in one process do not).
 pub struct ExitWhenDrained {
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Flushed before the exit (the shipper has shipped it by then, or left it for the next
+    /// start; the flush makes sure nothing of it is still only in memory).
+    pub spool: Option<crate::spool::Spool>,
 }
 
 #[async_trait]
@@ -132,6 +148,9 @@ impl BackgroundService for ExitWhenDrained {
         }
         let since = Instant::now();
         idle().await;
+        if let Some(spool) = &self.spool {
+            spool.flush().await;
+        }
         if let Some(t) = &self.telemetry {
             t.flush();
         }

@@ -43,7 +43,6 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use config::Config;
-use usage::sink::{MemoryStore, UsageStore};
 
 /// How the binary starts a server, beyond what the config says.
 #[derive(Debug, Clone, Default)]
@@ -98,45 +97,47 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     server.bootstrap();
     metrics::init();
 
-    // Each runtime that talks to Redis gets its own connection (made on first use there):
-    // the request path, and the usage writer, which outlives requests at shutdown.
-    let connect = || {
-        state::Redis::from_config(&config.state)
-            .map(|r| r.map(Arc::new))
-            .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))
-    };
-    let redis = connect()?;
-    let history_cap = config.usage.history_per_key;
-    let (history, history_writer): (Arc<dyn UsageStore>, Arc<dyn UsageStore>) =
-        match (&redis, connect()?) {
-            (Some(r), Some(writer)) => (
-                Arc::new(usage::redis_history::RedisHistory::new(
-                    r.clone(),
-                    history_cap,
-                )),
-                Arc::new(usage::redis_history::RedisHistory::new(writer, history_cap)),
-            ),
-            _ => {
-                let memory = Arc::new(MemoryStore::new(history_cap));
-                (memory.clone(), memory)
-            }
-        };
+    let redis = state::Redis::from_config(&config.state)
+        .map(|r| r.map(Arc::new))
+        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
     let hold = config.state.reservation_ttl;
     let shared_limits = redis.clone().map(|r| {
         Arc::new(limits::redis::RedisLimits::new(r).with_hold(hold)) as Arc<dyn limits::LimitStore>
     });
     let limiter =
         limits::Limiter::new(shared_limits, config.state.on_redis_error).with_reservation_ttl(hold);
-    let (usage_sink, usage_writer) =
-        usage::sink::channel(history_writer, config.usage.jsonl_path.clone()).map_err(|e| {
-            pingora::Error::explain(
-                pingora::ErrorType::FileOpenError,
-                format!("usage log {:?}: {e}", config.usage.jsonl_path),
-            )
-        })?;
+    let (spool, shipper, spool_slot) = usage::spools::open_own(
+        &config.usage.spool_dir,
+        config.usage.spool_max_bytes,
+        start.upgrade,
+    )
+    .map_err(|e| pingora::Error::explain(pingora::ErrorType::FileOpenError, e.to_string()))?;
+    let ledger = Arc::new(usage::ledger::LedgerHandle::new(
+        config.usage.store.clone(),
+        config.usage.retention_days,
+    ));
+    let delivery = Arc::new(usage::ledger::LedgerDelivery::new(
+        ledger.clone(),
+        &spool_slot,
+    ));
     server.add_service(pingora::services::background::background_service(
-        "usage writer",
-        usage_writer,
+        "usage shipper",
+        usage::ledger::ShipperService::new(shipper, delivery),
+    ));
+    server.add_service(pingora::services::background::background_service(
+        "usage spool adoption",
+        usage::spools::Adopter {
+            root: config.usage.spool_dir.clone(),
+            own: spool_slot,
+            max_bytes: config.usage.spool_max_bytes,
+            ledger: ledger.clone(),
+        },
+    ));
+    server.add_service(pingora::services::background::background_service(
+        "usage retention",
+        usage::ledger::RetentionService {
+            ledger: ledger.clone(),
+        },
     ));
     server.add_service(pingora::services::background::background_service(
         "tokenizer warm-up",
@@ -153,6 +154,7 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
             "exit when drained",
             drain::ExitWhenDrained {
                 telemetry: telemetry.clone(),
+                spool: Some(spool.clone()),
             },
         ));
     }
@@ -182,8 +184,8 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         live.clone(),
         config.server.max_body_bytes,
         config.server.client_timeouts,
-        usage_sink,
-        history.clone(),
+        spool.clone(),
+        ledger.clone(),
         limiter,
     )
     .with_observability(telemetry, config.log_format)
@@ -206,7 +208,8 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     if let Some(listen) = &config.server.admin_listen {
         let admin_app = admin::Admin::new(
             config.server.admin_token.clone(),
-            history,
+            ledger,
+            spool,
             key_backend,
             live.clone(),
         );

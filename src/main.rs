@@ -43,6 +43,17 @@ enum Command {
     },
     /// Print the SHA-256 of a client key, as `[[keys]].sha256` expects it.
     HashKey { key: String },
+    /// Apply the usage ledger's pending migrations (the gateway applies them at start too,
+    /// under a lock, so this is for a deploy step that runs before any instance).
+    Migrate {
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+    /// The usage ledger.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
     /// Run only the provider emulator (OpenAI wire format), e.g. as the bench's upstream.
     Emulator {
         #[arg(long, default_value = "127.0.0.1:8089")]
@@ -50,6 +61,80 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Load a JSONL billing log (one usage record per line, the format of the former
+    /// `usage.jsonl_path`) into the ledger; importing a file twice stores each record once.
+    Import {
+        file: PathBuf,
+        #[arg(long, short, default_value = "conf/gateway.toml")]
+        config: PathBuf,
+    },
+}
+
+/// A runtime for the one-shot ledger commands.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(work))
+        .map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+/// `migrate`: prints each migration applied.
+fn migrate(config: &Config) -> Result<(), String> {
+    let applied = block_on(cheapai_gateway::ledger::migrate(&config.usage.store))?
+        .map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        println!("usage ledger: up to date");
+    }
+    for name in applied {
+        println!("usage ledger: applied {name}");
+    }
+    Ok(())
+}
+
+/// `usage import FILE`: prints what the import did.
+fn import(config: &Config, file: &std::path::Path) -> Result<(), String> {
+    let usage = &config.usage;
+    let report = block_on(async {
+        let ledger = cheapai_gateway::ledger::open(&usage.store, usage.retention_days).await?;
+        cheapai_gateway::ledger::import_jsonl(ledger.as_ref(), file).await
+    })?
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{}: {} lines, {} records new in the ledger, {} malformed",
+        file.display(),
+        report.lines,
+        report.inserted,
+        report.malformed
+    );
+    for (line, why) in &report.malformed_lines {
+        println!("  line {line}: {why}");
+    }
+    Ok(())
+}
+
+/// Loads a config for a one-shot command, or says why it cannot (exit 2).
+fn with_config(
+    path: &std::path::Path,
+    run: impl FnOnce(&Config) -> Result<(), String>,
+) -> ExitCode {
+    match Config::load(path) {
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(2)
+        }
+        Ok(config) => match run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,6 +150,10 @@ fn main() -> ExitCode {
             println!("{}", hash_key(&key));
             ExitCode::SUCCESS
         }
+        Command::Migrate { config } => with_config(&config, migrate),
+        Command::Usage {
+            command: UsageCommand::Import { file, config },
+        } => with_config(&config, |c| import(c, &file)),
         Command::Emulator { listen, threads } => {
             log::info!("provider emulator listening on {listen}");
             cheapai_gateway::build_emulator_server(&listen, threads).run_forever()

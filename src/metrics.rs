@@ -216,11 +216,17 @@ pub static REDIS_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
-pub static USAGE_SINK_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec(
-        "usage_sink_errors_total",
-        "Usage records that missed a destination, by where (channel_full, store, jsonl).",
-        &["where"],
+pub static USAGE_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::with_opts(
+            Opts::new(
+                "usage_records_rejected_total",
+                "Usage records the store refused as bad input, set aside in the spool \
+                 directory's rejected.jsonl instead of stored.",
+            )
+            .namespace("cheapai"),
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
     )
 });
 
@@ -384,7 +390,7 @@ pub fn init() {
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&INFLIGHT);
     LazyLock::force(&REDIS_ERRORS);
-    LazyLock::force(&USAGE_SINK_ERRORS);
+    LazyLock::force(&USAGE_REJECTED);
     LazyLock::force(&USAGE_RECORDS);
     LazyLock::force(&crate::spool::metrics::SPOOL);
 }

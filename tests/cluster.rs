@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 use cheapai_gateway::limits::redis::{spend_key, window_key, RedisLimits};
 use cheapai_gateway::limits::LimitStore;
 use cheapai_gateway::state::Redis;
-use cheapai_gateway::usage::redis_history::RedisHistory;
-use cheapai_gateway::usage::sink::UsageStore;
-use cheapai_gateway::usage::UsageRecord;
 use common::*;
 use serde_json::{json, Value};
 
@@ -167,13 +164,26 @@ impl Drop for Cluster {
 const LIMITED: &str = "cai-cluster-rpm";
 const BUDGET: &str = "cai-cluster-budget";
 
-/// Two instances on the cluster; `extra` is added to both.
-fn pair(cluster: &Cluster, extra: &str) -> (Gateway, Gateway) {
+/// Two instances on the cluster, sharing one PostgreSQL usage ledger (as instances of one
+/// deployment do); `extra` is added to both.
+fn pair(
+    cluster: &Cluster,
+    ledger: &common::postgres::TestPostgres,
+    extra: &str,
+) -> (Gateway, Gateway) {
+    let url = ledger.url();
     let state = format!(
         "[state]\nredis_cluster = [{}]\ntimeout_ms = 200\nkey_cache_ttl_ms = 300\n{extra}",
         cluster.urls()
     );
-    (Gateway::start_with(&state), Gateway::start_with(&state))
+    let start = |gw: u16| {
+        let usage = format!(
+            "[usage]\nspool_dir = \"{}\"\npostgres_url_env = \"TEST_LEDGER_URL\"\n",
+            ledger_dir(gw).join("spool").display()
+        );
+        Gateway::start_with_env(&format!("{state}{usage}"), &[("TEST_LEDGER_URL", &url)])
+    };
+    (start(free_port()), start(free_port()))
 }
 
 fn keys_config() -> String {
@@ -211,7 +221,8 @@ fn id_of(client_key: &str) -> String {
 #[test]
 fn two_instances_on_a_cluster_share_limits_keys_budgets_and_usage() {
     let cluster = Cluster::start();
-    let (a, b) = pair(&cluster, &keys_config());
+    let ledger = common::postgres::TestPostgres::start_new();
+    let (a, b) = pair(&cluster, &ledger, &keys_config());
     let gateways = Arc::new([a, b]);
 
     // exactly 20 of 60 at rpm = 20, spread over both instances
@@ -306,24 +317,8 @@ fn two_instances_on_a_cluster_share_limits_keys_budgets_and_usage() {
     assert_eq!(usage["totals"]["cost_micro_usd"], 63, "{usage}");
 }
 
-/// A usage record of `key_id` (the history's writer batches records of many keys).
-fn record(key_id: &str, n: u64) -> UsageRecord {
-    serde_json::from_value(json!({
-        "request_id": format!("req-{key_id}-{n}"), "key_id": key_id, "model": "gpt-4o",
-        "provider": "emu", "attempts": 1, "endpoint": "chat", "prompt_tokens": 5,
-        "completion_tokens": 5, "cached_tokens": 0, "cost_micro_usd": 63, "status": 200,
-        "duration_ms": 3, "ttft_ms": null, "stream": false, "client_disconnected": false,
-        "estimated": false, "error": null,
-        "timestamp_ms": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
-async fn batches_spanning_many_keys_are_written_per_slot() {
+async fn settlements_spanning_many_keys_are_written_per_slot() {
     let cluster = Cluster::start();
     let nodes: Vec<String> = cluster
         .nodes
@@ -332,19 +327,6 @@ async fn batches_spanning_many_keys_are_written_per_slot() {
         .collect();
     let redis = Arc::new(Redis::cluster(&nodes, Duration::from_secs(2)).unwrap());
     let keys: Vec<String> = (0..40).map(|i| format!("k_batch{i}")).collect();
-
-    // one usage batch over 40 keys (on all three nodes), then each key's page and totals
-    let history = RedisHistory::new(redis.clone(), 100);
-    let batch: Vec<UsageRecord> = keys.iter().map(|k| record(k, 1)).collect();
-    history.append(&batch).await.unwrap();
-    for k in &keys {
-        let page = history.query(k, 0, u64::MAX, 10).await.unwrap();
-        assert_eq!(page.records.len(), 1, "{k}");
-        assert_eq!(page.records[0].request_id, format!("req-{k}-1"));
-        let totals = history.totals(k, 0, u64::MAX).await.unwrap();
-        assert_eq!(totals.total.requests, 1);
-        assert_eq!(totals.total.cost_micro_usd, 63);
-    }
 
     // token settlements of 40 keys, flushed together
     let limits = RedisLimits::new(redis.clone());
@@ -384,7 +366,8 @@ fn a_dead_node_costs_bounded_latency_then_shared_limits_resume() {
         "[[keys]]\nname = \"rpm\"\nsha256 = \"{}\"\nlimits = {{ rpm = 1000 }}\n",
         sha256_hex(LIMITED.as_bytes())
     );
-    let (a, _b) = pair(&cluster, &extra);
+    let ledger = common::postgres::TestPostgres::start_new();
+    let (a, _b) = pair(&cluster, &ledger, &extra);
     assert_eq!(post_as(&a, LIMITED, &chat("gpt-4o", false)).status, 200);
     let window = window_key(&id_of(LIMITED), "gpt-4o");
     cluster.owner_of(&window).kill();

@@ -88,17 +88,13 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
 }
 
 /// Every request the gateway answered before and during a SIGTERM has its usage record in
-/// the JSONL log once the process has exited.
+/// the ledger once the process has exited.
 #[test]
 fn sigterm_under_load_loses_no_usage_record() {
     let [gw, admin, emu] = free_ports();
     let dir = std::env::temp_dir().join(format!("cheapai-term-{gw}"));
     std::fs::create_dir_all(&dir).expect("tmp dir");
-    let log = dir.join("usage.jsonl");
-    let extra = format!(
-        "[emulator]\nlisten = \"127.0.0.1:{emu}\"\n[usage]\njsonl_path = \"{}\"\n",
-        log.display()
-    );
+    let extra = format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n");
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -155,26 +151,20 @@ fn sigterm_under_load_loses_no_usage_record() {
     let answered: usize = workers.into_iter().map(|w| w.join().expect("worker")).sum();
     let status = child.wait().expect("gateway exits");
     assert!(status.success(), "{status:?}");
-    let records = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    // the records are in the ledger once the process has exited
+    let records = ledger_records(gw).len();
     assert!(answered >= 8, "load ran: {answered}");
     assert_eq!(records, answered, "one record per answered request");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts the binary with `grace_period_seconds = 30` (the production example has 300) and a
-/// JSONL usage log; returns it with its gateway port and the log's path.
-fn long_grace(name: &str) -> (std::process::Child, u16, std::path::PathBuf) {
+/// Starts the binary with `grace_period_seconds = 30` (the production example has 300);
+/// returns it with its gateway port (its ledger is [`ledger_records`]'s).
+fn long_grace(name: &str) -> (std::process::Child, u16) {
     let [gw, admin, emu] = free_ports();
     let dir = std::env::temp_dir().join(format!("cheapai-{name}-{gw}"));
     std::fs::create_dir_all(&dir).expect("tmp dir");
-    let log = dir.join("usage.jsonl");
-    let extra = format!(
-        "[emulator]\nlisten = \"127.0.0.1:{emu}\"\n[usage]\njsonl_path = \"{}\"\n",
-        log.display()
-    );
+    let extra = format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n");
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -192,7 +182,7 @@ fn long_grace(name: &str) -> (std::process::Child, u16, std::path::PathBuf) {
         .expect("gateway starts");
     wait_for_port(gw);
     wait_for_port(emu);
-    (child, gw, log)
+    (child, gw)
 }
 
 fn terminate(child: &std::process::Child) -> Instant {
@@ -209,7 +199,7 @@ fn terminate(child: &std::process::Child) -> Instant {
 /// one as soon as its last request ended and its records were written.
 #[test]
 fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
-    let (mut idle, gw, _) = long_grace("idle-term");
+    let (mut idle, gw) = long_grace("idle-term");
     let answer = ureq::post(&format!("http://127.0.0.1:{gw}/v1/chat/completions"))
         .set("authorization", &format!("Bearer {KEY}"))
         .send_string(&chat("gpt-4o", false))
@@ -224,7 +214,7 @@ fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
         at.elapsed()
     );
 
-    let (mut busy, gw, log) = long_grace("busy-term");
+    let (mut busy, gw) = long_grace("busy-term");
     let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
     let stream = std::thread::spawn(move || {
         let response = ureq::post(&url)
@@ -246,6 +236,6 @@ fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
         took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
         "exit {took:?} after SIGTERM, the stream ran ~1.7 s past it"
     );
-    let records = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(records.lines().count(), 1, "{records}");
+    let records = ledger_records(gw);
+    assert_eq!(records.len(), 1, "{records:?}");
 }

@@ -11,42 +11,35 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
+/// A gateway whose usage records are read from its ledger, every key's, through the admin API.
 struct Logged {
     gw: Gateway,
-    path: std::path::PathBuf,
 }
 
 fn start() -> Logged {
-    let path = std::env::temp_dir().join(format!("cheapai-usage-{}.jsonl", free_port()));
-    let _ = std::fs::remove_file(&path);
-    let gw = Gateway::start_with(&format!(
-        "[usage]\njsonl_path = \"{}\"\nhistory_per_key = 100\n",
-        path.display()
-    ));
-    Logged { gw, path }
+    Logged {
+        gw: Gateway::start(),
+    }
 }
 
 impl Logged {
-    /// The JSONL records, waiting until `n` are there.
+    /// Every key's records in the ledger, waiting until `n` are there.
     fn records(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-            let records: Vec<Value> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
+            let listed = ureq::get(&format!("{}/admin/usage?limit=1000", self.gw.admin_url))
+                .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .unwrap_or_default();
+            let records = listed["data"].as_array().cloned().unwrap_or_default();
             if records.len() >= n || Instant::now() > deadline {
                 return records;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

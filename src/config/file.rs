@@ -66,8 +66,18 @@ pub enum FileOnRedisError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUsage {
-    pub jsonl_path: Option<String>,
-    pub history_per_key: Option<usize>,
+    /// The local write-ahead spool every record lands in first.
+    pub spool_dir: Option<Spanned<String>>,
+    /// The spool's cap on unshipped records, in MiB.
+    pub spool_max_mb: Option<Spanned<u64>>,
+    /// `sqlite:PATH`: the embedded store.
+    pub store: Option<Spanned<String>>,
+    /// The variable holding a PostgreSQL URL (a secret: the file names only the variable).
+    pub postgres_url_env: Option<Spanned<String>>,
+    pub retention_days: Option<Spanned<u32>>,
+    /// Removed settings, named only to say what replaced them.
+    pub jsonl_path: Option<Spanned<toml::Value>>,
+    pub history_per_key: Option<Spanned<toml::Value>>,
 }
 
 /// `[telemetry]`: OpenTelemetry traces, off while `otlp_endpoint` is unset.

@@ -7,10 +7,11 @@
 pub mod file;
 mod observability;
 mod state;
+mod usage;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,14 +88,7 @@ pub struct ClientTimeouts {
 
 pub use state::StateConfig;
 
-/// Where usage records go.
-#[derive(Debug, Clone)]
-pub struct UsageConfig {
-    /// Append-only JSONL billing log, one record per request.
-    pub jsonl_path: Option<PathBuf>,
-    /// Records kept per key in the history `/v1/usage` reads.
-    pub history_per_key: usize,
-}
+pub use usage::UsageConfig;
 
 /// Every problem found in a config file, one per line.
 #[derive(Debug)]
@@ -302,18 +296,7 @@ impl Validator<'_> {
         }
 
         let state = self.state(&raw);
-        let usage = UsageConfig {
-            jsonl_path: raw
-                .usage
-                .as_ref()
-                .and_then(|u| u.jsonl_path.as_ref())
-                .map(PathBuf::from),
-            history_per_key: raw
-                .usage
-                .as_ref()
-                .and_then(|u| u.history_per_key)
-                .unwrap_or(10_000),
-        };
+        let usage = self.usage(&raw, env);
         Config {
             server,
             state,

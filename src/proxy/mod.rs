@@ -35,10 +35,11 @@ use crate::metrics;
 use crate::reload::Live;
 use crate::reload::LiveHandle;
 use crate::request::{peek, Peeked};
+use crate::spool::Spool;
 use crate::text;
 use crate::usage::api::{usage_json, UsageQuery};
+use crate::usage::ledger::LedgerHandle;
 use crate::usage::pricing;
-use crate::usage::sink::{UsageSink, UsageStore};
 use ctx::RequestCtx;
 use exchange::Finished;
 
@@ -50,8 +51,10 @@ pub struct Gateway {
     max_body_bytes: usize,
     client_timeouts: ClientTimeouts,
     connector: Connector,
-    usage: UsageSink,
-    history: Arc<dyn UsageStore>,
+    /// Where every request's usage record is appended first.
+    spool: Spool,
+    /// The usage ledger, read by `/v1/usage`.
+    ledger: Arc<LedgerHandle>,
     limiter: Limiter,
     /// Concurrent requests of keys with `max_inflight`, in this instance.
     key_inflight: Arc<KeyInflight>,
@@ -68,8 +71,8 @@ impl Gateway {
         live: LiveHandle,
         max_body_bytes: usize,
         client_timeouts: ClientTimeouts,
-        usage: UsageSink,
-        history: Arc<dyn UsageStore>,
+        spool: Spool,
+        ledger: Arc<LedgerHandle>,
         limiter: Limiter,
     ) -> Self {
         Self {
@@ -77,8 +80,8 @@ impl Gateway {
             max_body_bytes,
             client_timeouts,
             connector: Connector::new(None),
-            usage,
-            history,
+            spool,
+            ledger,
             limiter,
             key_inflight: Arc::default(),
             loaded_at: SystemTime::now()
@@ -150,9 +153,15 @@ impl Gateway {
             Endpoint::Models => return self.list_models(session, ctx, &key).await,
             Endpoint::Usage => {
                 let query = UsageQuery::parse(session.req_header().uri.query())?;
-                let body = usage_json(self.history.as_ref(), &key.id, query)
-                    .await
-                    .map_err(|e| GatewayError::internal("reading the usage history", e))?;
+                let ledger = self.ledger.get().await.map_err(|e| GatewayError {
+                    detail: Some(e.to_string()),
+                    retry_after: Some(1),
+                    ..GatewayError::new(
+                        ErrorKind::StateUnavailable,
+                        "the usage history is unavailable; try again shortly",
+                    )
+                })?;
+                let body = usage_json(ledger.as_ref(), Some(&key.id), &query).await?;
                 return write_json(session, ctx, 200, body.to_string().into(), None).await;
             }
             Endpoint::Model(id) => return self.show_model(session, ctx, &key, id).await,
@@ -163,8 +172,20 @@ impl Gateway {
             Endpoint::ChatCompletions
             | Endpoint::Responses
             | Endpoint::Embeddings
-            | Endpoint::Messages
-            | Endpoint::CountTokens => {}
+            | Endpoint::Messages => {
+                if self.spool.is_full() {
+                    // nothing is served that could not be billed: the usage ledger is down
+                    // long enough to fill the spool (see README "Usage ledger")
+                    return Err(GatewayError {
+                        retry_after: Some(5),
+                        ..GatewayError::new(
+                            ErrorKind::StateUnavailable,
+                            "usage recording is unavailable (the usage spool is full); try again shortly",
+                        )
+                    });
+                }
+            }
+            Endpoint::CountTokens => {}
         }
 
         let (body, peeked, live, model) = match self.admit(session, ctx, &key, &endpoint).await {
@@ -455,7 +476,7 @@ impl ProxyHttp for Gateway {
                     .settle(&claim, &decision, tokens, record.cost_micro_usd)
                     .await;
             }
-            self.usage.submit(record);
+            crate::usage::ledger::spool_record(&self.spool, &record);
         }
     }
 }

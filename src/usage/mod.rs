@@ -1,16 +1,16 @@
 //! Usage accounting: token counts read from answers ([`meter`]), their price
 //! ([`pricing`]), the tokenizer estimate when a provider reports none ([`estimate`]), and the
-//! per-key history ([`sink`] writes it, [`api`] reads it).
+//! ledger every record goes to ([`ledger`]: the spool, the shipper, the store) and is read
+//! from ([`api`]).
 
 pub mod api;
 pub mod estimate;
+pub mod ledger;
 pub mod meter;
 pub mod offload;
 pub mod pricing;
-pub mod redis_history;
-pub mod sink;
+pub mod spools;
 pub mod tokenizers;
-pub mod totals;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +42,8 @@ impl CacheWrites {
     }
 }
 
-/// The billing record of one request: what the usage history, the JSONL log and the usage
-/// API hold.
+/// The billing record of one request: what the spool and the ledger hold and the usage API
+/// lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub request_id: String,

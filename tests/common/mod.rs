@@ -83,6 +83,56 @@ pub fn config_text_with(gw: u16, admin: u16, emu: u16, emu2: u16, extra: &str) -
     config_text_full(gw, admin, emu, emu2, "", extra)
 }
 
+/// A directory of this test process's own for gateway `gw`'s usage ledger (its spool and
+/// its SQLite file): gateways never share a spool, and runs never reuse each other's.
+pub fn ledger_dir(gw: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cheapai-ledger-{}-{gw}", std::process::id()))
+}
+
+/// The `[usage]` table of gateway `gw`: its spool and SQLite ledger in [`ledger_dir`].
+pub fn usage_table(gw: u16) -> String {
+    let dir = ledger_dir(gw);
+    format!(
+        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
+        dir.join("spool").display(),
+        dir.join("usage.db").display()
+    )
+}
+
+/// Every record in the SQLite ledger of gateway `gw` (its process may have stopped).
+pub fn ledger_records(gw: u16) -> Vec<cheapai_gateway::usage::UsageRecord> {
+    use cheapai_gateway::ledger::{self, RecordQuery, StoreConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = StoreConfig::Sqlite {
+            path: ledger_dir(gw).join("usage.db"),
+        };
+        let ledger = ledger::open(&store, 400)
+            .await
+            .expect("the test ledger opens");
+        let (mut all, mut after) = (Vec::new(), None);
+        loop {
+            let query = RecordQuery {
+                key_id: None,
+                model: None,
+                from_ms: 0,
+                to_ms: u64::MAX,
+                limit: ledger::MAX_PAGE,
+                after,
+            };
+            let page = ledger.records(&query).await.expect("a page");
+            all.extend(page.records);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return all,
+            }
+        }
+    })
+}
+
 /// [`config_text_with`], with `server_extra` lines added to `[server]`.
 pub fn config_text_full(
     gw: u16,
@@ -134,10 +184,17 @@ sha256 = "{key}"
 name = "limited"
 sha256 = "{limited}"
 models = ["gpt-4o"]
+{usage}
 {extra}
 "#,
         key = sha256_hex(KEY.as_bytes()),
         limited = sha256_hex(LIMITED_KEY.as_bytes()),
+        // a test that sets its own `[usage]` keeps it
+        usage = if extra.contains("[usage]") {
+            String::new()
+        } else {
+            usage_table(gw)
+        },
         extra = extra
             .replace("{EMU2}", &emu2.to_string())
             .replace("{EMU}", &emu.to_string()),
@@ -169,12 +226,24 @@ impl Gateway {
 
     /// [`Self::start_with`], with `server_extra` lines in `[server]`.
     pub fn start_with_server(server_extra: &str, extra: &str) -> Self {
+        Self::start_full(server_extra, extra, &[])
+    }
+
+    /// [`Self::start_with`] with more environment variables for the config (a ledger URL).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full("", extra, env)
+    }
+
+    fn start_full(server_extra: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let [gw, admin, emu, emu2] = free_ports();
         let text = config_text_full(gw, admin, emu, emu2, server_extra, extra);
         let config = Config::parse(&text, "test.toml", &|name| match name {
             "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),
             "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_string()),
-            _ => None,
+            _ => env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string()),
         })
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let emulator = Emulator::new();
