@@ -1,5 +1,5 @@
-//! No secret reaches a client or a log: the real binary runs with a password in its Redis URL,
-//! a provider key and an admin token; every answer it gives (status line, headers, body) and
+//! No secret reaches a client or a log: the real binary runs with a password in its Redis URL
+//! and in its PostgreSQL ledger URL, a provider key and an admin token; every answer it gives (status line, headers, body) and
 //! every line it writes, while Redis answers and after Redis is gone, is searched for them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,9 +8,11 @@ mod common;
 use std::process::Command;
 
 use common::binary::Binary;
+use common::postgres::TestPostgres;
 use common::{chat, RedisServer, ADMIN_TOKEN, KEY, PROVIDER_KEY};
 
 const REDIS_PASSWORD: &str = "redis-pw-7c1e9a4f";
+const LEDGER_PASSWORD: &str = "ledger-pw-b81d3e02";
 
 /// Everything one HTTP exchange showed the caller.
 fn exchange(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
@@ -40,12 +42,12 @@ fn exchange(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u
 }
 
 fn assert_clean(what: &str, text: &str) {
-    for secret in [REDIS_PASSWORD, PROVIDER_KEY, ADMIN_TOKEN] {
+    for secret in [REDIS_PASSWORD, LEDGER_PASSWORD, PROVIDER_KEY, ADMIN_TOKEN] {
         assert!(!text.contains(secret), "{what} holds a secret:\n{text}");
     }
 }
 
-/// Every client- and operator-facing answer of a run, with Redis up and then down.
+/// Every client- and operator-facing answer of a run, with Redis and the ledger up, then down.
 fn requests(bin: &Binary, phase: &str) -> Vec<(String, u16, String)> {
     let bearer = format!("Bearer {KEY}");
     let admin = format!("Bearer {ADMIN_TOKEN}");
@@ -111,34 +113,51 @@ fn requests(bin: &Binary, phase: &str) -> Vec<(String, u16, String)> {
 }
 
 #[test]
-fn no_secret_in_any_answer_or_log_line_with_redis_up_then_down() {
+fn no_secret_in_any_answer_or_log_line_with_redis_and_the_ledger_up_then_down() {
     for format in ["text", "json"] {
         let mut redis = RedisServer::with_password(REDIS_PASSWORD);
-        let bin = Binary::start(
+        let mut ledger = TestPostgres::start_new();
+        // the test server trusts loopback: the password is only there to be kept secret
+        let ledger_url = ledger
+            .url()
+            .replace("postgres@", &format!("postgres:{LEDGER_PASSWORD}@"));
+        let spool = std::env::temp_dir().join(format!(
+            "cheapai-secrets-spool-{format}-{}",
+            std::process::id()
+        ));
+        let bin = Binary::start_with_env(
             &format!("secrets-{format}"),
             &format!(
-                "[log]\nformat = \"{format}\"\n[state]\nredis_url = \"{}\"\ntimeout_ms = 50\n",
-                redis.url()
+                "[log]\nformat = \"{format}\"\n[state]\nredis_url = \"{}\"\ntimeout_ms = 50\n\
+                 [usage]\nspool_dir = \"{}\"\npostgres_url_env = \"TEST_LEDGER_URL\"\n",
+                redis.url(),
+                spool.display()
             ),
+            &[("TEST_LEDGER_URL", &ledger_url)],
         );
         let mut seen = requests(&bin, "up");
         assert_eq!(seen[0].1, 200, "{}", seen[0].2);
-        assert_eq!(seen[1].1, 200, "usage with Redis up: {}", seen[1].2);
+        assert_eq!(seen[1].1, 200, "usage with the ledger up: {}", seen[1].2);
         assert_eq!(seen[3].1, 502, "{}", seen[3].2);
         redis.kill();
+        ledger.stop();
         let down = requests(&bin, "down");
-        // the history read fails: the client learns what failed and the request id only
+        // the history cannot be read: the client learns what failed and the request id only
         let (_, status, text) = &down[1];
-        assert_eq!(*status, 500, "{text}");
+        assert_eq!(*status, 503, "{text}");
         assert!(
-            text.contains("internal error while reading the usage history (request id req_"),
+            text.contains("the usage history is unavailable; try again shortly (request id req_"),
             "{text}"
         );
         // a key not in the cache cannot be looked up
         assert_eq!(down[2].1, 503, "{}", down[2].2);
+        assert!(down[2].2.contains("(request id req_"), "{}", down[2].2);
         seen.extend(down);
-        let line = bin.line_with("usage history");
+        let line = bin.line_with("key lookup");
         assert!(line.contains("redis://:***@127.0.0.1"), "{line}");
+        // the shipper says where it could not deliver, without the password
+        let line = bin.line_with("delivering");
+        assert!(line.contains("postgres@127.0.0.1"), "{line}");
         // the log has caught up with the last request once its access line is there
         let last = seen.last().map(|(_, _, t)| t.clone()).unwrap_or_default();
         assert!(last.contains("cheapai_requests_total"), "{last}");

@@ -108,6 +108,10 @@ grace_period_seconds = 3
 graceful_shutdown_timeout_seconds = 1
 upgrade_sock = "{sock}"
 
+[usage]
+spool_dir = "{spool}"
+store = "sqlite:{db}"
+
 [providers.emu]
 kind = "openai_compatible"
 base_url = "http://127.0.0.1:{emu}/v1"
@@ -121,6 +125,9 @@ sha256 = "{hash}"
             admin = self.admin,
             emu = self.emu,
             sock = self.dir.join("upgrade.sock").display(),
+            // both processes of an upgrade name the same spool: each takes its own slot
+            spool = self.dir.join("spool").display(),
+            db = self.dir.join("usage.db").display(),
             hash = sha256_hex(KEY.as_bytes()),
         );
         for m in models {

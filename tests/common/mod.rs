@@ -641,7 +641,10 @@ pub fn usage_listing_with(gateway: &Gateway, request_id: &str) -> Value {
         let usage = gateway
             .request("GET", "/v1/usage", &[("authorization", &auth)], b"")
             .json();
-        if usage["data"][0]["request_id"] == request_id {
+        // the page and the totals are two reads: wait until both include the record
+        if usage["data"][0]["request_id"] == request_id
+            && usage["totals"]["requests"].as_u64().unwrap_or(0) > 0
+        {
             return usage;
         }
         assert!(
