@@ -13,7 +13,9 @@ added time of many slow concurrent streams.
 Environment: DURATION (s per measurement, 8), ROUNDS (2), CONNECTIONS (64), SLOW_STREAMS (2000),
 TARGETS (space-separated subset), LOADS (chat stream embed), PHASES (load latency strace slow),
 COMPARE ("name=/path/to/binary ...": more gateways, in-memory state, each run from its own
-binary, e.g. builds of earlier commits, so that each change is measured alone in one run).
+binary, e.g. builds of earlier commits, so that each change is measured alone in one run;
+their configs get no [usage] spool, which builds before the usage ledger do not know, unless
+COMPARE_LEDGER=1).
 """
 
 import os
@@ -132,10 +134,15 @@ def main():
     key_hash = subprocess.run([BIN, "hash-key", KEY], capture_output=True, text=True,
                               check=True).stdout.strip()
 
-    def gateway_conf(name, extra_model="", extra=""):
+    def gateway_conf(name, extra_model="", extra="", ledger=True):
         gw, admin = port(), port()
         model = extra_model or 'provider = "emu"'
         path = os.path.join(work, name + ".toml")
+        # each gateway its own usage spool and SQLite ledger (a spool is one process's);
+        # builds from before the ledger (COMPARE) know no [usage] spool
+        if ledger:
+            extra += (f'\n[usage]\nspool_dir = "{os.path.join(work, name + "-spool")}"\n'
+                      f'store = "sqlite:{os.path.join(work, name + ".db")}"\n')
         with open(path, "w") as f:
             f.write(f"""[server]
 listen = "127.0.0.1:{gw}"
@@ -209,7 +216,7 @@ http {{
     for name, (gw, path) in confs.items():
         servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log"))
     for name, binary in compare.items():
-        gw, path = gateway_conf(name)
+        gw, path = gateway_conf(name, ledger=os.environ.get("COMPARE_LEDGER") == "1")
         servers[name] = (gw, spawn([binary, "run", "--config", path], name + ".log"))
         TARGETS.append(name)
     for p, _ in servers.values():
