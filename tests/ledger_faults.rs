@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cheapai_gateway::ledger::{self, RecordQuery, StoreConfig};
+use cheapai_gateway::ledger::StoreConfig;
 use cheapai_gateway::secret::Secret;
 use common::binary::Binary;
 use common::postgres::TestPostgres;
@@ -37,31 +37,9 @@ fn postgres_usage(spool: &Path) -> String {
 
 /// Every request id in a ledger, and how many records there are.
 fn stored(store: &StoreConfig) -> (BTreeSet<String>, usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let ledger = ledger::open(store, 400).await.expect("the ledger opens");
-        let (mut ids, mut count, mut after) = (BTreeSet::new(), 0, None);
-        loop {
-            let query = RecordQuery {
-                key_id: None,
-                model: None,
-                from_ms: 0,
-                to_ms: u64::MAX,
-                limit: ledger::MAX_PAGE,
-                after,
-            };
-            let page = ledger.records(&query).await.expect("a page");
-            count += page.records.len();
-            ids.extend(page.records.into_iter().map(|r| r.request_id));
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return (ids, count),
-            }
-        }
-    })
+    let records = records_in(store);
+    let count = records.len();
+    (records.into_iter().map(|r| r.request_id).collect(), count)
 }
 
 /// Waits until the ledger holds `want` records (or `within` passes), then returns its ids

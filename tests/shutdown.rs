@@ -11,29 +11,7 @@ use common::*;
 
 #[test]
 fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
-    let [gw, admin, emu] = free_ports();
-    let dir = std::env::temp_dir().join(format!("cheapai-shutdown-{gw}"));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let config = dir.join("gateway.toml");
-    let text = config_text(
-        gw,
-        admin,
-        emu,
-        &format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n"),
-    )
-    .replace("grace_period_seconds = 1", "grace_period_seconds = 4");
-    std::fs::write(&config, text).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gateway starts");
-    wait_for_port(gw);
-    wait_for_port(emu);
-
+    let (mut child, gw) = start("shutdown", 4);
     let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
     let stream = std::thread::spawn(move || {
         let response = ureq::post(&url)
@@ -84,35 +62,13 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit status {status:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every request the gateway answered before and during a SIGTERM has its usage record in
 /// the ledger once the process has exited.
 #[test]
 fn sigterm_under_load_loses_no_usage_record() {
-    let [gw, admin, emu] = free_ports();
-    let dir = std::env::temp_dir().join(format!("cheapai-term-{gw}"));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let extra = format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n");
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        config_text(gw, admin, emu, &extra)
-            .replace("grace_period_seconds = 1", "grace_period_seconds = 5"),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("TEST_PROVIDER_KEY", PROVIDER_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts");
-    wait_for_port(gw);
-    wait_for_port(emu);
-
+    let (mut child, gw) = start("term", 5);
     let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
     let workers: Vec<_> = (0..8)
         .map(|i| {
@@ -155,12 +111,11 @@ fn sigterm_under_load_loses_no_usage_record() {
     let records = ledger_records(gw).len();
     assert!(answered >= 8, "load ran: {answered}");
     assert_eq!(records, answered, "one record per answered request");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts the binary with `grace_period_seconds = 30` (the production example has 300);
-/// returns it with its gateway port (its ledger is [`ledger_records`]'s).
-fn long_grace(name: &str) -> (std::process::Child, u16) {
+/// Starts the binary with its in-process emulator and `grace_period_seconds = grace`; returns
+/// it with its gateway port (its ledger is [`ledger_records`]'s).
+fn start(name: &str, grace: u64) -> (std::process::Child, u16) {
     let [gw, admin, emu] = free_ports();
     let dir = std::env::temp_dir().join(format!("cheapai-{name}-{gw}"));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -168,8 +123,10 @@ fn long_grace(name: &str) -> (std::process::Child, u16) {
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
-        config_text(gw, admin, emu, &extra)
-            .replace("grace_period_seconds = 1", "grace_period_seconds = 30"),
+        config_text(gw, admin, emu, &extra).replace(
+            "grace_period_seconds = 1",
+            &format!("grace_period_seconds = {grace}"),
+        ),
     )
     .expect("config");
     let child = Command::new(env!("CARGO_BIN_EXE_cheapai-gateway"))
@@ -199,7 +156,8 @@ fn terminate(child: &std::process::Child) -> Instant {
 /// one as soon as its last request ended and its records were written.
 #[test]
 fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
-    let (mut idle, gw) = long_grace("idle-term");
+    // 30 s, as in the production example's 300: a bound, not a wait
+    let (mut idle, gw) = start("idle-term", 30);
     let answer = ureq::post(&format!("http://127.0.0.1:{gw}/v1/chat/completions"))
         .set("authorization", &format!("Bearer {KEY}"))
         .send_string(&chat("gpt-4o", false))
@@ -214,7 +172,7 @@ fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
         at.elapsed()
     );
 
-    let (mut busy, gw) = long_grace("busy-term");
+    let (mut busy, gw) = start("busy-term", 30);
     let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
     let stream = std::thread::spawn(move || {
         let response = ureq::post(&url)

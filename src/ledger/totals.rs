@@ -21,6 +21,21 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// The sums of a rollup query's columns, in the stores' order: requests, errors,
+    /// prompt, completion, cached, cache-write tokens, micro-USD (negative reads as 0).
+    pub fn from_columns(c: [i64; 7]) -> Self {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Sums {
+            requests: n(c[0]),
+            errors: n(c[1]),
+            prompt_tokens: n(c[2]),
+            completion_tokens: n(c[3]),
+            cached_tokens: n(c[4]),
+            cache_write_tokens: n(c[5]),
+            cost_micro_usd: n(c[6]),
+        }
+    }
+
     pub fn merge(&mut self, other: &Sums) {
         let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
         add(&mut self.requests, other.requests);

@@ -121,6 +121,20 @@ impl SpoolMetrics {
         }
     }
 
+    /// The set of a spool this process only ships (another process's left-behind slot): its
+    /// counters add to `/metrics`' (records shipped, failures, disk errors are this
+    /// process's work), its gauges are its own, so that they never overwrite what the
+    /// process's own spool reports (unshipped bytes, full, lag).
+    pub fn for_adopted() -> Self {
+        let own = SpoolMetrics::new();
+        SpoolMetrics {
+            unshipped_bytes: own.unshipped_bytes,
+            full: own.full,
+            lag_seconds: own.lag_seconds,
+            ..SPOOL.clone()
+        }
+    }
+
     /// Counts one failed disk operation.
     pub(crate) fn disk_error(&self, op: DiskOp) {
         self.disk_errors.with_label_values(&[op.label()]).inc();

@@ -237,7 +237,11 @@ pub fn open(config: SpoolConfig) -> Result<(Spool, Shipper), SpoolError> {
     open_with(config, metrics::SPOOL.clone())
 }
 
-fn open_with(config: SpoolConfig, metrics: SpoolMetrics) -> Result<(Spool, Shipper), SpoolError> {
+/// [`open`] with its own metric handles (see [`SpoolMetrics::for_adopted`]).
+pub fn open_with(
+    config: SpoolConfig,
+    metrics: SpoolMetrics,
+) -> Result<(Spool, Shipper), SpoolError> {
     if config.max_bytes == 0
         || config.queue_bytes == 0
         || config.segment_bytes == 0

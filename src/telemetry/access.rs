@@ -103,7 +103,9 @@ pub fn json_line(s: &Summary<'_>, client: &Client<'_>) -> String {
         duration_ms: ms(s.duration),
         ttfb_ms: s.ttfb.map(ms),
         client_addr: client.addr.as_deref(),
-        user_agent: client.user_agent.map(|ua| truncate(ua, MAX_USER_AGENT)),
+        user_agent: client
+            .user_agent
+            .map(|ua| crate::text::cut(ua, MAX_USER_AGENT)),
         error: s.error.map(|e| e.kind.label()),
         client_gone: s.client_gone,
     };
@@ -118,17 +120,6 @@ fn as_text<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
@@ -172,7 +163,7 @@ mod tests {
     #[test]
     fn long_user_agents_are_cut_on_a_character_boundary() {
         let ua = "é".repeat(200);
-        let cut = truncate(&ua, MAX_USER_AGENT);
+        let cut = crate::text::cut(&ua, MAX_USER_AGENT);
         assert!(cut.len() <= MAX_USER_AGENT && cut.chars().all(|c| c == 'é'));
     }
 }

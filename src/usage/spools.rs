@@ -18,6 +18,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::ledger::{LedgerDelivery, LedgerHandle};
+use crate::spool::metrics::SpoolMetrics;
 use crate::spool::{self, Shipper, Spool, SpoolConfig, SpoolError};
 
 /// Slots a directory may have (upgrades reuse freed slots; a handful is plenty).
@@ -56,8 +57,15 @@ pub fn open_own(
             unused.get_or_insert(dir);
             continue;
         }
-        match spool::open(config(dir.clone(), max_bytes)) {
-            Ok((spool, shipper)) if chosen.is_none() => chosen = Some((spool, shipper, dir)),
+        // opened with its own gauges: until it is chosen, it must not report for this process
+        let probe = spool::open_with(config(dir.clone(), max_bytes), SpoolMetrics::for_adopted());
+        match probe {
+            Ok(opened) if chosen.is_none() => {
+                // reopened with the process's metrics, once the probe has let the lock go
+                drop(opened);
+                let (spool, shipper) = spool::open(config(dir.clone(), max_bytes))?;
+                chosen = Some((spool, shipper, dir));
+            }
             // another slot no process holds: adopted later
             Ok(_) => {}
             Err(locked @ SpoolError::Locked { .. }) if !upgrading => return Err(locked),
@@ -95,7 +103,8 @@ impl Adopter {
             if dir == self.own || !dir.exists() {
                 continue;
             }
-            let (orphan, shipper) = match spool::open(config(dir.clone(), self.max_bytes)) {
+            let adopted = config(dir.clone(), self.max_bytes);
+            let (orphan, shipper) = match spool::open_with(adopted, SpoolMetrics::for_adopted()) {
                 Ok(opened) => opened,
                 Err(SpoolError::Locked { .. }) => continue,
                 Err(e) => {

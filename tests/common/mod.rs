@@ -101,16 +101,22 @@ pub fn usage_table(gw: u16) -> String {
 
 /// Every record in the SQLite ledger of gateway `gw` (its process may have stopped).
 pub fn ledger_records(gw: u16) -> Vec<cheapai_gateway::usage::UsageRecord> {
-    use cheapai_gateway::ledger::{self, RecordQuery, StoreConfig};
+    records_in(&cheapai_gateway::ledger::StoreConfig::Sqlite {
+        path: ledger_dir(gw).join("usage.db"),
+    })
+}
+
+/// Every record in a ledger, read page by page.
+pub fn records_in(
+    store: &cheapai_gateway::ledger::StoreConfig,
+) -> Vec<cheapai_gateway::usage::UsageRecord> {
+    use cheapai_gateway::ledger::{self, RecordQuery};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let store = StoreConfig::Sqlite {
-            path: ledger_dir(gw).join("usage.db"),
-        };
-        let ledger = ledger::open(&store, 400)
+        let ledger = ledger::open(store, 400)
             .await
             .expect("the test ledger opens");
         let (mut all, mut after) = (Vec::new(), None);

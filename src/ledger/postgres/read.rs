@@ -182,23 +182,11 @@ pub async fn totals(lease: &mut Lease, name: &str, q: &TotalsQuery) -> Result<To
         .map_err(|e| error(name, "totals", e))?;
     for r in rows {
         let read = || -> Result<(i64, String, Sums), tokio_postgres::Error> {
-            let n = |i| {
-                r.try_get::<_, i64>(i)
-                    .map(|v| u64::try_from(v).unwrap_or(0))
-            };
-            Ok((
-                r.try_get(0)?,
-                r.try_get(1)?,
-                Sums {
-                    requests: n(2)?,
-                    errors: n(3)?,
-                    prompt_tokens: n(4)?,
-                    completion_tokens: n(5)?,
-                    cached_tokens: n(6)?,
-                    cache_write_tokens: n(7)?,
-                    cost_micro_usd: n(8)?,
-                },
-            ))
+            let mut columns = [0i64; 7];
+            for (i, c) in columns.iter_mut().enumerate() {
+                *c = r.try_get(i + 2)?;
+            }
+            Ok((r.try_get(0)?, r.try_get(1)?, Sums::from_columns(columns)))
         };
         let (day, model, sums) = read().map_err(|e| error(name, "totals", e))?;
         totals.add(day, &model, &sums);

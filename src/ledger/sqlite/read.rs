@@ -119,20 +119,11 @@ pub fn totals(conn: &Connection, name: &str, q: &TotalsQuery) -> Result<Totals, 
         .map_err(|e| error(name, "totals", e))?;
     while let Some(row) = rows.next().map_err(|e| error(name, "totals", e))? {
         let read = || -> rusqlite::Result<(i64, String, Sums)> {
-            let n = |i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                Sums {
-                    requests: n(2)?,
-                    errors: n(3)?,
-                    prompt_tokens: n(4)?,
-                    completion_tokens: n(5)?,
-                    cached_tokens: n(6)?,
-                    cache_write_tokens: n(7)?,
-                    cost_micro_usd: n(8)?,
-                },
-            ))
+            let mut columns = [0i64; 7];
+            for (i, c) in columns.iter_mut().enumerate() {
+                *c = row.get(i + 2)?;
+            }
+            Ok((row.get(0)?, row.get(1)?, Sums::from_columns(columns)))
         };
         let (day, model, sums) = read().map_err(|e| error(name, "totals", e))?;
         totals.add(day, &model, &sums);
