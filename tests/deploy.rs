@@ -587,6 +587,16 @@ fn compose_and_provisioning_point_at_files_that_exist() {
     assert!(config.contains("admin_listen = \"0.0.0.0:9464\""));
     assert!(prometheus.contains("targets: [\"gateway:9464\"]"));
     assert!(prometheus.contains("metrics_path: /metrics"));
+    // The gateway's usage ledger is compose's PostgreSQL, through the variable the shipped
+    // config names, and its spool (in the working directory) is on a volume.
+    assert!(config.contains("postgres_url_env = \"CHEAPAI_LEDGER_URL\""));
+    assert!(
+        compose.contains("CHEAPAI_LEDGER_URL: postgres://cheapai:")
+            && compose.contains("@postgres:5432/cheapai"),
+        "compose gives the gateway no ledger URL"
+    );
+    assert!(compose.contains("- gateway-data:/var/lib/cheapai"));
+    assert!(compose.contains("- postgres-data:/var/lib/postgresql/data"));
 }
 
 #[test]
@@ -603,6 +613,18 @@ fn shipped_config_is_the_default_catalog_and_loads() {
         from(&shipped) == from(&default),
         "deploy/gateway.toml: from [providers.emulator] on, copy conf/gateway.toml"
     );
-    cheapai_gateway::config::Config::parse(&shipped, "deploy/gateway.toml", &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // with the ledger's URL in the environment, as compose sets it
+    let config = cheapai_gateway::config::Config::parse(&shipped, "deploy/gateway.toml", &|var| {
+        (var == "CHEAPAI_LEDGER_URL").then(|| "postgres://cheapai:pw@postgres:5432/cheapai".into())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        config.usage.store,
+        cheapai_gateway::ledger::StoreConfig::Postgres { .. }
+    ));
+    assert_eq!(
+        config.usage.spool_dir,
+        Path::new("usage-spool"),
+        "relative to WORKDIR"
+    );
 }
