@@ -4,7 +4,8 @@
 //! Dockerfile) serves a chat with the config the image ships. No container builder can pull a
 //! base image on this machine, so the entrypoint runs on the host: the release binary with the
 //! Dockerfile's exact arguments, the shipped config at its in-image path's stand-in, its
-//! working directory, and a real redis-server where compose has its `redis` service.
+//! working directory, a real redis-server where compose has its `redis` service and a real
+//! PostgreSQL where it has its `postgres` (tests/deploy_container.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
