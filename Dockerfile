@@ -1,15 +1,19 @@
 # cheapai-gateway container image.
 #
 #   docker build -t cheapai-gateway .
-#   docker run --rm -p 8080:8080 -p 127.0.0.1:9464:9464 cheapai-gateway
+#   docker run --rm -p 8080:8080 -p 127.0.0.1:9464:9464 -v cheapai-data:/var/lib/cheapai \
+#     -e CHEAPAI_LEDGER_URL=postgres://USER:PASSWORD@HOST:5432/DB cheapai-gateway
 #
 # Two stages: the builder compiles the release binary on Debian bookworm (Pingora needs cmake
 # for zlib-ng and a C compiler for zstd, ring and mimalloc; the rust image has the compiler),
 # the runtime image is bookworm-slim with only CA certificates (rustls reads the system's
 # roots to reach real providers) and the binary, run as an unprivileged user.
 # The image ships deploy/gateway.toml: the offline default catalog served by the bundled
-# emulator, state in Redis at redis://redis:6379 (deploy/compose.yaml). Mount your own config
-# over /etc/cheapai/gateway.toml for real providers.
+# emulator, state in Redis at redis://redis:6379 and the usage ledger in the PostgreSQL that
+# CHEAPAI_LEDGER_URL names (deploy/compose.yaml runs both). Without a reachable PostgreSQL the
+# gateway still serves and keeps the usage records in its spool until the ledger is back.
+# Mount your own config over /etc/cheapai/gateway.toml for real providers, or for a single
+# instance's SQLite ledger (store = "sqlite:usage.db", in the volume).
 
 FROM docker.io/library/rust:1-bookworm AS builder
 RUN apt-get update \
@@ -38,8 +42,12 @@ RUN apt-get update \
        --shell /usr/sbin/nologin cheapai
 COPY --from=builder /out/cheapai-gateway /usr/local/bin/cheapai-gateway
 COPY deploy/gateway.toml /etc/cheapai/gateway.toml
-# The usage log (usage.jsonl_path, relative) is written here: mount a volume to keep it.
+# The working directory holds the usage spool (usage-spool/, relative in the config): every
+# usage record is written there before it is shipped to the ledger, so records not yet
+# shipped exist only there. It must be a volume that outlives the container (compose mounts
+# one), one per running gateway: a spool is locked by the process that writes it.
 WORKDIR /var/lib/cheapai
+VOLUME ["/var/lib/cheapai"]
 USER cheapai
 # 8080: the client API; 9464: the admin listener (/health, /ready, /metrics, /admin).
 EXPOSE 8080 9464

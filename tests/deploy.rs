@@ -4,7 +4,8 @@
 //! Dockerfile) serves a chat with the config the image ships. No container builder can pull a
 //! base image on this machine, so the entrypoint runs on the host: the release binary with the
 //! Dockerfile's exact arguments, the shipped config at its in-image path's stand-in, its
-//! working directory, and a real redis-server where compose has its `redis` service.
+//! working directory, a real redis-server where compose has its `redis` service and a real
+//! PostgreSQL where it has its `postgres` (tests/deploy_container.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -150,13 +151,25 @@ fn name_extraction_and_suffix_handling() {
 /// A key with one request per minute, to get a 429 from the limits.
 const SLOW_KEY: &str = "cai-test-deploy-slow-0003";
 
+/// The value of an unlabelled sample (0 when absent).
+fn sample(exposition: &str, name: &str) -> f64 {
+    metric_sample(exposition, &[&format!("{name} ")]).unwrap_or(0.0)
+}
+
 #[test]
 fn every_metric_in_the_dashboard_and_the_alerts_is_exposed_by_a_live_gateway() {
-    // /dev/full: the billing log's writes fail as on a full disk (usage sink errors).
+    // The ledger's store is unreachable at first, for real: its SQLite file's directory is
+    // a regular file, which no one (root included) can create a database under. Deliveries
+    // fail and records wait in the spool; once the file is gone, the next retry creates the
+    // directory and ships them.
+    let dir = scratch_dir("live");
+    let blocker = dir.join("store");
+    std::fs::write(&blocker, b"not a directory").unwrap();
     let extra = format!(
         r#"
 [usage]
-jsonl_path = "/dev/full"
+spool_dir = "{spool}"
+store = "sqlite:{db}"
 
 [models."gpt-retry"]
 provider = "emu"
@@ -164,10 +177,12 @@ retries = 1
 
 [[keys]]
 name = "slow"
-sha256 = "{}"
+sha256 = "{slow}"
 limits = {{ rpm = 1 }}
 "#,
-        sha256_hex(SLOW_KEY.as_bytes())
+        spool = dir.join("spool").display(),
+        db = blocker.join("usage.db").display(),
+        slow = sha256_hex(SLOW_KEY.as_bytes())
     );
     let gw = Gateway::start_with(&extra);
     let ok = gw.post("/v1/chat/completions", &chat("gpt-4o", false));
@@ -207,10 +222,73 @@ limits = {{ rpm = 1 }}
         .collect();
     assert_eq!(statuses, [200, 429]);
 
-    // The usage writer fails on /dev/full a moment after the requests: wait for the count.
-    let exposition = gw.scrape_until(Duration::from_secs(10), |text| {
-        text.contains("cheapai_usage_sink_errors_total{")
+    // The store is unreachable: deliveries fail, the records wait and age.
+    // Five records: every request but the one the gateway's own limit refused.
+    let stuck = gw.scrape_until(Duration::from_secs(10), |text| {
+        sample(text, "cheapai_usage_spool_records_appended_total") >= 5.0
+            && sample(text, "cheapai_usage_ship_failures_total") >= 1.0
+            && sample(text, "cheapai_usage_ship_lag_seconds") > 0.0
     });
+    let spooled = sample(&stuck, "cheapai_usage_spool_records_appended_total");
+    assert_eq!(spooled, 5.0, "{stuck}");
+    assert!(
+        sample(&stuck, "cheapai_usage_ship_failures_total") >= 1.0,
+        "{stuck}"
+    );
+    assert!(
+        sample(&stuck, "cheapai_usage_ship_lag_seconds") > 0.0,
+        "{stuck}"
+    );
+    assert!(
+        sample(&stuck, "cheapai_usage_spool_unshipped_bytes") > 0.0,
+        "{stuck}"
+    );
+    assert_eq!(
+        sample(&stuck, "cheapai_usage_ship_records_total"),
+        0.0,
+        "{stuck}"
+    );
+
+    // The store comes back: everything spooled is shipped, and nothing waits.
+    std::fs::remove_file(&blocker).unwrap();
+    let exposition = gw.scrape_until(Duration::from_secs(20), |text| {
+        sample(text, "cheapai_usage_ship_records_total") >= spooled
+            && sample(text, "cheapai_usage_spool_unshipped_bytes") == 0.0
+            && sample(text, "cheapai_usage_ship_lag_seconds") == 0.0
+    });
+    assert_eq!(
+        sample(&exposition, "cheapai_usage_ship_records_total"),
+        sample(&exposition, "cheapai_usage_spool_records_appended_total"),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(&exposition, "cheapai_usage_spool_unshipped_bytes"),
+        0.0
+    );
+    assert_eq!(sample(&exposition, "cheapai_usage_ship_lag_seconds"), 0.0);
+    assert!(sample(&exposition, "cheapai_usage_spool_fsync_seconds_count") >= 1.0);
+    // and the store holds them
+    let listed: Answer = ureq::get(&format!("{}/admin/usage?limit=1000", gw.admin_url))
+        .set("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .call()
+        .into();
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let listed = listed.json();
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(spooled as usize),
+        "{listed}"
+    );
+    // The labelled family of disk errors: every operation's series from the start, at 0
+    // (nothing failed on this disk).
+    for op in ["open", "write", "fsync", "truncate", "read", "checkpoint"] {
+        let series = format!("cheapai_usage_spool_disk_errors_total{{op=\"{op}\"}} ");
+        assert_eq!(
+            metric_sample(&exposition, &[&series]),
+            Some(0.0),
+            "{series}\n{exposition}"
+        );
+    }
     let fams = families(&exposition);
 
     let mut used: BTreeMap<String, &str> = BTreeMap::new();
@@ -234,6 +312,8 @@ limits = {{ rpm = 1 }}
         "queried but not in /metrics: {missing:?}\nfamilies: {:?}",
         fams.keys().collect::<Vec<_>>()
     );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn promtool(args: &[&str]) -> String {
@@ -275,7 +355,14 @@ fn promtool_checks_the_rules_and_fires_each_alert_in_the_rule_tests() {
         "CheapaiHighErrorRate",
         "CheapaiHighLatency",
         "CheapaiRedisErrors",
-        "CheapaiUsageSinkErrors",
+        "CheapaiUsageSpoolFull",
+        "CheapaiUsageShippingLagging",
+        "CheapaiUsageShippingStalled",
+        "CheapaiUsageShipFailures",
+        "CheapaiUsageSpoolDiskErrors",
+        "CheapaiUsageSpoolCorruptFrames",
+        "CheapaiUsageRecordsRefused",
+        "CheapaiUsageRecordsRejected",
         "CheapaiCircuitOpen",
         "CheapaiProviderAuthFailures",
     ] {
@@ -431,14 +518,47 @@ fn dashboard_has_the_operator_panels_on_a_templated_prometheus() {
     );
     uses("Circuit state by provider", &["cheapai_circuit_state"]);
     uses("Redis errors", &["cheapai_redis_errors_total"]);
-    uses("Usage sink errors", &["cheapai_usage_sink_errors_total"]);
+    uses(
+        "Usage records per second",
+        &[
+            "cheapai_usage_records_total",
+            "cheapai_usage_spool_records_appended_total",
+            "cheapai_usage_ship_records_total",
+        ],
+    );
+    uses(
+        "Usage spool unshipped bytes",
+        &["cheapai_usage_spool_unshipped_bytes"],
+    );
+    uses("Usage ship lag", &["cheapai_usage_ship_lag_seconds"]);
+    uses(
+        "Usage ship failures",
+        &["cheapai_usage_ship_failures_total"],
+    );
+    uses("Usage spool full", &["cheapai_usage_spool_full"]);
+    uses(
+        "Usage records refused, rejected or corrupt",
+        &[
+            "cheapai_usage_spool_records_refused_total",
+            "cheapai_usage_records_rejected_total",
+            "cheapai_usage_spool_corrupt_frames_total",
+        ],
+    );
+    uses(
+        "Usage spool disk errors by operation",
+        &["cheapai_usage_spool_disk_errors_total", "by (op)"],
+    );
+    uses(
+        "Usage spool fsync p50 / p99",
+        &["cheapai_usage_spool_fsync_seconds_bucket"],
+    );
     uses("Gateway up", &["up{"]);
 }
 
 #[test]
 fn compose_and_provisioning_point_at_files_that_exist() {
     let compose = read("deploy/compose.yaml");
-    for service in ["gateway:", "redis:", "prometheus:", "grafana:"] {
+    for service in ["gateway:", "redis:", "postgres:", "prometheus:", "grafana:"] {
         assert!(
             compose.contains(&format!("\n  {service}\n")),
             "service {service}"
@@ -468,6 +588,16 @@ fn compose_and_provisioning_point_at_files_that_exist() {
     assert!(config.contains("admin_listen = \"0.0.0.0:9464\""));
     assert!(prometheus.contains("targets: [\"gateway:9464\"]"));
     assert!(prometheus.contains("metrics_path: /metrics"));
+    // The gateway's usage ledger is compose's PostgreSQL, through the variable the shipped
+    // config names, and its spool (in the working directory) is on a volume.
+    assert!(config.contains("postgres_url_env = \"CHEAPAI_LEDGER_URL\""));
+    assert!(
+        compose.contains("CHEAPAI_LEDGER_URL: postgres://cheapai:")
+            && compose.contains("@postgres:5432/cheapai"),
+        "compose gives the gateway no ledger URL"
+    );
+    assert!(compose.contains("- gateway-data:/var/lib/cheapai"));
+    assert!(compose.contains("- postgres-data:/var/lib/postgresql/data"));
 }
 
 #[test]
@@ -484,6 +614,18 @@ fn shipped_config_is_the_default_catalog_and_loads() {
         from(&shipped) == from(&default),
         "deploy/gateway.toml: from [providers.emulator] on, copy conf/gateway.toml"
     );
-    cheapai_gateway::config::Config::parse(&shipped, "deploy/gateway.toml", &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // with the ledger's URL in the environment, as compose sets it
+    let config = cheapai_gateway::config::Config::parse(&shipped, "deploy/gateway.toml", &|var| {
+        (var == "CHEAPAI_LEDGER_URL").then(|| "postgres://cheapai:pw@postgres:5432/cheapai".into())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        config.usage.store,
+        cheapai_gateway::ledger::StoreConfig::Postgres { .. }
+    ));
+    assert_eq!(
+        config.usage.spool_dir,
+        Path::new("usage-spool"),
+        "relative to WORKDIR"
+    );
 }

@@ -3,8 +3,9 @@
 //! does what the image would: it parses the Dockerfile's final stage, runs the release binary
 //! with exactly its ENTRYPOINT + CMD arguments, the config the image ships
 //! (deploy/gateway.toml, listeners moved to free loopback ports) at the stand-in of its
-//! in-image path, the image's WORKDIR as a scratch directory, and a real redis-server where
-//! compose has its `redis` service; then a client talks to it as to the container.
+//! in-image path, the image's WORKDIR as a scratch directory, a real redis-server where
+//! compose has its `redis` service and a real PostgreSQL where it has its `postgres` (the
+//! usage ledger); then a client talks to it as to the container.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,6 +20,8 @@ use common::*;
 
 /// The demo key of the shipped config (README, conf/gateway.toml).
 const DEMO_KEY: &str = "cai-demo-local-only-0001";
+/// Where the shipped config reads the usage ledger's URL from (compose sets it).
+const LEDGER_URL_ENV: &str = "CHEAPAI_LEDGER_URL";
 
 /// What the final stage of the Dockerfile says.
 #[derive(Debug, Default)]
@@ -28,6 +31,7 @@ struct Image {
     /// in-image path → source (`--from=stage:path`, or a path in the build context)
     copies: BTreeMap<String, String>,
     workdir: String,
+    volumes: Vec<String>,
     user: String,
     expose: Vec<u16>,
 }
@@ -58,6 +62,7 @@ fn parse_dockerfile(text: &str) -> Image {
             "ENTRYPOINT" => image.entrypoint = exec_form(arg),
             "CMD" => image.cmd = exec_form(arg),
             "WORKDIR" => image.workdir = arg.to_string(),
+            "VOLUME" => image.volumes.extend(exec_form(arg)),
             "USER" => image.user = arg.to_string(),
             "EXPOSE" => image.expose = arg.split_whitespace().map(|p| p.parse().unwrap()).collect(),
             "COPY" => {
@@ -112,6 +117,13 @@ fn dockerfile_parses_into_the_image_contract() {
     );
     assert!(image.copies["/usr/local/bin/cheapai-gateway"].starts_with("builder:"));
     assert_eq!(image.expose, [8080, 9464]);
+    // the usage spool lives in the working directory: it must outlive the container
+    assert!(
+        image.volumes.contains(&image.workdir),
+        "WORKDIR {} is not a VOLUME: {:?}",
+        image.workdir,
+        image.volumes
+    );
     assert!(
         !image.user.is_empty() && image.user != "root" && !image.user.starts_with('0'),
         "runs as root: {:?}",
@@ -165,6 +177,7 @@ fn replace_present(text: &str, from: &str, to: &str) -> String {
 fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_redis() {
     let image = parse_dockerfile(&read("Dockerfile"));
     let redis = RedisServer::start();
+    let ledger = postgres::TestPostgres::start_new();
     let [gw, admin, emu] = free_ports();
 
     // The image's files, on the host.
@@ -190,6 +203,11 @@ fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_red
             text = replace_present(&text, "\"0.0.0.0:9464\"", &format!("\"127.0.0.1:{admin}\""));
             text = replace_present(&text, "127.0.0.1:8089", &format!("127.0.0.1:{emu}"));
             text = replace_present(&text, "redis://redis:6379", &redis.url());
+            // the ledger's URL comes from the environment, as compose gives it
+            assert!(
+                text.contains(&format!("postgres_url_env = \"{LEDGER_URL_ENV}\"")),
+                "the shipped config's ledger is not in {LEDGER_URL_ENV}"
+            );
         }
         let host = root.join(dest.trim_start_matches('/'));
         std::fs::create_dir_all(host.parent().unwrap()).unwrap();
@@ -218,6 +236,7 @@ fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_red
             .args(&args)
             .current_dir(&workdir)
             .env("CHEAPAI_ADMIN_TOKEN", "deploy-test-admin")
+            .env(LEDGER_URL_ENV, ledger.url())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(root.join("gateway.err")).unwrap())
@@ -261,7 +280,8 @@ fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_red
         "{metrics}"
     );
 
-    // Usage went to Redis (the shared state) and to the billing log in the WORKDIR.
+    // The usage records went through the spool in the WORKDIR to the PostgreSQL ledger, and
+    // the limits' state to Redis.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let usage: Answer = ureq::get(&format!("http://127.0.0.1:{gw}/v1/usage"))
@@ -270,16 +290,22 @@ fn image_entrypoint_with_the_shipped_config_serves_a_chat_and_keeps_state_in_red
             .into();
         assert_eq!(usage.status, 200, "{}", usage.text());
         let records = usage.json()["data"].as_array().map_or(0, Vec::len);
-        let jsonl = std::fs::read_to_string(workdir.join("usage.jsonl")).unwrap_or_default();
-        if records == 2 && jsonl.lines().count() == 2 {
+        if records == 2 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "{records} usage records, billing log:\n{jsonl}"
+            "{records} usage records: {}",
+            usage.text()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let stored = ledger.psql("ledger", "SELECT count(*) FROM ledger_records");
+    assert_eq!(stored, "2", "records in PostgreSQL");
+    assert!(
+        workdir.join("usage-spool").join("0").is_dir(),
+        "no usage spool in the working directory"
+    );
     let keys: u64 = redis.cli(&["DBSIZE"]).trim().parse().unwrap();
     assert!(keys > 0, "nothing in Redis");
 

@@ -2,7 +2,9 @@
 
 The gateway binary comes from $CHEAPAI_BIN (scripts/test sets it to the release
 build). It runs with a generated config on free loopback ports, with its
-in-process emulator as the only upstream provider.
+in-process emulator as the only upstream provider, and its usage ledger (spool
+and SQLite store) in the session's temp dir; tests read usage records back as an
+operator does, through `GET /admin/usage`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,55 @@ ANTHROPIC_PROVIDER_KEY = "sk-ant-provider-secret"
 ANTHROPIC_PROVIDER_KEY_ENV = "CHEAPAI_TEST_ANTHROPIC_KEY"
 GEMINI_PROVIDER_KEY = "gemini-provider-secret"
 GEMINI_PROVIDER_KEY_ENV = "CHEAPAI_TEST_GEMINI_KEY"
+ADMIN_TOKEN_ENV = "CHEAPAI_TEST_ADMIN_TOKEN"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 80
+# How long a usage record may take to reach the ledger: the shipper delivers within
+# milliseconds; this only bounds a failing test.
+RECORD_TIMEOUT_S = 10.0
+POLL_S = 0.05
+
+
+@dataclasses.dataclass
+class UsageLedger:
+    """A gateway's usage ledger as operators read it: `GET /admin/usage` with the admin token.
+    Records reach it from the spool a moment after their request ends, so readers poll."""
+
+    admin_url: str
+    admin_token: str
+
+    def page(self, query: dict[str, str]) -> dict:
+        resp = requests.get(
+            f"{self.admin_url}/admin/usage",
+            params=query,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, f"/admin/usage: {resp.status_code} {resp.text[:500]}"
+        return resp.json()
+
+    def records(self) -> list[dict]:
+        """Every record of every key in the ledger, newest first (all pages)."""
+        query = {"limit": "1000"}
+        records: list[dict] = []
+        while True:
+            body = self.page(query)
+            records.extend(body["data"])
+            if not body["has_more"]:
+                return records
+            query["after"] = body["next"]
+
+    def record_of(self, request_id: str) -> dict:
+        """The record of `request_id`, once it has reached the ledger."""
+        deadline = time.monotonic() + RECORD_TIMEOUT_S
+        while True:
+            for r in self.records():
+                if r["request_id"] == request_id:
+                    return r
+            if time.monotonic() > deadline:
+                pytest.fail(f"no usage record for {request_id} in the ledger within {RECORD_TIMEOUT_S:.0f}s")
+            time.sleep(POLL_S)
 
 
 @dataclasses.dataclass
@@ -55,7 +103,8 @@ class Gateway:
     anthropic_provider_key: str  # ... to the Anthropic-format provider `emu-anthropic`
     gemini_provider_key: str  # ... to the Gemini provider `emu-gemini`
     config_path: Path
-    jsonl_path: Path  # [usage].jsonl_path: the billing log, one JSON record per request
+    ledger_dir: Path  # [usage]: the spool (spool/) and the SQLite store (usage.db)
+    ledger: UsageLedger
     log_path: Path
     process: subprocess.Popen
 
@@ -91,7 +140,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def render_config(port: int, admin_port: int, emu_port: int, key: str, other_key: str, jsonl_path: Path) -> str:
+def render_config(port: int, admin_port: int, emu_port: int, key: str, other_key: str, ledger_dir: Path) -> str:
     return f"""\
 [server]
 listen = "127.0.0.1:{port}"
@@ -99,10 +148,11 @@ admin_listen = "127.0.0.1:{admin_port}"
 threads = 2
 max_body_bytes = 10485760
 grace_period_seconds = 5
+admin_token_env = "{ADMIN_TOKEN_ENV}"
 
 [usage]
-jsonl_path = "{jsonl_path}"
-history_per_key = 1000
+spool_dir = "{ledger_dir / 'spool'}"
+store = "sqlite:{ledger_dir / 'usage.db'}"
 
 [emulator]
 listen = "127.0.0.1:{emu_port}"
@@ -222,14 +272,16 @@ def gateway(tmp_path_factory) -> Gateway:
     tmp = tmp_path_factory.mktemp("gateway")
     key = "cai-" + secrets.token_hex(24)
     other_key = "cai-" + secrets.token_hex(24)
+    admin_token = "admin-" + secrets.token_hex(16)
     port, admin_port, emu_port = free_ports(3)
 
     config_path = tmp / "gateway.toml"
-    jsonl_path = tmp / "usage.jsonl"
-    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key, jsonl_path))
+    ledger_dir = tmp / "ledger"
+    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key, ledger_dir))
     log_path = tmp / "gateway.log"
 
     env = dict(os.environ)
+    env[ADMIN_TOKEN_ENV] = admin_token
     env[PROVIDER_KEY_ENV] = PROVIDER_KEY
     env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
     env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
@@ -259,7 +311,8 @@ def gateway(tmp_path_factory) -> Gateway:
             anthropic_provider_key=ANTHROPIC_PROVIDER_KEY,
             gemini_provider_key=GEMINI_PROVIDER_KEY,
             config_path=config_path,
-            jsonl_path=jsonl_path,
+            ledger_dir=ledger_dir,
+            ledger=UsageLedger(admin_url=f"http://127.0.0.1:{admin_port}", admin_token=admin_token),
             log_path=log_path,
             process=proc,
         )
@@ -281,17 +334,12 @@ class DefaultGateway:
 
     root_url: str
     key: str
-    jsonl_path: Path  # the config's relative usage.jsonl, in the process's working directory
+    ledger: UsageLedger  # the config's relative spool and SQLite store, in the working directory
     log_path: Path
 
     def records(self) -> list[dict]:
-        import json
-
-        try:
-            lines = self.jsonl_path.read_text().splitlines()
-        except OSError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
+        """Every usage record in the ledger, newest first."""
+        return self.ledger.records()
 
 
 @pytest.fixture(scope="session")
@@ -307,16 +355,20 @@ def default_gateway(tmp_path_factory) -> DefaultGateway:
     ):
         assert old in text, f"conf/gateway.toml no longer has {old}"
         text = text.replace(old, new)
+    # the admin API, where the ledger is read, takes the token this variable holds
+    assert 'admin_token_env = "CHEAPAI_ADMIN_TOKEN"' in text, "conf/gateway.toml no longer has its admin token"
     config_path = tmp / "gateway.toml"
     config_path.write_text(text)
     log_path = tmp / "gateway.log"
+    admin_token = "admin-" + secrets.token_hex(16)
     env = dict(os.environ)
+    env["CHEAPAI_ADMIN_TOKEN"] = admin_token
     env.setdefault("RUST_LOG", "info")
     with _running(binary, config_path, env, tmp, log_path, [port, admin_port, emu_port]):
         yield DefaultGateway(
             root_url=f"http://127.0.0.1:{port}",
             key=DEMO_KEY,
-            jsonl_path=tmp / "usage.jsonl",
+            ledger=UsageLedger(admin_url=f"http://127.0.0.1:{admin_port}", admin_token=admin_token),
             log_path=log_path,
         )
 

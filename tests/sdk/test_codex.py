@@ -70,18 +70,13 @@ def settled(read, started_ms: int) -> list[dict]:
 
 @pytest.mark.parametrize("model", ["gpt-native", "gpt-4o", "claude-3-5-sonnet", "gemini-1-5-pro"])
 def test_codex_exec_with_a_tool_round_trip(gateway, tmp_path, model):
-    import json
-
     started_ms = int(time.time() * 1000)
     done = run_codex(tmp_path, gateway.base_url, gateway.key, model)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith(EXPECTED), done.stdout + done.stderr
     assert "exec_command" in done.stderr or "Paris" in done.stderr, done.stderr
 
-    def read():
-        return [json.loads(l) for l in gateway.jsonl_path.read_text().splitlines() if l.strip()]
-
-    records = settled(read, started_ms)
+    records = settled(gateway.ledger.records, started_ms)
     assert len(records) >= 2, "the tool call, then the answer after its output"
     for r in records:
         assert r["model"] == model and r["status"] == 200, r

@@ -6,7 +6,6 @@ usage record, and the SDK's error classes."""
 from __future__ import annotations
 
 import json
-import time
 
 import openai
 import pytest
@@ -25,17 +24,6 @@ WEATHER = {
 }
 
 
-def record_of(gateway, request_id: str) -> dict:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in gateway.jsonl_path.read_text().splitlines():
-            r = json.loads(line)
-            if r["request_id"] == request_id:
-                return r
-        time.sleep(0.05)
-    pytest.fail(f"no usage record for {request_id}")
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_create_answers_text_with_usage_and_a_record(gateway, client, model):
     raw = client.responses.with_raw_response.create(model=model, input="Say hello", instructions="Be brief.")
@@ -44,7 +32,7 @@ def test_create_answers_text_with_usage_and_a_record(gateway, client, model):
     assert r.status == "completed"
     assert r.usage.output_tokens == 5
     assert r.usage.input_tokens > 0
-    record = record_of(gateway, raw.headers["x-request-id"])
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
     assert record["endpoint"] == "responses"
     assert record["model"] == model
     assert record["completion_tokens"] == 5

@@ -1,6 +1,7 @@
-"""Metering: every request with a key leaves a usage record — in the key's history
-(`GET /v1/usage`) and in the JSONL billing log — with the provider's token counts and the
-cost at the model's price (integer micro-USD, rounded half up).
+"""Metering: every request with a key leaves one usage record in the usage ledger — listed
+by the key's own `GET /v1/usage` and by the operators' `GET /admin/usage` — with the
+provider's token counts and the cost at the model's price (integer micro-USD, rounded half
+up).
 
 Prices of the test config (USD per 1M tokens): gpt-4o 2.5 in / 10 out / 1.25 cached;
 claude-3-5-sonnet 3 / 15 / 0.3 cached; gemini-1-5-pro 1.25 / 5. Token counts follow the
@@ -290,19 +291,25 @@ def test_usage_cut_stream_is_estimated(gateway, client):
     assert rec["cost_micro_usd"] == expected_cost("gpt-4o", rec["prompt_tokens"], rec["completion_tokens"])
 
 
-def test_usage_jsonl_one_line_per_request(gateway, metered):
+def test_ledger_holds_one_record_per_request(gateway, metered):
+    """The operators' view of the ledger (every key's records, all pages) holds each request
+    once, as the key's own listing shows it, and the client key is nowhere in the ledger:
+    not in its answers, its spool or its SQLite files."""
     ids = [rid for rid, _ in metered]
     api = by_id(wait_for_records(gateway, gateway.key, ids))
-    lines = gateway.jsonl_path.read_text().splitlines()
-    assert lines, f"empty billing log {gateway.jsonl_path}"
-    records = [json.loads(line) for line in lines]  # every line is one JSON record
+    records = gateway.ledger.records()
+    assert records, "empty usage ledger"
     counts: dict[str, int] = {}
     for r in records:
         counts[r["request_id"]] = counts.get(r["request_id"], 0) + 1
     dupes = {rid: n for rid, n in counts.items() if n > 1}
-    assert not dupes, f"requests logged more than once: {dupes}"
+    assert not dupes, f"requests recorded more than once: {dupes}"
     logged = {r["request_id"]: r for r in records}
     for rid in ids:
-        assert rid in logged, f"{rid} missing from the JSONL log"
-        assert logged[rid] == api[rid], f"JSONL and /v1/usage disagree on {rid}"
-    assert gateway.key not in gateway.jsonl_path.read_text(), "client key written to the billing log"
+        assert rid in logged, f"{rid} missing from the ledger"
+        assert logged[rid] == api[rid], f"/admin/usage and /v1/usage disagree on {rid}"
+    assert gateway.key not in json.dumps(records), "client key in the usage records"
+    stored = [f for f in gateway.ledger_dir.rglob("*") if f.is_file()]
+    assert any(f.name.startswith("usage.db") for f in stored), f"no SQLite ledger in {gateway.ledger_dir}: {stored}"
+    for f in stored:
+        assert gateway.key.encode() not in f.read_bytes(), f"client key written to {f}"
