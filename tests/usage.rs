@@ -224,3 +224,42 @@ fn a_key_reads_its_own_usage_and_never_another_keys() {
     let none = gw.request("GET", "/v1/usage", &[], b"");
     assert_eq!(none.status, 401);
 }
+
+/// A record is readable through `/v1/usage` within a second of its answer in normal operation
+/// (spooled, fsynced, shipped and committed in between): the median of twenty, each polled
+/// for every 10 ms.
+#[test]
+fn a_record_is_readable_within_a_second_of_its_answer() {
+    let gw = Gateway::start();
+    let auth = format!("Bearer {KEY}");
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        let answer = gw.post("/v1/chat/completions", &chat("gpt-4o", false));
+        assert_eq!(answer.status, 200);
+        let answered = Instant::now();
+        let id = answer
+            .header("x-request-id")
+            .unwrap_or_default()
+            .to_string();
+        loop {
+            let listed = gw
+                .request("GET", "/v1/usage?limit=1", &[("authorization", &auth)], b"")
+                .json();
+            if listed["data"][0]["request_id"] == id.as_str() {
+                break;
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(5),
+                "{id} never listed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        waits.push(answered.elapsed());
+    }
+    waits.sort();
+    eprintln!(
+        "readable after: median {:?}, max {:?}",
+        waits[10], waits[19]
+    );
+    assert!(waits[10] < Duration::from_secs(1), "median {:?}", waits[10]);
+}

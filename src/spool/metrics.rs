@@ -20,6 +20,8 @@ pub struct SpoolMetrics {
     pub unshipped_bytes: IntGauge,
     /// 1 while the spool is full (new billable requests should be refused), else 0.
     pub full: IntGauge,
+    /// Bytes appended and not yet written and fsynced: what a crash now would take.
+    pub queued_bytes: IntGauge,
     pub appended: IntCounter,
     pub refused: IntCounter,
     pub fsync_seconds: Histogram,
@@ -53,6 +55,11 @@ impl SpoolMetrics {
             full: int_gauge(
                 "usage_spool_full",
                 "1 while the usage spool is full and billable requests are to be refused.",
+            ),
+            queued_bytes: int_gauge(
+                "usage_spool_queued_bytes",
+                "Usage-record bytes appended to the spool and not yet written and fsynced: \
+                 what a crash at this moment would lose.",
             ),
             appended: int_counter(
                 "usage_spool_records_appended_total",
@@ -110,6 +117,7 @@ impl SpoolMetrics {
         SpoolMetrics {
             unshipped_bytes: register(self.unshipped_bytes),
             full: register(self.full),
+            queued_bytes: register(self.queued_bytes),
             appended: register(self.appended),
             refused: register(self.refused),
             fsync_seconds: register(self.fsync_seconds),
@@ -130,6 +138,7 @@ impl SpoolMetrics {
         SpoolMetrics {
             unshipped_bytes: own.unshipped_bytes,
             full: own.full,
+            queued_bytes: own.queued_bytes,
             lag_seconds: own.lag_seconds,
             ..SPOOL.clone()
         }

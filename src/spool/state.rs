@@ -201,6 +201,9 @@ impl Shared {
             self.metrics
                 .unshipped_bytes
                 .set(i64::try_from(unshipped).unwrap_or(i64::MAX));
+            self.metrics
+                .queued_bytes
+                .set(i64::try_from(queued).unwrap_or(i64::MAX));
             let full = self.caps.full(was_full, unshipped, queued);
             if full == was_full {
                 return;
