@@ -9,49 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
-use sha2::{Digest, Sha256};
 
-use crate::catalog::Limits;
 use crate::keys::KeyBackend;
 use crate::state::StateError;
 
-/// What the gateway knows about a verified client key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyInfo {
-    /// `k_` + the first 12 hex digits of the key's SHA-256: stable and safe to log.
-    pub id: String,
-    pub name: String,
-    /// Model names or `prefix*` patterns; `*` allows all.
-    pub models: Vec<String>,
-    pub limits: Limits,
-    pub budget_micro_usd: Option<u64>,
-    /// Unix seconds after which the key is refused.
-    pub expires_at: Option<u64>,
-    /// Concurrent requests this key may have in one gateway instance.
-    pub max_inflight: Option<u32>,
-}
-
-impl KeyInfo {
-    /// Whether this key may call `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        self.models
-            .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => model.starts_with(prefix),
-                None => pattern == model,
-            })
-    }
-}
-
-/// The hex SHA-256 of a key, as `hash-key` prints it and the config stores it.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// The id derived from a key's hex hash.
-pub fn key_id(sha256_hex: &str) -> String {
-    format!("k_{}", &sha256_hex[..sha256_hex.len().min(12)])
-}
+pub use crate::keys::{hash_key, key_id, KeyInfo};
 
 /// The key a client presented: `Authorization: Bearer …` (OpenAI SDKs, Claude Code's
 /// `ANTHROPIC_AUTH_TOKEN`) or `x-api-key` (Anthropic SDK, `ANTHROPIC_API_KEY`).
@@ -317,6 +279,7 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Limits;
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();

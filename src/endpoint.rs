@@ -87,7 +87,7 @@ impl Endpoint {
             "cancel" => &[http::Method::POST],
             _ => &[],
         };
-        if allowed.is_empty() || !crate::ownership::is_response_id(id) {
+        if allowed.is_empty() || !is_response_id(id) {
             return Err(GatewayError::new(
                 ErrorKind::UnknownPath,
                 format!("Invalid URL ({method} {})", crate::text::bounded_name(path)),
@@ -135,6 +135,16 @@ impl Endpoint {
             Self::Root => "root",
         }
     }
+}
+
+/// A response id of the shape providers give (`resp_` and letters, digits, `_`, `-`),
+/// bounded: anything else is never a stored response of this gateway.
+pub fn is_response_id(id: &str) -> bool {
+    id.len() <= crate::text::MAX_CLIENT_NAME
+        && id.starts_with("resp")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Client keys created at run time through `/admin/keys`: stored by SHA-256 only, in Redis
-//! (shared by every instance) or in memory (one instance). Config keys live in
-//! [`crate::auth::KeyStore`] and never come here.
+//! Client keys: what the gateway knows of a verified key ([`KeyInfo`]) and how keys are
+//! named (their SHA-256 and the id derived from it), and the keys created at run time through
+//! `/admin/keys`: stored by SHA-256 only, in Redis (shared by every instance) or in memory
+//! (one instance). Config keys live in [`crate::auth::KeyStore`] and never come here.
 //!
 //! Redis layout: `cai:key:{sha256}` → the key's JSON ([`StoredKey`]), `cai:key:{sha256}:off`
 //! present while it is disabled (a flag of its own, so disabling is one write, never a
@@ -17,9 +18,48 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{key_id, KeyInfo};
+use sha2::{Digest, Sha256};
+
 use crate::catalog::Limits;
 use crate::state::{Redis, StateError};
+
+/// What the gateway knows about a verified client key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// `k_` + the first 12 hex digits of the key's SHA-256: stable and safe to log.
+    pub id: String,
+    pub name: String,
+    /// Model names or `prefix*` patterns; `*` allows all.
+    pub models: Vec<String>,
+    pub limits: Limits,
+    pub budget_micro_usd: Option<u64>,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<u64>,
+    /// Concurrent requests this key may have in one gateway instance.
+    pub max_inflight: Option<u32>,
+}
+
+impl KeyInfo {
+    /// Whether this key may call `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => pattern == model,
+            })
+    }
+}
+
+/// The hex SHA-256 of a key, as `hash-key` prints it and the config stores it.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The id derived from a key's hex hash.
+pub fn key_id(sha256_hex: &str) -> String {
+    format!("k_{}", &sha256_hex[..sha256_hex.len().min(12)])
+}
 
 /// What is stored for a key: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,7 +293,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn stored(name: &str) -> StoredKey {
-        let sha256 = crate::auth::hash_key(name);
+        let sha256 = super::hash_key(name);
         StoredKey {
             id: id_for(&sha256),
             sha256,

@@ -96,10 +96,12 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     server.bootstrap();
     metrics::init();
+    std::sync::LazyLock::force(&spool::metrics::SPOOL);
 
-    let redis = state::Redis::from_config(&config.state)
-        .map(|r| r.map(Arc::new))
-        .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string()))?;
+    let redis =
+        config.state.redis().map(|r| r.map(Arc::new)).map_err(|e| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string())
+        })?;
     let hold = config.state.reservation_ttl;
     let shared_limits = redis.clone().map(|r| {
         Arc::new(limits::redis::RedisLimits::new(r).with_hold(hold)) as Arc<dyn limits::LimitStore>

@@ -392,7 +392,6 @@ pub fn init() {
     LazyLock::force(&REDIS_ERRORS);
     LazyLock::force(&USAGE_REJECTED);
     LazyLock::force(&USAGE_RECORDS);
-    LazyLock::force(&crate::spool::metrics::SPOOL);
 }
 
 /// The Prometheus text exposition of every metric.

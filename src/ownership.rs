@@ -146,17 +146,7 @@ pub fn response_id(answer: &[u8]) -> Option<String> {
             .filter_map(|data| object(data.trim_ascii()))
             .find_map(|o| o.response.and_then(|r| r.id))
     };
-    found.filter(|id| is_response_id(id))
-}
-
-/// A response id of the shape providers give (`resp_` and letters, digits, `_`, `-`),
-/// bounded: anything else is never a stored response of this gateway.
-pub fn is_response_id(id: &str) -> bool {
-    id.len() <= crate::text::MAX_CLIENT_NAME
-        && id.starts_with("resp")
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    found.filter(|id| crate::endpoint::is_response_id(id))
 }
 
 #[cfg(test)]

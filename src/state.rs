@@ -143,18 +143,6 @@ impl Redis {
         })
     }
 
-    /// The Redis of a `[state]` table: a cluster, one Redis, or `None` (state in-process).
-    pub fn from_config(state: &crate::config::StateConfig) -> Result<Option<Self>, StateError> {
-        if !state.redis_cluster.is_empty() {
-            return Self::cluster(&state.redis_cluster, state.timeout).map(Some);
-        }
-        state
-            .redis_url
-            .as_deref()
-            .map(|url| Self::new(url, state.timeout))
-            .transpose()
-    }
-
     /// The deadline of every call.
     pub fn timeout(&self) -> Duration {
         self.timeout

@@ -25,6 +25,21 @@ pub struct StateConfig {
     pub reservation_ttl: Duration,
 }
 
+impl StateConfig {
+    /// The Redis this table names: a cluster, one Redis, or `None` (state in-process). Checks
+    /// the URLs; no connection is made yet.
+    pub fn redis(&self) -> Result<Option<crate::state::Redis>, crate::state::StateError> {
+        use crate::state::Redis;
+        if !self.redis_cluster.is_empty() {
+            return Redis::cluster(&self.redis_cluster, self.timeout).map(Some);
+        }
+        self.redis_url
+            .as_deref()
+            .map(|url| Redis::new(url, self.timeout))
+            .transpose()
+    }
+}
+
 fn is_redis_url(url: &str) -> bool {
     url.starts_with("redis://") || url.starts_with("rediss://")
 }

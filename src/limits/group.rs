@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redis::Script;
 use tokio::sync::oneshot;
 
-use super::redis::{held_key, settle_in_redis, spend_key};
+use super::keys::{held_key, settle_in_redis, spend_key};
 use super::{Claim, Decision, Scope, WINDOW_SECS};
 use crate::state::{Redis, StateError};
 

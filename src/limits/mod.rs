@@ -17,6 +17,7 @@
 
 mod group;
 pub mod inflight;
+mod keys;
 #[cfg(test)]
 mod limiter_tests;
 pub mod local;

@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 
 use super::group::Checks;
+use super::keys::settle_in_redis;
+pub use super::keys::{held_key, spend_key, window_key};
 use super::{Claim, Decision, Held, LimitStore};
 use crate::state::{Redis, StateError};
 
 const SETTLE_SOURCE: &str = include_str!("settle.lua");
-
-static SPEND_SETTLE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("spend_settle.lua")));
 
 /// How often queued token settlements are written (one pipeline per interval).
 const SETTLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -89,44 +88,6 @@ async fn flush(redis: &Redis, pending: &Pending) -> Result<(), StateError> {
         })
         .collect();
     redis.per_slot("settle", commands).await
-}
-
-/// The hash holding one (key, model) window.
-pub fn window_key(key_id: &str, model: &str) -> String {
-    format!("cai:rl:{{{key_id}}}:{model}")
-}
-
-/// The counter of a key's spend (micro-USD): settled costs plus the worst cases reserved by
-/// requests not yet settled. The window script reads it and reserves in it; settlement adds
-/// real cost − reservation.
-pub fn spend_key(key_id: &str) -> String {
-    format!("cai:spend:{{{key_id}}}")
-}
-
-/// The key's budget reservations not yet settled, scored by when they expire.
-pub fn held_key(key_id: &str) -> String {
-    format!("cai:held:{{{key_id}}}")
-}
-
-/// Runs `spend_settle.lua` for one reservation (`member` empty: none) and a real cost.
-pub(super) async fn settle_in_redis(
-    redis: &Redis,
-    key_id: &str,
-    member: &str,
-    reserved: u64,
-    cost: u64,
-) -> Result<i64, StateError> {
-    let mut call = SPEND_SETTLE.prepare_invoke();
-    call.key(spend_key(key_id))
-        .key(held_key(key_id))
-        .arg(member)
-        .arg(reserved)
-        .arg(cost);
-    redis
-        .run("spend", move |mut c| {
-            Box::pin(async move { call.invoke_async(&mut c).await })
-        })
-        .await
 }
 
 #[async_trait]

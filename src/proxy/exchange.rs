@@ -16,27 +16,19 @@ use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
+pub use super::outcome::Finished;
 use super::relay;
+use super::transport::upstream_failure;
 use super::wire;
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 use crate::providers::peer::UpstreamPeer;
 use crate::providers::{Provider, Timeouts, UpstreamRequest};
-use crate::routing::Failure;
 use crate::telemetry::trace::RequestTrace;
 
 /// Largest upstream error body read before it is turned into the client's error.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// Fresh connections tried when a pooled one turns out to be closed by the provider.
 const STALE_CONNECTION_RETRIES: usize = 2;
-
-/// How the exchange ended, when it did not end with an error response.
-pub enum Finished {
-    /// The answer (or an SSE error event) was delivered and the response is complete.
-    Complete,
-    /// The client went away, or the body broke after its header was sent: the downstream
-    /// connection must be dropped, not finished.
-    Abort,
-}
 
 /// One attempt: sends the request to `provider` and streams its answer to the client. An
 /// `Err` means nothing reached the client, so the failover loop may try again elsewhere;
@@ -213,82 +205,6 @@ fn is_timeout(e: &Error) -> bool {
             | ErrorType::WriteTimedout
             | ErrorType::TLSHandshakeTimedout
     )
-}
-
-/// A transport failure talking to `provider`, as the client's error: timeouts are 504,
-/// everything else (refused, reset, TLS, malformed answer) is 502.
-pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> GatewayError {
-    let t = &provider.timeouts;
-    let failure = match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => Failure::ConnectTimeout,
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::FirstByteTimeout,
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::ConnectProxyFailure
-        | ErrorType::TLSHandshakeFailure
-        | ErrorType::InvalidCert
-        | ErrorType::SocketError
-        | ErrorType::BindError => Failure::Connect,
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
-            Failure::Reset
-        }
-        _ => Failure::Malformed,
-    };
-    let (kind, message) = match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
-            ErrorKind::UpstreamTimeout,
-            format!(
-                "provider {} did not accept a connection within {} ms",
-                provider.name,
-                t.connect.as_millis()
-            ),
-        ),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout if during == "streaming the answer" => (
-            ErrorKind::UpstreamTimeout,
-            format!(
-                "provider {} sent nothing for {} ms while streaming",
-                provider.name,
-                t.idle.as_millis()
-            ),
-        ),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
-            ErrorKind::UpstreamTimeout,
-            format!(
-                "provider {} did not answer within {} ms",
-                provider.name,
-                t.first_byte.as_millis()
-            ),
-        ),
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::ConnectProxyFailure
-        | ErrorType::TLSHandshakeFailure
-        | ErrorType::InvalidCert
-        | ErrorType::SocketError
-        | ErrorType::BindError => (
-            ErrorKind::UpstreamUnreachable,
-            format!(
-                "provider {} is unreachable ({})",
-                provider.name,
-                e.etype().as_str()
-            ),
-        ),
-        _ => (
-            ErrorKind::UpstreamProtocol,
-            format!(
-                "provider {} failed while {during} ({})",
-                provider.name,
-                e.etype().as_str()
-            ),
-        ),
-    };
-    log::debug!("upstream failure: {e}");
-    GatewayError {
-        failure: Some(failure),
-        ..GatewayError::new(kind, message)
-    }
 }
 
 #[cfg(test)]

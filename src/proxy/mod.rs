@@ -8,9 +8,11 @@ pub mod exchange;
 mod failover;
 mod models;
 mod observe;
+mod outcome;
 mod record;
 mod relay;
 mod stored;
+mod transport;
 mod wire;
 
 use std::sync::{Arc, LazyLock};

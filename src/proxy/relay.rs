@@ -18,7 +18,8 @@ use pingora::Error;
 use serde::de::IgnoredAny;
 
 use super::ctx::RequestCtx;
-use super::exchange::{upstream_failure, Finished};
+use super::outcome::Finished;
+use super::transport::upstream_failure;
 use super::wire::FRAMING_AND_HOP_BY_HOP;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;

@@ -65,7 +65,7 @@ impl Gateway {
         {
             return Ok(None);
         }
-        if !crate::ownership::is_response_id(id) {
+        if !crate::endpoint::is_response_id(id) {
             return Err(previous_not_found(id));
         }
         match self.owners.owner(id).await.map_err(state_unavailable)? {

@@ -198,11 +198,12 @@ impl DiskOp {
 mod tests {
     #[test]
     fn every_spool_metric_is_registered_and_rendered() {
-        crate::metrics::init();
+        std::sync::LazyLock::force(&super::SPOOL);
         let text = String::from_utf8(crate::metrics::render()).unwrap();
         for name in [
             "cheapai_usage_spool_unshipped_bytes",
             "cheapai_usage_spool_full",
+            "cheapai_usage_spool_queued_bytes",
             "cheapai_usage_spool_records_appended_total",
             "cheapai_usage_spool_records_refused_total",
             "cheapai_usage_spool_fsync_seconds",

@@ -9,22 +9,8 @@ const PER_MESSAGE_OVERHEAD: u64 = 4;
 /// for a single word with no spaces (one BPE piece, the costly kind).
 const MAX_TOKENIZED_BYTES: usize = 2 * 1024 * 1024;
 
-/// The two BPE encodings the gateway counts with. Each table is built once per process and
-/// shared by every caller (cut-stream estimates, count_tokens, Gemini embeddings); see
-/// [`super::tokenizers`] for when.
-///
-/// The `tiktoken` crate is used rather than `tiktoken-rs`: it gives the same tokens (checked on
-/// about 19,000 texts, this repository's and multilingual ones), counts 2 MiB of text in about
-/// 20 ms where `tiktoken-rs` takes 180-290 ms, and holds its vocabulary in one byte arena with
-/// an open-addressing index instead of a map entry and a `Vec` per token, three times over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Encoding {
-    /// Every OpenAI model since GPT-4o; the approximation for models whose tokenizer is not
-    /// public (Claude, Gemini).
-    O200k,
-    /// GPT-4 before 4o, GPT-3.5, and OpenAI's text-embedding-3 and ada-002 models.
-    Cl100k,
-}
+use super::tokenizers::table;
+pub(crate) use super::tokenizers::{encoding_for, Encoding};
 
 /// Tokens in `text` under `encoding`, special-token markers counted as plain text (0 for
 /// empty text; bytes / 4 beyond [`MAX_TOKENIZED_BYTES`]). CPU-heavy on large texts: call it
@@ -33,29 +19,9 @@ pub(crate) fn tokens(encoding: Encoding, text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    match super::tokenizers::table(encoding) {
+    match table(encoding) {
         Some(bpe) if text.len() <= MAX_TOKENIZED_BYTES => bpe.count(text) as u64,
         _ => (text.len() as u64).div_ceil(4),
-    }
-}
-
-/// The encoding of a model: cl100k for the families OpenAI built on it (GPT-4 before 4o,
-/// GPT-3.5, the text-embedding-3 and ada-002 embeddings), o200k for everything else: every
-/// OpenAI model since GPT-4o, and the approximation for models whose tokenizer is not public
-/// (Claude, Gemini). So a gateway that serves current models builds one encoding, not two.
-pub(crate) fn encoding_for(model: &str) -> Encoding {
-    let m = model.to_ascii_lowercase();
-    let gpt4_before_4o = m
-        .strip_prefix("gpt-4")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'));
-    if gpt4_before_4o
-        || m.starts_with("gpt-3.5")
-        || m.starts_with("text-embedding-3")
-        || m.starts_with("text-embedding-ada")
-    {
-        Encoding::Cl100k
-    } else {
-        Encoding::O200k
     }
 }
 
