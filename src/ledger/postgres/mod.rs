@@ -9,7 +9,7 @@
 //! dictionary ids ([`dictionary`]), one statement inserting the new records and their
 //! rollups ([`ingest`]), keyset paging and totals from rollups ([`read`]).
 //!
-//! Measured by `examples/ledger_bench.rs` (10 M records over 1,000 keys and 30 days, one key
+//! Measured by `examples/ledger_bench/` (10 M records over 1,000 keys and 30 days, one key
 //! with 100k, PostgreSQL 15 with fsync on, 2 shared and busy cores): ingest ~47k records/s
 //! through COPY (multi-row INSERT: ~43k/s against COPY's ~56k/s on the same 500k); 180 bytes
 //! a record for the partitions with their indexes and the dictionaries (159 once the index
