@@ -23,7 +23,7 @@ def verdict(value, target):
         return "not measured"
     if value >= target:
         return f"target >= {target:.2f}x: met"
-    return f"target >= {target:.2f}x: MISSED by {target - value:.2f} ({(target - value) / target:.0%})"
+    return f"target >= {target:.2f}x: MISSED by {target - value:.3f} ({(target - value) / target:.1%})"
 
 
 class LedgerReport:
@@ -55,6 +55,15 @@ class LedgerReport:
                 f"{rate:.0f}/s (wrk {r['rps']:.0f} req/s), all shipped {caught} after wrk ended, "
                 f"lag max {ship.max_lag_s:.3f} s, backlog max {ship.max_unshipped_bytes / 1024:.0f} KiB"
                 f"{pg}{failed}")
+
+    @staticmethod
+    def by_thread(target, after, before, requests):
+        """The line of a gateway's CPU per request by thread name (µs): its proxy workers
+        against the spool writer, the shipper's runtime and the PostgreSQL client's."""
+        per = {name: (ms - before.get(name, 0.0)) * 1000 / max(1, requests) for name, ms in after.items()}
+        shown = sorted(((n, us) for n, us in per.items() if us >= 0.05), key=lambda x: -x[1])
+        return (f"      cpu/req by thread {target}: {sum(per.values()):.1f} us = "
+                + ", ".join(f"{name} {us:.1f}" for name, us in shown))
 
     def ratios(self, load, mean, compare):
         """The ledger's RPS against the same run without it, and its CPU with PostgreSQL's."""

@@ -36,7 +36,7 @@ import time
 from bench_postgres import Postgres
 from ledger_probe import ShipSampler, wait_shipped
 from ledger_report import LedgerReport
-from proc_probe import cut_stream, port, rss_kb, settled_rss_kb
+from proc_probe import TICK_MS, cut_stream, port, rss_kb, settled_rss_kb, thread_cpu_ms
 
 BIN = sys.argv[1]
 # A bare Pingora hop (benches/bare_pingora.rs): what Pingora alone costs.
@@ -51,7 +51,6 @@ PHASES = os.environ.get("PHASES", "load latency strace slow").split()
 KEY = "cai-bench-key-0001"
 # The variable the `ledger` target's config names for its PostgreSQL URL.
 LEDGER_URL_ENV = "CHEAPAI_BENCH_LEDGER_URL"
-TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
 # The load generator gets core 1; the servers share both cores (as they would in production
 # with a co-located client they do not control).
 WRK = ["taskset", "-c", "1", "wrk", "-t1"]
@@ -286,6 +285,8 @@ http {{
                 for t in targets:
                     before = cpu_ms(pids(t))
                     pg_before = cpu_ms(pg_pids()) if t == "ledger" else None
+                    # where a gateway with a ledger, and one from before it, spend their CPU
+                    by_thread = thread_cpu_ms(servers[t][1].pid) if t in shipping or t in compare else None
                     if t in shipping:
                         with ShipSampler(admins[t]) as ship:
                             r = wrk(url(t, path), script, CONNECTIONS, DURATION)
@@ -305,6 +306,9 @@ http {{
                     if t in shipping:
                         pg_cpu = cpu_ms(pg_pids()) - pg_before if t == "ledger" else None
                         print(report.measured(t, load, r, ship, pg_cpu), flush=True)
+                    if by_thread is not None:
+                        print(report.by_thread(t, thread_cpu_ms(servers[t][1].pid), by_thread,
+                                               r["requests"]), flush=True)
         print()
         mean = lambda t, l, k: results[(t, l)][k] / results[(t, l)]["n"] if (t, l) in results else float("nan")
         for load in LOADS:
