@@ -4,14 +4,19 @@
 Everything is measured in one run, interleaved round by round, so that ratios survive a noisy
 shared machine: the provider emulator directly, nginx as the reference proxy hop (plain
 `proxy_pass`, upstream keep-alive, no buffering), a bare Pingora hop (the second argument:
-what Pingora alone costs), and the gateway in several set-ups. For each
+what Pingora alone costs), and the gateway in several set-ups, one of them (`ledger`) with
+its usage ledger in a PostgreSQL server the bench starts itself. For each
 (target, workload) it prints RPS, p50/p99 latency and CPU milliseconds per request (utime+stime
 of the target's processes from /proc/<pid>/stat); then the ratios, concurrency-1 latency, the
 gateway's syscalls per request (strace -c, a short separate pass), peak RSS, and the memory and
-added time of many slow concurrent streams.
+added time of many slow concurrent streams. For the gateways with a ledger (`gateway`: SQLite,
+`ledger`: PostgreSQL) it also prints what the shipper delivered during each measurement, the
+highest lag seen, how long it took to catch up, and, after the load, the `ledger` target's
+rows in PostgreSQL against the requests wrk completed.
 
 Environment: DURATION (s per measurement, 8), ROUNDS (2), CONNECTIONS (64), SLOW_STREAMS (2000),
-TARGETS (space-separated subset), LOADS (chat stream embed), PHASES (load latency strace slow),
+TARGETS (space-separated subset; `ledger` starts PostgreSQL, a few seconds), LOADS (chat stream
+embed), PHASES (load latency strace slow),
 COMPARE ("name=/path/to/binary ...": more gateways, in-memory state, each run from its own
 binary, e.g. builds of earlier commits, so that each change is measured alone in one run;
 their configs get no [usage] spool, which builds before the usage ledger do not know, unless
@@ -28,7 +33,10 @@ import sys
 import tempfile
 import time
 
-from proc_probe import cut_stream, port, rss_kb, settled_rss_kb
+from bench_postgres import Postgres
+from ledger_probe import ShipSampler, wait_shipped
+from ledger_report import LedgerReport
+from proc_probe import TICK_MS, cut_stream, port, rss_kb, settled_rss_kb, thread_cpu_ms
 
 BIN = sys.argv[1]
 # A bare Pingora hop (benches/bare_pingora.rs): what Pingora alone costs.
@@ -37,21 +45,24 @@ DURATION = int(os.environ.get("DURATION", "8"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 SLOW_STREAMS = int(os.environ.get("SLOW_STREAMS", "2000"))
-TARGETS = os.environ.get("TARGETS", "direct nginx pingora gateway redis limited balanced").split()
+TARGETS = os.environ.get("TARGETS", "direct nginx pingora gateway ledger redis limited balanced").split()
 LOADS = os.environ.get("LOADS", "chat stream embed").split()
 PHASES = os.environ.get("PHASES", "load latency strace slow").split()
 KEY = "cai-bench-key-0001"
-TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
+# The variable the `ledger` target's config names for its PostgreSQL URL.
+LEDGER_URL_ENV = "CHEAPAI_BENCH_LEDGER_URL"
 # The load generator gets core 1; the servers share both cores (as they would in production
 # with a co-located client they do not control).
 WRK = ["taskset", "-c", "1", "wrk", "-t1"]
 
 work = tempfile.mkdtemp(prefix="cheapai-bench-")
 procs = []
+# the `ledger` target's PostgreSQL server, when that target runs
+postgres = []
 
 
-def spawn(args, log):
-    env = dict(os.environ, RUST_LOG="warn")
+def spawn(args, log, extra_env=None):
+    env = dict(os.environ, RUST_LOG="warn", **(extra_env or {}))
     p = subprocess.Popen(args, stdout=open(os.path.join(work, log), "w"),
                          stderr=subprocess.STDOUT, env=env)
     procs.append(p)
@@ -134,15 +145,18 @@ def main():
     key_hash = subprocess.run([BIN, "hash-key", KEY], capture_output=True, text=True,
                               check=True).stdout.strip()
 
-    def gateway_conf(name, extra_model="", extra="", ledger=True):
+    def gateway_conf(name, extra_model="", extra="", ledger="sqlite"):
         gw, admin = port(), port()
+        admins[name] = admin
         model = extra_model or 'provider = "emu"'
         path = os.path.join(work, name + ".toml")
-        # each gateway its own usage spool and SQLite ledger (a spool is one process's);
-        # builds from before the ledger (COMPARE) know no [usage] spool
+        # each gateway its own usage spool and SQLite ledger (a spool is one process's), or
+        # the `ledger` target's PostgreSQL; builds from before the ledger (COMPARE,
+        # ledger=None) know no [usage] spool
         if ledger:
-            extra += (f'\n[usage]\nspool_dir = "{os.path.join(work, name + "-spool")}"\n'
-                      f'store = "sqlite:{os.path.join(work, name + ".db")}"\n')
+            store = (f'store = "sqlite:{os.path.join(work, name + ".db")}"' if ledger == "sqlite"
+                     else f'postgres_url_env = "{LEDGER_URL_ENV}"')
+            extra += f'\n[usage]\nspool_dir = "{os.path.join(work, name + "-spool")}"\n{store}\n'
         with open(path, "w") as f:
             f.write(f"""[server]
 listen = "127.0.0.1:{gw}"
@@ -169,8 +183,10 @@ sha256 = "{key_hash}"
 
     state = f'[state]\nredis_url = "redis://127.0.0.1:{redis}/0"\n'
     compare = dict(c.split("=", 1) for c in os.environ.get("COMPARE", "").split())
+    admins = {}
     confs = {
         "gateway": gateway_conf("gateway"),
+        "ledger": gateway_conf("ledger", ledger="postgres"),
         "redis": gateway_conf("redis", extra=state),
         "limited": gateway_conf("limited", extra="limits = { rpm = 100000000, tpm = 100000000000 }\n" + state),
         "balanced": gateway_conf("balanced", extra_model='deployments = [{ provider = "emu", weight = 1 }, { provider = "emu-b", weight = 3 }]'),
@@ -213,10 +229,19 @@ http {{
     if PINGORA and "pingora" in TARGETS:
         hop = port()
         servers["pingora"] = (hop, spawn([PINGORA, f"127.0.0.1:{hop}", f"127.0.0.1:{emu}", "2"], "pingora.log"))
+    ledger_env = {}
+    if "ledger" in TARGETS:
+        postgres.append(Postgres(work))
+        print(f"ledger: PostgreSQL initdb and start took {postgres[0].start():.1f} s "
+              f"(fsync on, synchronous commit)")
+        ledger_env[LEDGER_URL_ENV] = postgres[0].url()
+    else:
+        del confs["ledger"]
     for name, (gw, path) in confs.items():
-        servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log"))
+        servers[name] = (gw, spawn([BIN, "run", "--config", path], name + ".log",
+                                   ledger_env if name == "ledger" else None))
     for name, binary in compare.items():
-        gw, path = gateway_conf(name, ledger=os.environ.get("COMPARE_LEDGER") == "1")
+        gw, path = gateway_conf(name, ledger="sqlite" if os.environ.get("COMPARE_LEDGER") == "1" else None)
         servers[name] = (gw, spawn([binary, "run", "--config", path], name + ".log"))
         TARGETS.append(name)
     for p, _ in servers.values():
@@ -231,7 +256,14 @@ http {{
         "embed": ("/v1/embeddings", lua("embed", '{"model":"text-embedding-3-small","dimensions":1536,"input":"The food was delicious and the waiter was friendly."}')),
     }
     url = lambda t, path: f"http://127.0.0.1:{servers[t][0]}{path}"
-    pids = lambda t: family(servers[t][1].pid)
+    pg_pids = lambda: family(postgres[0].proc.pid)
+    # the `ledger` target's CPU is the gateway's and its PostgreSQL server's
+    pids = lambda t: family(servers[t][1].pid) + (pg_pids() if t == "ledger" else [])
+    # gateways whose shipping is watched during each measurement
+    shipping = [t for t in ("gateway", "ledger") if t in targets]
+    report = LedgerReport()
+    rows_sql = "SELECT count(*), count(*) FILTER (WHERE flags & 2 = 0) FROM ledger_records"
+    ledger_rows = lambda: tuple(int(x) for x in postgres[0].psql("ledger", rows_sql).split("|"))
 
     results = {}
     if "gateway" in servers:
@@ -241,6 +273,9 @@ http {{
         cut_stream(servers["gateway"][0], KEY, "gpt-4o")
         cut_stream(servers["gateway"][0], KEY, "gpt-4")
         print(f"gateway RSS idle, with its o200k and cl100k tokenizers: {settled_rss_kb([servers['gateway'][1].pid]) / 1024:.1f} MB")
+    if "ledger" in targets:
+        wait_shipped(admins["ledger"])
+        rows_before = ledger_rows()
     if "load" in PHASES:
         print(f"# {DURATION} s per measurement, {CONNECTIONS} connections, wrk -t1 on core 1, {ROUNDS} rounds")
         print(f"{'round':<6}{'load':<8}{'target':<10}{'rps':>9}{'p50_ms':>9}{'p99_ms':>9}{'cpu_ms/req':>12}{'non2xx':>8}")
@@ -249,7 +284,18 @@ http {{
                 path, script = scripts[load]
                 for t in targets:
                     before = cpu_ms(pids(t))
-                    r = wrk(url(t, path), script, CONNECTIONS, DURATION)
+                    pg_before = cpu_ms(pg_pids()) if t == "ledger" else None
+                    # where a gateway with a ledger, and one from before it, spend their CPU
+                    by_thread = thread_cpu_ms(servers[t][1].pid) if t in shipping or t in compare else None
+                    if t in shipping:
+                        with ShipSampler(admins[t]) as ship:
+                            r = wrk(url(t, path), script, CONNECTIONS, DURATION)
+                            ship.wrk_ended()
+                            # the shipper's work for these requests is theirs (and must not
+                            # land on the next target's measurement)
+                            ship.caught_up = wait_shipped(admins[t])
+                    else:
+                        r = wrk(url(t, path), script, CONNECTIONS, DURATION)
                     r["cpu"] = (cpu_ms(pids(t)) - before) / max(1, r["requests"])
                     acc = results.setdefault((t, load), {"rps": 0.0, "cpu": 0.0, "n": 0})
                     acc["rps"] += r["rps"]
@@ -257,6 +303,12 @@ http {{
                     acc["n"] += 1
                     print(f"{rnd:<6}{load:<8}{t:<10}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
                           f"{r['cpu']:>12.4f}{r['non2xx']:>8} {r['errors']}", flush=True)
+                    if t in shipping:
+                        pg_cpu = cpu_ms(pg_pids()) - pg_before if t == "ledger" else None
+                        print(report.measured(t, load, r, ship, pg_cpu), flush=True)
+                    if by_thread is not None:
+                        print(report.by_thread(t, thread_cpu_ms(servers[t][1].pid), by_thread,
+                                               r["requests"]), flush=True)
         print()
         mean = lambda t, l, k: results[(t, l)][k] / results[(t, l)]["n"] if (t, l) in results else float("nan")
         for load in LOADS:
@@ -280,6 +332,16 @@ http {{
                 extra.append(f"balanced/gateway = {mean('balanced', load, 'rps') / g:.2f}x")
             if extra:
                 print(f"      {load:<7} " + "  ".join(extra))
+            for line in report.ratios(load, mean, compare):
+                print(line)
+        for line in report.keeps_up():
+            print(line)
+        if "ledger" in targets:
+            wait_shipped(admins["ledger"])
+            line, every_request_stored = report.stored(ledger_rows(), rows_before)
+            print(line)
+            if not every_request_stored:
+                sys.exit(f"usage records lost: logs in {work}")
         print()
 
     if "latency" in PHASES:
@@ -362,4 +424,6 @@ finally:
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:
             p.kill()
+    for pg in postgres:
+        pg.stop()
     shutil.rmtree(work, ignore_errors=True)

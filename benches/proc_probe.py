@@ -1,8 +1,13 @@
-"""What the bench scripts share: free ports, a process's memory from /proc, and a stream its
-client leaves early (which makes the gateway build a tokenizer for its usage estimate)."""
+"""What the bench scripts share: free ports, a process's memory and its CPU by thread from
+/proc, and a stream its client leaves early (which makes the gateway build a tokenizer for
+its usage estimate)."""
+import collections
+import os
 import re
 import socket
 import time
+
+TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 def port():
@@ -23,6 +28,26 @@ def rss_kb(pids, field="VmRSS"):
         except OSError:
             pass
     return total
+
+
+def thread_cpu_ms(pid):
+    """CPU milliseconds (utime + stime) of `pid`'s threads so far, summed by thread name with
+    any trailing number dropped (tokio's and Pingora's threads of one pool share a name)."""
+    by_name = collections.Counter()
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return by_name
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = re.sub(r"[-_ ]?\d+$", "", stat[stat.index("(") + 1:stat.rindex(")")])
+        fields = stat.rsplit(")", 1)[1].split()
+        by_name[name] += (int(fields[11]) + int(fields[12])) * TICK_MS
+    return by_name
 
 
 def settled_rss_kb(pids):

@@ -9,12 +9,14 @@
 //! dictionary ids ([`dictionary`]), one statement inserting the new records and their
 //! rollups ([`ingest`]), keyset paging and totals from rollups ([`read`]).
 //!
-//! Measured by `examples/ledger_bench.rs` (10 M records over 1,000 keys and 30 days, one key
-//! with 100k, PostgreSQL 15 with fsync on, 2 shared and busy cores): ingest ~47k records/s
-//! through COPY (multi-row INSERT: ~43k/s against COPY's ~56k/s on the same 500k); 180 bytes
-//! a record for the partitions with their indexes and the dictionaries (159 once the index
-//! is rebuilt: appends at each key's end split its leaf pages half full); the 100k key's
-//! first and deep pages p99 7 and 5 ms, its month's totals p99 16 ms.
+//! Measured by `examples/ledger_bench/` (10 M records over 1,000 keys and 30 days, one key
+//! with 100k, PostgreSQL 15 with fsync on, 2 shared and busy cores; docs/benchmarks.md):
+//! ingest ~54k records/s through COPY with 2 writers, ~36k with one (a 1 M run; INSERT: ~21k/s
+//! against COPY's ~35k/s on the same 500k); 178 bytes a record for the partitions with their
+//! indexes and the dictionaries (159 once the index is rebuilt: appends at each key's end
+//! split its leaf pages half full), the hourly rollups on top (105 in that seed, ~2.8 records
+//! per key, model and hour); the 100k key's first and deep pages p99 5 and 1.4 ms, its
+//! month's totals p99 7 ms, and over HTTP through the gateway every read p99 under 10 ms.
 
 mod connect;
 mod dictionary;

@@ -1,17 +1,21 @@
 //! The usage ledger's PostgreSQL bench: seeds N records (default 10 million) over 1,000 keys,
 //! one key with 100k of them, spread over the last 30 days, through the real insert path in
 //! shipper-sized batches, then reports ingest records/s (COPY and multi-row INSERT), bytes
-//! per record on disk, and p50/p99 of a key's first page, a deep page, and its month's
-//! totals.
+//! per record on disk, and p50/p99 of the hot key's first page, a deep page, and its month's
+//! totals: from the store, and over HTTP from the real gateway binary started on the seeded
+//! database (`usage_http`), with the hot key's client key.
 //!
-//! `cargo run --release --example ledger_bench` (a throwaway server of its own, durable
-//! settings), `LEDGER_BENCH_URL=postgres://… ` (an existing database, which it fills; the
-//! COPY / INSERT comparison then is skipped, as it needs a fresh database per method),
-//! `N=…`, `SMALL=1` (200k records: a smoke run in well under a minute), `WRITERS=…`
-//! (concurrent inserters, default 2).
+//! `cargo build --release --bin cheapai-gateway --example ledger_bench &&
+//! target/release/examples/ledger_bench` (a throwaway server of its own, durable settings;
+//! `GATEWAY_BIN=…` for another gateway build), `LEDGER_BENCH_URL=postgres://… ` (an existing
+//! database, which it fills; the COPY / INSERT comparison then is skipped, as it needs a
+//! fresh database per method), `N=…`, `SMALL=1` (200k records: a smoke run in well under a
+//! minute), `WRITERS=…` (concurrent inserters, default 2).
 
-#[path = "../tests/common/postgres.rs"]
+#[path = "../../tests/common/postgres.rs"]
 mod postgres;
+mod seed;
+mod usage_http;
 
 use std::error::Error;
 use std::sync::Arc;
@@ -21,24 +25,16 @@ use cheapai_gateway::ledger::{
     self, Ingest, Ledger, LedgerOptions, RecordQuery, StoreConfig, TotalsQuery,
 };
 use cheapai_gateway::secret::Secret;
-use cheapai_gateway::usage::UsageRecord;
+use seed::{ingest, Seed, BATCH, KEYS};
 
 const DAY_MS: u64 = 86_400_000;
-const KEYS: u64 = 1_000;
-const HOT_KEY: &str = "k_hot";
-const BATCH: usize = 1_000;
-const MODELS: [&str; 5] = [
-    "gpt-4o",
-    "gpt-4o-mini",
-    "claude-3-5-sonnet",
-    "gemini-1.5-pro",
-    "text-embedding-3",
-];
-const PROVIDERS: [&str; 3] = ["openai", "anthropic", "google"];
 /// Timed repetitions of each read.
 const READS: usize = 300;
+/// The issue's targets: `/v1/usage` p99 over HTTP, and bytes per record on disk.
+const HTTP_P99_TARGET_MS: f64 = 50.0;
+const BYTES_TARGET: f64 = 200.0;
 
-type BenchResult<T> = Result<T, Box<dyn Error>>;
+type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Any free loopback port (used by the throwaway server).
 fn free_port() -> u16 {
@@ -50,85 +46,6 @@ fn free_port() -> u16 {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// The seed's shape: `n` records, `hot` of them the hot key's, over `span_ms` ending `end_ms`.
-#[derive(Clone, Copy)]
-struct Seed {
-    n: u64,
-    hot: u64,
-    end_ms: u64,
-    span_ms: u64,
-}
-
-impl Seed {
-    /// Record `i` of the seed, in time order: every (n / hot)-th is the hot key's, the others
-    /// cycle over the other keys.
-    fn record(&self, i: u64) -> UsageRecord {
-        let start = self.end_ms - self.span_ms;
-        let stride = (self.n / self.hot.max(1)).max(1);
-        let key = if i.is_multiple_of(stride) && i / stride < self.hot {
-            HOT_KEY.to_string()
-        } else {
-            format!("k_{:04}", i % (KEYS - 1))
-        };
-        let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        UsageRecord {
-            request_id: format!("req_{:032x}", (u128::from(h) << 64) | u128::from(i)),
-            key_id: key,
-            model: MODELS[(h % 5) as usize].into(),
-            provider: PROVIDERS[(h % 3) as usize].into(),
-            attempts: 1 + u32::from(h.is_multiple_of(17)),
-            endpoint: if h.is_multiple_of(7) {
-                "embeddings"
-            } else {
-                "chat_completions"
-            }
-            .into(),
-            prompt_tokens: 200 + h % 4_000,
-            completion_tokens: h % 800,
-            cached_tokens: if h.is_multiple_of(4) { h % 1_000 } else { 0 },
-            cache_write_tokens: 0,
-            cost_micro_usd: 50 + h % 20_000,
-            status: if h.is_multiple_of(100) { 502 } else { 200 },
-            duration_ms: 100 + h % 5_000,
-            ttft_ms: Some(50 + h % 400),
-            stream: h.is_multiple_of(2),
-            client_disconnected: false,
-            estimated: h.is_multiple_of(50),
-            error: h.is_multiple_of(100).then(|| "upstream_status".to_string()),
-            timestamp_ms: start + i * self.span_ms / self.n,
-        }
-    }
-}
-
-/// Inserts records `[0, count)` of `seed` with `writers` concurrent inserters, each taking
-/// every `writers`-th batch; returns records per second.
-async fn ingest(ledger: Arc<dyn Ledger>, seed: Seed, count: u64, writers: u64) -> BenchResult<f64> {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let ledger = ledger.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut inserted = 0u64;
-            let mut start = w * BATCH as u64;
-            while start < count {
-                let end = (start + BATCH as u64).min(count);
-                let batch: Vec<UsageRecord> = (start..end).map(|i| seed.record(i)).collect();
-                inserted += ledger.insert(&batch).await? as u64;
-                start += writers * BATCH as u64;
-            }
-            Ok::<u64, ledger::LedgerError>(inserted)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
-    }
-    if total != count {
-        return Err(format!("inserted {total} of {count}").into());
-    }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// p50 and p99 of `READS` runs of `f`, in milliseconds.
@@ -143,9 +60,32 @@ where
         f().await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    Ok(percentiles(times))
+}
+
+/// "met", or by how much `value` is over its upper bound `target`.
+fn verdict(value: f64, target: f64) -> String {
+    if value <= target {
+        "met".to_string()
+    } else {
+        format!(
+            "MISSED by {:.1} ({:.0} %)",
+            value - target,
+            (value - target) / target * 100.0
+        )
+    }
+}
+
+/// p50 and p99 of `times` (NaN when empty).
+fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
     times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
-    Ok((at(0.50), at(0.99)))
+    let at = |q: f64| {
+        times
+            .get(((times.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.50), at(0.99))
 }
 
 async fn open(url: &str, ingest: Ingest) -> BenchResult<Arc<dyn Ledger>> {
@@ -181,7 +121,9 @@ async fn main() -> BenchResult<()> {
         hot,
         end_ms,
         span_ms: 30 * DAY_MS,
+        hot_key: usage_http::hot_key_id().into(),
     };
+    let hot_key = seed.hot_key.to_string();
     let compare = env_u64("COMPARE").unwrap_or(n.min(500_000));
 
     // an existing database, or a throwaway server with durable settings (fsync on)
@@ -206,13 +148,13 @@ async fn main() -> BenchResult<()> {
         for (db, how) in [("cmp_values", Ingest::Values), ("cmp_copy", Ingest::Copy)] {
             let db_url = s.create_database(db);
             let ledger = open(&db_url, how).await?;
-            let rate = ingest(ledger, seed, compare, writers).await?;
+            let rate = ingest(ledger, &seed, compare, writers).await?;
             ingest_rates.push((format!("{how:?}, {compare} records"), rate));
         }
     }
 
     let ledger = open(&url, Ingest::Copy).await?;
-    let rate = ingest(ledger.clone(), seed, n, writers).await?;
+    let rate = ingest(ledger.clone(), &seed, n, writers).await?;
     ingest_rates.push((format!("Copy, {n} records (the seed)"), rate));
 
     let client = sql(&url).await?;
@@ -252,7 +194,7 @@ async fn main() -> BenchResult<()> {
 
     // a deep page of the hot key: the cursor after 90% of its records
     let page_query = |after: Option<String>| RecordQuery {
-        key_id: Some(HOT_KEY.into()),
+        key_id: Some(hot_key.clone()),
         model: None,
         from_ms: 0,
         to_ms: u64::MAX,
@@ -304,7 +246,7 @@ async fn main() -> BenchResult<()> {
     })
     .await?;
     let month = TotalsQuery {
-        key_id: Some(HOT_KEY.into()),
+        key_id: Some(hot_key.clone()),
         from_ms: end_ms - 30 * DAY_MS,
         to_ms: end_ms + 1,
     };
@@ -325,6 +267,21 @@ async fn main() -> BenchResult<()> {
     })
     .await?;
 
+    // the same reads over HTTP, through a gateway on this database (before the REINDEX below,
+    // so that they read the indexes as ingestion left them)
+    let http = {
+        let (url, from_s, to_s) = (
+            url.clone(),
+            (end_ms - 30 * DAY_MS) / 1000,
+            end_ms / 1000 + 1,
+        );
+        tokio::task::spawn_blocking(move || {
+            let gateway = usage_http::Gateway::start(&url)?;
+            usage_http::time_reads(&gateway, hot, from_s, to_s)
+        })
+        .await?
+    }?;
+
     // what rebuilding finished days' indexes would save: inserts append to each key's end of
     // the (key, ts, rid) index, so its leaf pages split half full; a rebuild packs them
     client.batch_execute("REINDEX TABLE ledger_records").await?;
@@ -337,7 +294,7 @@ async fn main() -> BenchResult<()> {
         .await?
         .try_get(0)?;
 
-    println!("ledger bench: {n} records, {KEYS} keys, {HOT_KEY} with {hot}, 30 days, {partitions} daily partitions, {writers} writers, batches of {BATCH}");
+    println!("ledger bench: {n} records, {KEYS} keys, {hot_key} with {hot}, 30 days, {partitions} daily partitions, {writers} writers, batches of {BATCH}");
     println!();
     println!("| ingest | records/s |");
     println!("|---|---:|");
@@ -377,16 +334,52 @@ async fn main() -> BenchResult<()> {
     println!("| read ({READS} runs each) | p50 ms | p99 ms |");
     println!("|---|---:|---:|");
     for (what, (p50, p99)) in [
-        (format!("{HOT_KEY} first page (100)"), first),
+        (format!("{hot_key} first page (100)"), first),
         (
-            format!("{HOT_KEY} deep page (100, after {walked})"),
+            format!("{hot_key} deep page (100, after {walked})"),
             deep_page,
         ),
         ("every key, first page (100)".to_string(), everyone),
-        (format!("{HOT_KEY} totals, 30 days"), totals_latency),
+        (format!("{hot_key} totals, 30 days"), totals_latency),
     ] {
         println!("| {what} | {p50:.2} | {p99:.2} |");
     }
+    println!();
+    println!("| GET /v1/usage through the gateway, {hot_key}'s client key | p50 ms | p99 ms | p99 target {HTTP_P99_TARGET_MS} ms |");
+    println!("|---|---:|---:|---|");
+    for (what, (p50, p99)) in [
+        (format!("first page, limit=100 ({READS} runs)"), http.first),
+        (
+            format!(
+                "next pages, limit=100&after=next: a walk of {} pages",
+                http.walked_pages
+            ),
+            http.walk,
+        ),
+        (
+            format!(
+                "deep page, limit=100&after=<cursor after {} records> ({READS} runs)",
+                http.deep_after
+            ),
+            http.deep,
+        ),
+        (
+            format!("month totals, from=&to= 30 days ({READS} runs)"),
+            http.month,
+        ),
+    ] {
+        println!(
+            "| {what} | {p50:.2} | {p99:.2} | {} |",
+            verdict(p99, HTTP_P99_TARGET_MS)
+        );
+    }
+    println!();
+    let bytes = per(records_total + dictionaries);
+    println!(
+        "bytes per record on disk (records + indexes + dictionaries, as ingested): {bytes:.1}, \
+         target <= {BYTES_TARGET}: {}",
+        verdict(bytes, BYTES_TARGET)
+    );
     drop(ledger);
     drop(server);
     Ok(())
