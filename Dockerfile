@@ -27,9 +27,13 @@ COPY . .
 # between builds (BuildKit, podman and buildah); the binary is copied out of the cached
 # target dir in the same step.
 ARG PROFILE=dist
+# The image's demo config (deploy/gateway.toml) runs the provider emulator in process, so the
+# default build includes it; `--build-arg FEATURES=` builds the product alone, for a config
+# whose providers are real.
+ARG FEATURES=emulator
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --profile "$PROFILE" --bin cheapai-gateway \
+    cargo build --profile "$PROFILE" --features "$FEATURES" --bin cheapai-gateway \
     && install -D -m 0755 "target/$PROFILE/cheapai-gateway" /out/cheapai-gateway
 
 FROM docker.io/library/debian:bookworm-slim

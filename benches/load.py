@@ -41,6 +41,8 @@ from proc_probe import TICK_MS, cut_stream, port, rss_kb, settled_rss_kb, thread
 BIN = sys.argv[1]
 # A bare Pingora hop (benches/bare_pingora.rs): what Pingora alone costs.
 PINGORA = sys.argv[2] if len(sys.argv) > 2 else None
+# The provider emulator's own binary (crates/emulator), every target's upstream.
+EMULATOR_BIN = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(BIN), "cheapai-emulator")
 DURATION = int(os.environ.get("DURATION", "8"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
@@ -194,7 +196,7 @@ sha256 = "{key_hash}"
 
     spawn(["redis-server", "--port", str(redis), "--bind", "127.0.0.1", "--save", "",
            "--appendonly", "no"], "redis.log")
-    emulator = spawn([BIN, "emulator", "--listen", f"127.0.0.1:{emu}", "--threads", "2"], "emu.log")
+    emulator = spawn([EMULATOR_BIN, "--listen", f"127.0.0.1:{emu}", "--threads", "2"], "emu.log")
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(work, "nginx", d), exist_ok=True)
     with open(os.path.join(work, "nginx.conf"), "w") as f:

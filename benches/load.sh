@@ -28,8 +28,10 @@ BIN="${GATEWAY_BIN:-$CARGO_TARGET_DIR/release/cheapai-gateway}"
 
 # installs wrk, nginx-light and strace too (without starting nginx: the bench runs its own)
 scripts/setup
-cargo build --release --bin cheapai-gateway --example bare_pingora
+# the same selection as scripts/test, so after the tests this builds nothing
+cargo build --release --workspace --features cheapai-gateway/emulator --bins --examples
 
 # 2,000 concurrent streams need 4,000+ descriptors in the proxy and in wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec python3 benches/load.py "$BIN" "$CARGO_TARGET_DIR/release/examples/bare_pingora"
+exec python3 benches/load.py "$BIN" "$CARGO_TARGET_DIR/release/examples/bare_pingora" \
+    "$CARGO_TARGET_DIR/release/cheapai-emulator"

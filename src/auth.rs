@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pingora::http::RequestHeader;
 
@@ -183,7 +183,7 @@ impl KeyStore {
         if !may_be_run_time_key(presented) {
             return Ok(None);
         }
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         let known = self.known.lock().ok().and_then(|c| c.get(&hash));
         if let Some((info, at)) = known {
             if at.elapsed() < self.cache_ttl {
@@ -208,7 +208,7 @@ impl KeyStore {
                 map.remove(&hash);
             }
         }
-        answer.map(|info| info.and_then(|i| unexpired(i, now_secs())))
+        answer.map(|info| info.and_then(|i| unexpired(i, crate::clock::unix_secs())))
     }
 
     /// Asks the backend and caches the answer. While the backend cannot answer, a stale
@@ -216,7 +216,7 @@ impl KeyStore {
     /// be seen being disabled meanwhile; the TTL bounds that anyway once Redis is back), a
     /// key last seen unknown, disabled or expired stays refused.
     async fn look_up(&self, backend: &dyn KeyBackend, hash: &str) -> Lookup {
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         match backend.get(hash).await {
             Ok(stored) => {
                 let info = stored.and_then(|k| k.usable(now)).map(Arc::new);
@@ -266,14 +266,6 @@ impl KeyStore {
             c.insert(hash.to_string(), ());
         }
     }
-}
-
-/// Unix seconds now (0 if the clock is before 1970).
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

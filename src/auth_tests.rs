@@ -2,20 +2,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::*;
 use crate::keys::{new_secret, KeyBackend, MemoryKeys, RedisKeys, StoredKey};
 use crate::state::{Redis, StateError};
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A stored key for `secret` (a real `cai-` + 64 hex secret).
 fn stored(secret: &str) -> StoredKey {
@@ -88,7 +81,7 @@ async fn an_expired_key_is_refused_while_redis_is_down() {
     let backend = redis_keys(&server.1);
     let secret = new_secret();
     let mut key = stored(&secret);
-    let expires_at = now_secs() + 2;
+    let expires_at = crate::clock::unix_secs() + 2;
     key.expires_at = Some(expires_at);
     backend.insert(&key).await.unwrap();
     let store = KeyStore::new([]).with_backend(backend, Duration::from_millis(50));
@@ -100,7 +93,7 @@ async fn an_expired_key_is_refused_while_redis_is_down() {
         store.verify(&secret).await.unwrap().is_some(),
         "a stale entry that is still valid keeps working during the outage"
     );
-    while now_secs() < expires_at {
+    while crate::clock::unix_secs() < expires_at {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(60)).await;

@@ -8,10 +8,10 @@ pub mod admin;
 pub mod allocator;
 pub mod auth;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod dialect;
 pub mod drain;
-pub mod emulator;
 pub mod endpoint;
 pub mod error;
 pub mod ids;
@@ -219,23 +219,10 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         admin.add_tcp(listen);
         server.add_service(admin);
     }
+    #[cfg(feature = "emulator")]
     if let Some(listen) = &config.emulator_listen {
-        server.add_service(emulator::Emulator::new().service(listen));
+        // the offline demo's providers, in process (builds with the `emulator` feature)
+        server.add_service(cheapai_emulator::Emulator::new().service(listen));
     }
     Ok(server)
-}
-
-/// A server running only the provider emulator, for a process of its own: the load bench
-/// runs it apart from the gateway so that the two do not share worker threads.
-pub fn build_emulator_server(listen: &str, threads: usize) -> Server {
-    let server_conf = ServerConf {
-        threads: threads.max(1),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    server.bootstrap();
-    server.add_service(emulator::Emulator::new().service(listen));
-    server
 }

@@ -54,13 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
-    /// Run only the provider emulator (OpenAI wire format), e.g. as the bench's upstream.
-    Emulator {
-        #[arg(long, default_value = "127.0.0.1:8089")]
-        listen: String,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-    },
+},
 }
 
 #[derive(Subcommand)]
@@ -154,10 +148,6 @@ fn main() -> ExitCode {
         Command::Usage {
             command: UsageCommand::Import { file, config },
         } => with_config(&config, |c| import(c, &file)),
-        Command::Emulator { listen, threads } => {
-            log::info!("provider emulator listening on {listen}");
-            cheapai_gateway::build_emulator_server(&listen, threads).run_forever()
-        }
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(

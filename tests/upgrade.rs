@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::emulator::StandaloneEmulator;
 use common::{free_ports, sha256_hex, wait_for_port, KEY, PROVIDER_KEY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cheapai-gateway");
@@ -62,7 +63,7 @@ struct Setup {
     gw: u16,
     admin: u16,
     emu: u16,
-    _emulator: Proc,
+    _emulator: StandaloneEmulator,
 }
 
 impl Drop for Setup {
@@ -76,14 +77,7 @@ impl Setup {
         let [gw, admin, emu] = free_ports::<3>();
         let dir = std::env::temp_dir().join(format!("cai-{name}-{}-{gw}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let emulator = Command::new(BIN)
-            .args(["emulator", "--listen", &format!("127.0.0.1:{emu}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the emulator starts");
-        let emulator = Proc(emulator);
-        wait_for_port(emu);
+        let emulator = StandaloneEmulator::start(emu);
         Self {
             dir,
             gw,

@@ -169,6 +169,16 @@ impl Validator<'_> {
         let server = self.server(&raw, env);
         let emulator_listen = raw.emulator.as_ref().map(|e| {
             self.socket_addr(&e.listen, "emulator.listen");
+            if !cfg!(feature = "emulator") {
+                // a production build carries no test double: say so rather than start without
+                // the providers this config points at
+                self.problem(
+                    &e.listen,
+                    "emulator",
+                    "this gateway was built without the provider emulator; \
+                     build it with `--features emulator` or remove [emulator]",
+                );
+            }
             e.listen.get_ref().clone()
         });
 

@@ -228,14 +228,7 @@ fn retention_cutoff(now_ms: u64, retention_days: u32) -> i64 {
 
 /// [`retention_cutoff`] at the system clock's now.
 fn retention_cutoff_now(retention_days: u32) -> i64 {
-    retention_cutoff(now_ms(), retention_days)
-}
-
-/// The system clock in Unix milliseconds.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    retention_cutoff(crate::clock::unix_ms(), retention_days)
 }
 
 /// The dictionary tables: each repeated string of a record is stored once, as a small id.

@@ -24,7 +24,6 @@ pub mod local;
 pub mod redis;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -198,7 +197,7 @@ impl Limiter {
         if claim.rpm.is_none() && claim.tpm.is_none() && claim.budget_micro_usd.is_none() {
             return Ok(None);
         }
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         let decision = match &self.shared {
             None => self.local.acquire(claim, now).await,
             Some(shared) => match shared.acquire(claim, now).await {
@@ -310,13 +309,6 @@ pub fn worst_case_micro_usd(prompt_tokens: u64, output_tokens: u64, price: &Pric
         cached: 0,
     };
     pricing::cost_micro_usd(&usage, price)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 fn refusal(claim: &Claim, d: &Decision, scope: Scope) -> GatewayError {

@@ -16,7 +16,6 @@ mod transport;
 mod wire;
 
 use std::sync::{Arc, LazyLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -86,10 +85,7 @@ impl Gateway {
             ledger,
             limiter,
             key_inflight: Arc::default(),
-            loaded_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default(),
+            loaded_at: crate::clock::unix_secs(),
             observability: observe::Observability::default(),
             owners: Arc::new(crate::ownership::ResponseOwners::new(None)),
         }

@@ -1,7 +1,6 @@
 //! The usage record of a finished request: the provider's token counts, or the tokenizer's
 //! estimate when none arrived, priced from the model's tariff.
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ctx::RequestCtx;
 use super::Gateway;
@@ -104,10 +103,7 @@ impl Gateway {
             client_disconnected: ctx.client_gone,
             estimated,
             error: ctx.error.as_ref().map(|e| e.kind.label().to_string()),
-            timestamp_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_default(),
+            timestamp_ms: crate::clock::unix_ms(),
         })
     }
 }

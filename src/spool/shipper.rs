@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -239,10 +239,7 @@ impl Shipper {
         let Some(oldest) = self.pending.first() else {
             return;
         };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let age = now_ms.saturating_sub(oldest.timestamp_ms);
+        let age = crate::clock::unix_ms().saturating_sub(oldest.timestamp_ms);
         self.shared.metrics.lag_seconds.set(age as f64 / 1000.0);
     }
 }

@@ -201,7 +201,7 @@ impl BackgroundService for RetentionService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             match self.ledger.get().await {
-                Ok(ledger) => match ledger.enforce_retention(now_ms()).await {
+                Ok(ledger) => match ledger.enforce_retention(crate::clock::unix_ms()).await {
                     Ok(r) if !r.partitions_dropped.is_empty() || r.rows_deleted > 0 => {
                         log::info!(
                             "usage ledger retention: {} partitions dropped, {} records deleted",
@@ -222,9 +222,3 @@ impl BackgroundService for RetentionService {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cheapai_gateway::config::Config;
-use cheapai_gateway::emulator::Emulator;
+use cheapai_emulator::Emulator;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub mod binary;
+pub mod emulator;
 pub mod faulty;
 pub mod postgres;
 
@@ -207,7 +208,7 @@ models = ["gpt-4o"]
     )
 }
 
-struct TestSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownSignal>>>);
+pub(crate) struct TestSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownSignal>>>);
 
 #[async_trait]
 impl ShutdownSignalWatch for TestSignal {

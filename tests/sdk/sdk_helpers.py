@@ -1,5 +1,5 @@
 """Helpers shared by the SDK test modules: the emulator's deterministic rules (see the doc
-comments of src/emulator/mod.rs and its per-format modules) and recorder access."""
+comments of crates/emulator/src/lib.rs and its per-format modules) and recorder access."""
 
 from __future__ import annotations
 

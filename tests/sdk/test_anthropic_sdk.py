@@ -7,8 +7,8 @@ real gateway, both ways:
   Anthropic → OpenAI and the answer back;
 * an OpenAI client on `claude-3-5-sonnet` is translated OpenAI → Anthropic and back.
 
-Expected values follow the emulator's deterministic rules (src/emulator/mod.rs,
-src/emulator/anthropic.rs); the recorder shows what the upstream actually received.
+Expected values follow the emulator's deterministic rules (crates/emulator/src/lib.rs,
+crates/emulator/src/anthropic.rs); the recorder shows what the upstream actually received.
 """
 
 from __future__ import annotations

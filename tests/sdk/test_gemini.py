@@ -2,7 +2,7 @@
 in Google's Gemini format (`generateContent`, `streamGenerateContent?alt=sse`,
 `embedContent`, `batchEmbedContents`), translated both ways by the gateway.
 
-Expected values follow the emulator's rules (src/emulator/gemini.rs, gemini/generate.rs,
+Expected values follow the emulator's rules (crates/emulator/src/gemini.rs, gemini/generate.rs,
 gemini/embed.rs); the recorder shows what the upstream actually received.
 """
 

@@ -243,5 +243,5 @@ pub async fn migrate(url: &Secret, options: &LedgerOptions) -> Result<Vec<String
 }
 
 fn now_ms() -> i64 {
-    super::stored_ms(super::now_ms())
+    super::stored_ms(crate::clock::unix_ms())
 }

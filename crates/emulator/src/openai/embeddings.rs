@@ -193,7 +193,7 @@ pub fn embeddings_reply(req: &Value) -> Reply {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use serde_json::json;
 
     fn body(reply: &Reply) -> Value {

@@ -119,6 +119,13 @@ use std::sync::Arc;
 use faults::{Faults, InstanceFaults};
 use recorder::Recorder;
 
+/// Unix seconds now, for `created` fields and rate-limit resets.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Path prefix of the emulator's own control endpoints (never fault-injected).
 const CONTROL_PREFIX: &str = "/_emulator/";
 

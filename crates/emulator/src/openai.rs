@@ -255,7 +255,7 @@ pub fn model_reply(id: &str) -> Reply {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use serde_json::Value;
 
     fn body(reply: &Reply) -> (String, Value) {

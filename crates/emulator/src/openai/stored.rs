@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::error_reply;
-use crate::emulator::Reply;
+use crate::Reply;
 
 /// Most responses kept (a test run makes far fewer).
 const MAX_STORED: usize = 10_000;

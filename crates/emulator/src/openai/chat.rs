@@ -28,7 +28,6 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{param_error, sse, Reply};
 use stream::chat_stream;
@@ -351,11 +350,6 @@ fn tool_call_id() -> String {
     format!("call_{}", id.get(..24).unwrap_or(&id))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The per-choice fragments: content chunks, or tool-call argument pieces. Their count
 /// is the per-choice completion_tokens.
@@ -404,7 +398,7 @@ fn chat_json(plan: &ChatPlan) -> Reply {
     let body = Completion {
         id: &id,
         object: "chat.completion",
-        created: unix_now(),
+        created: crate::unix_now(),
         model: plan.model,
         choices,
         usage: usage(plan.prompt_tokens, (parts.len() * plan.n) as u64),
@@ -418,7 +412,7 @@ fn chat_json(plan: &ChatPlan) -> Reply {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
 
     pub(super) fn req(extra: Value) -> Value {
         let mut v = json!({"model": "gpt-test", "messages": [

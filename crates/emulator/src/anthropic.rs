@@ -46,7 +46,6 @@ mod validate;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Reply, Request};
 
@@ -276,11 +275,6 @@ pub fn stream_error_event() -> Bytes {
     sse("error", &body)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (civil-from-days, proleptic Gregorian).
 fn rfc3339(unix: u64) -> String {
@@ -300,7 +294,7 @@ fn rfc3339(unix: u64) -> String {
 
 /// What api.anthropic.com sends on every answer (request id, organization, rate limits).
 pub fn provider_headers() -> Vec<(&'static str, String)> {
-    let reset = rfc3339(unix_now() + 1);
+    let reset = rfc3339(crate::unix_now() + 1);
     vec![
         ("request-id", random_id("req_011")),
         ("anthropic-organization-id", ORGANIZATION_ID.to_string()),
@@ -320,7 +314,7 @@ pub fn provider_headers() -> Vec<(&'static str, String)> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use http::HeaderMap;
     use serde_json::json;
 

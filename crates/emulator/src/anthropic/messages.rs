@@ -340,7 +340,7 @@ fn messages_stream(plan: &Plan) -> Reply {
 mod tests {
     use super::super::tests::body;
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use serde_json::json;
 
     fn req(extra: Value) -> Value {

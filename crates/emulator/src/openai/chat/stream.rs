@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{
-    completion_id, fragments, sse, tool_call_id, unix_now, usage, ChatPlan, FunctionCall, Reply,
+    completion_id, fragments, sse, tool_call_id, usage, ChatPlan, FunctionCall, Reply,
     ToolCall, Usage, SYSTEM_FINGERPRINT,
 };
 
@@ -45,7 +45,7 @@ struct Delta<'a> {
 /// The answer as SSE events, per the sequence in the parent module doc.
 pub(super) fn chat_stream(plan: &ChatPlan) -> Reply {
     let id = completion_id();
-    let created = unix_now();
+    let created = crate::unix_now();
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| {
         sse(&Chunk {
             id: &id,
@@ -137,7 +137,7 @@ mod tests {
     use super::super::tests::{req, weather_tools};
     use super::super::{chat_reply, content_text};
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use serde_json::{json, Value};
 
     /// Parses a stream event by event; `[DONE]` becomes `Value::Null`.

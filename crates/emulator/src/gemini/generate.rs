@@ -363,7 +363,7 @@ pub fn count_tokens_reply(req: &Value) -> Reply {
 mod tests {
     use super::super::tests::body;
     use super::*;
-    use crate::emulator::ReplyBody;
+    use crate::ReplyBody;
     use serde_json::json;
 
     fn req(extra: Value) -> Value {

@@ -35,7 +35,6 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::chat::prompt_tokens;
 use super::{
@@ -356,11 +355,6 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 fn usage(plan: &Plan, output_tokens: u64) -> Usage {
     Usage {
@@ -396,7 +390,7 @@ impl Answer {
             id: new_id("resp"),
             item_id: new_id(if plan.call.is_some() { "fc" } else { "msg" }),
             call_id: call_id.get(..29).unwrap_or(&call_id).to_string(),
-            created_at: unix_now(),
+            created_at: crate::unix_now(),
             text: content_text(plan.chunks),
             fragments,
         }
