@@ -54,7 +54,6 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
-},
 }
 
 #[derive(Subcommand)]

@@ -221,4 +221,3 @@ impl BackgroundService for RetentionService {
         }
     }
 }
-

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cheapai_gateway::config::Config;
 use cheapai_emulator::Emulator;
+use cheapai_gateway::config::Config;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -208,7 +208,9 @@ models = ["gpt-4o"]
     )
 }
 
-pub(crate) struct TestSignal(tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownSignal>>>);
+pub(crate) struct TestSignal(
+    tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<ShutdownSignal>>>,
+);
 
 #[async_trait]
 impl ShutdownSignalWatch for TestSignal {

@@ -275,7 +275,6 @@ pub fn stream_error_event() -> Bytes {
     sse("error", &body)
 }
 
-
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (civil-from-days, proleptic Gregorian).
 fn rfc3339(unix: u64) -> String {
     let (days, rem) = (unix / 86_400, unix % 86_400);

@@ -350,7 +350,6 @@ fn tool_call_id() -> String {
     format!("call_{}", id.get(..24).unwrap_or(&id))
 }
 
-
 /// The per-choice fragments: content chunks, or tool-call argument pieces. Their count
 /// is the per-choice completion_tokens.
 fn fragments(plan: &ChatPlan) -> Vec<String> {

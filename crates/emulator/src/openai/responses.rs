@@ -355,7 +355,6 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-
 fn usage(plan: &Plan, output_tokens: u64) -> Usage {
     Usage {
         input_tokens: plan.input_tokens,

@@ -65,7 +65,10 @@ fn stream_events(reply: &Reply) -> (Vec<(String, Value)>, Vec<Bytes>) {
         .iter()
         .map(|e| {
             let (name, data) = parse_event(e);
-            (name.unwrap_or_default(), serde_json::from_str(&data).unwrap())
+            (
+                name.unwrap_or_default(),
+                serde_json::from_str(&data).unwrap(),
+            )
         })
         .collect();
     // The error event stands in for event n and carries its number.
@@ -335,4 +338,3 @@ fn the_router_serves_responses_under_any_prefix() {
         assert_eq!(reply.status, 405, "{path}");
     }
 }
-

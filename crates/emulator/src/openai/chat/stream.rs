@@ -5,8 +5,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{
-    completion_id, fragments, sse, tool_call_id, usage, ChatPlan, FunctionCall, Reply,
-    ToolCall, Usage, SYSTEM_FINGERPRINT,
+    completion_id, fragments, sse, tool_call_id, usage, ChatPlan, FunctionCall, Reply, ToolCall,
+    Usage, SYSTEM_FINGERPRINT,
 };
 
 /// One `chat.completion.chunk`; `usage` is absent without include_usage, else null
