@@ -6,6 +6,7 @@
 //! translated Anthropic → OpenAI → Gemini, and the answer back the same way.
 
 pub mod anthropic;
+pub mod dns;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
