@@ -1,21 +1,20 @@
-//! Per-request state, made in `new_ctx` and read once by `logging`.
+//! Per-request state, made in `new_ctx`: what the hooks need to know about the request (who,
+//! what, how it asked), plus its [`Outcome`], which `logging` takes whole.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::catalog::Model;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
-use crate::error::GatewayError;
 use crate::limits::inflight::Slot;
 use crate::limits::{Claim, Decision};
 use crate::metrics;
 use crate::ownership::{Owner, ResponseOwners};
-use crate::providers::Provider;
 use crate::telemetry::trace::RequestTrace;
-use crate::usage::meter::Meter;
+
+use super::outcome::Outcome;
 
 /// Everything one request accumulates on its way through the gateway.
 #[derive(Debug)]
@@ -29,31 +28,11 @@ pub struct RequestCtx {
     pub key_id: Option<String>,
     /// The `model` the client asked for.
     pub requested_model: Option<String>,
-    /// The catalog entry of the last attempt: the one that served, after any fallback.
-    pub model: Option<Arc<Model>>,
-    /// The provider of the last attempt's deployment.
-    pub provider: Option<Arc<Provider>>,
-    /// That deployment's index in `model.deployments`.
-    pub deployment: usize,
-    /// The model name the last attempt sent to its provider.
-    pub upstream_model: String,
-    /// Upstream attempts made (retries and fallbacks included).
-    pub attempts: u32,
     pub stream: bool,
     /// The client asked for OpenAI's usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
-    /// When the first response body byte was written to the client.
-    pub first_byte_at: Option<Instant>,
-    /// The failure, whether it became an error response or an error event mid-stream.
-    pub error: Option<GatewayError>,
-    /// The response started and cannot be completed: close the connection so the client
-    /// sees a truncated body, instead of letting Pingora terminate it cleanly.
-    pub abort_downstream: bool,
-    pub client_gone: bool,
     /// The client's request body (kept for a token estimate when no usage is reported).
     pub body: Bytes,
-    /// Reads usage from the answer; set once an answer starts.
-    pub meter: Option<Meter>,
     /// The limits this request counts against, and what the limiter decided.
     pub limit: Option<(Claim, Decision)>,
     /// This request's place under its key's `max_inflight`, given back when the ctx drops.
@@ -65,6 +44,8 @@ pub struct RequestCtx {
     /// Where to record the key of the response the provider is about to store (native
     /// Responses passthrough): taken by the relay once it has read the response's id.
     pub record_owner: Option<(Arc<ResponseOwners>, Owner)>,
+    /// What happened: written by the exchange, taken whole by `logging`.
+    pub outcome: Outcome,
 }
 
 impl RequestCtx {
@@ -77,24 +58,15 @@ impl RequestCtx {
             dialect: Dialect::OpenAi,
             key_id: None,
             requested_model: None,
-            model: None,
-            provider: None,
-            deployment: 0,
-            upstream_model: String::new(),
-            attempts: 0,
             stream: false,
             include_usage: false,
-            first_byte_at: None,
-            error: None,
-            abort_downstream: false,
-            client_gone: false,
             body: Bytes::new(),
-            meter: None,
             limit: None,
             inflight_slot: None,
             rate_headers: Vec::new(),
             trace: None,
             record_owner: None,
+            outcome: Outcome::default(),
         }
     }
 }

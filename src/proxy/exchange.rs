@@ -32,7 +32,7 @@ const STALE_CONNECTION_RETRIES: usize = 2;
 
 /// One attempt: sends the request to `provider` and streams its answer to the client. An
 /// `Err` means nothing reached the client, so the failover loop may try again elsewhere;
-/// failures after the first byte are recorded in `ctx.error` and handled here.
+/// failures after the first byte are recorded in `ctx.outcome.error` and handled here.
 pub async fn attempt(
     connector: &Connector,
     provider: &Provider,
@@ -216,7 +216,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::providers::upstream::{Resolve, Upstream};
+    use crate::providers::dns::Resolve;
+    use crate::providers::upstream::Upstream;
     use crate::providers::ProviderKind;
 
     /// A resolver with a fixed answer.

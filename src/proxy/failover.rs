@@ -61,6 +61,7 @@ impl Gateway {
             let provider = &deployment.provider;
             let breaker = &deployment.health.breaker;
             let switching = ctx
+                .outcome
                 .model
                 .as_ref()
                 .is_some_and(|m| !Arc::ptr_eq(m, &pick.model));
@@ -91,23 +92,27 @@ impl Gateway {
                     .with_label_values(&[&failed.name, reason])
                     .inc();
             }
-            ctx.model = Some(pick.model.clone());
-            ctx.provider = Some(provider.clone());
-            ctx.deployment = pick.deployment;
-            ctx.upstream_model = upstream_model;
-            ctx.attempts = plan.attempts();
-            let mut request =
-                match provider.prepare(job.endpoint, job.body, job.peeked, &ctx.upstream_model) {
-                    Ok(Prepared::Upstream(request)) => request,
-                    Ok(Prepared::CountTokens) => {
-                        breaker.release(pick.admission);
-                        return self.count_tokens(session, ctx, job.body).await;
-                    }
-                    Err(e) => {
-                        breaker.release(pick.admission);
-                        return Err(e);
-                    }
-                };
+            ctx.outcome.model = Some(pick.model.clone());
+            ctx.outcome.provider = Some(provider.clone());
+            ctx.outcome.deployment = pick.deployment;
+            ctx.outcome.upstream_model = upstream_model;
+            ctx.outcome.attempts = plan.attempts();
+            let mut request = match provider.prepare(
+                job.endpoint,
+                job.body,
+                job.peeked,
+                &ctx.outcome.upstream_model,
+            ) {
+                Ok(Prepared::Upstream(request)) => request,
+                Ok(Prepared::CountTokens) => {
+                    breaker.release(pick.admission);
+                    return self.count_tokens(session, ctx, job.body).await;
+                }
+                Err(e) => {
+                    breaker.release(pick.admission);
+                    return Err(e);
+                }
+            };
             if let Some(build) = request.translator_job.take() {
                 match offload::run(build).await {
                     Some(translator) => request.translator = Some(translator),
@@ -124,7 +129,12 @@ impl Gateway {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeouts = within(&provider.timeouts, remaining);
             if let Some(trace) = ctx.trace.as_mut() {
-                trace.start_attempt(provider, job.endpoint, &ctx.upstream_model, ctx.attempts);
+                trace.start_attempt(
+                    provider,
+                    job.endpoint,
+                    &ctx.outcome.upstream_model,
+                    ctx.outcome.attempts,
+                );
             }
             // a response the provider stores is recorded as this key's as its answer passes
             let stored_upstream = *job.endpoint == Endpoint::Responses
@@ -157,8 +167,12 @@ impl Gateway {
             match outcome {
                 Ok(finished) => {
                     // a stream cut after its first byte still speaks against the provider
-                    let failure = ctx.error.as_ref().and_then(GatewayError::provider_failure);
-                    self.report(&pick, failure, ctx.client_gone);
+                    let failure = ctx
+                        .outcome
+                        .error
+                        .as_ref()
+                        .and_then(GatewayError::provider_failure);
+                    self.report(&pick, failure, ctx.outcome.client_gone);
                     return Ok(finished);
                 }
                 Err(error) => {
@@ -208,7 +222,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
         body: &Bytes,
     ) -> Result<Finished, GatewayError> {
-        ctx.attempts = 0; // no provider is asked
+        ctx.outcome.attempts = 0; // no provider is asked
         let body = body.clone();
         let tokens = offload::run(move || anthropic::count_tokens_estimate(&body))
             .await

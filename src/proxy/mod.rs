@@ -2,20 +2,21 @@
 //! is the one place an error becomes a response, and `logging` writes the one log line.
 
 mod body;
+mod bookkeeping;
 mod claims;
 pub mod ctx;
 pub mod exchange;
 mod failover;
 mod models;
 mod observe;
-mod outcome;
+pub mod outcome;
 mod record;
 mod relay;
 mod stored;
 mod transport;
 mod wire;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,7 +41,6 @@ use crate::spool::Spool;
 use crate::text;
 use crate::usage::api::{usage_json, UsageQuery};
 use crate::usage::ledger::LedgerHandle;
-use crate::usage::pricing;
 use ctx::RequestCtx;
 use exchange::Finished;
 
@@ -276,22 +276,6 @@ impl Gateway {
     }
 }
 
-/// The metric series of the deployment that served (or last failed) the request; a request
-/// refused before routing has neither model nor provider, and is labelled `-`, `-`.
-fn route_series(ctx: &RequestCtx) -> &metrics::Series {
-    static UNROUTED: LazyLock<metrics::RouteSeries> = LazyLock::new(Default::default);
-    let routed = ctx
-        .model
-        .as_ref()
-        .and_then(|m| Some((m, m.deployments.get(ctx.deployment)?)));
-    match routed {
-        Some((model, deployment)) => deployment
-            .metrics
-            .get(&model.name, &deployment.provider.name),
-        None => UNROUTED.get("-", "-"),
-    }
-}
-
 /// The status of the response header sent to the client, ignoring `100 Continue`.
 fn final_status(session: &Session) -> Option<u16> {
     session
@@ -367,12 +351,12 @@ impl ProxyHttp for Gateway {
         match self.serve(session, ctx).await {
             Ok(Finished::Complete) => Ok(true),
             Ok(Finished::Abort) => {
-                ctx.abort_downstream = true;
+                ctx.outcome.cut_short = true;
                 Error::e_explain(ErrorType::ConnectionClosed, "response cut short")
             }
             Err(e) => {
                 let status = e.status_for(ctx.dialect);
-                ctx.error = Some(e);
+                ctx.outcome.error = Some(e);
                 Error::e_explain(ErrorType::HTTPStatus(status), "request refused")
             }
         }
@@ -397,13 +381,13 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if ctx.abort_downstream || final_status(session).is_some() {
+        if ctx.outcome.cut_short || final_status(session).is_some() {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
         }
-        let error = ctx.error.get_or_insert_with(|| {
+        let error = ctx.outcome.error.get_or_insert_with(|| {
             let kind = match e.etype() {
                 ErrorType::ReadError | ErrorType::ReadTimedout | ErrorType::InvalidHTTPHeader => {
                     ErrorKind::InvalidRequest
@@ -430,51 +414,9 @@ impl ProxyHttp for Gateway {
         true // `logging` writes the one line per request
     }
 
+    /// The request's bookkeeping, once, from its outcome (see [`bookkeeping`]).
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = final_status(session).unwrap_or(0);
-        if let Some(detail) = ctx.error.as_ref().and_then(|e| e.detail.as_deref()) {
-            log::error!("{} {}", ctx.request_id, detail);
-        }
-        let record = self.usage_record(ctx, status).await;
-        let trace = ctx.trace.take();
-        // bounded labels: the catalog entry (a pattern, not every name it matched)
-        let model_label = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
-        let provider_label = ctx.provider.as_ref().map_or("-", |p| p.name.as_str());
-        let endpoint_label = ctx.endpoint.as_ref().map_or("-", Endpoint::label);
-        metrics::REQUESTS
-            .with_label_values(&[
-                model_label,
-                provider_label,
-                endpoint_label,
-                &metrics::status_label(status),
-            ])
-            .inc();
-        let series = route_series(ctx);
-        series.duration.observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(first) = ctx.first_byte_at {
-            series
-                .first_token()
-                .observe(first.duration_since(ctx.started).as_secs_f64());
-        }
-        if let Some(e) = ctx.error.as_ref().filter(|e| e.kind.is_upstream()) {
-            metrics::UPSTREAM_ERRORS
-                .with_label_values(&[provider_label, e.kind.label()])
-                .inc();
-        }
-        self.observe(session, ctx, trace, status, record.as_ref(), series);
-        if let Some(record) = record {
-            series.prompt_tokens.inc_by(record.prompt_tokens);
-            series.completion_tokens.inc_by(record.completion_tokens);
-            series.cached_tokens.inc_by(record.cached_tokens);
-            series.cost_usd.inc_by(pricing::usd(record.cost_micro_usd));
-            metrics::USAGE_RECORDS.inc();
-            if let Some((claim, decision)) = ctx.limit.take() {
-                let tokens = record.prompt_tokens + record.completion_tokens;
-                self.limiter
-                    .settle(&claim, &decision, tokens, record.cost_micro_usd)
-                    .await;
-            }
-            crate::usage::ledger::spool_record(&self.spool, &record);
-        }
+        let outcome = std::mem::take(&mut ctx.outcome);
+        self.account(session, ctx, outcome).await;
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
+use super::outcome::Outcome;
 use super::Gateway;
 use crate::config::LogFormat;
 use crate::endpoint::Endpoint;
@@ -16,6 +17,15 @@ use crate::telemetry::logger::ACCESS;
 use crate::telemetry::trace::{self, RequestTrace};
 use crate::telemetry::Telemetry;
 use crate::usage::UsageRecord;
+
+/// What the bookkeeping settled before the access line: the status sent, the usage record
+/// (none for a request refused by the gateway's limits) and the route's metric series.
+#[derive(Clone, Copy)]
+pub(super) struct Ended<'a> {
+    pub status: u16,
+    pub record: Option<&'a UsageRecord>,
+    pub series: &'a metrics::Series,
+}
 
 /// How a gateway reports requests: set once at start.
 #[derive(Debug, Default)]
@@ -38,16 +48,20 @@ impl Gateway {
         &self,
         session: &Session,
         ctx: &RequestCtx,
+        outcome: &Outcome,
         trace: Option<RequestTrace>,
-        status: u16,
-        record: Option<&UsageRecord>,
-        series: &metrics::Series,
+        ended: &Ended<'_>,
     ) {
+        let Ended {
+            status,
+            record,
+            series,
+        } = *ended;
         let ended = Instant::now();
-        let route = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
-        if let (true, Some(first), Some(r)) = (ctx.stream, ctx.first_byte_at, record) {
+        let route = outcome.model.as_ref().map_or("-", |m| m.name.as_str());
+        if let (true, Some(first), Some(r)) = (ctx.stream, outcome.first_byte_at, record) {
             // the generation after the first token, per token that followed it
-            if r.completion_tokens > 1 && ctx.error.is_none() {
+            if r.completion_tokens > 1 && outcome.error.is_none() {
                 let per_token =
                     ended.duration_since(first).as_secs_f64() / (r.completion_tokens - 1) as f64;
                 series.per_output_token().observe(per_token);
@@ -55,7 +69,7 @@ impl Gateway {
         }
         let json = self.observability.log_format == LogFormat::Json;
         if !json && trace.is_none() {
-            return text_line(session, ctx, status, record, route);
+            return text_line(session, ctx, outcome, status, record, route);
         }
         let method = session.req_header().method.as_str();
         let summary = Summary {
@@ -65,23 +79,23 @@ impl Gateway {
             key_id: ctx.key_id.as_deref(),
             requested_model: ctx.requested_model.as_deref(),
             route,
-            upstream_model: &ctx.upstream_model,
-            provider: ctx.provider.as_deref(),
+            upstream_model: &outcome.upstream_model,
+            provider: outcome.provider.as_deref(),
             status,
             stream: ctx.stream,
-            attempts: ctx.attempts,
+            attempts: outcome.attempts,
             usage: record,
             duration: ended.duration_since(ctx.started),
-            ttfb: ctx.first_byte_at.map(|t| t.duration_since(ctx.started)),
-            error: ctx.error.as_ref(),
-            client_gone: ctx.client_gone,
+            ttfb: outcome.first_byte_at.map(|t| t.duration_since(ctx.started)),
+            error: outcome.error.as_ref(),
+            client_gone: outcome.client_gone,
         };
         let trace_id = trace.as_ref().map(RequestTrace::trace_id);
         if let Some(trace) = trace {
             trace.finish(&summary);
         }
         if !json {
-            return text_line(session, ctx, status, record, route);
+            return text_line(session, ctx, outcome, status, record, route);
         }
         let header = session.req_header();
         let client = Client {
@@ -100,6 +114,7 @@ impl Gateway {
 fn text_line(
     session: &Session,
     ctx: &RequestCtx,
+    outcome: &Outcome,
     status: u16,
     record: Option<&UsageRecord>,
     route: &str,
@@ -114,16 +129,16 @@ fn text_line(
         ctx.key_id.as_deref().unwrap_or("-"),
         crate::text::escape_for_log(record.map_or("-", |r| r.model.as_str())),
         route,
-        ctx.provider.as_ref().map_or("-", |p| p.name.as_str()),
-        ctx.attempts,
+        outcome.provider.as_ref().map_or("-", |p| p.name.as_str()),
+        outcome.attempts,
         ctx.stream,
         ctx.started.elapsed().as_millis(),
-        ctx.first_byte_at
+        outcome.first_byte_at
             .map(|t| t.duration_since(ctx.started).as_millis().to_string())
             .unwrap_or_else(|| "-".into()),
         record.map_or(0, |r| r.prompt_tokens),
         record.map_or(0, |r| r.completion_tokens),
-        ctx.error.as_ref().map_or("-", |e| e.kind.label()),
-        if ctx.client_gone { " client_gone" } else { "" },
+        outcome.error.as_ref().map_or("-", |e| e.kind.label()),
+        if outcome.client_gone { " client_gone" } else { "" },
     );
 }

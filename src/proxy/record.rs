@@ -1,8 +1,8 @@
 //! The usage record of a finished request: the provider's token counts, or the tokenizer's
 //! estimate when none arrived, priced from the model's tariff.
 
-
 use super::ctx::RequestCtx;
+use super::outcome::Outcome;
 use super::Gateway;
 use crate::endpoint::Endpoint;
 use crate::error::ErrorKind;
@@ -17,10 +17,11 @@ impl Gateway {
     /// name it asked for.
     pub(super) async fn usage_record(
         &self,
-        ctx: &mut RequestCtx,
+        ctx: &RequestCtx,
+        outcome: &mut Outcome,
         status: u16,
     ) -> Option<UsageRecord> {
-        if ctx
+        if outcome
             .error
             .as_ref()
             .is_some_and(|e| matches!(e.kind, ErrorKind::RateLimited | ErrorKind::QuotaExceeded))
@@ -32,26 +33,26 @@ impl Gateway {
         }
         let key_id = ctx.key_id.clone()?;
         let requested = ctx.requested_model.clone()?;
-        let model = ctx.model.clone();
+        let model = outcome.model.clone();
         // A pattern route records the name asked for; a fallback records its own name.
         let model_name = match &model {
             Some(m) if !m.is_pattern() => m.name.clone(),
             _ => requested,
         };
-        let provider = ctx.provider.clone();
+        let provider = outcome.provider.clone();
         // Gemini reports no embedding tokens: the translator counted them itself.
         let counted_by_gateway = provider
             .as_ref()
             .is_some_and(|p| p.kind == crate::providers::ProviderKind::Gemini)
             && ctx.endpoint == Some(Endpoint::Embeddings);
-        let (usage, estimated) = match ctx.meter.as_mut() {
+        let (usage, estimated) = match outcome.meter.as_mut() {
             None => (Usage::default(), false),
             Some(meter) => match meter.reported() {
                 Some(u) => (u, counted_by_gateway),
                 None => {
                     let ratio = meter.text_overflow_ratio();
                     let delivered = meter.delivered_text().to_string();
-                    let (model, body) = (ctx.upstream_model.clone(), ctx.body.clone());
+                    let (model, body) = (outcome.upstream_model.clone(), ctx.body.clone());
                     let rough = ((body.len() / 4) as u64, (delivered.len() / 4) as u64);
                     // the tokenizer runs off the proxy's workers (a cut stream can be long)
                     let (prompt, completion) = offload::run(move || {
@@ -71,7 +72,7 @@ impl Gateway {
                 }
             },
         };
-        let writes = ctx
+        let writes = outcome
             .meter
             .as_mut()
             .map(|m| m.cache_writes())
@@ -81,7 +82,7 @@ impl Gateway {
             key_id,
             model: model_name,
             provider: provider.map_or_else(|| "-".to_string(), |p| p.name.clone()),
-            attempts: ctx.attempts,
+            attempts: outcome.attempts,
             endpoint: ctx
                 .endpoint
                 .as_ref()
@@ -96,13 +97,13 @@ impl Gateway {
             }),
             status,
             duration_ms: ctx.started.elapsed().as_millis() as u64,
-            ttft_ms: ctx
+            ttft_ms: outcome
                 .first_byte_at
                 .map(|t| t.duration_since(ctx.started).as_millis() as u64),
             stream: ctx.stream,
-            client_disconnected: ctx.client_gone,
+            client_disconnected: outcome.client_gone,
             estimated,
-            error: ctx.error.as_ref().map(|e| e.kind.label().to_string()),
+            error: outcome.error.as_ref().map(|e| e.kind.label().to_string()),
             timestamp_ms: crate::clock::unix_ms(),
         })
     }

@@ -166,7 +166,7 @@ pub async fn relay(
         Some(Endpoint::Responses) => AnswerFormat::Responses,
         _ => AnswerFormat::from(ctx.dialect),
     };
-    ctx.meter = Some(Meter::new(format, streamed, !ctx.include_usage));
+    ctx.outcome.meter = Some(Meter::new(format, streamed, !ctx.include_usage));
     // Boxed, each sized to its own state (see the attempt's box in the failover loop).
     if !streamed {
         return Box::pin(whole(up, translator, content_type, session, ctx)).await;
@@ -192,7 +192,7 @@ async fn whole(
     let mut reader = BodyReader::new();
     loop {
         let Some(batch) = reader.next(&mut up.session, session).await else {
-            ctx.client_gone = true;
+            ctx.outcome.client_gone = true;
             return Ok(Finished::Abort);
         };
         if let Some(data) = batch.data {
@@ -225,7 +225,7 @@ async fn whole(
             t.finish(&mut translated)
                 .map_err(|e| unreadable(up.provider, e))?;
             let body = Bytes::from(translated);
-            if let Some(meter) = ctx.meter.as_mut() {
+            if let Some(meter) = ctx.outcome.meter.as_mut() {
                 meter.read_answer(&body);
             }
             body
@@ -234,7 +234,7 @@ async fn whole(
             let body = concat(&mut pieces, received).unwrap_or_default();
             let is_json = content_type_of(upstream_header(&up)?).contains("json");
             // the meter's usage parse is also the check that the answer is whole JSON
-            let mut well_formed = || match ctx.meter.as_mut() {
+            let mut well_formed = || match ctx.outcome.meter.as_mut() {
                 Some(meter) => meter.read_answer(&body),
                 None => serde_json::from_slice::<IgnoredAny>(&body).is_ok(),
             };
@@ -292,7 +292,7 @@ async fn stream(
     let mut translated = Vec::new();
     loop {
         let Some(batch) = reader.next(&mut up.session, session).await else {
-            ctx.client_gone = true;
+            ctx.outcome.client_gone = true;
             return Ok(Finished::Abort);
         };
         let mut failure = batch
@@ -339,10 +339,10 @@ async fn stream(
         }
         if let Some(out) = out {
             record_owner(ctx, &out).await;
-            if ctx.error.is_none() && carries_error_event(&out, ctx) {
+            if ctx.outcome.error.is_none() && carries_error_event(&out, ctx) {
                 // the provider's own error event reaches the client as it is; the record
                 // and the circuit still learn of the failure
-                ctx.error = Some(GatewayError::new(
+                ctx.outcome.error = Some(GatewayError::new(
                     ErrorKind::UpstreamProtocol,
                     format!(
                         "provider {} ended the stream with an error event",
@@ -437,23 +437,23 @@ async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: Respo
         .write_response_header(Box::new(header), false)
         .await
         .is_ok();
-    ctx.client_gone |= !ok;
+    ctx.outcome.client_gone |= !ok;
     ok
 }
 
 /// Writes answer bytes, after the meter has read them (and removed the usage chunk the
 /// client did not ask for).
 async fn write_body(session: &mut Session, ctx: &mut RequestCtx, data: Bytes) -> bool {
-    let data = match ctx.meter.as_mut() {
+    let data = match ctx.outcome.meter.as_mut() {
         Some(meter) => meter.process(data),
         None => data,
     };
     if data.is_empty() {
         return true;
     }
-    ctx.first_byte_at.get_or_insert_with(Instant::now);
+    ctx.outcome.first_byte_at.get_or_insert_with(Instant::now);
     let ok = session.write_response_body(Some(data), false).await.is_ok();
-    ctx.client_gone |= !ok;
+    ctx.outcome.client_gone |= !ok;
     ok
 }
 
@@ -461,7 +461,7 @@ async fn end_body(session: &mut Session, ctx: &mut RequestCtx) -> Finished {
     if session.write_response_body(None, true).await.is_ok() {
         Finished::Complete
     } else {
-        ctx.client_gone = true;
+        ctx.outcome.client_gone = true;
         Finished::Abort
     }
 }
@@ -478,7 +478,7 @@ async fn fail_mid_stream(
         Some(Endpoint::Responses) => error.responses_event(),
         _ => error.sse_event(ctx.dialect),
     };
-    ctx.error = Some(error);
+    ctx.outcome.error = Some(error);
     if !write_body(session, ctx, event).await {
         return Finished::Abort;
     }

@@ -105,8 +105,8 @@ impl Gateway {
         };
         let deleting = method == http::Method::DELETE;
         let request = provider.stored_response_request(method, rest, body);
-        ctx.provider = Some(Arc::clone(&provider));
-        ctx.attempts = 1;
+        ctx.outcome.provider = Some(Arc::clone(&provider));
+        ctx.outcome.attempts = 1;
         let timeouts = provider.timeouts;
         let finished = Box::pin(exchange::attempt(
             &self.connector,
@@ -117,7 +117,7 @@ impl Gateway {
             ctx,
         ))
         .await?;
-        if deleting && ctx.error.is_none() {
+        if deleting && ctx.outcome.error.is_none() {
             self.owners.forget(&id).await;
         }
         Ok(finished)
