@@ -346,9 +346,11 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
         let mut whole = request.clone();
         whole["stream"] = false.into();
         let native = json_body(&responses_reply(&whole, 5, &StoredResponses::default()));
-        let (chat, _) =
-            crate::providers::responses::to_chat_request(request.to_string().as_bytes(), "m")
-                .unwrap();
+        let (chat, _) = crate::providers::responses::client::request::to_chat(
+            request.to_string().as_bytes(),
+            "m",
+        )
+        .unwrap();
         let mut chat: Value = serde_json::from_slice(&chat).unwrap();
         chat["stream"] = false.into();
         chat.as_object_mut().unwrap().remove("stream_options");
@@ -366,9 +368,10 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
         let chat_call = &translated["choices"][0]["message"]["tool_calls"][0]["function"];
         if call["type"] == "function_call" {
             let flat = match call["namespace"].as_str() {
-                Some(ns) => {
-                    crate::providers::responses::flat_name(ns, call["name"].as_str().unwrap())
-                }
+                Some(ns) => crate::providers::responses::client::flat_name(
+                    ns,
+                    call["name"].as_str().unwrap(),
+                ),
                 None => call["name"].as_str().unwrap().to_string(),
             };
             assert_eq!(chat_call["name"], flat.as_str());

@@ -5,19 +5,19 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::providers::{anthropic, gemini};
+use crate::providers::{anthropic, gemini, ResponseTranslator};
 
 // ---- shared helpers -------------------------------------------------------------------------
 
 /// The first request of Codex CLI 0.169 (`codex exec "say hello"`), as captured.
 pub(super) const CODEX_FIRST_REQUEST: &[u8] =
-    include_bytes!("../../../tests/fixtures/codex/first-request.json");
+    include_bytes!("../../../../tests/fixtures/codex/first-request.json");
 
 pub(super) use crate::providers::translator_testing::{events, run, same_at_every_split};
 
 /// The chat request body of a Responses request, parsed.
 pub(super) fn chat(request: &Value) -> Value {
-    let (body, _) = to_chat_request(request.to_string().as_bytes(), "up-model").unwrap();
+    let (body, _) = request::to_chat(request.to_string().as_bytes(), "up-model").unwrap();
     serde_json::from_slice(&body).unwrap()
 }
 
@@ -93,15 +93,16 @@ fn upstream_errors_keep_their_code_and_get_a_status() {
 
 #[test]
 fn the_codex_fixture_translates_for_every_upstream_format() {
-    let (body, echo) = to_chat_request(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
+    let (body, echo) = request::to_chat(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
     let chat: Value = serde_json::from_slice(&body).unwrap();
     // Through the chat → Anthropic and chat → Gemini translators as the gateway composes them.
-    let anthropic: Value =
-        serde_json::from_slice(&anthropic::to_anthropic_request(&body, "claude-x").unwrap())
-            .unwrap();
+    let anthropic: Value = serde_json::from_slice(
+        &anthropic::upstream::request::from_chat(&body, "claude-x").unwrap(),
+    )
+    .unwrap();
     assert_eq!(anthropic["tools"].as_array().unwrap().len(), 12);
     assert!(anthropic["system"].is_string() || anthropic["system"].is_array());
-    let (gemini_body, stream) = gemini::to_gemini_request(&body).unwrap();
+    let (gemini_body, stream) = gemini::upstream::request::from_chat(&body).unwrap();
     assert!(stream);
     let gemini: Value = serde_json::from_slice(&gemini_body).unwrap();
     let declarations = &gemini["tools"][0]["functionDeclarations"];
@@ -124,7 +125,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
                   {"type": "function", "name": "shell", "parameters": {"type": "object"}}],
         "tool_choice": {"type": "function", "name": "spawn_agent", "namespace": "collab"},
     });
-    let (body, echo) = to_chat_request(request.to_string().as_bytes(), "up").unwrap();
+    let (body, echo) = request::to_chat(request.to_string().as_bytes(), "up").unwrap();
     let chat: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(chat["tools"][0]["function"]["name"], "collab__spawn_agent");
     assert_eq!(
@@ -138,7 +139,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
              "function": {"name": "collab__spawn_agent", "arguments": "{}"}},
             {"id": "call_b", "type": "function", "function": {"name": "shell", "arguments": "{}"}}]}}],
     });
-    let mut translator = from_chat_response(false, "m", echo.clone());
+    let mut translator = response::from_chat(false, "m", echo.clone());
     let (out, result) = run(translator.as_mut(), &[completion.to_string().as_bytes()]);
     result.unwrap();
     let response: Value = serde_json::from_slice(&out).unwrap();
@@ -150,7 +151,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
     let next = json!({"model": "m", "input": [
         response["output"][0].clone(),
         {"type": "function_call_output", "call_id": "call_a", "output": "ok"}]});
-    let (body, _) = to_chat_request(next.to_string().as_bytes(), "up").unwrap();
+    let (body, _) = request::to_chat(next.to_string().as_bytes(), "up").unwrap();
     let chat: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         chat["messages"][0]["tool_calls"][0]["function"]["name"],
@@ -162,7 +163,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
          "function": {"name": "collab__spawn_agent", "arguments": "{}"}}]},
         "finish_reason": "tool_calls"}]});
     let sse = format!("data: {chunk}\n\ndata: [DONE]\n\n");
-    let mut translator = from_chat_response(true, "m", echo);
+    let mut translator = response::from_chat(true, "m", echo);
     let (out, result) = run(translator.as_mut(), &[sse.as_bytes()]);
     result.unwrap();
     let done = events(&out)
@@ -196,7 +197,7 @@ impl ResponseTranslator for Chain {
 fn chained(upstream: Box<dyn ResponseTranslator>, input: &str) -> (Vec<String>, Value) {
     let mut chain = Chain(
         upstream,
-        from_chat_response(true, "client", Echo::default()),
+        response::from_chat(true, "client", Echo::default()),
     );
     let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
     let (out, result) = run(&mut chain, &bytes);
@@ -232,7 +233,7 @@ fn an_anthropic_stream_reaches_a_responses_client() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
     let (types, response) = chained(
-        anthropic::from_anthropic_response(true, "client", true),
+        anthropic::upstream::response::to_chat(true, "client", true),
         input,
     );
     assert_eq!(types.first().map(String::as_str), Some("response.created"));
@@ -257,7 +258,10 @@ fn a_gemini_stream_reaches_a_responses_client() {
         "\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":5,",
         "\"candidatesTokenCount\":2,\"totalTokenCount\":7},\"responseId\":\"r1\"}\r\n\r\n",
     );
-    let (types, response) = chained(gemini::from_gemini_response(true, "client", true), input);
+    let (types, response) = chained(
+        gemini::upstream::response::to_chat(true, "client", true),
+        input,
+    );
     assert_eq!(types.last().map(String::as_str), Some("response.completed"));
     let output = response["output"].as_array().unwrap();
     assert_eq!(output.last().unwrap()["content"][0]["text"], "Hi");

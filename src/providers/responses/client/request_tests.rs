@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use crate::providers::responses::tests::{chat, CODEX_FIRST_REQUEST};
-use crate::providers::responses::to_chat_request;
+use super::to_chat;
+use crate::providers::responses::client::tests::{chat, CODEX_FIRST_REQUEST};
 
 fn refused(request: Value) -> (String, String) {
-    let e = to_chat_request(request.to_string().as_bytes(), "up").unwrap_err();
+    let e = to_chat(request.to_string().as_bytes(), "up").unwrap_err();
     assert_eq!(e.status(), 400, "{request}");
     (e.param.unwrap_or_default(), e.message)
 }
@@ -27,7 +27,7 @@ fn weather() -> Value {
 
 #[test]
 fn the_codex_first_request_becomes_a_system_message_two_user_turns_and_twelve_tools() {
-    let (body, echo) = to_chat_request(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
+    let (body, echo) = to_chat(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
     let out: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(out["model"], "deepseek-chat");
     let messages = out["messages"].as_array().unwrap();
@@ -301,7 +301,7 @@ fn stateful_and_unsupported_fields_are_refused_naming_the_field() {
         json!({"previous_response_id": null, "store": null, "prompt": null}),
     ));
     assert_eq!(out["messages"][0]["content"], "hi");
-    let e = to_chat_request(b"[1]", "up").unwrap_err();
+    let e = to_chat(b"[1]", "up").unwrap_err();
     assert_eq!(e.status(), 400);
 }
 
@@ -331,7 +331,7 @@ fn additional_tools_items_join_the_tool_list() {
         ],
         "tools": [{"type": "function", "name": "base", "parameters": {"type": "object"}}],
     });
-    let (out, _) = to_chat_request(body.to_string().as_bytes(), "m").unwrap();
+    let (out, _) = to_chat(body.to_string().as_bytes(), "m").unwrap();
     let out: Value = serde_json::from_slice(&out).unwrap();
     let names: Vec<&str> = out["tools"]
         .as_array()

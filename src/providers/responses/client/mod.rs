@@ -3,9 +3,9 @@
 //!
 //! One pair of conversions, each a pure function or state machine (bytes in, bytes out), so a
 //! Responses client can use every model the gateway serves: the request becomes a chat request
-//! ([`to_chat_request`]) that the existing chat → Anthropic / chat → Gemini translators take
+//! ([`request::to_chat`]) that the existing chat → Anthropic / chat → Gemini translators take
 //! further, and the chat answer (native, or translated back to chat) becomes a Responses
-//! answer ([`from_chat_response`]): one `response` object, or the typed event stream.
+//! answer ([`response::from_chat`]): one `response` object, or the typed event stream.
 //!
 //! The gateway keeps no conversation state, so everything stateful in the Responses API is
 //! refused with a 400 naming the field (`previous_response_id`, `store: true`, `conversation`,
@@ -50,19 +50,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::ResponseTranslator;
 
-#[path = "responses/request.rs"]
-mod request;
-#[path = "responses/response.rs"]
-mod response;
-#[path = "responses/stream.rs"]
-mod stream;
+pub mod request;
+pub mod response;
 
 /// What the answer translator needs from the request: the chat names of namespaced tools (to
 /// restore `namespace` + `name` on the calls the model makes), and the request settings a
 /// Response object repeats (`tool_choice`, `temperature`, `metadata`, …). Built by
-/// [`to_chat_request`]; [`Echo::default`] suits a request without namespaced tools whose
+/// [`request::to_chat`]; [`Echo::default`] suits a request without namespaced tools whose
 /// settings need not be echoed.
 #[derive(Debug, Clone, Default)]
 pub struct Echo {
@@ -95,47 +90,6 @@ pub fn flat_name(namespace: &str, name: &str) -> String {
         format!("{namespace}{name}")
     } else {
         format!("{namespace}__{name}")
-    }
-}
-
-/// Responses request body → OpenAI chat request body, `model` = `upstream_model`, plus the
-/// [`Echo`] the answer translator needs. Mapped: `instructions` and `developer`/`system`
-/// messages (one leading system message, in order), `input` (a string, or message,
-/// `function_call`, `function_call_output`, `custom_tool_call(_output)` items), `tools`
-/// (function tools; namespaced functions flattened, see the module doc), `tool_choice`,
-/// `parallel_tool_calls`, `temperature`, `top_p`, `max_output_tokens` (→
-/// `max_completion_tokens`), `text.format` (→ `response_format`), `reasoning.effort` (→
-/// `reasoning_effort`), `stream` (with `stream_options.include_usage`), `user`. Dropped:
-/// reasoning and server-side call items in the history, provider-hosted tools when function
-/// tools come with them, and the settings chat has no equivalent for (`store: false`,
-/// `include`, `prompt_cache_key`, `client_metadata`, `service_tier`, `truncation`,
-/// `reasoning.summary`, `text.verbosity`, `background: false`, `metadata`,
-/// `safety_identifier`, `max_tool_calls`, `top_logprobs`, …). Refused with a 400 naming the
-/// field: the stateful ones (`previous_response_id`, `store: true`, `conversation`,
-/// `background: true`, `prompt`, `item_reference`), file ids, only hosted tools, and malformed
-/// fields.
-pub fn to_chat_request(
-    responses_body: &[u8],
-    upstream_model: &str,
-) -> Result<(Vec<u8>, Echo), GatewayError> {
-    request::convert(responses_body, upstream_model)
-}
-
-/// Translator for an OpenAI chat answer (JSON when `!stream`, SSE incl. the usage chunk and
-/// `[DONE]` when `stream`) → a Responses `response` object, or the typed event stream described
-/// in the module doc. `client_model` goes in `model`; `echo` is what [`to_chat_request`]
-/// returned for the request (namespaced tool names, echoed settings). Usage maps to
-/// `input_tokens` (+ `input_tokens_details.cached_tokens`), `output_tokens` (+
-/// `output_tokens_details.reasoning_tokens`) and `total_tokens`.
-pub fn from_chat_response(
-    stream: bool,
-    client_model: &str,
-    echo: Echo,
-) -> Box<dyn ResponseTranslator> {
-    if stream {
-        Box::new(stream::StreamToResponses::new(client_model, echo))
-    } else {
-        Box::new(response::JsonToResponses::new(client_model, echo))
     }
 }
 
@@ -215,5 +169,4 @@ fn upstream_error(error: &Value) -> (Value, GatewayError) {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "responses/tests.rs"]
 mod tests;

@@ -64,8 +64,23 @@ fn with_additional_tools(req: &Map<String, Value>) -> Option<Value> {
     }
 }
 
-/// The conversion; see [`super::to_chat_request`].
-pub(super) fn convert(body: &[u8], upstream_model: &str) -> Result<(Vec<u8>, Echo), GatewayError> {
+/// Responses request body → OpenAI chat request body, `model` = `upstream_model`, plus the
+/// [`Echo`] the answer translator needs. Mapped: `instructions` and `developer`/`system`
+/// messages (one leading system message, in order), `input` (a string, or message,
+/// `function_call`, `function_call_output`, `custom_tool_call(_output)` items), `tools`
+/// (function tools; namespaced functions flattened, see the module doc), `tool_choice`,
+/// `parallel_tool_calls`, `temperature`, `top_p`, `max_output_tokens` (→
+/// `max_completion_tokens`), `text.format` (→ `response_format`), `reasoning.effort` (→
+/// `reasoning_effort`), `stream` (with `stream_options.include_usage`), `user`. Dropped:
+/// reasoning and server-side call items in the history, provider-hosted tools when function
+/// tools come with them, and the settings chat has no equivalent for (`store: false`,
+/// `include`, `prompt_cache_key`, `client_metadata`, `service_tier`, `truncation`,
+/// `reasoning.summary`, `text.verbosity`, `background: false`, `metadata`,
+/// `safety_identifier`, `max_tool_calls`, `top_logprobs`, …). Refused with a 400 naming the
+/// field: the stateful ones (`previous_response_id`, `store: true`, `conversation`,
+/// `background: true`, `prompt`, `item_reference`), file ids, only hosted tools, and malformed
+/// fields.
+pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(Vec<u8>, Echo), GatewayError> {
     let req = parse_object(body)?;
     refuse_stateful(&req)?;
     let mut out = Map::new();

@@ -2,10 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::{stop_reason, JsonToAnthropic, StreamToAnthropic};
+use super::{from_chat, openai_error, stop_reason, JsonToAnthropic, StreamToAnthropic};
 use crate::error::ErrorKind;
-use crate::providers::anthropic::tests::{events, run, same_at_every_split};
-use crate::providers::anthropic::to_anthropic_response;
+use crate::providers::translator_testing::{events, run, same_at_every_split};
 use crate::providers::ResponseTranslator;
 
 fn message(completion: &Value) -> Value {
@@ -115,14 +114,14 @@ fn empty_content_reasoning_and_refusals() {
 fn missing_usage_reads_as_zero_and_errors_fail_the_answer() {
     let out = message(&json!({"id": "x", "choices": []}));
     assert_eq!(out["usage"]["input_tokens"], 0);
-    let mut t = to_anthropic_response(false, "m");
+    let mut t = from_chat(false, "m");
     let (_, r) = run(
         t.as_mut(),
         &[br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#],
     );
     let e = r.unwrap_err();
     assert_eq!((e.status(), e.message.as_str()), (429, "slow down"));
-    let (_, r) = run(to_anthropic_response(false, "m").as_mut(), &[b"<html>"]);
+    let (_, r) = run(from_chat(false, "m").as_mut(), &[b"<html>"]);
     assert_eq!(r.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
@@ -353,7 +352,40 @@ fn a_cut_stream_closes_its_block_and_fails_without_a_stop_reason() {
     assert!(!got
         .iter()
         .any(|(n, _)| n.as_deref() == Some("message_delta")));
-    let (out, result) = run(to_anthropic_response(true, "m").as_mut(), &[b""]);
+    let (out, result) = run(from_chat(true, "m").as_mut(), &[b""]);
     assert!(out.is_empty());
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
+}
+
+// ---- errors inside answers ----
+
+#[test]
+fn openai_errors_inside_answers_get_statuses_by_type() {
+    let cases = [
+        (json!({"type": "server_error", "message": "boom"}), 500),
+        (
+            json!({"type": "requests", "code": "rate_limit_exceeded", "message": "x"}),
+            429,
+        ),
+        (json!({"type": "insufficient_quota", "message": "x"}), 429),
+        (
+            json!({"type": "invalid_request_error", "code": "invalid_api_key"}),
+            401,
+        ),
+        (
+            json!({"type": "service_unavailable_error", "message": "x"}),
+            503,
+        ),
+        (
+            json!({"type": "invalid_request_error", "message": "x"}),
+            400,
+        ),
+    ];
+    for (error, status) in cases {
+        assert_eq!(openai_error(&error).status(), status, "{error}");
+    }
+    assert_eq!(
+        openai_error(&json!({})).message,
+        "the upstream model failed"
+    );
 }

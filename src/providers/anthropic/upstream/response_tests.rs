@@ -2,10 +2,10 @@
 
 use serde_json::{json, Value};
 
-use super::{finish_reason, JsonToOpenAi, StreamToOpenAi};
+use super::{finish_reason, to_chat, JsonToOpenAi, StreamToOpenAi};
 use crate::error::ErrorKind;
-use crate::providers::anthropic::tests::{events, run, same_at_every_split};
-use crate::providers::anthropic::{from_anthropic_response, JSON_OUTPUT_TOOL};
+use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
+use crate::providers::translator_testing::{events, run, same_at_every_split};
 use crate::providers::ResponseTranslator;
 
 const CREATED: u64 = 1_730_000_000;
@@ -125,7 +125,7 @@ fn usage_without_cache_fields_still_maps() {
 
 #[test]
 fn created_is_now() {
-    let mut t = from_anthropic_response(false, "m", false);
+    let mut t = to_chat(false, "m", false);
     let (out, result) = run(
         t.as_mut(),
         &[message(json!([]), "end_turn").to_string().as_bytes()],
@@ -143,15 +143,12 @@ fn created_is_now() {
 
 #[test]
 fn an_error_body_or_garbage_fails_the_whole_answer() {
-    let mut t = from_anthropic_response(false, "m", false);
+    let mut t = to_chat(false, "m", false);
     let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
     let (_, result) = run(t.as_mut(), &[body]);
     let e = result.unwrap_err();
     assert_eq!((e.status(), e.message.as_str()), (503, "Overloaded"));
-    let (_, result) = run(
-        from_anthropic_response(false, "m", false).as_mut(),
-        &[b"{\"id\":"],
-    );
+    let (_, result) = run(to_chat(false, "m", false).as_mut(), &[b"{\"id\":"]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
@@ -347,12 +344,9 @@ fn an_error_event_mid_stream_becomes_an_openai_error_event_and_ends_it() {
 
 #[test]
 fn an_empty_or_garbled_stream_fails() {
-    let (out, result) = run(from_anthropic_response(true, "m", true).as_mut(), &[b""]);
+    let (out, result) = run(to_chat(true, "m", true).as_mut(), &[b""]);
     assert!(out.is_empty());
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
-    let (_, result) = run(
-        from_anthropic_response(true, "m", true).as_mut(),
-        &[b"data: {oops\n\n"],
-    );
+    let (_, result) = run(to_chat(true, "m", true).as_mut(), &[b"data: {oops\n\n"]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }

@@ -7,8 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::{parse_data_url, sanitize_tool_id};
+use super::parse_data_url;
 use crate::error::GatewayError;
+use crate::providers::anthropic::sanitize_tool_id;
 
 /// The user turn put first when a conversation starts with the assistant (older Anthropic
 /// models require a user turn first; Anthropic rejects empty text, so it is one character).

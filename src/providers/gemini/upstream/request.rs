@@ -10,8 +10,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{field, messages, parse_object, schema};
+use super::{messages, schema};
 use crate::error::GatewayError;
+use crate::providers::json::{field, parse_object};
 
 /// Gemini's limit on `stopSequences`.
 const MAX_STOP_SEQUENCES: usize = 5;
@@ -42,7 +43,7 @@ const THINKING_BUDGETS: &[(&str, u32)] = &[
 /// (`reasoning_effort`) and `responseLogprobs`/`logprobs`. `tools` → `functionDeclarations`
 /// (schemas cleaned; an object schema without properties is omitted, which Gemini requires),
 /// `tool_choice` → `toolConfig.functionCallingConfig`. Every malformed field is a 400 naming it.
-pub fn to_gemini_request(openai_body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
+pub fn from_chat(openai_body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
     let body = parse_object(openai_body)?;
     let stream = match field(&body, "stream") {
         None => false,
@@ -329,7 +330,7 @@ mod tests {
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (bytes, _) = to_gemini_request(body.to_string().as_bytes()).unwrap();
+        let (bytes, _) = from_chat(body.to_string().as_bytes()).unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -338,21 +339,20 @@ mod tests {
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        to_gemini_request(body.to_string().as_bytes()).unwrap_err()
+        from_chat(body.to_string().as_bytes()).unwrap_err()
     }
 
     #[test]
     fn model_is_not_in_the_body_and_stream_flag_is_returned() {
         let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-        let (bytes, stream) = to_gemini_request(body).unwrap();
+        let (bytes, stream) = from_chat(body).unwrap();
         assert!(stream);
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             v,
             json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
         );
-        let (_, stream) =
-            to_gemini_request(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        let (_, stream) = from_chat(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
         assert!(!stream);
         assert_eq!(
             error(json!({"stream": "yes"})).param.as_deref(),
@@ -541,7 +541,7 @@ mod tests {
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
             "tool_choice": "auto"
         });
-        let (bytes, stream) = to_gemini_request(body.to_string().as_bytes()).unwrap();
+        let (bytes, stream) = from_chat(body.to_string().as_bytes()).unwrap();
         assert!(stream);
         assert_eq!(
             serde_json::from_slice::<Value>(&bytes).unwrap(),
@@ -563,7 +563,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_400s() {
         for body in [&b"not json"[..], b"[1]", br#"{"messages":"hi"}"#, br#"{}"#] {
-            let e = to_gemini_request(body).unwrap_err();
+            let e = from_chat(body).unwrap_err();
             assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(body));
         }
     }

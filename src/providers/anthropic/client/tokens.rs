@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::{field, parse_object};
 use crate::error::GatewayError;
+use crate::providers::json::{field, parse_object};
 use crate::usage::estimate::{self, Encoding};
 
 /// Per-message framing (role marker and separators), as in OpenAI's published chat counting.
@@ -30,8 +30,12 @@ fn count(text: &str) -> u64 {
     estimate::tokens(Encoding::O200k, text)
 }
 
-/// The estimate; see [`super::count_tokens_estimate`].
-pub(super) fn estimate(body: &[u8]) -> Result<u64, GatewayError> {
+/// Input-token estimate for `POST /v1/messages/count_tokens` when the model is not served by
+/// Anthropic: system + messages (text, tool_use input JSON, tool_result content) + tool
+/// definitions, counted with o200k_base, plus the fixed overheads documented on the constants
+/// above: 4 per message, 3 for the reply, 8 per tool and 346 for the tool system prompt, 1600
+/// per image and 2000 per non-text document.
+pub fn estimate(body: &[u8]) -> Result<u64, GatewayError> {
     let req = parse_object(body)?;
     let messages = field(&req, "messages")
         .and_then(Value::as_array)
@@ -90,5 +94,53 @@ fn block_tokens(block: &Value) -> u64 {
             _ => DOCUMENT_TOKENS,
         },
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn token_estimate_counts_text_tools_and_overheads() {
+        let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hello world"}]});
+        // "hello world" is 2 o200k tokens; + 4 per message + 3 reply priming.
+        assert_eq!(estimate(plain.to_string().as_bytes()).unwrap(), 9);
+
+        let rich = json!({
+            "model": "m",
+            "system": [{"type": "text", "text": "hello world", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hello world"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "long thoughts", "signature": "s"},
+                    {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "hello world"}]},
+            ],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        });
+        let n = estimate(rich.to_string().as_bytes()).unwrap();
+        let text = tokens_of("hello world");
+        let expected = 3
+            + (4 + text)
+            + (4 + text + 1600)
+            + (4 + tokens_of("f") + tokens_of(r#"{"a":1}"#))
+            + (4 + text)
+            + (346 + 8 + tokens_of("f") + tokens_of(r#"{"type":"object"}"#));
+        assert_eq!(n, expected);
+    }
+
+    fn tokens_of(text: &str) -> u64 {
+        tiktoken::get_encoding("o200k_base").unwrap().count(text) as u64
+    }
+
+    #[test]
+    fn token_estimate_rejects_bodies_without_messages() {
+        let e = estimate(br#"{"model":"m"}"#).unwrap_err();
+        assert_eq!((e.status(), e.param.as_deref()), (400, Some("messages")));
+        assert_eq!(estimate(b"[]").unwrap_err().status(), 400);
     }
 }

@@ -9,8 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{field, parse_object, sanitize_tool_id, to_bytes};
 use crate::error::GatewayError;
+use crate::providers::anthropic::{sanitize_tool_id, to_bytes};
+use crate::providers::json::{field, parse_object};
 
 /// OpenAI accepts at most this many stop sequences; later ones are dropped.
 const MAX_STOP_SEQUENCES: usize = 4;
@@ -18,8 +19,14 @@ const MAX_STOP_SEQUENCES: usize = 4;
 /// Prefix marking a failed tool's output, since OpenAI tool messages have no `is_error`.
 const TOOL_ERROR_PREFIX: &str = "Error: ";
 
-/// The conversion; see [`super::to_openai_request`].
-pub(super) fn convert(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+/// Anthropic Messages request (what Claude Code / the Anthropic SDK send to `/v1/messages`) →
+/// OpenAI chat request (docs/translation.md D1), `model` = `upstream_model`. When `stream` is
+/// true, `stream_options.include_usage` is set so usage can be reported in `message_delta`.
+/// Dropped: `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, server tools
+/// (`web_search_…`, `bash_…`: they run on Anthropic's side), thinking blocks in the history
+/// (an OpenAI-format model cannot verify their signatures), and `thinking` itself unless the
+/// upstream model is an OpenAI reasoning model.
+pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
     let req = parse_object(body)?;
     let reasoning = is_reasoning_model(upstream_model);
     let mut out = Map::new();
@@ -462,5 +469,5 @@ fn assistant_message(blocks: &[Value], at: &str, out: &mut Vec<Value>) -> Result
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "client_request_tests.rs"]
+#[path = "request_tests.rs"]
 mod tests;

@@ -8,14 +8,30 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    protocol_error, put_event, status_of_anthropic_type, to_bytes, upstream_error, ANTHROPIC,
-    JSON_OUTPUT_TOOL,
-};
+use super::{status_of_anthropic_type, upstream_error, ANTHROPIC, JSON_OUTPUT_TOOL};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
+use crate::providers::anthropic::{now_secs, protocol_error, put_event, to_bytes};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
+
+/// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) → OpenAI
+/// `chat.completion` / `chat.completion.chunk` stream ending in `data: [DONE]`. `client_model`
+/// is put in `model`. The usage-only final chunk (`choices:[]`) is emitted iff `include_usage`
+/// (the client's `stream_options.include_usage`). Usage maps incl. cache tokens
+/// (`prompt_tokens` = input + cache_creation + cache_read; `cached_tokens` = cache_read).
+pub fn to_chat(
+    stream: bool,
+    client_model: &str,
+    include_usage: bool,
+) -> Box<dyn ResponseTranslator> {
+    let created = now_secs();
+    if stream {
+        Box::new(StreamToOpenAi::new(client_model, include_usage, created))
+    } else {
+        Box::new(JsonToOpenAi::new(client_model, created))
+    }
+}
 
 // ---- wire types -----------------------------------------------------------------------------
 

@@ -4,8 +4,10 @@ use serde_json::{json, Value};
 
 use super::StreamToResponses;
 use crate::error::ErrorKind;
-use crate::providers::responses::tests::{events, run, same_at_every_split};
-use crate::providers::responses::{from_chat_response, to_chat_request, Echo};
+use crate::providers::responses::client::request::to_chat;
+use crate::providers::responses::client::response::from_chat;
+use crate::providers::responses::client::tests::{events, run, same_at_every_split};
+use crate::providers::responses::client::Echo;
 use crate::providers::ResponseTranslator;
 
 fn chunk(delta: Value, finish: Option<&str>) -> String {
@@ -56,7 +58,7 @@ fn tool_stream() -> String {
 }
 
 fn make() -> Box<dyn ResponseTranslator> {
-    from_chat_response(true, "client-model", Echo::default())
+    from_chat(true, "client-model", Echo::default())
 }
 
 fn types(events: &[(Option<String>, Value)]) -> Vec<String> {
@@ -314,8 +316,8 @@ fn a_call_continued_after_its_item_closed_is_a_protocol_error() {
 
 #[test]
 fn the_codex_fixture_answer_streams_a_namespaced_call() {
-    let (_, echo) = to_chat_request(
-        crate::providers::responses::tests::CODEX_FIRST_REQUEST,
+    let (_, echo) = to_chat(
+        crate::providers::responses::client::tests::CODEX_FIRST_REQUEST,
         "up",
     )
     .unwrap();
@@ -324,10 +326,8 @@ fn the_codex_fixture_answer_streams_a_namespaced_call() {
         "function": {"name": "multi_agent_v1__wait_agent", "arguments": "{}"}}]}),
         Some("tool_calls"),
     ) + "data: [DONE]\n\n";
-    let (out, result) = same_at_every_split(
-        || from_chat_response(true, "gpt-4o", echo.clone()),
-        s.as_bytes(),
-    );
+    let (out, result) =
+        same_at_every_split(|| from_chat(true, "gpt-4o", echo.clone()), s.as_bytes());
     result.unwrap();
     let events = events(&out);
     assert_well_formed(&events);

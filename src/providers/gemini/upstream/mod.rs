@@ -1,16 +1,16 @@
-//! Google Gemini's native wire format (`generateContent`, `streamGenerateContent?alt=sse`,
-//! `embedContent`, `batchEmbedContents`), translated to and from OpenAI's.
+//! The gateway as a client of Google Gemini's native API (`generateContent`,
+//! `streamGenerateContent?alt=sse`, `embedContent`, `batchEmbedContents`).
 //!
 //! OpenAI clients reach Gemini models through these pure functions: the request body is
-//! rewritten into Gemini's shape (docs/translation.md C1), the answer is rewritten back chunk by
-//! chunk by a [`ResponseTranslator`](crate::providers::ResponseTranslator) (C2, C3),
-//! embeddings go both ways (C4), and Google error answers become [`GatewayError`]s with
-//! OpenAI-style types and codes (E). The proxy builds the URL (`{base}/models/{model}:…`) and
-//! the `x-goog-api-key` header; nothing here does I/O.
+//! rewritten into Gemini's shape ([`request`], docs/translation.md C1), the answer is rewritten
+//! back chunk by chunk ([`response`], C2, C3), embeddings go both ways ([`embeddings`], C4), and
+//! Google error answers become [`GatewayError`]s with OpenAI-style types and codes
+//! ([`upstream_error`], E). The proxy builds the URL (`{base}/models/{model}:…`) and the
+//! `x-goog-api-key` header; nothing here does I/O.
 //!
 //! Layout: this file holds the constants, the helpers the submodules share and the error
-//! conversion; `request`/`messages`/`schema` convert requests, `response`/`stream` convert
-//! answers, `embeddings` does both directions for `/v1/embeddings`.
+//! conversion; `request` (with `messages` and `schema`) converts requests, `response` (with its
+//! `stream`) converts answers, `embeddings` does both directions for `/v1/embeddings`.
 //!
 //! Tool-call ids: Gemini answers carry no call ids, so ids are synthesized as
 //! `call_<random>_<n>` (unique across turns, so clients that key results by id never see a
@@ -23,26 +23,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::json::{field, parse_object};
 
-#[path = "gemini/embeddings.rs"]
-mod embeddings;
-#[path = "gemini/messages.rs"]
+pub mod embeddings;
 mod messages;
-#[path = "gemini/request.rs"]
-mod request;
-#[path = "gemini/response.rs"]
-mod response;
-#[path = "gemini/schema.rs"]
+pub mod request;
+pub mod response;
 mod schema;
-#[path = "gemini/stream.rs"]
-mod stream;
-
-pub use embeddings::{
-    embedding_inputs, embedding_tokens, from_gemini_embeddings, to_gemini_embeddings,
-};
-pub use request::to_gemini_request;
-pub use response::from_gemini_response;
 
 /// Name used in messages when the caller gave none (translators are built without one).
 const PROVIDER: &str = "gemini";

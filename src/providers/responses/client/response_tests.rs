@@ -4,8 +4,9 @@ use serde_json::{json, Value};
 
 use super::JsonToResponses;
 use crate::error::ErrorKind;
-use crate::providers::responses::tests::run;
-use crate::providers::responses::{to_chat_request, Echo};
+use crate::providers::responses::client::request::to_chat;
+use crate::providers::responses::client::tests::run;
+use crate::providers::responses::client::Echo;
 use crate::providers::ResponseTranslator;
 
 fn response(completion: &Value, echo: Echo) -> Value {
@@ -92,7 +93,7 @@ fn the_request_settings_are_echoed() {
     let request = json!({"model": "m", "input": "x", "temperature": 0.3, "max_output_tokens": 99,
                          "metadata": {"a": "b"}, "tool_choice": "none", "user": "u",
                          "reasoning": {"effort": "low"}, "text": {"verbosity": "low"}});
-    let (_, echo) = to_chat_request(request.to_string().as_bytes(), "up").unwrap();
+    let (_, echo) = to_chat(request.to_string().as_bytes(), "up").unwrap();
     let out = response(&completion(json!({"content": "x"}), "stop"), echo);
     assert_eq!(out["temperature"], 0.3);
     assert_eq!(out["max_output_tokens"], 99);

@@ -2,12 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::is_reasoning_model;
+use super::{is_reasoning_model, to_chat};
 use crate::error::GatewayError;
-use crate::providers::anthropic::to_openai_request;
 
 fn convert_for(body: &Value, model: &str) -> Value {
-    serde_json::from_slice(&to_openai_request(body.to_string().as_bytes(), model).unwrap()).unwrap()
+    serde_json::from_slice(&to_chat(body.to_string().as_bytes(), model).unwrap()).unwrap()
 }
 
 fn convert(body: &Value) -> Value {
@@ -15,7 +14,7 @@ fn convert(body: &Value) -> Value {
 }
 
 fn reject(body: &Value) -> GatewayError {
-    to_openai_request(body.to_string().as_bytes(), "gpt-4o").unwrap_err()
+    to_chat(body.to_string().as_bytes(), "gpt-4o").unwrap_err()
 }
 
 fn assert_param(e: &GatewayError, param: &str) {
@@ -315,7 +314,7 @@ fn malformed_requests_are_400s() {
     );
     let bad_block = json!({"messages": [{"role": "user", "content": [{"type": "video"}]}]});
     assert_param(&reject(&bad_block), "messages[0].content[0]");
-    assert_eq!(to_openai_request(b"nope", "m").unwrap_err().status(), 400);
+    assert_eq!(to_chat(b"nope", "m").unwrap_err().status(), 400);
 }
 
 /// Claude Code 2.x puts system messages between the turns (seen on the wire: a user turn,

@@ -11,12 +11,12 @@
 
 use serde_json::{json, Value};
 
-use super::response::{
+use super::{
     call_id, call_item, message_item, reasoning_item, reasoning_part, text_part, Completion,
     Ending, Envelope, ToolCall, Usage,
 };
-use super::{derived_id, protocol_error, upstream_error, Echo};
 use crate::error::GatewayError;
+use crate::providers::responses::client::{derived_id, protocol_error, upstream_error, Echo};
 use crate::providers::tool_calls::{absorb, Call};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
@@ -409,7 +409,7 @@ impl StreamToResponses {
         }
         self.flush(out)?;
         let ending = Ending::Finished(self.finish_reason.as_deref());
-        let kind = match super::response::incomplete_reason(self.finish_reason.as_deref()) {
+        let kind = match super::incomplete_reason(self.finish_reason.as_deref()) {
             Some(_) => "response.incomplete",
             None => "response.completed",
         };

@@ -14,6 +14,22 @@ use crate::error::GatewayError;
 pub(super) use crate::providers::tool_calls::{Function, ToolCall};
 use crate::providers::ResponseTranslator;
 
+mod stream;
+
+/// Translator for an OpenAI chat answer (JSON when `!stream`, SSE incl. the usage chunk and
+/// `[DONE]` when `stream`) → a Responses `response` object, or the typed event stream described
+/// in the module doc. `client_model` goes in `model`; `echo` is what [`super::request::to_chat`]
+/// returned for the request (namespaced tool names, echoed settings). Usage maps to
+/// `input_tokens` (+ `input_tokens_details.cached_tokens`), `output_tokens` (+
+/// `output_tokens_details.reasoning_tokens`) and `total_tokens`.
+pub fn from_chat(stream: bool, client_model: &str, echo: Echo) -> Box<dyn ResponseTranslator> {
+    if stream {
+        Box::new(stream::StreamToResponses::new(client_model, echo))
+    } else {
+        Box::new(JsonToResponses::new(client_model, echo))
+    }
+}
+
 // ---- chat wire types --------------------------------------------------------------------
 
 #[derive(Deserialize)]

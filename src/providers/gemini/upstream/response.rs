@@ -14,6 +14,8 @@ use super::{embedded_error, protocol_error, tool_call_id, Stamp};
 use crate::error::GatewayError;
 use crate::providers::ResponseTranslator;
 
+mod stream;
+
 // ---------------------------------------------------------------------------------------------
 // Gemini wire types (only what is read)
 // ---------------------------------------------------------------------------------------------
@@ -265,13 +267,13 @@ pub(super) fn finish_reason(reason: &str, saw_tool_call: bool) -> &'static str {
 /// The usage-only final chunk (`choices: []`) is sent iff `include_usage`. A blocked prompt
 /// (`promptFeedback.blockReason`, no candidates) is one choice with empty content and
 /// `content_filter`.
-pub fn from_gemini_response(
+pub fn to_chat(
     stream: bool,
     client_model: &str,
     include_usage: bool,
 ) -> Box<dyn ResponseTranslator> {
     if stream {
-        Box::new(super::stream::StreamTranslator::new(
+        Box::new(stream::StreamTranslator::new(
             client_model,
             include_usage,
             Stamp::fresh(),
@@ -584,7 +586,7 @@ mod tests {
                                            "finishReason": "STOP"}]}).to_string();
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let mut t = from_gemini_response(false, "m", false);
+            let mut t = to_chat(false, "m", false);
             let mut out = Vec::new();
             t.push(body.as_bytes(), &mut out).unwrap();
             t.finish(&mut out).unwrap();

@@ -1,15 +1,21 @@
 //! OpenAI chat request → Anthropic Messages request (docs/translation.md A1; the messages, A2, are
-//! in [`super::chat_messages`]).
+//! in [`super::messages`]).
 //!
 //! Anthropic rejects fields it does not define, so the output is built from scratch: every
 //! OpenAI field is either mapped, rejected with a 400 naming it, or dropped (the drop list is on
-//! [`super::to_anthropic_request`]).
+//! [`from_chat`]).
 
 use serde_json::{json, Map, Value};
 
-use super::chat_messages::{convert_messages, rules_out_thinking, turn_json};
-use super::{field, parse_object, to_bytes, DEFAULT_MAX_TOKENS, JSON_OUTPUT_TOOL};
+use super::messages::{convert_messages, rules_out_thinking, turn_json};
+use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
+use crate::providers::anthropic::to_bytes;
+use crate::providers::json::{field, parse_object};
+
+/// max_tokens sent to Anthropic when an OpenAI client gives none (Anthropic requires the field;
+/// 4096 is what mainstream translators send).
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Anthropic's smallest thinking budget; also the budget for `minimal` and `low`.
 const MIN_THINKING_BUDGET: u64 = 1024;
@@ -23,8 +29,17 @@ const HIGH_THINKING_BUDGET: u64 = 16384;
 const JSON_OBJECT_INSTRUCTION: &str =
     "Respond only with a single valid JSON object, without any other text.";
 
-/// The conversion; see [`super::to_anthropic_request`].
-pub(super) fn convert(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+/// OpenAI chat request body → Anthropic Messages request body (docs/translation.md A1/A2), `model`
+/// set to `upstream_model`. Rejected with a 400 naming the field: `n` > 1, `logprobs`,
+/// `top_logprobs`, audio input, `functions`, unknown content parts and invalid tool-call
+/// arguments. Dropped (no Anthropic equivalent): `presence_penalty`, `frequency_penalty`,
+/// `logit_bias`, `seed`, `service_tier`, `store`, `metadata`, `prediction`, `modalities`,
+/// `audio`, `stream_options`, message `name`, `refusal`, image `detail`, tool `strict`, and any
+/// other field Anthropic does not define (it rejects unknown fields). When `reasoning_effort`
+/// turns thinking on, `temperature`, `top_p` and `top_k` are dropped too (Anthropic rejects
+/// them with thinking); thinking itself is left off with forced tool use, a prefill or a
+/// tool-loop continuation.
+pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
     let req = parse_object(body)?;
     reject_unsupported(&req)?;
     let (mut system, turns) = convert_messages(field(&req, "messages"))?;
@@ -176,9 +191,11 @@ fn number<'a>(req: &'a Map<String, Value>, name: &str) -> Result<Option<&'a Valu
     }
 }
 
-/// See [`super::uncapped_max_tokens`]: what [`fit_thinking`] sends without a client cap, at
-/// the largest budget.
-pub(super) fn uncapped_max_tokens(reasoning: bool) -> u64 {
+/// The most output the gateway asks Anthropic for on a request it translates that gave no
+/// cap: [`DEFAULT_MAX_TOKENS`], plus the largest thinking budget when reasoning was asked for
+/// (what [`fit_thinking`] sends without a client cap). A budget reservation holds this much
+/// output for such a request.
+pub fn uncapped_max_tokens(reasoning: bool) -> u64 {
     let budget = reasoning.then_some(HIGH_THINKING_BUDGET);
     fit_thinking(None, budget).0
 }

@@ -18,12 +18,10 @@
 
 use serde::Serialize;
 
-use super::response::{
-    finish_reason, GenerateContentResponse, Logprobs, ToolCall, Usage, UsageMetadata,
-};
-use super::{embedded_error, protocol_error, Stamp};
+use super::{finish_reason, GenerateContentResponse, Logprobs, ToolCall, Usage, UsageMetadata};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
+use crate::providers::gemini::upstream::{embedded_error, protocol_error, Stamp};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
 

@@ -9,8 +9,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{embedded_error, field, parse_object, protocol_error};
+use super::{embedded_error, protocol_error};
 use crate::error::GatewayError;
+use crate::providers::json::{field, parse_object};
 use crate::providers::ResponseTranslator;
 use crate::usage::estimate;
 
@@ -38,8 +39,8 @@ fn texts(body: &Map<String, Value>) -> Result<(Vec<String>, bool), GatewayError>
 }
 
 /// The input texts and whether the client asked for `encoding_format: "base64"`, for
-/// [`from_gemini_embeddings`] (it counts the texts' tokens and encodes the vectors).
-pub fn embedding_inputs(openai_body: &[u8]) -> Result<(Vec<String>, bool), GatewayError> {
+/// [`to_openai`] (it counts the texts' tokens and encodes the vectors).
+pub fn inputs(openai_body: &[u8]) -> Result<(Vec<String>, bool), GatewayError> {
     let body = parse_object(openai_body)?;
     let base64 = match field(&body, "encoding_format") {
         None => false,
@@ -60,7 +61,7 @@ pub fn embedding_inputs(openai_body: &[u8]) -> Result<(Vec<String>, bool), Gatew
 /// each carry `"model": "models/{upstream_model}"` (Gemini requires it). Token-array inputs
 /// are a 400 naming `input` (Gemini embeds text only). `dimensions` →
 /// `outputDimensionality`.
-pub fn to_gemini_embeddings(
+pub fn from_openai(
     openai_body: &[u8],
     upstream_model: &str,
 ) -> Result<(Vec<u8>, bool), GatewayError> {
@@ -101,8 +102,8 @@ pub fn to_gemini_embeddings(
 /// With `base64` (the client sent `encoding_format: "base64"`, which the official Python SDK
 /// does by default), each embedding is the base64 of its values as little-endian f32, as OpenAI
 /// sends it. `usage.prompt_tokens` = `total_tokens` = `prompt_tokens`, counted beforehand with
-/// [`embedding_tokens`] (Gemini returns none).
-pub fn from_gemini_embeddings(
+/// [`count_tokens`] (Gemini returns none).
+pub fn to_openai(
     client_model: &str,
     prompt_tokens: u64,
     base64: bool,
@@ -224,7 +225,7 @@ fn encode_f32_le(values: &[f64]) -> String {
 /// Token count of the inputs, in the encoding of the model the client named (Gemini's answer
 /// carries no count, and its tokenizer is not public). Up to seconds of CPU on large inputs:
 /// the proxy runs it off its workers ([`crate::usage::offload`]).
-pub fn embedding_tokens(client_model: &str, inputs: &[String]) -> u64 {
+pub fn count_tokens(client_model: &str, inputs: &[String]) -> u64 {
     inputs
         .iter()
         .map(|text| estimate::count(client_model, text))
@@ -238,14 +239,14 @@ mod tests {
 
     fn request(body: Value) -> (Value, bool) {
         let (bytes, batch) =
-            to_gemini_embeddings(body.to_string().as_bytes(), "gemini-embedding-001").unwrap();
+            from_openai(body.to_string().as_bytes(), "gemini-embedding-001").unwrap();
         (serde_json::from_slice(&bytes).unwrap(), batch)
     }
 
     fn translate(answer: &str, inputs: &[&str], base64: bool) -> Value {
         let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
-        let tokens = embedding_tokens("my-embedder", &inputs);
-        let mut t = from_gemini_embeddings("my-embedder", tokens, base64);
+        let tokens = count_tokens("my-embedder", &inputs);
+        let mut t = to_openai("my-embedder", tokens, base64);
         let mut out = Vec::new();
         for chunk in answer.as_bytes().chunks(5) {
             t.push(chunk, &mut out).unwrap();
@@ -289,25 +290,25 @@ mod tests {
             (json!({}), "input"),
             (json!({"input": "a", "dimensions": 0}), "dimensions"),
         ] {
-            let e = to_gemini_embeddings(body.to_string().as_bytes(), "m").unwrap_err();
+            let e = from_openai(body.to_string().as_bytes(), "m").unwrap_err();
             assert_eq!(
                 (e.status(), e.param.as_deref()),
                 (400, Some(param)),
                 "{body}"
             );
         }
-        let e = embedding_inputs(br#"{"input":"a","encoding_format":"int8"}"#).unwrap_err();
+        let e = inputs(br#"{"input":"a","encoding_format":"int8"}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("encoding_format"));
     }
 
     #[test]
     fn embedding_inputs_reads_texts_and_encoding() {
         assert_eq!(
-            embedding_inputs(br#"{"input":"hi","encoding_format":"base64"}"#).unwrap(),
+            inputs(br#"{"input":"hi","encoding_format":"base64"}"#).unwrap(),
             (vec!["hi".to_string()], true)
         );
         assert_eq!(
-            embedding_inputs(br#"{"input":["a","b"]}"#).unwrap(),
+            inputs(br#"{"input":["a","b"]}"#).unwrap(),
             (vec!["a".to_string(), "b".to_string()], false)
         );
     }
@@ -358,7 +359,7 @@ mod tests {
 
     #[test]
     fn error_and_garbage_answers_are_errors() {
-        let mut t = from_gemini_embeddings("m", 1, false);
+        let mut t = to_openai("m", 1, false);
         let mut out = Vec::new();
         t.push(
             br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#,
@@ -366,7 +367,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.finish(&mut out).unwrap_err().status(), 429);
-        let mut t = from_gemini_embeddings("m", 1, false);
+        let mut t = to_openai("m", 1, false);
         t.push(b"{}", &mut out).unwrap();
         assert_eq!(t.finish(&mut out).unwrap_err().status(), 502);
         assert!(out.is_empty());
@@ -380,7 +381,7 @@ mod tests {
             "日本語のテキスト、そして中文文本。".to_string(),
             String::new(),
         ];
-        assert_eq!(embedding_tokens("text-embedding-3-small", &inputs), 15);
-        assert_eq!(embedding_tokens("gemini-embedding-001", &inputs), 11);
+        assert_eq!(count_tokens("text-embedding-3-small", &inputs), 15);
+        assert_eq!(count_tokens("gemini-embedding-001", &inputs), 11);
     }
 }
