@@ -6,6 +6,7 @@
 //! translated Anthropic → OpenAI → Gemini, and the answer back the same way.
 
 pub mod anthropic;
+pub mod chat;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
@@ -24,6 +25,7 @@ use crate::error::{ErrorKind, GatewayError, Passthrough};
 use crate::request::Peeked;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
+use chat::ChatRequest;
 pub use upstream::{Timeouts, Upstream};
 
 /// The Anthropic API version sent when a client (an OpenAI one, say) names none.
@@ -214,7 +216,9 @@ impl Provider {
             }
             (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Messages) => {
                 plan.path = self.upstream.path("/chat/completions");
-                plan.body = anthropic::client::request::to_chat(body, upstream_model)?.into();
+                plan.body = anthropic::client::request::to_chat(body, upstream_model)?
+                    .to_bytes()?
+                    .into();
                 plan.translator =
                     Some(anthropic::client::response::from_chat(stream, client_model));
                 plan.content_type = event_stream(stream);
@@ -229,7 +233,8 @@ impl Provider {
             }
             (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
                 plan.path = self.upstream.path("/v1/messages");
-                plan.body = anthropic::upstream::request::from_chat(body, upstream_model)?.into();
+                let chat = ChatRequest::parse(body)?;
+                plan.body = anthropic::upstream::request::from_chat(&chat, upstream_model)?.into();
                 // Usage is always asked for; the meter removes it for clients that did not.
                 plan.translator = Some(anthropic::upstream::response::to_chat(
                     stream,
@@ -239,7 +244,8 @@ impl Provider {
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
-                let (gemini_body, stream) = gemini::upstream::request::from_chat(body)?;
+                let (gemini_body, stream) =
+                    gemini::upstream::request::from_chat(&ChatRequest::parse(body)?)?;
                 plan.path = self.gemini_path(upstream_model, stream);
                 plan.body = gemini_body.into();
                 plan.translator = Some(gemini::upstream::response::to_chat(
@@ -250,8 +256,8 @@ impl Provider {
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::Messages) => {
-                let openai_body = anthropic::client::request::to_chat(body, upstream_model)?;
-                let (gemini_body, stream) = gemini::upstream::request::from_chat(&openai_body)?;
+                let chat = anthropic::client::request::to_chat(body, upstream_model)?;
+                let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                 plan.path = self.gemini_path(upstream_model, stream);
                 plan.body = gemini_body.into();
                 plan.translator = Some(Box::new(Chain(
@@ -274,7 +280,7 @@ impl Provider {
                 let to_chat: Option<Box<dyn ResponseTranslator>> = match self.kind {
                     ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                         plan.path = self.upstream.path("/chat/completions");
-                        plan.body = chat.into();
+                        plan.body = chat.to_bytes()?.into();
                         None
                     }
                     ProviderKind::Anthropic => {

@@ -351,7 +351,7 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
             "m",
         )
         .unwrap();
-        let mut chat: Value = serde_json::from_slice(&chat).unwrap();
+        let mut chat: Value = serde_json::to_value(&chat).unwrap();
         chat["stream"] = false.into();
         chat.as_object_mut().unwrap().remove("stream_options");
         let translated = json_body(&super::super::chat_reply(&chat, 5));

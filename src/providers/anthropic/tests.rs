@@ -40,10 +40,11 @@ fn openai_to_anthropic_to_openai_keeps_messages_and_tools() {
         "stop": ["END"],
         "user": "u1",
     });
-    let anthropic =
-        upstream::request::from_chat(original.to_string().as_bytes(), "claude").unwrap();
+    let original_chat =
+        crate::providers::chat::ChatRequest::parse(original.to_string().as_bytes()).unwrap();
+    let anthropic = upstream::request::from_chat(&original_chat, "claude").unwrap();
     let back: Value =
-        serde_json::from_slice(&client::request::to_chat(&anthropic, "gpt").unwrap()).unwrap();
+        serde_json::to_value(client::request::to_chat(&anthropic, "gpt").unwrap()).unwrap();
     assert_eq!(back["model"], "gpt");
     assert_eq!(
         back["messages"],

@@ -10,7 +10,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
-use crate::providers::anthropic::{sanitize_tool_id, to_bytes};
+use crate::providers::anthropic::sanitize_tool_id;
+use crate::providers::chat::ChatRequest;
 use crate::providers::json::{field, parse_object};
 
 /// OpenAI accepts at most this many stop sequences; later ones are dropped.
@@ -26,7 +27,7 @@ const TOOL_ERROR_PREFIX: &str = "Error: ";
 /// (`web_search_…`, `bash_…`: they run on Anthropic's side), thinking blocks in the history
 /// (an OpenAI-format model cannot verify their signatures), and `thinking` itself unless the
 /// upstream model is an OpenAI reasoning model.
-pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<ChatRequest, GatewayError> {
     let req = parse_object(body)?;
     let reasoning = is_reasoning_model(upstream_model);
     let mut out = Map::new();
@@ -105,7 +106,7 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayErro
             out.insert("reasoning_effort".into(), effort.into());
         }
     }
-    to_bytes(&Value::Object(out))
+    Ok(out.into())
 }
 
 /// Whether `model` is an OpenAI reasoning model (o-series, gpt-5 except its chat variants),

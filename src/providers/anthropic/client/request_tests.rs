@@ -6,7 +6,7 @@ use super::{is_reasoning_model, to_chat};
 use crate::error::GatewayError;
 
 fn convert_for(body: &Value, model: &str) -> Value {
-    serde_json::from_slice(&to_chat(body.to_string().as_bytes(), model).unwrap()).unwrap()
+    serde_json::to_value(to_chat(body.to_string().as_bytes(), model).unwrap()).unwrap()
 }
 
 fn convert(body: &Value) -> Value {

@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 use super::messages::{convert_messages, rules_out_thinking, turn_json};
 use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
-use crate::providers::anthropic::to_bytes;
-use crate::providers::json::{field, parse_object};
+use crate::providers::chat::ChatRequest;
+use crate::providers::json::{field, to_bytes};
 
 /// max_tokens sent to Anthropic when an OpenAI client gives none (Anthropic requires the field;
 /// 4096 is what mainstream translators send).
@@ -29,7 +29,7 @@ const HIGH_THINKING_BUDGET: u64 = 16384;
 const JSON_OBJECT_INSTRUCTION: &str =
     "Respond only with a single valid JSON object, without any other text.";
 
-/// OpenAI chat request body → Anthropic Messages request body (docs/translation.md A1/A2), `model`
+/// OpenAI chat request → Anthropic Messages request body (docs/translation.md A1/A2), `model`
 /// set to `upstream_model`. Rejected with a 400 naming the field: `n` > 1, `logprobs`,
 /// `top_logprobs`, audio input, `functions`, unknown content parts and invalid tool-call
 /// arguments. Dropped (no Anthropic equivalent): `presence_penalty`, `frequency_penalty`,
@@ -39,14 +39,14 @@ const JSON_OBJECT_INSTRUCTION: &str =
 /// turns thinking on, `temperature`, `top_p` and `top_k` are dropped too (Anthropic rejects
 /// them with thinking); thinking itself is left off with forced tool use, a prefill or a
 /// tool-loop continuation.
-pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
-    let req = parse_object(body)?;
-    reject_unsupported(&req)?;
-    let (mut system, turns) = convert_messages(field(&req, "messages"))?;
-    let mut tools = convert_tools(field(&req, "tools"))?;
-    let mut tool_choice = convert_tool_choice(&req)?;
+pub fn from_chat(chat: &ChatRequest, upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+    let req = chat.fields();
+    reject_unsupported(req)?;
+    let (mut system, turns) = convert_messages(field(req, "messages"))?;
+    let mut tools = convert_tools(field(req, "tools"))?;
+    let mut tool_choice = convert_tool_choice(req)?;
     apply_response_format(
-        field(&req, "response_format"),
+        field(req, "response_format"),
         &mut system,
         &mut tools,
         &mut tool_choice,
@@ -60,9 +60,9 @@ pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayEr
         .and_then(|c| c.get("type"))
         .and_then(Value::as_str)
         .is_some_and(|t| t == "any" || t == "tool");
-    let budget = thinking_budget(field(&req, "reasoning_effort"))?
+    let budget = thinking_budget(field(req, "reasoning_effort"))?
         .filter(|_| !forced && !rules_out_thinking(&turns));
-    let (max_tokens, budget) = fit_thinking(max_tokens(&req)?, budget);
+    let (max_tokens, budget) = fit_thinking(max_tokens(req)?, budget);
 
     let mut out = Map::new();
     out.insert("model".into(), upstream_model.into());
@@ -80,7 +80,7 @@ pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayEr
             out.insert("tool_choice".into(), Value::Object(choice));
         }
     }
-    if let Some(stop) = stop_sequences(field(&req, "stop"))? {
+    if let Some(stop) = stop_sequences(field(req, "stop"))? {
         out.insert("stop_sequences".into(), stop);
     }
     match budget {
@@ -92,7 +92,7 @@ pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayEr
             );
         }
         None => {
-            if let Some(t) = number(&req, "temperature")? {
+            if let Some(t) = number(req, "temperature")? {
                 // Anthropic's range is 0–1, OpenAI's 0–2; above 1 is a 400 there (practice: clamp).
                 let t = if t.as_f64().is_some_and(|t| t > 1.0) {
                     1.into()
@@ -101,15 +101,15 @@ pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayEr
                 };
                 out.insert("temperature".into(), t);
             }
-            if let Some(p) = number(&req, "top_p")? {
+            if let Some(p) = number(req, "top_p")? {
                 out.insert("top_p".into(), p.clone());
             }
-            if let Some(k) = number(&req, "top_k")? {
+            if let Some(k) = number(req, "top_k")? {
                 out.insert("top_k".into(), k.clone());
             }
         }
     }
-    match field(&req, "stream") {
+    match field(req, "stream") {
         None => {}
         Some(Value::Bool(b)) => {
             out.insert("stream".into(), (*b).into());
@@ -121,7 +121,7 @@ pub fn from_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayEr
             ))
         }
     }
-    match field(&req, "user") {
+    match field(req, "user") {
         None => {}
         Some(Value::String(user)) => {
             out.insert("metadata".into(), json!({"user_id": user}));

@@ -5,14 +5,20 @@ use serde_json::{json, Value};
 use super::{from_chat, DEFAULT_MAX_TOKENS};
 use crate::error::GatewayError;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
+use crate::providers::chat::ChatRequest;
+
+/// A chat request body as the gateway parses it.
+fn parse(body: &Value) -> ChatRequest {
+    ChatRequest::parse(body.to_string().as_bytes()).unwrap()
+}
 
 fn convert(body: &Value) -> Value {
-    let out = from_chat(body.to_string().as_bytes(), "claude-up").unwrap();
+    let out = from_chat(&parse(body), "claude-up").unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 
 fn reject(body: &Value) -> GatewayError {
-    from_chat(body.to_string().as_bytes(), "claude-up").unwrap_err()
+    from_chat(&parse(body), "claude-up").unwrap_err()
 }
 
 /// A one-message chat request with `extra` fields on top.
@@ -296,7 +302,7 @@ fn n_above_one_and_logprobs_are_rejected() {
     );
     assert_param(&reject(&chat(json!({"logprobs": true}))), "logprobs");
     assert_param(&reject(&chat(json!({"top_logprobs": 3}))), "top_logprobs");
-    assert!(from_chat(chat(json!({"logprobs": false})).to_string().as_bytes(), "m").is_ok());
+    assert!(from_chat(&parse(&chat(json!({"logprobs": false}))), "m").is_ok());
     assert_param(&reject(&chat(json!({"functions": []}))), "functions");
 }
 
@@ -312,7 +318,9 @@ fn params_without_an_equivalent_are_dropped() {
 
 #[test]
 fn malformed_bodies_are_400s() {
-    let e = from_chat(b"{not json", "m").unwrap_err();
+    let e = ChatRequest::parse(b"{not json")
+        .and_then(|chat| from_chat(&chat, "m"))
+        .unwrap_err();
     assert_eq!(e.status(), 400);
     assert_param(&reject(&json!({"model": "m"})), "messages");
     assert_param(&reject(&json!({"model": "m", "messages": []})), "messages");

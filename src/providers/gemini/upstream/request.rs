@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::{messages, schema};
 use crate::error::GatewayError;
-use crate::providers::json::{field, parse_object};
+use crate::providers::chat::ChatRequest;
+use crate::providers::json::{field, to_bytes};
 
 /// Gemini's limit on `stopSequences`.
 const MAX_STOP_SEQUENCES: usize = 5;
@@ -43,9 +44,9 @@ const THINKING_BUDGETS: &[(&str, u32)] = &[
 /// (`reasoning_effort`) and `responseLogprobs`/`logprobs`. `tools` → `functionDeclarations`
 /// (schemas cleaned; an object schema without properties is omitted, which Gemini requires),
 /// `tool_choice` → `toolConfig.functionCallingConfig`. Every malformed field is a 400 naming it.
-pub fn from_chat(openai_body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
-    let body = parse_object(openai_body)?;
-    let stream = match field(&body, "stream") {
+pub fn from_chat(chat: &ChatRequest) -> Result<(Vec<u8>, bool), GatewayError> {
+    let body = chat.fields();
+    let stream = match field(body, "stream") {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
@@ -55,13 +56,13 @@ pub fn from_chat(openai_body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
             ))
         }
     };
-    if field(&body, "functions").is_some() || field(&body, "function_call").is_some() {
+    if field(body, "functions").is_some() || field(body, "function_call").is_some() {
         return Err(GatewayError::invalid(
             "functions",
             "the deprecated `functions`/`function_call` are not supported for this model; use `tools`",
         ));
     }
-    let converted = messages::convert(field(&body, "messages"))?;
+    let converted = messages::convert(field(body, "messages"))?;
 
     let mut out = Map::new();
     out.insert("contents".into(), Value::Array(converted.contents));
@@ -71,23 +72,21 @@ pub fn from_chat(openai_body: &[u8]) -> Result<(Vec<u8>, bool), GatewayError> {
             json!({ "parts": converted.system }),
         );
     }
-    let declarations = function_declarations(&body)?;
+    let declarations = function_declarations(body)?;
     if !declarations.is_empty() {
         out.insert(
             "tools".into(),
             json!([{ "functionDeclarations": declarations }]),
         );
-        if let Some(config) = tool_config(&body)? {
+        if let Some(config) = tool_config(body)? {
             out.insert("toolConfig".into(), config);
         }
     }
-    let config = generation_config(&body)?;
+    let config = generation_config(body)?;
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
-    let bytes = serde_json::to_vec(&Value::Object(out))
-        .map_err(|e| GatewayError::invalid("messages", format!("cannot encode request: {e}")))?;
-    Ok((bytes, stream))
+    Ok((to_bytes(&out)?, stream))
 }
 
 /// A number field, kept as the client wrote it.
@@ -323,6 +322,11 @@ fn bad_tool_choice() -> GatewayError {
 mod tests {
     use super::*;
 
+    /// A chat request body as the gateway parses it.
+    fn parse(body: &[u8]) -> ChatRequest {
+        ChatRequest::parse(body).unwrap()
+    }
+
     /// Converts `extra` fields merged into a one-message request.
     fn convert(extra: Value) -> Value {
         let mut body =
@@ -330,7 +334,7 @@ mod tests {
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (bytes, _) = from_chat(body.to_string().as_bytes()).unwrap();
+        let (bytes, _) = from_chat(&parse(body.to_string().as_bytes())).unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -339,20 +343,21 @@ mod tests {
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        from_chat(body.to_string().as_bytes()).unwrap_err()
+        from_chat(&parse(body.to_string().as_bytes())).unwrap_err()
     }
 
     #[test]
     fn model_is_not_in_the_body_and_stream_flag_is_returned() {
         let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-        let (bytes, stream) = from_chat(body).unwrap();
+        let (bytes, stream) = from_chat(&parse(body)).unwrap();
         assert!(stream);
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
             v,
             json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
         );
-        let (_, stream) = from_chat(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        let (_, stream) =
+            from_chat(&parse(br#"{"messages":[{"role":"user","content":"x"}]}"#)).unwrap();
         assert!(!stream);
         assert_eq!(
             error(json!({"stream": "yes"})).param.as_deref(),
@@ -541,7 +546,7 @@ mod tests {
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
             "tool_choice": "auto"
         });
-        let (bytes, stream) = from_chat(body.to_string().as_bytes()).unwrap();
+        let (bytes, stream) = from_chat(&parse(body.to_string().as_bytes())).unwrap();
         assert!(stream);
         assert_eq!(
             serde_json::from_slice::<Value>(&bytes).unwrap(),
@@ -563,7 +568,9 @@ mod tests {
     #[test]
     fn malformed_bodies_are_400s() {
         for body in [&b"not json"[..], b"[1]", br#"{"messages":"hi"}"#, br#"{}"#] {
-            let e = from_chat(body).unwrap_err();
+            let e = ChatRequest::parse(body)
+                .and_then(|chat| from_chat(&chat))
+                .unwrap_err();
             assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(body));
         }
     }

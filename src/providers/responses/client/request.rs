@@ -9,8 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{flat_name, to_bytes, Echo, ToolNames};
+use super::{flat_name, Echo, ToolNames};
 use crate::error::GatewayError;
+use crate::providers::chat::ChatRequest;
 use crate::providers::json::{field, parse_object};
 
 /// Request fields the response object repeats (the rest of it is the gateway's own).
@@ -80,7 +81,7 @@ fn with_additional_tools(req: &Map<String, Value>) -> Option<Value> {
 /// field: the stateful ones (`previous_response_id`, `store: true`, `conversation`,
 /// `background: true`, `prompt`, `item_reference`), file ids, only hosted tools, and malformed
 /// fields.
-pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(Vec<u8>, Echo), GatewayError> {
+pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(ChatRequest, Echo), GatewayError> {
     let req = parse_object(body)?;
     refuse_stateful(&req)?;
     let mut out = Map::new();
@@ -150,7 +151,7 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(Vec<u8>, Echo), Gat
         .filter_map(|key| field(&req, key).map(|v| ((*key).to_string(), v.clone())))
         .collect();
     let echo = Echo { names, settings };
-    Ok((to_bytes(&Value::Object(out))?, echo))
+    Ok((out.into(), echo))
 }
 
 /// A 400 saying `name` must be `what`.

@@ -28,7 +28,7 @@ fn weather() -> Value {
 #[test]
 fn the_codex_first_request_becomes_a_system_message_two_user_turns_and_twelve_tools() {
     let (body, echo) = to_chat(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
-    let out: Value = serde_json::from_slice(&body).unwrap();
+    let out: Value = serde_json::to_value(&body).unwrap();
     assert_eq!(out["model"], "deepseek-chat");
     let messages = out["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 3);
@@ -332,7 +332,7 @@ fn additional_tools_items_join_the_tool_list() {
         "tools": [{"type": "function", "name": "base", "parameters": {"type": "object"}}],
     });
     let (out, _) = to_chat(body.to_string().as_bytes(), "m").unwrap();
-    let out: Value = serde_json::from_slice(&out).unwrap();
+    let out: Value = serde_json::to_value(&out).unwrap();
     let names: Vec<&str> = out["tools"]
         .as_array()
         .unwrap()

@@ -18,7 +18,7 @@ pub(super) use crate::providers::translator_testing::{events, run, same_at_every
 /// The chat request body of a Responses request, parsed.
 pub(super) fn chat(request: &Value) -> Value {
     let (body, _) = request::to_chat(request.to_string().as_bytes(), "up-model").unwrap();
-    serde_json::from_slice(&body).unwrap()
+    serde_json::to_value(&body).unwrap()
 }
 
 // ---- naming and errors ----------------------------------------------------------------------
@@ -94,7 +94,7 @@ fn upstream_errors_keep_their_code_and_get_a_status() {
 #[test]
 fn the_codex_fixture_translates_for_every_upstream_format() {
     let (body, echo) = request::to_chat(CODEX_FIRST_REQUEST, "deepseek-chat").unwrap();
-    let chat: Value = serde_json::from_slice(&body).unwrap();
+    let chat: Value = serde_json::to_value(&body).unwrap();
     // Through the chat → Anthropic and chat → Gemini translators as the gateway composes them.
     let anthropic: Value = serde_json::from_slice(
         &anthropic::upstream::request::from_chat(&body, "claude-x").unwrap(),
@@ -126,7 +126,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
         "tool_choice": {"type": "function", "name": "spawn_agent", "namespace": "collab"},
     });
     let (body, echo) = request::to_chat(request.to_string().as_bytes(), "up").unwrap();
-    let chat: Value = serde_json::from_slice(&body).unwrap();
+    let chat: Value = serde_json::to_value(&body).unwrap();
     assert_eq!(chat["tools"][0]["function"]["name"], "collab__spawn_agent");
     assert_eq!(
         chat["tool_choice"]["function"]["name"],
@@ -152,7 +152,7 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
         response["output"][0].clone(),
         {"type": "function_call_output", "call_id": "call_a", "output": "ok"}]});
     let (body, _) = request::to_chat(next.to_string().as_bytes(), "up").unwrap();
-    let chat: Value = serde_json::from_slice(&body).unwrap();
+    let chat: Value = serde_json::to_value(&body).unwrap();
     assert_eq!(
         chat["messages"][0]["tool_calls"][0]["function"]["name"],
         "collab__spawn_agent"
