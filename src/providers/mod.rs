@@ -7,11 +7,13 @@
 
 pub mod anthropic;
 pub mod chat;
+mod errors;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
 pub mod peer;
 pub mod responses;
+mod stamps;
 pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;

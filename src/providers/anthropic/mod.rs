@@ -24,33 +24,15 @@
 //!   the error event in the client's dialect and accounts the request as failed. Bytes already
 //!   appended to `out` are whole client events and should be sent first.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
+use crate::providers::stamps::safe_id;
 
 pub mod client;
 pub mod upstream;
 
 pub use upstream::upstream_error;
-
-/// The provider broke its own protocol (cut stream, unreadable event).
-fn protocol_error(message: impl Into<String>) -> GatewayError {
-    GatewayError::new(ErrorKind::UpstreamProtocol, message)
-}
-
-/// Seconds since the epoch, for OpenAI's `created`.
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Serializes a value the gateway built itself.
-fn to_bytes(value: &Value) -> Result<Vec<u8>, GatewayError> {
-    serde_json::to_vec(value).map_err(|e| GatewayError::internal("encoding JSON", e))
-}
 
 /// Appends one SSE event: `event: <name>` when named (Anthropic), then `data: <json>`.
 fn put_event(out: &mut Vec<u8>, name: Option<&str>, data: &Value) -> Result<(), GatewayError> {
@@ -69,12 +51,7 @@ fn put_event(out: &mut Vec<u8>, name: Option<&str>, data: &Value) -> Result<(), 
 /// A tool-call id restricted to `[A-Za-z0-9_-]` (Anthropic's rule), the same way on both sides
 /// of a conversation so `tool_use.id` and `tool_result.tool_use_id` still match.
 fn sanitize_tool_id(id: &str) -> String {
-    id.chars()
-        .map(|c| match c {
-            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
-            _ => '_',
-        })
-        .collect()
+    safe_id(id)
 }
 
 /// A fresh Anthropic-style tool id, for upstreams that send none.

@@ -5,4 +5,5 @@
 
 mod request;
 
+pub(crate) use request::assistant_message;
 pub use request::ChatRequest;

@@ -1,7 +1,9 @@
 //! An OpenAI chat request as the translators pass it to each other: parsed, not bytes.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use std::borrow::Borrow;
+
+use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
 use crate::providers::json::{parse_object, to_bytes};
@@ -32,6 +34,24 @@ impl ChatRequest {
     pub fn to_bytes(&self) -> Result<Vec<u8>, GatewayError> {
         to_bytes(&self.0)
     }
+}
+
+/// A chat `assistant` message for the history of a request: `texts` joined by newlines (`null`
+/// content when there are only calls) and the `tool_calls`; `None` when there is neither.
+pub(crate) fn assistant_message<S: Borrow<str>>(texts: &[S], calls: Vec<Value>) -> Option<Value> {
+    if texts.is_empty() && calls.is_empty() {
+        return None;
+    }
+    let content = if texts.is_empty() {
+        Value::Null
+    } else {
+        Value::String(texts.join("\n"))
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    Some(message)
 }
 
 impl From<Map<String, Value>> for ChatRequest {

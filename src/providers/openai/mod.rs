@@ -9,10 +9,8 @@ use serde::Deserialize;
 use super::{Provider, UpstreamRequest};
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::errors::quoted_message;
 use crate::request::Peeked;
-
-/// Longest upstream error text quoted back to the client when it is not OpenAI JSON.
-const MAX_QUOTED_ERROR: usize = 512;
 
 #[derive(Deserialize)]
 struct ErrorEnvelope {
@@ -105,17 +103,7 @@ pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError 
                     .unwrap_or_else(|| format!("provider {provider} answered {status}")),
             )
         },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            let quoted: String = text.chars().take(MAX_QUOTED_ERROR).collect();
-            let message = if quoted.is_empty() {
-                format!("provider {provider} answered {status}")
-            } else {
-                format!("provider {provider} answered {status}: {quoted}")
-            };
-            GatewayError::new(kind, message)
-        }
+        Err(_) => GatewayError::new(kind, quoted_message(provider, status, body)),
     }
 }
 

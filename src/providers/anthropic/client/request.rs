@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
 use crate::providers::anthropic::sanitize_tool_id;
-use crate::providers::chat::ChatRequest;
-use crate::providers::json::{field, parse_object};
+use crate::providers::chat::{self, ChatRequest};
+use crate::providers::json::{array, field, items, parse_object};
 
 /// OpenAI accepts at most this many stop sequences; later ones are dropped.
 const MAX_STOP_SEQUENCES: usize = 4;
@@ -37,9 +37,7 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<ChatRequest, Gateway
     if let Some(system) = system_text(field(&req, "system"))? {
         messages.push(json!({"role": "system", "content": system}));
     }
-    let list = field(&req, "messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| GatewayError::invalid("messages", "`messages` must be an array"))?;
+    let list = array(field(&req, "messages"), "messages")?;
     for (i, message) in list.iter().enumerate() {
         convert_message(message, &format!("messages[{i}]"), &mut messages)?;
     }
@@ -199,12 +197,7 @@ fn stop(sequences: Option<&Value>) -> Result<Option<Value>, GatewayError> {
 /// `custom`: web search, bash, text editor, computer use) run on Anthropic's side and have no
 /// OpenAI form, so they are dropped.
 fn convert_tools(tools: Option<&Value>) -> Result<Vec<Value>, GatewayError> {
-    let Some(tools) = tools else {
-        return Ok(Vec::new());
-    };
-    let list = tools
-        .as_array()
-        .ok_or_else(|| GatewayError::invalid("tools", "`tools` must be an array"))?;
+    let list = items(tools, "tools")?;
     let mut out = Vec::with_capacity(list.len());
     for (i, tool) in list.iter().enumerate() {
         if tool
@@ -452,19 +445,7 @@ fn assistant_message(blocks: &[Value], at: &str, out: &mut Vec<Value>) -> Result
             _ => {}
         }
     }
-    if texts.is_empty() && calls.is_empty() {
-        return Ok(());
-    }
-    let content = if texts.is_empty() {
-        Value::Null
-    } else {
-        Value::String(texts.join("\n"))
-    };
-    let mut message = json!({"role": "assistant", "content": content});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    out.push(message);
+    out.extend(chat::assistant_message(&texts, calls));
     Ok(())
 }
 

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::dialect::Dialect;
-use crate::error::{ErrorKind, GatewayError};
-use crate::providers::anthropic::{
-    protocol_error, put_event, sanitize_tool_id, synthesize_tool_id, to_bytes,
-};
+use crate::error::GatewayError;
+use crate::providers::anthropic::{put_event, sanitize_tool_id, synthesize_tool_id};
+use crate::providers::errors::{openai_error, protocol_error};
+use crate::providers::json::to_bytes;
 use crate::providers::tool_calls::{absorb, Call, Function, ToolCall};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
@@ -98,32 +98,6 @@ pub(super) fn stop_reason(finish_reason: Option<&str>, made_tool_calls: bool) ->
         _ if made_tool_calls => "tool_use",
         _ => "end_turn",
     }
-}
-
-/// An OpenAI `error` object that arrived inside a 200 answer → a [`GatewayError`] whose status
-/// (and so whose Anthropic `type`) follows the OpenAI `type`/`code`.
-fn openai_error(error: &Value) -> GatewayError {
-    let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("");
-    let (kind, code) = (text("type"), text("code"));
-    let has = |needle: &str| kind.contains(needle) || code.contains(needle);
-    let status = if has("rate_limit") || has("quota") || kind == "requests" || kind == "tokens" {
-        429
-    } else if has("invalid_api_key") || has("authentication") {
-        401
-    } else if has("overloaded") || has("unavailable") {
-        503
-    } else if has("timeout") {
-        504
-    } else if kind == "invalid_request_error" {
-        400
-    } else {
-        500
-    };
-    let message = match text("message") {
-        "" => "the upstream model failed".to_string(),
-        m => m.to_string(),
-    };
-    GatewayError::new(ErrorKind::UpstreamStatus(status), message)
 }
 
 /// An id in Anthropic's message-id form, keeping the upstream's.

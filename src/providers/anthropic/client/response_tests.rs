@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{from_chat, openai_error, stop_reason, JsonToAnthropic, StreamToAnthropic};
+use super::{from_chat, stop_reason, JsonToAnthropic, StreamToAnthropic};
 use crate::error::ErrorKind;
 use crate::providers::translator_testing::{events, run, same_at_every_split};
 use crate::providers::ResponseTranslator;
@@ -355,37 +355,4 @@ fn a_cut_stream_closes_its_block_and_fails_without_a_stop_reason() {
     let (out, result) = run(from_chat(true, "m").as_mut(), &[b""]);
     assert!(out.is_empty());
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
-}
-
-// ---- errors inside answers ----
-
-#[test]
-fn openai_errors_inside_answers_get_statuses_by_type() {
-    let cases = [
-        (json!({"type": "server_error", "message": "boom"}), 500),
-        (
-            json!({"type": "requests", "code": "rate_limit_exceeded", "message": "x"}),
-            429,
-        ),
-        (json!({"type": "insufficient_quota", "message": "x"}), 429),
-        (
-            json!({"type": "invalid_request_error", "code": "invalid_api_key"}),
-            401,
-        ),
-        (
-            json!({"type": "service_unavailable_error", "message": "x"}),
-            503,
-        ),
-        (
-            json!({"type": "invalid_request_error", "message": "x"}),
-            400,
-        ),
-    ];
-    for (error, status) in cases {
-        assert_eq!(openai_error(&error).status(), status, "{error}");
-    }
-    assert_eq!(
-        openai_error(&json!({})).message,
-        "the upstream model failed"
-    );
 }

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::error::GatewayError;
-use crate::providers::json::{field, parse_object};
+use crate::providers::json::{array, field, parse_object};
 use crate::usage::estimate::{self, Encoding};
 
 /// Per-message framing (role marker and separators), as in OpenAI's published chat counting.
@@ -37,9 +37,7 @@ fn count(text: &str) -> u64 {
 /// per image and 2000 per non-text document.
 pub fn estimate(body: &[u8]) -> Result<u64, GatewayError> {
     let req = parse_object(body)?;
-    let messages = field(&req, "messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| GatewayError::invalid("messages", "`messages` must be an array"))?;
+    let messages = array(field(&req, "messages"), "messages")?;
     let mut total = REPLY_PRIMING_TOKENS;
     match field(&req, "system") {
         Some(Value::String(s)) => total += PER_MESSAGE_TOKENS + count(s),

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::parse_data_url;
 use crate::error::GatewayError;
 use crate::providers::anthropic::sanitize_tool_id;
+use crate::providers::json::array;
 
 /// The user turn put first when a conversation starts with the assistant (older Anthropic
 /// models require a user turn first; Anthropic rejects empty text, so it is one character).
@@ -40,9 +41,7 @@ pub(super) fn rules_out_thinking(turns: &[Turn]) -> bool {
 pub(super) fn convert_messages(
     messages: Option<&Value>,
 ) -> Result<(Vec<Value>, Vec<Turn>), GatewayError> {
-    let list = messages
-        .and_then(Value::as_array)
-        .ok_or_else(|| GatewayError::invalid("messages", "`messages` must be an array"))?;
+    let list = array(messages, "messages")?;
     let mut system = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
     for (i, message) in list.iter().enumerate() {

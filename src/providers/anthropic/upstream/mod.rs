@@ -5,13 +5,11 @@
 use serde::Deserialize;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::errors::quoted_message;
 
 mod messages;
 pub mod request;
 pub mod response;
-
-/// Longest upstream error text quoted back to the client when it is not JSON.
-const MAX_QUOTED_ERROR: usize = 512;
 
 /// The tool the gateway adds to carry an OpenAI `response_format: json_schema` answer: Anthropic
 /// has no structured-output switch, so the model is forced to call this tool and its `input`
@@ -53,7 +51,7 @@ pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError 
                 .message
                 .unwrap_or_else(|| format!("provider {provider} answered {status}")),
         ),
-        None => (None, quote_error(provider, status, body)),
+        None => (None, quoted_message(provider, status, body)),
     };
     let status = if status == 529 { 503 } else { status };
     let (openai_type, code) = openai_type_and_code(status, anthropic_type.as_deref(), &message);
@@ -114,17 +112,6 @@ fn status_of_anthropic_type(kind: &str) -> u16 {
         "timeout_error" => 504,
         "overloaded_error" => 529,
         _ => 500,
-    }
-}
-
-/// A non-JSON error body quoted, shortened, inside a readable message.
-fn quote_error(provider: &str, status: u16, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let quoted: String = text.trim().chars().take(MAX_QUOTED_ERROR).collect();
-    if quoted.is_empty() {
-        format!("provider {provider} answered {status}")
-    } else {
-        format!("provider {provider} answered {status}: {quoted}")
     }
 }
 

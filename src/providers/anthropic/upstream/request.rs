@@ -11,7 +11,7 @@ use super::messages::{convert_messages, rules_out_thinking, turn_json};
 use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
 use crate::providers::chat::ChatRequest;
-use crate::providers::json::{field, to_bytes};
+use crate::providers::json::{field, items, to_bytes};
 
 /// max_tokens sent to Anthropic when an OpenAI client gives none (Anthropic requires the field;
 /// 4096 is what mainstream translators send).
@@ -263,12 +263,7 @@ fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, GatewayError> {
 /// `tools[].function{name,description,parameters}` → `tools[]{name,description,input_schema}`.
 /// `strict` is dropped; a missing schema becomes an empty object schema.
 fn convert_tools(tools: Option<&Value>) -> Result<Vec<Value>, GatewayError> {
-    let Some(tools) = tools else {
-        return Ok(Vec::new());
-    };
-    let list = tools
-        .as_array()
-        .ok_or_else(|| GatewayError::invalid("tools", "`tools` must be an array"))?;
+    let list = items(tools, "tools")?;
     let mut out = Vec::with_capacity(list.len());
     for (i, tool) in list.iter().enumerate() {
         let kind = tool

@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use super::{status_of_anthropic_type, upstream_error, ANTHROPIC, JSON_OUTPUT_TOOL};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
-use crate::providers::anthropic::{now_secs, protocol_error, put_event, to_bytes};
+use crate::providers::anthropic::put_event;
+use crate::providers::errors::protocol_error;
+use crate::providers::json::to_bytes;
+use crate::providers::stamps::now_secs;
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
 

@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::errors::{self, quoted_message};
+use crate::providers::stamps::now_secs;
 
 pub mod embeddings;
 mod messages;
@@ -36,15 +38,11 @@ const PROVIDER: &str = "gemini";
 /// Separates a synthesized tool-call id from the thought signature it carries.
 const THOUGHT_SEPARATOR: &str = "__thought__";
 
-/// Longest upstream error text quoted back to the client when it is not Google JSON.
-const MAX_QUOTED_ERROR: usize = 512;
-
-/// A provider answer that broke the expected shape.
+/// A provider answer that broke the expected shape: `what` could not be read.
 fn protocol_error(what: &str, e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamProtocol,
-        format!("{PROVIDER} sent {what} that could not be read: {e}"),
-    )
+    errors::protocol_error(format!(
+        "{PROVIDER} sent {what} that could not be read: {e}"
+    ))
 }
 
 /// The tool-call id for the `n`th call of an answer, carrying the call's thought signature (a
@@ -78,10 +76,7 @@ struct Stamp {
 
 impl Stamp {
     pub fn fresh() -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let created = now_secs();
         let mut nonce = crate::ids::random_hex();
         nonce.truncate(16);
         Self { created, nonce }
@@ -196,7 +191,8 @@ pub fn upstream_error(provider: &str, status: u16, body: &[u8]) -> GatewayError 
         return GatewayError::provider_auth(provider, status, &String::from_utf8_lossy(body));
     }
     let Some(error) = parsed else {
-        return unparsed_error(provider, status, body);
+        let message = quoted_message(provider, status, body);
+        return GatewayError::new(ErrorKind::UpstreamStatus(status), message);
     };
     let message = error
         .message
@@ -229,17 +225,6 @@ fn parse_google_error(body: &[u8]) -> Option<GoogleError> {
     };
     let error = value.get("error").filter(|e| e.is_object())?;
     serde_json::from_value(error.clone()).ok()
-}
-
-fn unparsed_error(provider: &str, status: u16, body: &[u8]) -> GatewayError {
-    let text = String::from_utf8_lossy(body);
-    let quoted: String = text.trim().chars().take(MAX_QUOTED_ERROR).collect();
-    let message = if quoted.is_empty() {
-        format!("provider {provider} answered {status}")
-    } else {
-        format!("provider {provider} answered {status}: {quoted}")
-    };
-    GatewayError::new(ErrorKind::UpstreamStatus(status), message)
 }
 
 #[cfg(test)]

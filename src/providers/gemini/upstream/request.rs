@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{messages, schema};
 use crate::error::GatewayError;
 use crate::providers::chat::ChatRequest;
-use crate::providers::json::{field, to_bytes};
+use crate::providers::json::{field, items, to_bytes};
 
 /// Gemini's limit on `stopSequences`.
 const MAX_STOP_SEQUENCES: usize = 5;
@@ -244,12 +244,7 @@ fn response_format(
 }
 
 fn function_declarations(body: &Map<String, Value>) -> Result<Vec<Value>, GatewayError> {
-    let Some(tools) = field(body, "tools") else {
-        return Ok(Vec::new());
-    };
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| GatewayError::invalid("tools", "`tools` must be an array"))?;
+    let tools = items(field(body, "tools"), "tools")?;
     let mut declarations = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let kind = tool

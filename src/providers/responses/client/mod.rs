@@ -45,11 +45,12 @@
 //! event stream); shared helpers are here.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
+use crate::providers::errors::openai_error;
+use crate::providers::stamps::safe_id;
 
 pub mod request;
 pub mod response;
@@ -96,38 +97,12 @@ pub fn flat_name(namespace: &str, name: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by the submodules.
 
-/// The provider broke its own protocol (cut stream, unreadable chunk).
-fn protocol_error(message: impl Into<String>) -> GatewayError {
-    GatewayError::new(ErrorKind::UpstreamProtocol, message)
-}
-
-/// Serializes a value the gateway built itself.
-fn to_bytes(value: &Value) -> Result<Vec<u8>, GatewayError> {
-    serde_json::to_vec(value).map_err(|e| GatewayError::internal("encoding JSON", e))
-}
-
-/// Seconds since the epoch, for `created_at` when the upstream gave no `created`.
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// An id with a Responses prefix (`resp_`, `msg_`, `fc_`, `rs_`) made from an upstream id, so
 /// the same upstream answer always yields the same ids; random when the upstream sent none.
 /// Only `[A-Za-z0-9_-]` is kept, since clients echo these ids back.
 fn derived_id(prefix: &str, upstream: Option<&str>) -> String {
     match upstream.filter(|id| !id.is_empty()) {
-        Some(id) => {
-            let safe: String = id
-                .chars()
-                .map(|c| match c {
-                    'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
-                    _ => '_',
-                })
-                .collect();
-            format!("{prefix}_{safe}")
-        }
+        Some(id) => format!("{prefix}_{}", safe_id(id)),
         None => format!("{prefix}_{}", crate::ids::random_hex()),
     }
 }
@@ -145,26 +120,8 @@ fn upstream_error(error: &Value) -> (Value, GatewayError) {
     };
     let code = text("code").or(text("type")).unwrap_or("server_error");
     let message = text("message").unwrap_or("the upstream model failed");
-    let has =
-        |needle: &str| code.contains(needle) || text("type").is_some_and(|t| t.contains(needle));
-    let status = if has("rate_limit") || has("quota") {
-        429
-    } else if has("invalid_api_key") || has("authentication") {
-        401
-    } else if has("overloaded") || has("unavailable") {
-        503
-    } else if has("timeout") {
-        504
-    } else if has("invalid_request") || has("context_length") {
-        400
-    } else {
-        500
-    };
     let object = serde_json::json!({"code": code, "message": message});
-    (
-        object,
-        GatewayError::new(ErrorKind::UpstreamStatus(status), message),
-    )
+    (object, openai_error(error))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::{flat_name, Echo, ToolNames};
 use crate::error::GatewayError;
-use crate::providers::chat::ChatRequest;
+use crate::providers::chat::{assistant_message, ChatRequest};
 use crate::providers::json::{field, parse_object};
 
 /// Request fields the response object repeats (the rest of it is the gateway's own).
@@ -379,19 +379,7 @@ struct Messages {
 impl Messages {
     fn flush_assistant(&mut self) {
         let Assistant { texts, calls } = std::mem::take(&mut self.assistant);
-        if texts.is_empty() && calls.is_empty() {
-            return;
-        }
-        let content = if texts.is_empty() {
-            Value::Null
-        } else {
-            Value::String(texts.join("\n"))
-        };
-        let mut message = json!({"role": "assistant", "content": content});
-        if !calls.is_empty() {
-            message["tool_calls"] = Value::Array(calls);
-        }
-        self.out.push(message);
+        self.out.extend(assistant_message(&texts, calls));
     }
 
     fn flush_tool_images(&mut self) {

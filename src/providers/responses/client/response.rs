@@ -9,8 +9,11 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{derived_id, now_secs, protocol_error, to_bytes, upstream_error, Echo};
+use super::{derived_id, upstream_error, Echo};
 use crate::error::GatewayError;
+use crate::providers::errors::protocol_error;
+use crate::providers::json::to_bytes;
+use crate::providers::stamps::now_secs;
 pub(super) use crate::providers::tool_calls::{Function, ToolCall};
 use crate::providers::ResponseTranslator;
 

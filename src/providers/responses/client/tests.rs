@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::error::ErrorKind;
 use crate::providers::{anthropic, gemini, ResponseTranslator};
 
 // ---- shared helpers -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ use super::{
     Ending, Envelope, ToolCall, Usage,
 };
 use crate::error::GatewayError;
-use crate::providers::responses::client::{derived_id, protocol_error, upstream_error, Echo};
+use crate::providers::errors::protocol_error;
+use crate::providers::responses::client::{derived_id, upstream_error, Echo};
 use crate::providers::tool_calls::{absorb, Call};
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
