@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("translate_anthropic_to_openai", |b| {
         let upstream = anthropic_stream();
         b.iter(|| {
-            let mut t = anthropic::from_anthropic_response(true, "claude", true);
+            let mut t = anthropic::upstream::response::to_chat(true, "claude", true);
             let mut out = Vec::new();
             for e in &upstream {
                 let _ = t.push(e, &mut out);

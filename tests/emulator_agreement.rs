@@ -48,12 +48,12 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
         let mut whole = request.clone();
         whole["stream"] = false.into();
         let native = ask(&gw, "/v1/responses", &whole);
-        let (chat, _) = cheapai_gateway::providers::responses::to_chat_request(
+        let (chat, _) = cheapai_gateway::providers::responses::client::request::to_chat(
             request.to_string().as_bytes(),
             "m",
         )
         .unwrap();
-        let mut chat: Value = serde_json::from_slice(&chat).unwrap();
+        let mut chat: Value = serde_json::to_value(&chat).unwrap();
         chat["stream"] = false.into();
         chat.as_object_mut().unwrap().remove("stream_options");
         let translated = ask(&gw, "/v1/chat/completions", &chat);
@@ -70,7 +70,7 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
         let chat_call = &translated["choices"][0]["message"]["tool_calls"][0]["function"];
         if call["type"] == "function_call" {
             let flat = match call["namespace"].as_str() {
-                Some(ns) => cheapai_gateway::providers::responses::flat_name(
+                Some(ns) => cheapai_gateway::providers::responses::client::flat_name(
                     ns,
                     call["name"].as_str().unwrap(),
                 ),

@@ -1,19 +1,23 @@
-//! OpenAI chat request → Anthropic Messages request (`anthropic::to_anthropic_request`) on
-//! arbitrary bytes.
+//! OpenAI chat request → Anthropic Messages request (`anthropic::upstream::request::from_chat`)
+//! on arbitrary bytes, parsed as the gateway parses an OpenAI client's body.
 //!
 //! Invariants: no panic; when it accepts the body, the output is a JSON object whose `model`
 //! is the upstream model.
 #![no_main]
 
-use cheapai_gateway::providers::anthropic::to_anthropic_request;
+use cheapai_gateway::providers::anthropic::upstream::request::from_chat;
+use cheapai_gateway::providers::chat::ChatRequest;
 use cheapai_gateway_fuzz::assert_json;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let model = "claude-sonnet-4-5";
-    if let Ok(out) = to_anthropic_request(data, model) {
-        let v = assert_json("to_anthropic_request", &out);
-        assert!(v.is_object(), "to_anthropic_request: not an object");
-        assert_eq!(v["model"], model, "to_anthropic_request: model");
+    let Ok(chat) = ChatRequest::parse(data) else {
+        return;
+    };
+    if let Ok(out) = from_chat(&chat, model) {
+        let v = assert_json("anthropic::upstream::request::from_chat", &out);
+        assert!(v.is_object(), "from_chat: not an object");
+        assert_eq!(v["model"], model, "from_chat: model");
     }
 });

@@ -1,31 +1,34 @@
-//! Responses API request → OpenAI chat request (`responses::to_chat_request`) on arbitrary
-//! bytes; an accepted body then goes on to Anthropic and to Gemini, as for a Responses client
-//! (Codex) on a model those providers serve.
+//! Responses API request → OpenAI chat request (`responses::client::request::to_chat`) on
+//! arbitrary bytes; an accepted request then goes on to Anthropic and to Gemini, as for a
+//! Responses client (Codex) on a model those providers serve.
 //!
-//! Invariants: no panic; an accepted body gives a JSON object whose `model` is the upstream
-//! model; the Anthropic and Gemini bodies built from it, when accepted, are JSON objects.
+//! Invariants: no panic; an accepted body gives a chat request whose body is a JSON object
+//! whose `model` is the upstream model; the Anthropic and Gemini bodies built from it, when
+//! accepted, are JSON objects.
 #![no_main]
 
-use cheapai_gateway::providers::anthropic::to_anthropic_request;
-use cheapai_gateway::providers::gemini::to_gemini_request;
-use cheapai_gateway::providers::responses::to_chat_request;
+use cheapai_gateway::providers::{anthropic, gemini, responses};
 use cheapai_gateway_fuzz::assert_json;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let model = "gpt-5-codex";
-    let Ok((chat, _echo)) = to_chat_request(data, model) else {
+    let Ok((chat, _echo)) = responses::client::request::to_chat(data, model) else {
         return;
     };
-    let v = assert_json("to_chat_request", &chat);
-    assert!(v.is_object(), "to_chat_request: not an object");
-    assert_eq!(v["model"], model, "to_chat_request: model");
-    if let Ok(anthropic) = to_anthropic_request(&chat, "claude-sonnet-4-5") {
-        let a = assert_json("to_chat_request → to_anthropic_request", &anthropic);
-        assert!(a.is_object(), "to_anthropic_request: not an object");
+    let out = match chat.to_bytes() {
+        Ok(out) => out,
+        Err(e) => panic!("to_chat: the chat request does not serialize: {e}"),
+    };
+    let v = assert_json("responses::client::request::to_chat", &out);
+    assert!(v.is_object(), "to_chat: not an object");
+    assert_eq!(v["model"], model, "to_chat: model");
+    if let Ok(anthropic) = anthropic::upstream::request::from_chat(&chat, "claude-sonnet-4-5") {
+        let a = assert_json("responses → chat → anthropic", &anthropic);
+        assert!(a.is_object(), "anthropic from_chat: not an object");
     }
-    if let Ok((gemini, _stream)) = to_gemini_request(&chat) {
-        let g = assert_json("to_chat_request → to_gemini_request", &gemini);
-        assert!(g.is_object(), "to_gemini_request: not an object");
+    if let Ok((gemini, _stream)) = gemini::upstream::request::from_chat(&chat) {
+        let g = assert_json("responses → chat → gemini", &gemini);
+        assert!(g.is_object(), "gemini from_chat: not an object");
     }
 });

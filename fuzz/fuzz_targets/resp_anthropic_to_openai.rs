@@ -1,4 +1,4 @@
-//! Anthropic answer → OpenAI answer (`anthropic::from_anthropic_response`): a JSON message
+//! Anthropic answer → OpenAI answer (`anthropic::upstream::response::to_chat`): a JSON message
 //! or an SSE stream, cut at arbitrary borders; the output then goes through the usage meter
 //! as the proxy sends it (OpenAI dialect; the gateway always asks for usage and the meter
 //! removes the usage chunk for clients that did not ask).
@@ -9,7 +9,7 @@
 #![no_main]
 
 use cheapai_gateway::dialect::Dialect;
-use cheapai_gateway::providers::anthropic::from_anthropic_response;
+use cheapai_gateway::providers::anthropic::upstream::response::to_chat;
 use cheapai_gateway_fuzz::{meter, run_translator, Chunked};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (stream, client_usage) = (input.flag(0), input.flag(1));
-    let mut t = from_anthropic_response(stream, "claude-alias", true);
-    let run = run_translator("from_anthropic_response", t.as_mut(), &input.chunks, stream);
+    let mut t = to_chat(stream, "claude-alias", true);
+    let run = run_translator(
+        "anthropic::upstream::response::to_chat",
+        t.as_mut(),
+        &input.chunks,
+        stream,
+    );
     meter(Dialect::OpenAi, stream, !client_usage, &run.pieces);
 });

@@ -1,4 +1,4 @@
-//! OpenAI chat answer → Responses answer (`responses::from_chat_response`): a JSON completion
+//! OpenAI chat answer → Responses answer (`responses::client::response::from_chat`): a JSON completion
 //! or an SSE chunk stream, cut at arbitrary borders, with the `Echo` of a plain request or of
 //! one with namespaced tools (so calls to `ns__name` are split back into namespace + name).
 //!
@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use cheapai_gateway::providers::responses::{from_chat_response, to_chat_request, Echo};
+use cheapai_gateway::providers::responses::client::{request, response, Echo};
 use cheapai_gateway_fuzz::{run_translator, Chunked};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +23,7 @@ const REQUEST: &[u8] = br#"{"model":"gpt-5-codex","input":"hi","store":false,"st
 fn namespaced() -> Echo {
     static ECHO: OnceLock<Echo> = OnceLock::new();
     ECHO.get_or_init(|| {
-        to_chat_request(REQUEST, "m")
+        request::to_chat(REQUEST, "m")
             .map(|(_, e)| e)
             .unwrap_or_default()
     })
@@ -40,6 +40,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Echo::default()
     };
-    let mut t = from_chat_response(stream, "gpt-5-codex", echo);
-    run_translator("from_chat_response", t.as_mut(), &input.chunks, stream);
+    let mut t = response::from_chat(stream, "gpt-5-codex", echo);
+    run_translator(
+        "responses::client::response::from_chat",
+        t.as_mut(),
+        &input.chunks,
+        stream,
+    );
 });

@@ -1,6 +1,6 @@
-//! Gemini answer → OpenAI answer (`gemini::from_gemini_response`): a generateContent JSON or
+//! Gemini answer → OpenAI answer (`gemini::upstream::response::to_chat`): a generateContent JSON or
 //! a streamGenerateContent SSE stream, cut at arbitrary borders; optionally chained into
-//! `anthropic::to_anthropic_response` as for an Anthropic client on a Gemini model. The output
+//! `anthropic::client::response::from_chat` as for an Anthropic client on a Gemini model. The output
 //! then goes through the usage meter of the client's dialect.
 //!
 //! Flags: bit 0 = stream, bit 1 = the client asked for usage, bit 2 = chain to Anthropic.
@@ -9,8 +9,7 @@
 #![no_main]
 
 use cheapai_gateway::dialect::Dialect;
-use cheapai_gateway::providers::anthropic::to_anthropic_response;
-use cheapai_gateway::providers::gemini::from_gemini_response;
+use cheapai_gateway::providers::{anthropic, gemini};
 use cheapai_gateway_fuzz::{meter, run_translator, Chain, Chunked};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,14 +20,19 @@ fuzz_target!(|data: &[u8]| {
     let (stream, client_usage, chained) = (input.flag(0), input.flag(1), input.flag(2));
     if chained {
         let mut t = Chain(
-            from_gemini_response(stream, "my-gemini", true),
-            to_anthropic_response(stream, "my-gemini"),
+            gemini::upstream::response::to_chat(stream, "my-gemini", true),
+            anthropic::client::response::from_chat(stream, "my-gemini"),
         );
         let run = run_translator("gemini → openai → anthropic", &mut t, &input.chunks, stream);
         meter(Dialect::Anthropic, stream, false, &run.pieces);
     } else {
-        let mut t = from_gemini_response(stream, "my-gemini", true);
-        let run = run_translator("from_gemini_response", t.as_mut(), &input.chunks, stream);
+        let mut t = gemini::upstream::response::to_chat(stream, "my-gemini", true);
+        let run = run_translator(
+            "gemini::upstream::response::to_chat",
+            t.as_mut(),
+            &input.chunks,
+            stream,
+        );
         meter(Dialect::OpenAi, stream, !client_usage, &run.pieces);
     }
 });

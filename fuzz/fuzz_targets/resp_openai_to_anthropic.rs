@@ -1,4 +1,4 @@
-//! OpenAI chat answer → Anthropic answer (`anthropic::to_anthropic_response`): a JSON
+//! OpenAI chat answer → Anthropic answer (`anthropic::client::response::from_chat`): a JSON
 //! completion or an SSE chunk stream, cut at arbitrary borders; the output then goes through
 //! the usage meter as the proxy sends it (Anthropic dialect).
 //!
@@ -8,7 +8,7 @@
 #![no_main]
 
 use cheapai_gateway::dialect::Dialect;
-use cheapai_gateway::providers::anthropic::to_anthropic_response;
+use cheapai_gateway::providers::anthropic::client::response::from_chat;
 use cheapai_gateway_fuzz::{meter, run_translator, Chunked};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let stream = input.flag(0);
-    let mut t = to_anthropic_response(stream, "claude-alias");
-    let run = run_translator("to_anthropic_response", t.as_mut(), &input.chunks, stream);
+    let mut t = from_chat(stream, "claude-alias");
+    let run = run_translator(
+        "anthropic::client::response::from_chat",
+        t.as_mut(),
+        &input.chunks,
+        stream,
+    );
     meter(Dialect::Anthropic, stream, false, &run.pieces);
 });

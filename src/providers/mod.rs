@@ -6,12 +6,15 @@
 //! translated Anthropic → OpenAI → Gemini, and the answer back the same way.
 
 pub mod anthropic;
+pub mod chat;
 pub mod dns;
+mod errors;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
 pub mod peer;
 pub mod responses;
+mod stamps;
 pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;
@@ -25,6 +28,7 @@ use crate::error::{ErrorKind, GatewayError, Passthrough};
 use crate::request::Peeked;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
+use chat::ChatRequest;
 pub use upstream::{Timeouts, Upstream};
 
 /// The Anthropic API version sent when a client (an OpenAI one, say) names none.
@@ -215,8 +219,11 @@ impl Provider {
             }
             (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Messages) => {
                 plan.path = self.upstream.path("/chat/completions");
-                plan.body = anthropic::to_openai_request(body, upstream_model)?.into();
-                plan.translator = Some(anthropic::to_anthropic_response(stream, client_model));
+                plan.body = anthropic::client::request::to_chat(body, upstream_model)?
+                    .to_bytes()?
+                    .into();
+                plan.translator =
+                    Some(anthropic::client::response::from_chat(stream, client_model));
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => {
@@ -229,9 +236,10 @@ impl Provider {
             }
             (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
                 plan.path = self.upstream.path("/v1/messages");
-                plan.body = anthropic::to_anthropic_request(body, upstream_model)?.into();
+                let chat = ChatRequest::parse(body)?;
+                plan.body = anthropic::upstream::request::from_chat(&chat, upstream_model)?.into();
                 // Usage is always asked for; the meter removes it for clients that did not.
-                plan.translator = Some(anthropic::from_anthropic_response(
+                plan.translator = Some(anthropic::upstream::response::to_chat(
                     stream,
                     client_model,
                     true,
@@ -239,20 +247,25 @@ impl Provider {
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
-                let (gemini_body, stream) = gemini::to_gemini_request(body)?;
+                let (gemini_body, stream) =
+                    gemini::upstream::request::from_chat(&ChatRequest::parse(body)?)?;
                 plan.path = self.gemini_path(upstream_model, stream);
                 plan.body = gemini_body.into();
-                plan.translator = Some(gemini::from_gemini_response(stream, client_model, true));
+                plan.translator = Some(gemini::upstream::response::to_chat(
+                    stream,
+                    client_model,
+                    true,
+                ));
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::Messages) => {
-                let openai_body = anthropic::to_openai_request(body, upstream_model)?;
-                let (gemini_body, stream) = gemini::to_gemini_request(&openai_body)?;
+                let chat = anthropic::client::request::to_chat(body, upstream_model)?;
+                let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                 plan.path = self.gemini_path(upstream_model, stream);
                 plan.body = gemini_body.into();
                 plan.translator = Some(Box::new(Chain(
-                    gemini::from_gemini_response(stream, client_model, true),
-                    anthropic::to_anthropic_response(stream, client_model),
+                    gemini::upstream::response::to_chat(stream, client_model, true),
+                    anthropic::client::response::from_chat(stream, client_model),
                     Vec::new(),
                 )));
                 plan.content_type = event_stream(stream);
@@ -265,28 +278,33 @@ impl Provider {
             }
             (_, Endpoint::Responses) => {
                 // Responses → chat, then chat → the provider's format (composition)
-                let (chat, echo) = responses::to_chat_request(body, upstream_model)?;
-                let to_client = responses::from_chat_response(stream, client_model, echo);
+                let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
+                let to_client = responses::client::response::from_chat(stream, client_model, echo);
                 let to_chat: Option<Box<dyn ResponseTranslator>> = match self.kind {
                     ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
                         plan.path = self.upstream.path("/chat/completions");
-                        plan.body = chat.into();
+                        plan.body = chat.to_bytes()?.into();
                         None
                     }
                     ProviderKind::Anthropic => {
                         plan.path = self.upstream.path("/v1/messages");
-                        plan.body = anthropic::to_anthropic_request(&chat, upstream_model)?.into();
-                        Some(anthropic::from_anthropic_response(
+                        plan.body =
+                            anthropic::upstream::request::from_chat(&chat, upstream_model)?.into();
+                        Some(anthropic::upstream::response::to_chat(
                             stream,
                             client_model,
                             true,
                         ))
                     }
                     ProviderKind::Gemini => {
-                        let (gemini_body, stream) = gemini::to_gemini_request(&chat)?;
+                        let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                         plan.path = self.gemini_path(upstream_model, stream);
                         plan.body = gemini_body.into();
-                        Some(gemini::from_gemini_response(stream, client_model, true))
+                        Some(gemini::upstream::response::to_chat(
+                            stream,
+                            client_model,
+                            true,
+                        ))
                     }
                 };
                 plan.translator = Some(match to_chat {
@@ -296,8 +314,9 @@ impl Provider {
                 plan.content_type = event_stream(stream);
             }
             (ProviderKind::Gemini, Endpoint::Embeddings) => {
-                let (gemini_body, batch) = gemini::to_gemini_embeddings(body, upstream_model)?;
-                let (inputs, base64) = gemini::embedding_inputs(body)?;
+                let (gemini_body, batch) =
+                    gemini::upstream::embeddings::from_openai(body, upstream_model)?;
+                let (inputs, base64) = gemini::upstream::embeddings::inputs(body)?;
                 let method = if batch {
                     "batchEmbedContents"
                 } else {
@@ -309,8 +328,8 @@ impl Provider {
                 plan.body = gemini_body.into();
                 let client_model = client_model.to_string();
                 plan.translator_job = Some(Box::new(move || {
-                    let tokens = gemini::embedding_tokens(&client_model, &inputs);
-                    gemini::from_gemini_embeddings(&client_model, tokens, base64)
+                    let tokens = gemini::upstream::embeddings::count_tokens(&client_model, &inputs);
+                    gemini::upstream::embeddings::to_openai(&client_model, tokens, base64)
                 }));
                 plan.content_type = Some("application/json");
             }

@@ -46,7 +46,9 @@ fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
         .iter()
         .map(|d| match (d.provider.kind, job.endpoint) {
             (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => catalog,
-            (ProviderKind::Anthropic, _) => anthropic::uncapped_max_tokens(job.peeked.reasoning),
+            (ProviderKind::Anthropic, _) => {
+                anthropic::upstream::request::uncapped_max_tokens(job.peeked.reasoning)
+            }
             _ => catalog,
         })
         .max()

@@ -224,7 +224,7 @@ impl Gateway {
     ) -> Result<Finished, GatewayError> {
         ctx.outcome.attempts = 0; // no provider is asked
         let body = body.clone();
-        let tokens = offload::run(move || anthropic::count_tokens_estimate(&body))
+        let tokens = offload::run(move || anthropic::client::tokens::estimate(&body))
             .await
             .ok_or_else(|| GatewayError::new(ErrorKind::Internal, "token count failed"))??;
         let answer = serde_json::json!({ "input_tokens": tokens }).to_string();

@@ -1,0 +1,484 @@
+//! Gemini SSE (`streamGenerateContent?alt=sse`) → OpenAI `chat.completion.chunk` stream
+//! (docs/translation.md C3).
+//!
+//! Each Gemini event is a whole `GenerateContentResponse` with only the new parts. Per choice:
+//! the first sight of a candidate sends `delta: {"role":"assistant","content":""}`; text parts
+//! (thoughts dropped) → `delta.content`, consecutive ones in one event joined; a `functionCall`
+//! part arrives complete and is sent as one `tool_calls` delta with its id, name and whole
+//! `arguments`; `finishReason` → `delta: {}` + the mapped `finish_reason`. `usageMetadata` is
+//! kept (the last one wins) and sent as the `choices: []` chunk iff `include_usage`, which also
+//! puts `"usage": null` on every other chunk, as OpenAI does. The end of the HTTP body sends
+//! `data: [DONE]` (Gemini sends no sentinel).
+//!
+//! A Gemini event that is an error object becomes one OpenAI `data: {"error":{…}}` event and
+//! ends the translation: nothing else, not even `[DONE]`, follows (the client's SDK raises on
+//! the error). A body that ends without any `finishReason` sends what it had, the usage chunk
+//! if asked for and known, and `[DONE]`, but no invented `finish_reason`: a missing one is how
+//! the client can tell the answer was cut.
+
+use serde::Serialize;
+
+use super::{finish_reason, GenerateContentResponse, Logprobs, ToolCall, Usage, UsageMetadata};
+use crate::dialect::Dialect;
+use crate::error::GatewayError;
+use crate::providers::gemini::upstream::{embedded_error, protocol_error, Stamp};
+use crate::providers::ResponseTranslator;
+use crate::sse::{SseEvent, SseParser};
+
+/// Gemini SSE in, OpenAI SSE out.
+pub(super) struct StreamTranslator {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    stamp: Stamp,
+    client_model: String,
+    include_usage: bool,
+    /// `chatcmpl-<responseId>`, set by the first event.
+    id: Option<String>,
+    /// The choices seen so far, by candidate index.
+    choices: Vec<ChoiceState>,
+    /// Tool calls sent so far, over all choices: numbers the synthesized ids.
+    calls: usize,
+    usage: Option<UsageMetadata>,
+    /// An error event was sent: the rest of the body is ignored.
+    failed: bool,
+}
+
+struct ChoiceState {
+    index: u32,
+    /// Tool calls of this choice: their delta `index`, and `tool_calls` as finish reason.
+    tool_calls: usize,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<ChunkChoice>,
+    /// Absent without `include_usage`; `Some(None)` is OpenAI's `"usage": null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice {
+    index: u32,
+    delta: Delta,
+    logprobs: Option<Logprobs>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall>,
+}
+
+impl StreamTranslator {
+    pub fn new(client_model: &str, include_usage: bool, stamp: Stamp) -> Self {
+        Self {
+            parser: SseParser::default(),
+            events: Vec::new(),
+            stamp,
+            client_model: client_model.to_string(),
+            include_usage,
+            id: None,
+            choices: Vec::new(),
+            calls: 0,
+            usage: None,
+            failed: false,
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let mut events = std::mem::take(&mut self.events);
+        let result = events
+            .drain(..)
+            .try_for_each(|event| self.on_event(&event.data, out));
+        self.events = events;
+        result
+    }
+
+    fn on_event(&mut self, data: &str, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let data = data.trim();
+        if self.failed || data.is_empty() || data == "[DONE]" {
+            return Ok(());
+        }
+        let response: GenerateContentResponse =
+            serde_json::from_str(data).map_err(|e| protocol_error("a stream event", e))?;
+        if let Some(error) = &response.error {
+            let error = embedded_error(error, data.as_bytes());
+            out.extend_from_slice(&error.sse_event(Dialect::OpenAi));
+            self.failed = true;
+            return Ok(());
+        }
+        if self.id.is_none() {
+            self.id = Some(self.stamp.completion_id(response.response_id.as_deref()));
+        }
+        if let Some(usage) = response.usage_metadata {
+            self.usage = Some(usage);
+        }
+        if response.candidates.is_empty() {
+            if response
+                .prompt_feedback
+                .and_then(|f| f.block_reason)
+                .is_some()
+            {
+                self.choice(0, out)?;
+                let delta = Delta::default();
+                self.write(out, 0, delta, None, Some("content_filter"))?;
+            }
+            return Ok(());
+        }
+        for (pos, candidate) in response.candidates.into_iter().enumerate() {
+            let index = candidate.index.unwrap_or(pos as u32);
+            let slot = self.choice(index, out)?;
+            let mut logprobs = candidate.logprobs_result.map(Logprobs::from);
+            let mut text = String::new();
+            let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
+            for part in parts.into_iter().filter(|p| !p.thought) {
+                if let Some(call) = part.function_call {
+                    self.flush_text(out, index, &mut text, &mut logprobs)?;
+                    let signature = part.thought_signature.as_deref();
+                    let mut call = ToolCall::new(call, signature, &self.stamp.nonce, self.calls);
+                    call.index = Some(self.choices[slot].tool_calls);
+                    self.calls += 1;
+                    self.choices[slot].tool_calls += 1;
+                    let delta = Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    };
+                    self.write(out, index, delta, None, None)?;
+                } else if let Some(t) = part.text {
+                    text.push_str(&t);
+                }
+            }
+            self.flush_text(out, index, &mut text, &mut logprobs)?;
+            if let Some(reason) = candidate.finish_reason {
+                let reason = finish_reason(&reason, self.choices[slot].tool_calls > 0);
+                self.write(out, index, Delta::default(), None, Some(reason))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot of choice `index`, sending its role delta when it is new.
+    fn choice(&mut self, index: u32, out: &mut Vec<u8>) -> Result<usize, GatewayError> {
+        if let Some(slot) = self.choices.iter().position(|c| c.index == index) {
+            return Ok(slot);
+        }
+        self.choices.push(ChoiceState {
+            index,
+            tool_calls: 0,
+        });
+        let delta = Delta {
+            role: Some("assistant"),
+            content: Some(String::new()),
+            ..Delta::default()
+        };
+        self.write(out, index, delta, None, None)?;
+        Ok(self.choices.len() - 1)
+    }
+
+    fn flush_text(
+        &self,
+        out: &mut Vec<u8>,
+        index: u32,
+        text: &mut String,
+        logprobs: &mut Option<Logprobs>,
+    ) -> Result<(), GatewayError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let delta = Delta {
+            content: Some(std::mem::take(text)),
+            ..Delta::default()
+        };
+        self.write(out, index, delta, logprobs.take(), None)
+    }
+
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        index: u32,
+        delta: Delta,
+        logprobs: Option<Logprobs>,
+        finish_reason: Option<&'static str>,
+    ) -> Result<(), GatewayError> {
+        let choice = ChunkChoice {
+            index,
+            delta,
+            logprobs,
+            finish_reason,
+        };
+        self.write_chunk(out, vec![choice], None)
+    }
+
+    fn write_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        choices: Vec<ChunkChoice>,
+        usage: Option<Usage>,
+    ) -> Result<(), GatewayError> {
+        let chunk = Chunk {
+            id: self.id.as_deref().unwrap_or(&self.stamp.nonce),
+            object: "chat.completion.chunk",
+            created: self.stamp.created,
+            model: &self.client_model,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        };
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut *out, &chunk).map_err(|e| protocol_error("a chunk", e))?;
+        out.extend_from_slice(b"\n\n");
+        Ok(())
+    }
+}
+
+impl ResponseTranslator for StreamTranslator {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.parser.push(chunk, &mut self.events);
+        self.drain(out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.parser.finish(&mut self.events);
+        self.drain(out)?;
+        if self.failed {
+            return Ok(());
+        }
+        if let (true, Some(usage)) = (self.include_usage, self.usage) {
+            self.write_chunk(out, Vec::new(), Some(usage.into()))?;
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// A recorded `gemini-2.5-flash` stream (CRLF framing, as Google sends it): a thought
+    /// summary, three text events (one with non-ASCII text, so cuts fall inside characters),
+    /// then a function call with its thought signature, the finish reason and the final usage.
+    const RECORDED: &str = concat!(
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"**Checking the forecast**\\n\\nThe user wants the weather in Paris.\",\"thought\": true}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"totalTokenCount\": 42,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 42}]},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Let me\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"totalTokenCount\": 44},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" look up the weather\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"totalTokenCount\": 48},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" in Paris — één moment ☀️.\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"totalTokenCount\": 60},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"unit\": \"celsius\",\"city\": \"Paris\"}},\"thoughtSignature\": \"CiQBcsjafA==\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"candidatesTokenCount\": 31,\"totalTokenCount\": 121,\"thoughtsTokenCount\": 48,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 42}]},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
+    );
+
+    fn translator(include_usage: bool) -> StreamTranslator {
+        let stamp = Stamp {
+            created: 1_700_000_000,
+            nonce: "n0".into(),
+        };
+        StreamTranslator::new("my-gemini", include_usage, stamp)
+    }
+
+    /// Feeds `pieces` in order and returns the whole output.
+    fn run<'a>(include_usage: bool, pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut t = translator(include_usage);
+        let mut out = Vec::new();
+        for piece in pieces {
+            t.push(piece, &mut out).unwrap();
+        }
+        t.finish(&mut out).unwrap();
+        out
+    }
+
+    /// The output split into its `data:` payloads, each parsed (`[DONE]` kept as a string).
+    fn events(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).unwrap();
+        assert!(text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|e| {
+                let data = e.strip_prefix("data: ").unwrap();
+                serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_string()))
+            })
+            .collect()
+    }
+
+    fn chunk(delta: Value, finish: Value) -> Value {
+        json!({"id": "chatcmpl-Il0taoSYJ5Cez7IPr4-1cA", "object": "chat.completion.chunk",
+               "created": 1_700_000_000, "model": "my-gemini",
+               "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+               "usage": null})
+    }
+
+    fn expected() -> Vec<Value> {
+        vec![
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(json!({"content": "Let me"}), Value::Null),
+            chunk(json!({"content": " look up the weather"}), Value::Null),
+            chunk(
+                json!({"content": " in Paris — één moment ☀️."}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_n0_0__thought__CiQBcsjafA", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}}]}),
+                Value::Null,
+            ),
+            chunk(json!({}), "tool_calls".into()),
+            json!({"id": "chatcmpl-Il0taoSYJ5Cez7IPr4-1cA", "object": "chat.completion.chunk",
+                   "created": 1_700_000_000, "model": "my-gemini", "choices": [],
+                   "usage": {"prompt_tokens": 42, "completion_tokens": 79, "total_tokens": 121,
+                             "prompt_tokens_details": {"cached_tokens": 0},
+                             "completion_tokens_details": {"reasoning_tokens": 48}}}),
+            json!("[DONE]"),
+        ]
+    }
+
+    #[test]
+    fn recorded_stream_translates_to_the_expected_chunks() {
+        let out = run(true, [RECORDED.as_bytes()]);
+        assert_eq!(events(&out), expected());
+    }
+
+    #[test]
+    fn every_chunk_border_gives_the_same_output() {
+        let bytes = RECORDED.as_bytes();
+        let whole = run(true, [bytes]);
+        for cut in 0..=bytes.len() {
+            let out = run(true, [&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+        let out = run(true, bytes.chunks(1));
+        assert_eq!(out, whole, "byte by byte");
+    }
+
+    #[test]
+    fn events_are_emitted_as_soon_as_complete() {
+        let first_event_end = RECORDED.find("\r\n\r\n").unwrap() + 4;
+        let mut t = translator(true);
+        let mut out = Vec::new();
+        // The event is complete at its blank line, not before.
+        t.push(&RECORDED.as_bytes()[..first_event_end - 2], &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        t.push(
+            &RECORDED.as_bytes()[first_event_end - 2..first_event_end],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(events(&out), expected()[..1]);
+    }
+
+    #[test]
+    fn without_include_usage_there_is_no_usage_anywhere() {
+        let out = run(false, [RECORDED.as_bytes()]);
+        let got = events(&out);
+        let mut want = expected();
+        want.remove(6);
+        for chunk in want.iter_mut().filter(|c| c.is_object()) {
+            chunk.as_object_mut().unwrap().remove("usage");
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mid_stream_error_becomes_an_openai_error_event() {
+        let stream = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]},\"index\":0}],\"responseId\":\"r\"}\n\n",
+            "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ignored\"}]},\"index\":0}]}\n\n",
+        );
+        let got = events(&run(false, [stream.as_bytes()]));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[1]["choices"][0]["delta"]["content"], "Hi");
+        assert_eq!(
+            got[2],
+            json!({"error": {"message": "The model is overloaded.", "type": "server_error",
+                             "param": null, "code": "server_is_overloaded"}})
+        );
+    }
+
+    #[test]
+    fn a_stream_without_finish_reason_gets_no_fake_finish() {
+        let stream = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hal\"}]}}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":1},\"responseId\":\"r\"}";
+        let got = events(&run(true, [stream.as_bytes()]));
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got
+            .iter()
+            .all(|c| c["choices"][0]["finish_reason"].is_null()));
+        assert_eq!(got[1]["choices"][0]["delta"]["content"], "Hal");
+        assert_eq!(got[2]["usage"]["total_tokens"], 4);
+        assert_eq!(got[3], "[DONE]");
+        assert_eq!(events(&run(true, [&b""[..]])), vec![json!("[DONE]")]);
+    }
+
+    #[test]
+    fn blocked_prompt_streams_content_filter() {
+        let stream = "data: {\"promptFeedback\":{\"blockReason\":\"PROHIBITED_CONTENT\"},\"usageMetadata\":{\"promptTokenCount\":9,\"totalTokenCount\":9},\"responseId\":\"b\"}\r\n\r\n";
+        let got = events(&run(false, [stream.as_bytes()]));
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(got[1]["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(got[2], "[DONE]");
+    }
+
+    #[test]
+    fn candidates_stream_as_separate_choices() {
+        let stream = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"A\"}]},\"index\":0},{\"content\":{\"parts\":[{\"text\":\"B\"},{\"text\":\"b\"}]},\"index\":1}]}\n\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{}}}]},\"finishReason\":\"STOP\",\"index\":1},{\"finishReason\":\"MAX_TOKENS\",\"index\":0}]}\n\n",
+        );
+        let got = events(&run(false, [stream.as_bytes()]));
+        let summary: Vec<(u64, Value, Value)> = got[..got.len() - 1]
+            .iter()
+            .map(|c| {
+                let ch = &c["choices"][0];
+                (
+                    ch["index"].as_u64().unwrap(),
+                    ch["delta"].clone(),
+                    ch["finish_reason"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (0, json!({"role": "assistant", "content": ""}), Value::Null),
+                (0, json!({"content": "A"}), Value::Null),
+                (1, json!({"role": "assistant", "content": ""}), Value::Null),
+                (1, json!({"content": "Bb"}), Value::Null),
+                (
+                    1,
+                    json!({"tool_calls": [{"index": 0, "id": "call_n0_0", "type": "function",
+                                            "function": {"name": "f", "arguments": "{}"}}]}),
+                    Value::Null
+                ),
+                (1, json!({}), json!("tool_calls")),
+                (0, json!({}), json!("length")),
+            ]
+        );
+        assert!(got[0]
+            .get("id")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("chatcmpl-n0"));
+    }
+
+    #[test]
+    fn garbage_event_is_a_protocol_error() {
+        let mut t = translator(false);
+        let e = t
+            .push(b"data: {not json}\n\n", &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(e.status(), 502);
+    }
+}

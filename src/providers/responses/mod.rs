@@ -1,0 +1,5 @@
+//! OpenAI's Responses API (`POST /v1/responses`). Clients speak it ([`client`]); the gateway
+//! never calls a provider's Responses API except to pass a request through unchanged to a host
+//! that serves it natively, so there is no upstream side.
+
+pub mod client;
