@@ -233,10 +233,7 @@ impl Admin {
             expires_at: new.expires_at,
             max_inflight: new.max_inflight,
             disabled: false,
-            created_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default(),
+            created_at: crate::clock::unix_secs(),
         };
         if let Err(e) = self.keys.insert(&stored).await {
             return error(503, "server_error", e);

@@ -1,5 +1,5 @@
 //! Identifiers the gateway makes up: request ids, and message and tool ids for translated
-//! answers whose upstream sent none.
+//! answers (random when the upstream sent none, made safe from the upstream's otherwise).
 //!
 //! 128 random bits from the thread-local generator (ChaCha, seeded from the OS), as 32 hex
 //! digits: unique across instances without coordination, and no `getrandom` syscall per id
@@ -9,6 +9,18 @@
 /// 32 random hex digits.
 pub fn random_hex() -> String {
     format!("{:032x}", rand::random::<u128>())
+}
+
+/// `id` with every character outside `[A-Za-z0-9_-]` replaced by `_`: the characters every
+/// format's ids allow (Anthropic enforces them on tool ids; clients echo ids back), so an id
+/// made from an upstream's is valid everywhere and maps the same way each time.
+pub(crate) fn safe_id(id: &str) -> String {
+    id.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect()
 }
 
 #[cfg(test)]

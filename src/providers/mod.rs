@@ -14,7 +14,6 @@ pub(crate) mod json;
 pub mod openai;
 pub mod peer;
 pub mod responses;
-mod stamps;
 pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;

@@ -27,7 +27,7 @@
 use serde_json::Value;
 
 use crate::error::GatewayError;
-use crate::providers::stamps::safe_id;
+use crate::ids::safe_id;
 
 pub mod client;
 pub mod upstream;

@@ -70,10 +70,7 @@ pub fn record(i: usize) -> UsageRecord {
         client_disconnected: false,
         estimated: false,
         error: None,
-        timestamp_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
+        timestamp_ms: crate::clock::unix_ms(),
     }
 }
 

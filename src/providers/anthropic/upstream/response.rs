@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{status_of_anthropic_type, upstream_error, ANTHROPIC, JSON_OUTPUT_TOOL};
+use crate::clock::unix_secs;
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::providers::anthropic::put_event;
 use crate::providers::errors::protocol_error;
 use crate::providers::json::to_bytes;
-use crate::providers::stamps::now_secs;
 use crate::providers::ResponseTranslator;
 use crate::sse::{SseEvent, SseParser};
 
@@ -28,7 +28,7 @@ pub fn to_chat(
     client_model: &str,
     include_usage: bool,
 ) -> Box<dyn ResponseTranslator> {
-    let created = now_secs();
+    let created = unix_secs();
     if stream {
         Box::new(StreamToOpenAi::new(client_model, include_usage, created))
     } else {

@@ -22,9 +22,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::clock::unix_secs;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::errors::{self, quoted_message};
-use crate::providers::stamps::now_secs;
 
 pub mod embeddings;
 mod messages;
@@ -76,7 +76,7 @@ struct Stamp {
 
 impl Stamp {
     pub fn fresh() -> Self {
-        let created = now_secs();
+        let created = unix_secs();
         let mut nonce = crate::ids::random_hex();
         nonce.truncate(16);
         Self { created, nonce }

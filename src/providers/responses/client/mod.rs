@@ -49,8 +49,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
+use crate::ids::safe_id;
 use crate::providers::errors::openai_error;
-use crate::providers::stamps::safe_id;
 
 pub mod request;
 pub mod response;

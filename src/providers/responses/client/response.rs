@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{derived_id, upstream_error, Echo};
+use crate::clock::unix_secs;
 use crate::error::GatewayError;
 use crate::providers::errors::protocol_error;
 use crate::providers::json::to_bytes;
-use crate::providers::stamps::now_secs;
 pub(super) use crate::providers::tool_calls::{Function, ToolCall};
 use crate::providers::ResponseTranslator;
 
@@ -213,7 +213,7 @@ impl Envelope {
     ) -> Self {
         Self {
             id: derived_id("resp", upstream_id),
-            created_at: created.unwrap_or_else(now_secs),
+            created_at: created.unwrap_or_else(unix_secs),
             model: model.to_string(),
             echo,
         }
