@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod dns;
 mod errors;
+mod events;
 pub mod gemini;
 pub(crate) mod json;
 pub mod openai;

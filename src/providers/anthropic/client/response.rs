@@ -13,10 +13,11 @@ use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::providers::anthropic::{put_event, sanitize_tool_id, synthesize_tool_id};
 use crate::providers::errors::{openai_error, protocol_error};
+use crate::providers::events::{EventTranslator, Events};
 use crate::providers::json::to_bytes;
 use crate::providers::tool_calls::{absorb, Call, Function, ToolCall};
 use crate::providers::ResponseTranslator;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 /// Translator for an OpenAI answer (JSON, or SSE incl. the include_usage chunk and `[DONE]`) →
 /// Anthropic message JSON or the full Anthropic SSE sequence (`message_start`,
@@ -235,8 +236,6 @@ enum Phase {
 /// interleaves parallel calls still yields well-formed blocks, and the common sequential one
 /// loses only the live streaming of its later calls.
 pub(super) struct StreamToAnthropic {
-    parser: SseParser,
-    events: Vec<SseEvent>,
     model: String,
     started: bool,
     open: Open,
@@ -250,10 +249,8 @@ pub(super) struct StreamToAnthropic {
 }
 
 impl StreamToAnthropic {
-    pub(super) fn new(model: &str) -> Self {
-        Self {
-            parser: SseParser::default(),
-            events: Vec::new(),
+    pub(super) fn new(model: &str) -> Events<Self> {
+        Events::new(Self {
             model: model.to_string(),
             started: false,
             open: Open::None,
@@ -263,15 +260,7 @@ impl StreamToAnthropic {
             finish_reason: None,
             usage: None,
             phase: Phase::Live,
-        }
-    }
-
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut events = std::mem::take(&mut self.events);
-        let result = events.iter().try_for_each(|e| self.on_event(e, out));
-        events.clear();
-        self.events = events;
-        result
+        })
     }
 
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
@@ -496,17 +485,14 @@ impl StreamToAnthropic {
     }
 }
 
-impl ResponseTranslator for StreamToAnthropic {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.push(chunk, &mut self.events);
-        self.drain(out)
+impl EventTranslator for StreamToAnthropic {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_event(event, out)
     }
 
     /// Without `[DONE]`: a stream that gave its finish reason is completed; one cut before it
     /// gets its open block closed but no invented stop reason, and fails.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.finish(&mut self.events);
-        self.drain(out)?;
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.phase == Phase::Closed {
             return Ok(());
         }

@@ -14,9 +14,10 @@ use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::providers::anthropic::put_event;
 use crate::providers::errors::protocol_error;
+use crate::providers::events::{EventTranslator, Events};
 use crate::providers::json::to_bytes;
 use crate::providers::ResponseTranslator;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 /// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) → OpenAI
 /// `chat.completion` / `chat.completion.chunk` stream ending in `data: [DONE]`. `client_model`
@@ -307,8 +308,6 @@ enum Phase {
 
 /// Anthropic SSE → OpenAI `chat.completion.chunk` events (B2).
 pub(super) struct StreamToOpenAi {
-    parser: SseParser,
-    events: Vec<SseEvent>,
     model: String,
     created: u64,
     include_usage: bool,
@@ -323,10 +322,8 @@ pub(super) struct StreamToOpenAi {
 }
 
 impl StreamToOpenAi {
-    pub(super) fn new(model: &str, include_usage: bool, created: u64) -> Self {
-        Self {
-            parser: SseParser::default(),
-            events: Vec::new(),
+    pub(super) fn new(model: &str, include_usage: bool, created: u64) -> Events<Self> {
+        Events::new(Self {
             model: model.to_string(),
             created,
             include_usage,
@@ -337,15 +334,7 @@ impl StreamToOpenAi {
             started: false,
             finish_sent: false,
             phase: Phase::Live,
-        }
-    }
-
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut events = std::mem::take(&mut self.events);
-        let result = events.iter().try_for_each(|e| self.on_event(e, out));
-        events.clear();
-        self.events = events;
-        result
+        })
     }
 
     fn chunk(
@@ -472,17 +461,14 @@ impl StreamToOpenAi {
     }
 }
 
-impl ResponseTranslator for StreamToOpenAi {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.push(chunk, &mut self.events);
-        self.drain(out)
+impl EventTranslator for StreamToOpenAi {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_event(event, out)
     }
 
     /// A stream whose `message_delta` (with the stop reason) arrived is completed even without
     /// `message_stop`; one cut before it gets no invented finish reason and fails.
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.finish(&mut self.events);
-        self.drain(out)?;
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         match (&self.phase, self.finish_sent, self.started) {
             (Phase::Closed, _, _) => Ok(()),
             (Phase::Live, true, _) => self.close(out),

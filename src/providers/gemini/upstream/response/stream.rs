@@ -21,14 +21,12 @@ use serde::Serialize;
 use super::{finish_reason, GenerateContentResponse, Logprobs, ToolCall, Usage, UsageMetadata};
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
+use crate::providers::events::{EventTranslator, Events};
 use crate::providers::gemini::upstream::{embedded_error, protocol_error, Stamp};
-use crate::providers::ResponseTranslator;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 /// Gemini SSE in, OpenAI SSE out.
 pub(super) struct StreamTranslator {
-    parser: SseParser,
-    events: Vec<SseEvent>,
     stamp: Stamp,
     client_model: String,
     include_usage: bool,
@@ -80,10 +78,8 @@ struct Delta {
 }
 
 impl StreamTranslator {
-    pub fn new(client_model: &str, include_usage: bool, stamp: Stamp) -> Self {
-        Self {
-            parser: SseParser::default(),
-            events: Vec::new(),
+    pub fn new(client_model: &str, include_usage: bool, stamp: Stamp) -> Events<Self> {
+        Events::new(Self {
             stamp,
             client_model: client_model.to_string(),
             include_usage,
@@ -92,16 +88,7 @@ impl StreamTranslator {
             calls: 0,
             usage: None,
             failed: false,
-        }
-    }
-
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut events = std::mem::take(&mut self.events);
-        let result = events
-            .drain(..)
-            .try_for_each(|event| self.on_event(&event.data, out));
-        self.events = events;
-        result
+        })
     }
 
     fn on_event(&mut self, data: &str, out: &mut Vec<u8>) -> Result<(), GatewayError> {
@@ -240,15 +227,12 @@ impl StreamTranslator {
     }
 }
 
-impl ResponseTranslator for StreamTranslator {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.push(chunk, &mut self.events);
-        self.drain(out)
+impl EventTranslator for StreamTranslator {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_event(&event.data, out)
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.finish(&mut self.events);
-        self.drain(out)?;
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.failed {
             return Ok(());
         }
@@ -264,6 +248,7 @@ impl ResponseTranslator for StreamTranslator {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::providers::ResponseTranslator;
     use serde_json::{json, Value};
 
     /// A recorded `gemini-2.5-flash` stream (CRLF framing, as Google sends it): a thought
@@ -277,7 +262,7 @@ mod tests {
         "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"unit\": \"celsius\",\"city\": \"Paris\"}},\"thoughtSignature\": \"CiQBcsjafA==\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"candidatesTokenCount\": 31,\"totalTokenCount\": 121,\"thoughtsTokenCount\": 48,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 42}]},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
     );
 
-    fn translator(include_usage: bool) -> StreamTranslator {
+    fn translator(include_usage: bool) -> Events<StreamTranslator> {
         let stamp = Stamp {
             created: 1_700_000_000,
             nonce: "n0".into(),

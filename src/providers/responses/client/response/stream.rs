@@ -17,10 +17,10 @@ use super::{
 };
 use crate::error::GatewayError;
 use crate::providers::errors::protocol_error;
+use crate::providers::events::{EventTranslator, Events};
 use crate::providers::responses::client::{derived_id, upstream_error, Echo};
 use crate::providers::tool_calls::{absorb, Call};
-use crate::providers::ResponseTranslator;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::SseEvent;
 
 /// The kind of a text-like item.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,6 @@ enum Open {
 
 /// Chat SSE → Responses events.
 pub(super) struct StreamToResponses {
-    parser: SseParser,
-    events: Vec<SseEvent>,
     model: String,
     /// Taken when the first chunk arrives and the envelope is built from it.
     echo: Option<Echo>,
@@ -71,10 +69,8 @@ pub(super) struct StreamToResponses {
 }
 
 impl StreamToResponses {
-    pub(super) fn new(model: &str, echo: Echo) -> Self {
-        Self {
-            parser: SseParser::default(),
-            events: Vec::new(),
+    pub(super) fn new(model: &str, echo: Echo) -> Events<Self> {
+        Events::new(Self {
             model: model.to_string(),
             echo: Some(echo),
             envelope: None,
@@ -88,15 +84,7 @@ impl StreamToResponses {
             finish_reason: None,
             usage: None,
             closed: false,
-        }
-    }
-
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut events = std::mem::take(&mut self.events);
-        let result = events.iter().try_for_each(|e| self.on_event(e, out));
-        events.clear();
-        self.events = events;
-        result
+        })
     }
 
     /// Appends one event: `type` and the next `sequence_number` are added to `data`.
@@ -421,17 +409,14 @@ impl StreamToResponses {
     }
 }
 
-impl ResponseTranslator for StreamToResponses {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.push(chunk, &mut self.events);
-        self.drain(out)
+impl EventTranslator for StreamToResponses {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_event(event, out)
     }
 
     /// Without `[DONE]`: a stream that gave its finish reason is completed; one cut before it
     /// fails, its open item left open (see the parent module doc).
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.parser.finish(&mut self.events);
-        self.drain(out)?;
+    fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.closed {
             return Ok(());
         }
