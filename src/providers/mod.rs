@@ -1,4 +1,5 @@
-//! Provider adapters: one file per wire format, dispatched with a `match` on the kind.
+//! Provider adapters: one folder per wire format; `prepare.rs` pairs a client's format with
+//! a provider's.
 //!
 //! An adapter turns a client request into the request its provider expects (path, auth,
 //! body) and picks the translator for the answer. It knows nothing about Pingora: bytes in,
@@ -14,6 +15,7 @@ pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
 pub mod peer;
+mod prepare;
 pub mod responses;
 pub mod tool_calls;
 #[cfg(test)]
@@ -23,12 +25,9 @@ pub mod upstream;
 use bytes::Bytes;
 
 use crate::dialect::Dialect;
-use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError, Passthrough};
-use crate::request::Peeked;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
-use chat::ChatRequest;
 pub use upstream::{Timeouts, Upstream};
 
 /// The Anthropic API version sent when a client (an OpenAI one, say) names none.
@@ -45,33 +44,6 @@ pub trait ResponseTranslator: Send + Sync {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
     /// The upstream body ended; appends the rest (final events, a converted JSON body).
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError>;
-}
-
-/// Two translators in a row: the first's output is the second's input.
-struct Chain(
-    Box<dyn ResponseTranslator>,
-    Box<dyn ResponseTranslator>,
-    Vec<u8>,
-);
-
-impl ResponseTranslator for Chain {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.push(chunk, &mut self.2)?;
-        if self.2.is_empty() {
-            return Ok(());
-        }
-        self.1.push(&self.2, out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.finish(&mut self.2)?;
-        if !self.2.is_empty() {
-            self.1.push(&self.2, out)?;
-        }
-        self.1.finish(out)
-    }
 }
 
 /// The wire format a provider speaks.
@@ -187,176 +159,6 @@ impl Provider {
         )
     }
 
-    /// Plans the upstream request from the client's request, naming the model
-    /// `upstream_model` to the provider.
-    pub fn prepare(
-        &self,
-        endpoint: &Endpoint,
-        body: &Bytes,
-        peeked: &Peeked,
-        upstream_model: &str,
-    ) -> Result<Plan, GatewayError> {
-        let client_model = peeked.model.as_str();
-        let stream = peeked.stream;
-        let event_stream = |s: bool| {
-            Some(if s {
-                "text/event-stream"
-            } else {
-                "application/json"
-            })
-        };
-        let mut plan = self.request(String::new(), Bytes::new());
-        match (self.kind, endpoint) {
-            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::ChatCompletions)
-            | (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Embeddings) => {
-                return Ok(Plan::Upstream(openai::prepare(
-                    self,
-                    endpoint,
-                    body,
-                    peeked,
-                    upstream_model,
-                )?));
-            }
-            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Messages) => {
-                plan.path = self.upstream.path("/chat/completions");
-                plan.body = anthropic::client::request::to_chat(body, upstream_model)?
-                    .to_bytes()?
-                    .into();
-                plan.translator =
-                    Some(anthropic::client::response::from_chat(stream, client_model));
-                plan.content_type = event_stream(stream);
-            }
-            (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => {
-                let suffix = match endpoint {
-                    Endpoint::CountTokens => "/v1/messages/count_tokens",
-                    _ => "/v1/messages",
-                };
-                plan.path = self.upstream.path(suffix);
-                plan.body = peeked.with_model(body, upstream_model);
-            }
-            (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
-                plan.path = self.upstream.path("/v1/messages");
-                let chat = ChatRequest::parse(body)?;
-                plan.body = anthropic::upstream::request::from_chat(&chat, upstream_model)?.into();
-                // Usage is always asked for; the meter removes it for clients that did not.
-                plan.translator = Some(anthropic::upstream::response::to_chat(
-                    stream,
-                    client_model,
-                    true,
-                ));
-                plan.content_type = event_stream(stream);
-            }
-            (ProviderKind::Gemini, Endpoint::ChatCompletions) => {
-                let (gemini_body, stream) =
-                    gemini::upstream::request::from_chat(&ChatRequest::parse(body)?)?;
-                plan.path = self.gemini_path(upstream_model, stream);
-                plan.body = gemini_body.into();
-                plan.translator = Some(gemini::upstream::response::to_chat(
-                    stream,
-                    client_model,
-                    true,
-                ));
-                plan.content_type = event_stream(stream);
-            }
-            (ProviderKind::Gemini, Endpoint::Messages) => {
-                let chat = anthropic::client::request::to_chat(body, upstream_model)?;
-                let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
-                plan.path = self.gemini_path(upstream_model, stream);
-                plan.body = gemini_body.into();
-                plan.translator = Some(Box::new(Chain(
-                    gemini::upstream::response::to_chat(stream, client_model, true),
-                    anthropic::client::response::from_chat(stream, client_model),
-                    Vec::new(),
-                )));
-                plan.content_type = event_stream(stream);
-            }
-            (ProviderKind::OpenAi | ProviderKind::OpenAiCompatible, Endpoint::Responses)
-                if self.native_responses =>
-            {
-                plan.path = self.upstream.path("/responses");
-                plan.body = peeked.with_model(body, upstream_model);
-            }
-            (_, Endpoint::Responses) => {
-                // Responses → chat, then chat → the provider's format (composition)
-                let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
-                let to_client = responses::client::response::from_chat(stream, client_model, echo);
-                let to_chat: Option<Box<dyn ResponseTranslator>> = match self.kind {
-                    ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-                        plan.path = self.upstream.path("/chat/completions");
-                        plan.body = chat.to_bytes()?.into();
-                        None
-                    }
-                    ProviderKind::Anthropic => {
-                        plan.path = self.upstream.path("/v1/messages");
-                        plan.body =
-                            anthropic::upstream::request::from_chat(&chat, upstream_model)?.into();
-                        Some(anthropic::upstream::response::to_chat(
-                            stream,
-                            client_model,
-                            true,
-                        ))
-                    }
-                    ProviderKind::Gemini => {
-                        let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
-                        plan.path = self.gemini_path(upstream_model, stream);
-                        plan.body = gemini_body.into();
-                        Some(gemini::upstream::response::to_chat(
-                            stream,
-                            client_model,
-                            true,
-                        ))
-                    }
-                };
-                plan.translator = Some(match to_chat {
-                    Some(first) => Box::new(Chain(first, to_client, Vec::new())),
-                    None => to_client,
-                });
-                plan.content_type = event_stream(stream);
-            }
-            (ProviderKind::Gemini, Endpoint::Embeddings) => {
-                let (gemini_body, batch) =
-                    gemini::upstream::embeddings::from_openai(body, upstream_model)?;
-                let (inputs, base64) = gemini::upstream::embeddings::inputs(body)?;
-                let method = if batch {
-                    "batchEmbedContents"
-                } else {
-                    "embedContent"
-                };
-                plan.path = self
-                    .upstream
-                    .path(&format!("/models/{upstream_model}:{method}"));
-                plan.body = gemini_body.into();
-                let client_model = client_model.to_string();
-                plan.translator_job = Some(Box::new(move || {
-                    let tokens = gemini::upstream::embeddings::count_tokens(&client_model, &inputs);
-                    gemini::upstream::embeddings::to_openai(&client_model, tokens, base64)
-                }));
-                plan.content_type = Some("application/json");
-            }
-            (_, Endpoint::CountTokens) => return Ok(Plan::CountTokens),
-            (ProviderKind::Anthropic, Endpoint::Embeddings) => {
-                return Err(GatewayError::invalid(
-                    "model",
-                    format!("the model `{client_model}` does not support embeddings"),
-                ))
-            }
-            (
-                _,
-                Endpoint::Models
-                | Endpoint::Model(_)
-                | Endpoint::Usage
-                | Endpoint::Root
-                | Endpoint::StoredResponse(_),
-            ) => {
-                return Err(GatewayError::new(
-                    ErrorKind::Internal,
-                    "the models listing is answered by the gateway",
-                ))
-            }
-        }
-        Ok(Plan::Upstream(plan))
-    }
-
     /// What the runtime state of this provider's deployments depends on: a reload that
     /// changes none of it keeps their circuits (see [`crate::routing::health`]).
     pub fn state_fingerprint(&self) -> String {
@@ -422,16 +224,6 @@ impl Provider {
             }
         }
         request
-    }
-
-    fn gemini_path(&self, upstream_model: &str, stream: bool) -> String {
-        let method = if stream {
-            "streamGenerateContent?alt=sse"
-        } else {
-            "generateContent"
-        };
-        self.upstream
-            .path(&format!("/models/{upstream_model}:{method}"))
     }
 
     /// The client-facing error for an upstream error answer. A well-formed error in the

@@ -1,0 +1,340 @@
+//! How a client request becomes a provider request: a table from (provider format, endpoint)
+//! to a [`Route`], then one composition for every translated pair, through OpenAI chat.
+//!
+//! A translated request goes client side → [`ChatRequest`] → upstream side, parsed once and
+//! serialized once; its answer goes back the other way, upstream side → chat → client side.
+//! Adding a format means adding its sides to [`ClientSide`] or [`UpstreamSide`] and a row or
+//! two to [`route`], not another arm per pair.
+
+use bytes::Bytes;
+
+use super::chat::ChatRequest;
+use super::{
+    anthropic, gemini, openai, responses, Plan, Provider, ProviderKind, ResponseTranslator,
+    UpstreamRequest,
+};
+use crate::endpoint::Endpoint;
+use crate::error::{ErrorKind, GatewayError};
+use crate::request::Peeked;
+
+/// How one (provider format, endpoint) pair is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The client speaks the provider's format: the body goes to this path with the model
+    /// renamed, and the answer comes back byte for byte.
+    Passthrough(&'static str),
+    /// OpenAI chat or embeddings to an OpenAI-format host (usage asked for on streams).
+    OpenAi,
+    /// The client's format → OpenAI chat → the provider's format, and the answer back.
+    Translated(ClientSide),
+    /// OpenAI embeddings on Gemini's embedding methods.
+    GeminiEmbeddings,
+    /// `count_tokens` for a provider without it: the gateway counts.
+    CountTokens,
+    /// The provider's format has no such call.
+    Unsupported,
+    /// Answered by the gateway itself, never planned (models, usage, stored responses).
+    Gateway,
+}
+
+/// The format a client spoke, as far as translation is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientSide {
+    Chat,
+    Anthropic,
+    Responses,
+}
+
+/// The provider side of a translated request (every [`ProviderKind`] is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamSide {
+    Chat,
+    Anthropic,
+    Gemini,
+}
+
+/// The table: which [`Route`] serves `endpoint` on a provider of `kind`.
+fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Route {
+    use Endpoint as E;
+    use ProviderKind as K;
+    match (kind, endpoint) {
+        (K::OpenAi | K::OpenAiCompatible, E::ChatCompletions | E::Embeddings) => Route::OpenAi,
+        (K::OpenAi | K::OpenAiCompatible, E::Responses) if native_responses => {
+            Route::Passthrough("/responses")
+        }
+        (K::Anthropic, E::Messages) => Route::Passthrough("/v1/messages"),
+        (K::Anthropic, E::CountTokens) => Route::Passthrough("/v1/messages/count_tokens"),
+        (_, E::ChatCompletions) => Route::Translated(ClientSide::Chat),
+        (_, E::Messages) => Route::Translated(ClientSide::Anthropic),
+        (_, E::Responses) => Route::Translated(ClientSide::Responses),
+        (K::Gemini, E::Embeddings) => Route::GeminiEmbeddings,
+        (K::Anthropic, E::Embeddings) => Route::Unsupported,
+        (_, E::CountTokens) => Route::CountTokens,
+        (_, E::Models | E::Model(_) | E::Usage | E::Root | E::StoredResponse(_)) => Route::Gateway,
+    }
+}
+
+impl UpstreamSide {
+    fn of(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Self::Chat,
+            ProviderKind::Anthropic => Self::Anthropic,
+            ProviderKind::Gemini => Self::Gemini,
+        }
+    }
+}
+
+/// The content type of a translated answer.
+fn content_type(stream: bool) -> Option<&'static str> {
+    Some(if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    })
+}
+
+impl Provider {
+    /// Plans the upstream request from the client's request, naming the model
+    /// `upstream_model` to the provider.
+    pub fn prepare(
+        &self,
+        endpoint: &Endpoint,
+        body: &Bytes,
+        peeked: &Peeked,
+        upstream_model: &str,
+    ) -> Result<Plan, GatewayError> {
+        let request = match route(self.kind, endpoint, self.native_responses) {
+            Route::Passthrough(suffix) => self.request(
+                self.upstream.path(suffix),
+                peeked.with_model(body, upstream_model),
+            ),
+            Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
+            Route::Translated(client) => self.translated(client, body, peeked, upstream_model)?,
+            Route::GeminiEmbeddings => self.gemini_embeddings(body, peeked, upstream_model)?,
+            Route::CountTokens => return Ok(Plan::CountTokens),
+            Route::Unsupported => {
+                return Err(GatewayError::invalid(
+                    "model",
+                    format!("the model `{}` does not support embeddings", peeked.model),
+                ))
+            }
+            Route::Gateway => {
+                return Err(GatewayError::new(
+                    ErrorKind::Internal,
+                    "the models listing is answered by the gateway",
+                ))
+            }
+        };
+        Ok(Plan::Upstream(request))
+    }
+
+    /// Client side → [`ChatRequest`] → upstream side; the answer's translators the other way.
+    fn translated(
+        &self,
+        client: ClientSide,
+        body: &Bytes,
+        peeked: &Peeked,
+        upstream_model: &str,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let (client_model, stream) = (peeked.model.as_str(), peeked.stream);
+        let (chat, to_client) = match client {
+            ClientSide::Chat => (ChatRequest::parse(body)?, None),
+            ClientSide::Anthropic => (
+                anthropic::client::request::to_chat(body, upstream_model)?,
+                Some(anthropic::client::response::from_chat(stream, client_model)),
+            ),
+            ClientSide::Responses => {
+                let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
+                let to_client = responses::client::response::from_chat(stream, client_model, echo);
+                (chat, Some(to_client))
+            }
+        };
+        // Usage is always asked of translated upstreams; the meter removes it for clients
+        // that did not ask.
+        let (mut request, to_chat) = match UpstreamSide::of(self.kind) {
+            UpstreamSide::Chat => (
+                self.request(
+                    self.upstream.path("/chat/completions"),
+                    chat.to_bytes()?.into(),
+                ),
+                None,
+            ),
+            UpstreamSide::Anthropic => (
+                self.request(
+                    self.upstream.path("/v1/messages"),
+                    anthropic::upstream::request::from_chat(&chat, upstream_model)?.into(),
+                ),
+                Some(anthropic::upstream::response::to_chat(
+                    stream,
+                    client_model,
+                    true,
+                )),
+            ),
+            UpstreamSide::Gemini => {
+                let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
+                (
+                    self.request(self.gemini_path(upstream_model, stream), gemini_body.into()),
+                    Some(gemini::upstream::response::to_chat(
+                        stream,
+                        client_model,
+                        true,
+                    )),
+                )
+            }
+        };
+        request.translator = match (to_chat, to_client) {
+            (Some(first), Some(second)) => Some(Box::new(Chain(first, second, Vec::new()))),
+            (first, second) => first.or(second),
+        };
+        request.content_type = content_type(stream);
+        Ok(request)
+    }
+
+    /// OpenAI embeddings → Gemini's `embedContent` (one input) or `batchEmbedContents`; the
+    /// answer is built off the proxy's workers, since it counts the inputs' tokens.
+    fn gemini_embeddings(
+        &self,
+        body: &Bytes,
+        peeked: &Peeked,
+        upstream_model: &str,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let (gemini_body, batch) = gemini::upstream::embeddings::from_openai(body, upstream_model)?;
+        let (inputs, base64) = gemini::upstream::embeddings::inputs(body)?;
+        let method = if batch {
+            "batchEmbedContents"
+        } else {
+            "embedContent"
+        };
+        let path = self
+            .upstream
+            .path(&format!("/models/{upstream_model}:{method}"));
+        let mut request = self.request(path, gemini_body.into());
+        let client_model = peeked.model.clone();
+        request.translator_job = Some(Box::new(move || {
+            let tokens = gemini::upstream::embeddings::count_tokens(&client_model, &inputs);
+            gemini::upstream::embeddings::to_openai(&client_model, tokens, base64)
+        }));
+        request.content_type = Some("application/json");
+        Ok(request)
+    }
+
+    fn gemini_path(&self, upstream_model: &str, stream: bool) -> String {
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        self.upstream
+            .path(&format!("/models/{upstream_model}:{method}"))
+    }
+}
+
+/// Two translators in a row: the first's output is the second's input.
+struct Chain(
+    Box<dyn ResponseTranslator>,
+    Box<dyn ResponseTranslator>,
+    Vec<u8>,
+);
+
+impl ResponseTranslator for Chain {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.2.clear();
+        self.0.push(chunk, &mut self.2)?;
+        if self.2.is_empty() {
+            return Ok(());
+        }
+        self.1.push(&self.2, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.2.clear();
+        self.0.finish(&mut self.2)?;
+        if !self.2.is_empty() {
+            self.1.push(&self.2, out)?;
+        }
+        self.1.finish(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pair the gateway serves, as a reader would check it against the README's table.
+    #[test]
+    fn the_route_table() {
+        use ClientSide as C;
+        use Endpoint as E;
+        use ProviderKind as K;
+        let cases = [
+            (K::OpenAi, E::ChatCompletions, false, Route::OpenAi),
+            (K::OpenAiCompatible, E::Embeddings, false, Route::OpenAi),
+            (
+                K::OpenAi,
+                E::Messages,
+                false,
+                Route::Translated(C::Anthropic),
+            ),
+            (
+                K::OpenAi,
+                E::Responses,
+                false,
+                Route::Translated(C::Responses),
+            ),
+            (
+                K::OpenAi,
+                E::Responses,
+                true,
+                Route::Passthrough("/responses"),
+            ),
+            (K::OpenAi, E::CountTokens, false, Route::CountTokens),
+            (
+                K::Anthropic,
+                E::Messages,
+                false,
+                Route::Passthrough("/v1/messages"),
+            ),
+            (
+                K::Anthropic,
+                E::CountTokens,
+                false,
+                Route::Passthrough("/v1/messages/count_tokens"),
+            ),
+            (
+                K::Anthropic,
+                E::ChatCompletions,
+                false,
+                Route::Translated(C::Chat),
+            ),
+            (
+                K::Anthropic,
+                E::Responses,
+                true,
+                Route::Translated(C::Responses),
+            ),
+            (K::Anthropic, E::Embeddings, false, Route::Unsupported),
+            (
+                K::Gemini,
+                E::ChatCompletions,
+                false,
+                Route::Translated(C::Chat),
+            ),
+            (
+                K::Gemini,
+                E::Messages,
+                false,
+                Route::Translated(C::Anthropic),
+            ),
+            (K::Gemini, E::Embeddings, false, Route::GeminiEmbeddings),
+            (K::Gemini, E::CountTokens, false, Route::CountTokens),
+            (K::Gemini, E::Models, false, Route::Gateway),
+        ];
+        for (kind, endpoint, native, expected) in cases {
+            assert_eq!(
+                route(kind, &endpoint, native),
+                expected,
+                "{kind:?} {endpoint:?}"
+            );
+        }
+    }
+}
