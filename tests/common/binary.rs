@@ -59,7 +59,9 @@ impl Binary {
                 sink.lock().unwrap().push(line);
             }
         });
+        // the proxy, admin and emulator listeners start on their own: wait for each
         wait_for_port(gw);
+        wait_for_port(admin);
         wait_for_port(emu);
         Binary {
             child,

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -84,13 +86,27 @@ pub fn config_text_with(gw: u16, admin: u16, emu: u16, emu2: u16, extra: &str) -
     config_text_full(gw, admin, emu, emu2, "", extra)
 }
 
-/// A directory of this test process's own for gateway `gw`'s usage ledger (its spool and
-/// its SQLite file): gateways never share a spool, and runs never reuse each other's.
-pub fn ledger_dir(gw: u16) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("cheapai-ledger-{}-{gw}", std::process::id()))
+/// The ledger directory last made for each gateway port, for reading its records later.
+static LEDGER_DIRS: std::sync::LazyLock<Mutex<HashMap<u16, PathBuf>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// A new directory for gateway `gw`'s usage ledger (its spool and its SQLite file), never
+/// made before: gateways never share a spool, nor find an earlier one's records. A test
+/// process starts many gateways and the OS hands freed ports out again, so the port alone
+/// does not make a name unique; a counter does. [`ledger_records`] finds it by the port.
+pub fn ledger_dir(gw: u16) -> PathBuf {
+    static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cheapai-ledger-{}-{gw}-{n}", std::process::id()));
+    LEDGER_DIRS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(gw, dir.clone());
+    dir
 }
 
-/// The `[usage]` table of gateway `gw`: its spool and SQLite ledger in [`ledger_dir`].
+/// The `[usage]` table of gateway `gw`: its spool and SQLite ledger in a fresh
+/// [`ledger_dir`].
 pub fn usage_table(gw: u16) -> String {
     let dir = ledger_dir(gw);
     format!(
@@ -103,7 +119,12 @@ pub fn usage_table(gw: u16) -> String {
 /// Every record in the SQLite ledger of gateway `gw` (its process may have stopped).
 pub fn ledger_records(gw: u16) -> Vec<cheapai_gateway::usage::UsageRecord> {
     records_in(&cheapai_gateway::ledger::StoreConfig::Sqlite {
-        path: ledger_dir(gw).join("usage.db"),
+        path: LEDGER_DIRS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&gw)
+            .unwrap_or_else(|| panic!("no gateway on port {gw} had a ledger"))
+            .join("usage.db"),
     })
 }
 
