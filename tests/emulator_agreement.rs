@@ -10,15 +10,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn tools() -> Value {
-    json!([{"type": "web_search"},
-           {"type": "namespace", "name": "geo", "tools": [
-               {"type": "function", "name": "get_weather", "parameters": {"type": "object",
-                "properties": {"unit": {"type": "string", "enum": ["c", "f"]},
-                               "city": {"type": "string"}}, "required": ["city"]}}]},
-           {"type": "function", "name": "other", "parameters": {}}])
-}
-
 /// What the emulator answers to `body` on `path`, as JSON.
 fn ask(gw: &Gateway, path: &str, body: &Value) -> Value {
     let answer = ureq::post(&format!("{}{path}", gw.emu_url)).send_string(&body.to_string());
@@ -34,14 +25,16 @@ fn a_responses_request_and_its_chat_translation_get_the_same_numbers() {
     let gw = Gateway::start();
     let fixture: Value =
         serde_json::from_slice(include_bytes!("fixtures/codex/first-request.json")).unwrap();
-    let simple = json!({"model": "gpt-test", "instructions": "be brief", "tools": tools(), "input": [
+    // Codex's own tools: functions, a namespace of functions and a hosted tool
+    let tools = fixture["tools"].clone();
+    let simple = json!({"model": "gpt-test", "instructions": "be brief", "tools": tools, "input": [
         {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "use metric"}]},
         {"role": "user", "content": [{"type": "input_text", "text": "hi there you"},
                                      {"type": "input_image", "image_url": "x"}]}]});
-    let history = json!({"model": "m", "instructions": "sys", "tools": tools(), "input": [
+    let history = json!({"model": "m", "instructions": "sys", "tools": fixture["tools"], "input": [
         {"role": "user", "content": "weather please"},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "On it."}]},
-        {"type": "function_call", "call_id": "a", "name": "get_weather", "namespace": "geo", "arguments": "{}"},
+        {"type": "function_call", "call_id": "a", "name": "wait_agent", "namespace": "multi_agent_v1", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "a", "output": "sunny and warm"},
     ]});
     for request in [fixture, simple, history] {
