@@ -31,8 +31,8 @@ enum Route {
     GeminiEmbeddings,
     /// `count_tokens` for a provider without it: the gateway counts.
     CountTokens,
-    /// The provider's format has no such call.
-    Unsupported,
+    /// The provider's format has no embeddings.
+    NoEmbeddings,
     /// Answered by the gateway itself, never planned (models, usage, stored responses).
     Gateway,
 }
@@ -68,7 +68,7 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
         (_, E::Messages) => Route::Translated(ClientSide::Anthropic),
         (_, E::Responses) => Route::Translated(ClientSide::Responses),
         (K::Gemini, E::Embeddings) => Route::GeminiEmbeddings,
-        (K::Anthropic, E::Embeddings) => Route::Unsupported,
+        (K::Anthropic, E::Embeddings) => Route::NoEmbeddings,
         (_, E::CountTokens) => Route::CountTokens,
         (_, E::Models | E::Model(_) | E::Usage | E::Root | E::StoredResponse(_)) => Route::Gateway,
     }
@@ -112,7 +112,7 @@ impl Provider {
             Route::Translated(client) => self.translated(client, body, peeked, upstream_model)?,
             Route::GeminiEmbeddings => self.gemini_embeddings(body, peeked, upstream_model)?,
             Route::CountTokens => return Ok(Plan::CountTokens),
-            Route::Unsupported => {
+            Route::NoEmbeddings => {
                 return Err(GatewayError::invalid(
                     "model",
                     format!("the model `{}` does not support embeddings", peeked.model),
@@ -312,7 +312,7 @@ mod tests {
                 true,
                 Route::Translated(C::Responses),
             ),
-            (K::Anthropic, E::Embeddings, false, Route::Unsupported),
+            (K::Anthropic, E::Embeddings, false, Route::NoEmbeddings),
             (
                 K::Gemini,
                 E::ChatCompletions,

@@ -1,8 +1,8 @@
 //! An OpenAI chat request as the translators pass it to each other: parsed, not bytes.
 
-use serde::Serialize;
 use std::borrow::Borrow;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
