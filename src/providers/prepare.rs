@@ -152,6 +152,14 @@ impl Provider {
         // Usage is always asked of translated upstreams; the meter removes it for clients
         // that did not ask.
         let (mut request, to_chat) = match UpstreamSide::of(self.kind) {
+            // OpenAI chat to an OpenAI-format host is Route::OpenAi, which also names the
+            // upstream model; a client side's chat already carries it
+            UpstreamSide::Chat if client == ClientSide::Chat => {
+                return Err(GatewayError::new(
+                    ErrorKind::Internal,
+                    "OpenAI chat to an OpenAI-format provider is not translated",
+                ))
+            }
             UpstreamSide::Chat => (
                 self.request(
                     self.upstream.path("/chat/completions"),
