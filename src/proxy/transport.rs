@@ -11,6 +11,7 @@ use crate::routing::Failure;
 /// everything else (refused, reset, TLS, malformed answer) is 502.
 pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> GatewayError {
     let t = &provider.timeouts;
+    // the failure first (what failover and the breaker read); the client's error follows it
     let failure = match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => Failure::ConnectTimeout,
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::FirstByteTimeout,
@@ -27,51 +28,37 @@ pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> 
         }
         _ => Failure::Malformed,
     };
-    let (kind, message) = match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
+    let name = &provider.name;
+    let (kind, message) = match failure {
+        Failure::ConnectTimeout => (
             ErrorKind::UpstreamTimeout,
             format!(
-                "provider {} did not accept a connection within {} ms",
-                provider.name,
+                "provider {name} did not accept a connection within {} ms",
                 t.connect.as_millis()
             ),
         ),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout if during == "streaming the answer" => (
+        Failure::FirstByteTimeout if during == "streaming the answer" => (
             ErrorKind::UpstreamTimeout,
             format!(
-                "provider {} sent nothing for {} ms while streaming",
-                provider.name,
+                "provider {name} sent nothing for {} ms while streaming",
                 t.idle.as_millis()
             ),
         ),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => (
+        Failure::FirstByteTimeout => (
             ErrorKind::UpstreamTimeout,
             format!(
-                "provider {} did not answer within {} ms",
-                provider.name,
+                "provider {name} did not answer within {} ms",
                 t.first_byte.as_millis()
             ),
         ),
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::ConnectProxyFailure
-        | ErrorType::TLSHandshakeFailure
-        | ErrorType::InvalidCert
-        | ErrorType::SocketError
-        | ErrorType::BindError => (
+        Failure::Connect => (
             ErrorKind::UpstreamUnreachable,
-            format!(
-                "provider {} is unreachable ({})",
-                provider.name,
-                e.etype().as_str()
-            ),
+            format!("provider {name} is unreachable ({})", e.etype().as_str()),
         ),
         _ => (
             ErrorKind::UpstreamProtocol,
             format!(
-                "provider {} failed while {during} ({})",
-                provider.name,
+                "provider {name} failed while {during} ({})",
                 e.etype().as_str()
             ),
         ),
