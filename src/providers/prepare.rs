@@ -181,7 +181,10 @@ impl Provider {
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                 (
-                    self.request(self.gemini_path(upstream_model, stream), gemini_body.into()),
+                    self.request(
+                        self.gemini_path(upstream_model, generate_method(stream)),
+                        gemini_body.into(),
+                    ),
                     Some(gemini::upstream::response::to_chat(
                         stream,
                         client_model,
@@ -213,10 +216,8 @@ impl Provider {
         } else {
             "embedContent"
         };
-        let path = self
-            .upstream
-            .path(&format!("/models/{upstream_model}:{method}"));
-        let mut request = self.request(path, gemini_body.into());
+        let mut request =
+            self.request(self.gemini_path(upstream_model, method), gemini_body.into());
         let client_model = peeked.model.clone();
         request.translator_job = Some(Box::new(move || {
             let tokens = gemini::upstream::embeddings::count_tokens(&client_model, &inputs);
@@ -226,14 +227,19 @@ impl Provider {
         Ok(request)
     }
 
-    fn gemini_path(&self, upstream_model: &str, stream: bool) -> String {
-        let method = if stream {
-            "streamGenerateContent?alt=sse"
-        } else {
-            "generateContent"
-        };
+    /// A Gemini model method's path: `…/models/{model}:{method}`.
+    fn gemini_path(&self, upstream_model: &str, method: &str) -> String {
         self.upstream
             .path(&format!("/models/{upstream_model}:{method}"))
+    }
+}
+
+/// Gemini's generation method: streamed as SSE, or whole.
+fn generate_method(stream: bool) -> &'static str {
+    if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
     }
 }
 
