@@ -199,6 +199,7 @@ impl Meter {
             AnswerFormat::Responses => {
                 if let Ok(event) = serde_json::from_slice::<ResponsesEvent>(data) {
                     if let Some(u) = event.response.and_then(|r| r.usage) {
+                        self.writes = u.writes();
                         self.usage = Some(u.into());
                     }
                 }
@@ -310,7 +311,11 @@ fn json_usage(dialect: AnswerFormat, body: &[u8]) -> (Option<(Usage, CacheWrites
     match dialect {
         AnswerFormat::Responses => {
             let (usage, ok) = read::<ResponsesObject, ResponsesUsage>(body, |b| b.usage);
-            (usage.map(|u| (Usage::from(u), CacheWrites::default())), ok)
+            let usage = usage.map(|u| {
+                let writes = u.writes();
+                (Usage::from(u), writes)
+            });
+            (usage, ok)
         }
         AnswerFormat::Chat => {
             let (usage, ok) = read::<OpenAiBody, OpenAiUsage>(body, |b| b.usage);

@@ -271,6 +271,20 @@ fn responses_usage_from_json_and_the_final_stream_event() {
     assert_eq!(m.delivered_text(), "Hel");
 }
 
+/// A Claude answer translated to Responses carries Anthropic's cache writes, as chat does.
+#[test]
+fn responses_usage_carries_anthropic_cache_writes() {
+    use crate::usage::meter::AnswerFormat;
+    let json = br#"{"id":"resp_1","object":"response","output":[],"usage":{"input_tokens":3000,"input_tokens_details":{"cached_tokens":1000},"cache_creation_input_tokens":1500,"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000},"output_tokens":3}}"#;
+    let mut m = Meter::new(AnswerFormat::Responses, false, false);
+    m.process(Bytes::from_static(json));
+    assert_eq!(m.cache_writes(), CacheWrites { m5: 500, h1: 1000 });
+    let stream = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"cache_creation_input_tokens\":5,\"output_tokens\":2}}}\n\n";
+    let mut m = Meter::new(AnswerFormat::Responses, true, false);
+    m.process(Bytes::from_static(stream.as_bytes()));
+    assert_eq!(m.cache_writes(), CacheWrites { m5: 5, h1: 0 });
+}
+
 #[test]
 fn stream_chunks_are_not_held_after_they_are_written() {
     // The meter keeps its own copy of what an estimate needs: holding the provider's chunks

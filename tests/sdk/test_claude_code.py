@@ -147,11 +147,14 @@ def test_claude_code_with_current_model_names(default_gateway, tmp_path, main, s
     for r in records:
         assert r["model"] in prices, r
         price_in, price_cached, price_out = prices[r["model"]]
-        uncached = r["prompt_tokens"] - r["cached_tokens"]
-        # the gateway's integer arithmetic: micro-USD per 1M tokens, rounded half up once
+        written = r["cache_write_tokens"]  # Claude Code marks its prompt: 5-minute writes
+        uncached = r["prompt_tokens"] - r["cached_tokens"] - written
+        # the gateway's integer arithmetic: micro-USD per 1M tokens, rounded half up once;
+        # cache writes at the default 1.25 × input
         total = (
             uncached * round(price_in * 1e6)
             + r["cached_tokens"] * round(price_cached * 1e6)
+            + written * round(price_in * 1.25 * 1e6)
             + r["completion_tokens"] * round(price_out * 1e6)
         )
         expected = (total + 500_000) // 1_000_000

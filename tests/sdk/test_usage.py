@@ -4,14 +4,16 @@ provider's token counts and the cost at the model's price (integer micro-USD, ro
 up).
 
 Prices of the test config (USD per 1M tokens): gpt-4o 2.5 in / 10 out / 1.25 cached;
-claude-3-5-sonnet 3 / 15 / 0.3 cached; gemini-1-5-pro 1.25 / 5. Token counts follow the
-emulator's rules (3 + words per message and system prompt; N completion tokens).
+claude-3-5-sonnet 3 / 15 / 0.3 cached / 3.75 cache writes; gemini-1-5-pro 1.25 / 5. Token
+counts follow the emulator's rules (3 + words per message and system prompt; N completion
+tokens; Anthropic's prompt cache with its 1,024-token minimum).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 import openai
@@ -19,20 +21,29 @@ import pytest
 import requests
 
 
-PRICES = {  # model: (input, output, cached_input) in USD per 1M tokens
-    "gpt-4o": ("2.5", "10", "1.25"),
-    "claude-3-5-sonnet": ("3", "15", "0.3"),
-    "gemini-1-5-pro": ("1.25", "5", "1.25"),  # no cached_input price: cached tokens (none here) at input
+PRICES = {  # model: (input, output, cached_input, cache writes) in USD per 1M tokens
+    "gpt-4o": ("2.5", "10", "1.25", "3.125"),
+    "claude-3-5-sonnet": ("3", "15", "0.3", "3.75"),
+    # no cached_input price: cached tokens (none here) at input
+    "gemini-1-5-pro": ("1.25", "5", "1.25", "1.5625"),
 }
 USER_TEXT = "Say hello in one short sentence."
 SYSTEM_TEXT = "You are a terse assistant."
+# A system prompt long enough to be cached (1,100 words: 1,103 tokens ≥ Anthropic's 1,024),
+# its first word unique to this run so that no other test's cache entry is found.
+LONG_SYSTEM_TEXT = " ".join([f"run-{uuid.uuid4().hex}"] + ["rule"] * 1099)
 WAIT_S = 10.0
 
 
-def expected_cost(model: str, prompt: int, completion: int, cached: int = 0) -> int:
+def expected_cost(model: str, prompt: int, completion: int, cached: int = 0, written: int = 0) -> int:
     """tokens × price per 1M, in micro-USD, rounded half up."""
-    price_in, price_out, price_cached = (Decimal(p) for p in PRICES[model])
-    micro = (prompt - cached) * price_in + cached * price_cached + completion * price_out
+    price_in, price_out, price_cached, price_written = (Decimal(p) for p in PRICES[model])
+    micro = (
+        (prompt - cached - written) * price_in
+        + cached * price_cached
+        + written * price_written
+        + completion * price_out
+    )
     return int(micro.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
@@ -89,25 +100,27 @@ def metered(gateway, client, anthropic_client):
         prompt_tokens=9, completion_tokens=3, cached_tokens=0, cost_micro_usd=53,
     )))
 
-    # claude, native Anthropic with a cached system prompt: P = 8 + 9 = 17, of it 8 read from
-    # cache; 5 completion → 9 × 3 + 8 × 0.3 + 5 × 15 = 104.4 → 104.
+    # claude, native Anthropic with a cached system prompt, first seen: P = 1103 + 9 = 1112, of
+    # it 1103 written to the cache; 5 completion → 9 × 3 + 1103 × 3.75 + 5 × 15 = 4238.25 → 4238.
     raw = anthropic_client.messages.with_raw_response.create(
         model="claude-3-5-sonnet", max_tokens=64,
-        system=[{"type": "text", "text": SYSTEM_TEXT, "cache_control": {"type": "ephemeral"}}],
+        system=[{"type": "text", "text": LONG_SYSTEM_TEXT, "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": USER_TEXT}],
     )
     msg = raw.parse()
-    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens) == (9, 8)
+    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens, msg.usage.cache_creation_input_tokens) == (
+        9, 0, 1103)
     made.append((raw.headers["x-request-id"], dict(
         model="claude-3-5-sonnet", provider="emu-anthropic", endpoint="messages", stream=False,
-        prompt_tokens=17, completion_tokens=5, cached_tokens=8, cost_micro_usd=104,
+        prompt_tokens=1112, completion_tokens=5, cached_tokens=0, cache_write_tokens=1103,
+        cost_micro_usd=4238,
     )))
 
-    # claude, native and streamed (message_start + message_delta): 17 (8 cached) + 6 →
-    # 27 + 2.4 + 90 = 119.4 → 119.
+    # claude, native and streamed (message_start + message_delta), the same prefix read back:
+    # 1112 (1103 cached) + 6 → 27 + 330.9 + 90 = 447.9 → 448.
     with anthropic_client.messages.stream(
         model="claude-3-5-sonnet", max_tokens=64,
-        system=[{"type": "text", "text": SYSTEM_TEXT, "cache_control": {"type": "ephemeral"}}],
+        system=[{"type": "text", "text": LONG_SYSTEM_TEXT, "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": USER_TEXT}],
         extra_headers={"x-emulator-chunks": "6"},
     ) as stream:
@@ -115,7 +128,7 @@ def metered(gateway, client, anthropic_client):
         rid = stream.response.headers["x-request-id"]
     made.append((rid, dict(
         model="claude-3-5-sonnet", provider="emu-anthropic", endpoint="messages", stream=True,
-        prompt_tokens=17, completion_tokens=6, cached_tokens=8, cost_micro_usd=119,
+        prompt_tokens=1112, completion_tokens=6, cached_tokens=1103, cost_micro_usd=448,
     )))
 
     # claude through the OpenAI SDK (translated): 17 + 5 → 51 + 75 = 126.
@@ -167,7 +180,8 @@ def metered(gateway, client, anthropic_client):
         assert rid, "response without x-request-id"
         # The literal costs above are the price rule applied by hand; keep them honest.
         assert exp["cost_micro_usd"] == expected_cost(
-            exp["model"], exp["prompt_tokens"], exp["completion_tokens"], exp["cached_tokens"]
+            exp["model"], exp["prompt_tokens"], exp["completion_tokens"], exp["cached_tokens"],
+            exp.get("cache_write_tokens", 0),
         )
     return made
 

@@ -22,10 +22,10 @@
 //!   (string or text blocks) of `tool_result` blocks; images, documents, `tool_use` and
 //!   thinking blocks count 0; `tools` are not counted. An OpenAI request translated 1:1
 //!   (system message → `system`) gets the same count as on the OpenAI route.
-//! * Cache: when any `system` block or any top-level content block of a message carries a
-//!   non-null `cache_control`, `cache_read_input_tokens` = ⌊P / 2⌋ and `input_tokens` =
-//!   P − that; otherwise `input_tokens` = P and `cache_read_input_tokens` = 0.
-//!   `cache_creation_input_tokens` is always 0. So input + cache_read = P always.
+//! * Cache: Anthropic's prompt cache, per emulator instance, with its documented rules
+//!   (breakpoints, 20-block lookback, minimum length, 5-minute and 1-hour lifetimes; see
+//!   [`cache`]). `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`
+//!   = P always.
 //! * `count_tokens` → `{"input_tokens": P}` (no cache split; `max_tokens` not required).
 //! * Output tokens: N (text), or K = clamp(N, 1, chars(input JSON)) for a tool call.
 //!
@@ -40,6 +40,7 @@
 //! ("Overloaded"). Every answer carries `request-id`, `anthropic-organization-id` and
 //! `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` (reset: RFC 3339).
 
+mod cache;
 mod messages;
 mod validate;
 
@@ -49,6 +50,7 @@ use serde_json::Value;
 
 use super::{Reply, Request};
 
+pub use cache::PromptCache;
 pub use messages::messages_reply;
 use validate::validate;
 
@@ -105,8 +107,9 @@ pub fn serves(path: &str) -> bool {
     path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
 }
 
-/// Answers a request on one of [`serves`]'s paths (faults are handled by the caller).
-pub fn route(req: &Request, chunks: usize) -> Reply {
+/// Answers a request on one of [`serves`]'s paths (faults are handled by the caller), reading
+/// and writing `cache` as Anthropic's prompt cache does.
+pub fn route(req: &Request, chunks: usize, cache: &PromptCache) -> Reply {
     if req.method != "POST" {
         let msg = format!("Method {} not allowed for {}", req.method, req.path);
         return error_reply(405, "invalid_request_error", &msg);
@@ -125,7 +128,10 @@ pub fn route(req: &Request, chunks: usize) -> Reply {
         let input_tokens = prompt_tokens(&body);
         Reply::json(200, &TokenCount { input_tokens })
     } else {
-        messages_reply(&body, chunks)
+        match cache.account(&body, std::time::Instant::now()) {
+            Ok(used) => messages_reply(&body, chunks, used),
+            Err(message) => invalid(&message),
+        }
     }
 }
 
@@ -164,22 +170,6 @@ pub fn prompt_tokens(req: &Value) -> u64 {
         .map(|m| 3 + content_words(m.get("content")))
         .sum();
     system + turns
-}
-
-/// True when a `system` block or a message's content block has `cache_control`.
-pub fn uses_cache(req: &Value) -> bool {
-    let marked = |blocks: Option<&Value>| {
-        blocks.and_then(Value::as_array).is_some_and(|bs| {
-            bs.iter()
-                .any(|b| b.get("cache_control").is_some_and(|c| !c.is_null()))
-        })
-    };
-    let messages = req.get("messages").and_then(Value::as_array);
-    marked(req.get("system"))
-        || messages
-            .into_iter()
-            .flatten()
-            .any(|m| marked(m.get("content")))
 }
 
 // ---------------------------------------------------------------- errors and headers
@@ -342,7 +332,7 @@ mod tests {
             headers: &headers,
             body: bytes.as_bytes(),
         };
-        route(&req, 5)
+        route(&req, 5, &PromptCache::default())
     }
 
     #[test]
@@ -358,14 +348,9 @@ mod tests {
                                           "content": "sunny"}]}]});
         // system 3+2, user 3+3, assistant 3+0, user 3+(2+1)
         assert_eq!(prompt_tokens(&req), 20);
-        assert!(!uses_cache(&req));
         let blocks = json!({"system": [{"type": "text", "text": "a b",
             "cache_control": {"type": "ephemeral"}}], "messages": []});
         assert_eq!(prompt_tokens(&blocks), 5);
-        assert!(uses_cache(&blocks));
-        let in_message = json!({"messages": [{"role": "user", "content": [
-            {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}]});
-        assert!(uses_cache(&in_message));
         assert_eq!(prompt_tokens(&json!({"system": "", "messages": []})), 0);
     }
 

@@ -137,6 +137,8 @@ pub struct Emulator {
     recorder: Arc<Recorder>,
     /// Responses made with `store: true`, as the API keeps them.
     stored: Arc<openai::StoredResponses>,
+    /// Anthropic's prompt cache: the prefixes written by `cache_control` breakpoints.
+    prompt_cache: Arc<anthropic::PromptCache>,
     faults: Arc<InstanceFaults>,
     /// Non-control requests whose header was read (answered, faulted or dropped).
     received: Arc<AtomicU64>,
@@ -333,6 +335,7 @@ fn route(
     faults: &Faults,
     recorder: &Recorder,
     stored: &openai::StoredResponses,
+    prompt_cache: &anthropic::PromptCache,
 ) -> Reply {
     let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
@@ -360,7 +363,7 @@ fn route(
         return reply;
     }
     match wire {
-        Wire::Anthropic => return anthropic::route(req, faults.chunks),
+        Wire::Anthropic => return anthropic::route(req, faults.chunks, prompt_cache),
         Wire::Gemini => return gemini::route(req, faults.chunks),
         Wire::OpenAi => {}
     }
@@ -429,6 +432,7 @@ mod tests {
             faults,
             &Recorder::default(),
             &openai::StoredResponses::default(),
+            &anthropic::PromptCache::default(),
         );
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),

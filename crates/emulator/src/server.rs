@@ -217,7 +217,13 @@ impl Emulator {
                 headers: &req.headers,
                 body: &body.bytes,
             };
-            route(&request, &faults, &self.recorder, &self.stored)
+            route(
+                &request,
+                &faults,
+                &self.recorder,
+                &self.stored,
+                &self.prompt_cache,
+            )
         } else {
             session.set_keepalive(None);
             wire.too_large_reply(&format!("Request body larger than {MAX_BODY_BYTES} bytes."))

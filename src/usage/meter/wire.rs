@@ -24,6 +24,20 @@ pub(super) struct ResponsesUsage {
     #[serde(default)]
     pub(super) output_tokens: u64,
     pub(super) input_tokens_details: Option<ResponsesInputDetails>,
+    /// Anthropic's cache writes, which the gateway's translation to Responses adds (as it
+    /// does to chat usage); part of `input_tokens`.
+    pub(super) cache_creation_input_tokens: Option<u64>,
+    pub(super) cache_creation: Option<CacheCreation>,
+}
+
+impl ResponsesUsage {
+    pub(super) fn writes(&self) -> CacheWrites {
+        cache_writes(
+            self.cache_creation_input_tokens,
+            self.cache_creation.as_ref(),
+        )
+        .unwrap_or_default()
+    }
 }
 
 #[derive(Deserialize)]

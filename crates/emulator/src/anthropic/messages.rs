@@ -24,7 +24,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
-use super::{prompt_tokens, random_id, sse, stream_error_event, uses_cache, Reply};
+use super::cache::CacheUse;
+use super::{prompt_tokens, random_id, sse, stream_error_event, Reply};
 
 // ---------------------------------------------------------------- wire types
 
@@ -158,7 +159,7 @@ struct ToolPlan<'a> {
 struct Plan<'a> {
     model: &'a str,
     input_tokens: u64,
-    cache_read: u64,
+    cache: CacheUse,
     chunks: usize,
     tool: Option<ToolPlan<'a>>,
 }
@@ -176,11 +177,11 @@ impl Plan<'_> {
         Usage {
             input_tokens: self.input_tokens,
             output_tokens,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: self.cache_read,
+            cache_creation_input_tokens: self.cache.written(),
+            cache_read_input_tokens: self.cache.read,
             cache_creation: full.then_some(CacheCreation {
-                ephemeral_5m_input_tokens: 0,
-                ephemeral_1h_input_tokens: 0,
+                ephemeral_5m_input_tokens: self.cache.written_5m,
+                ephemeral_1h_input_tokens: self.cache.written_1h,
             }),
             service_tier: full.then_some("standard"),
         }
@@ -236,14 +237,14 @@ fn plan_tool(req: &Value) -> Option<ToolPlan<'_>> {
     })
 }
 
-/// `POST …/v1/messages` for a validated request: JSON or SSE (see the module doc).
-pub fn messages_reply(req: &Value, chunks: usize) -> Reply {
+/// `POST …/v1/messages` for a validated request: JSON or SSE (see the module doc); `cache`
+/// is what the request read from and wrote to the prompt cache.
+pub fn messages_reply(req: &Value, chunks: usize, cache: CacheUse) -> Reply {
     let total = prompt_tokens(req);
-    let cache_read = if uses_cache(req) { total / 2 } else { 0 };
     let plan = Plan {
         model: req.get("model").and_then(Value::as_str).unwrap_or_default(),
-        input_tokens: total - cache_read,
-        cache_read,
+        input_tokens: total.saturating_sub(cache.read + cache.written()),
+        cache,
         chunks,
         tool: plan_tool(req),
     };
@@ -388,7 +389,7 @@ mod tests {
 
     #[test]
     fn json_text_answer() {
-        let reply = messages_reply(&req(json!({})), 5);
+        let reply = messages_reply(&req(json!({})), 5, CacheUse::default());
         assert_eq!(reply.status, 200);
         let v = body(&reply);
         assert!(v["id"].as_str().unwrap().starts_with("msg_01"));
@@ -417,29 +418,37 @@ mod tests {
     }
 
     #[test]
-    fn cache_control_splits_the_prompt() {
-        let r = req(json!({"system": [{"type": "text", "text": "a b c d",
-            "cache_control": {"type": "ephemeral"}}]}));
-        // P = (3 + 4) + (3 + 3) = 13 → cache_read 6, input 7
-        let v = body(&messages_reply(&r, 1));
-        assert_eq!(v["usage"]["cache_read_input_tokens"], 6);
-        assert_eq!(v["usage"]["input_tokens"], 7);
-        let ev = events(&messages_reply(
-            &json!({"stream": true, "model": "m",
-            "system": r["system"], "messages": r["messages"]}),
-            1,
-        ));
+    fn cache_use_splits_the_prompt() {
+        // P = (3 + 2) + (3 + 3) = 11, of it 2 read and 3 written (1 for an hour) → input 6
+        let cache = CacheUse {
+            read: 2,
+            written_5m: 2,
+            written_1h: 1,
+        };
+        let v = body(&messages_reply(&req(json!({})), 1, cache));
+        assert_eq!(v["usage"]["cache_read_input_tokens"], 2);
+        assert_eq!(v["usage"]["cache_creation_input_tokens"], 3);
+        assert_eq!(
+            v["usage"]["cache_creation"],
+            json!({"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 1})
+        );
+        assert_eq!(v["usage"]["input_tokens"], 6);
+        let ev = events(&messages_reply(&req(json!({"stream": true})), 1, cache));
         let usage = &ev[0].1["message"]["usage"];
         assert_eq!(
             *usage,
-            json!({"input_tokens": 7, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 6})
+            json!({"input_tokens": 6, "output_tokens": 1, "cache_creation_input_tokens": 3,
+                "cache_read_input_tokens": 2})
         );
     }
 
     #[test]
     fn json_tool_use() {
-        let v = body(&messages_reply(&req(json!({"tools": weather_tools()})), 5));
+        let v = body(&messages_reply(
+            &req(json!({"tools": weather_tools()})),
+            5,
+            CacheUse::default(),
+        ));
         assert_eq!(v["stop_reason"], "tool_use");
         let block = &v["content"][0];
         assert_eq!(v["content"].as_array().unwrap().len(), 1);
@@ -450,18 +459,22 @@ mod tests {
         assert_eq!(v["usage"]["output_tokens"], 5);
         let forced =
             json!({"tools": weather_tools(), "tool_choice": {"type": "tool", "name": "other"}});
-        let v = body(&messages_reply(&req(forced), 5));
+        let v = body(&messages_reply(&req(forced), 5, CacheUse::default()));
         assert_eq!(v["content"][0]["name"], "other");
         assert_eq!(v["content"][0]["input"], json!({}));
         assert_eq!(v["usage"]["output_tokens"], 2, "K = chars of \"{{}}\"");
         let none = json!({"tools": weather_tools(), "tool_choice": {"type": "none"}});
-        let v = body(&messages_reply(&req(none), 1));
+        let v = body(&messages_reply(&req(none), 1, CacheUse::default()));
         assert_eq!(v["content"], json!([{"type": "text", "text": "Hello"}]));
     }
 
     #[test]
     fn text_stream_event_sequence() {
-        let ev = events(&messages_reply(&req(json!({"stream": true})), 3));
+        let ev = events(&messages_reply(
+            &req(json!({"stream": true})),
+            3,
+            CacheUse::default(),
+        ));
         let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -511,7 +524,7 @@ mod tests {
     fn tool_stream_input_json_deltas_concatenate_to_the_input() {
         let r = req(json!({"stream": true, "tools": weather_tools(),
             "tool_choice": {"type": "any"}}));
-        let ev = events(&messages_reply(&r, 4));
+        let ev = events(&messages_reply(&r, 4, CacheUse::default()));
         assert_eq!(ev.len(), 4 + 7);
         let block = &ev[1].1["content_block"];
         assert_eq!(block["type"], "tool_use");
@@ -535,9 +548,13 @@ mod tests {
 
     #[test]
     fn zero_chunks() {
-        let v = body(&messages_reply(&req(json!({})), 0));
+        let v = body(&messages_reply(&req(json!({})), 0, CacheUse::default()));
         assert_eq!(v["content"], json!([{"type": "text", "text": ""}]));
-        let ev = events(&messages_reply(&req(json!({"stream": true})), 0));
+        let ev = events(&messages_reply(
+            &req(json!({"stream": true})),
+            0,
+            CacheUse::default(),
+        ));
         assert_eq!(ev.len(), 6);
         assert_eq!(ev[4].1["usage"]["output_tokens"], 0);
     }

@@ -322,6 +322,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Faults::default(),
             &Recorder::default(),
             &StoredResponses::default(),
+            &crate::anthropic::PromptCache::default(),
         );
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(json_body(&reply)["object"], "response");
@@ -334,6 +335,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Faults::default(),
             &Recorder::default(),
             &StoredResponses::default(),
+            &crate::anthropic::PromptCache::default(),
         );
         assert_eq!(reply.status, 405, "{path}");
     }
