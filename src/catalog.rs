@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::providers::anthropic::upstream::cache::PromptCache;
 use crate::providers::Provider;
 
 /// Longest model name a pattern route forwards: provider names are short, and the name ends
@@ -87,6 +88,9 @@ pub struct Model {
     /// The most output tokens the model writes (`max_output_tokens`): what a request without
     /// `max_tokens` is assumed to cost when it is held against a budget.
     pub max_output_tokens: Option<u64>,
+    /// Whether the gateway marks prompt-cache breakpoints when an OpenAI chat or Responses
+    /// client reaches this model on Anthropic (`prompt_cache`, default `auto`).
+    pub prompt_cache: PromptCache,
 }
 
 impl Model {
@@ -234,6 +238,7 @@ mod tests {
             },
             fallbacks: Vec::new(),
             max_output_tokens: None,
+            prompt_cache: Default::default(),
         }
     }
 

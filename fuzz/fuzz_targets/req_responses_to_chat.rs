@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
     let v = assert_json("responses::client::request::to_chat", &out);
     assert!(v.is_object(), "to_chat: not an object");
     assert_eq!(v["model"], model, "to_chat: model");
-    if let Ok(anthropic) = anthropic::upstream::request::from_chat(&chat, "claude-sonnet-4-5") {
+    if let Ok(anthropic) = anthropic::upstream::request::from_chat(
+        &chat,
+        "claude-sonnet-4-5",
+        anthropic::upstream::cache::PromptCache::Auto,
+    ) {
         let a = assert_json("responses → chat → anthropic", &anthropic);
         assert!(a.is_object(), "anthropic from_chat: not an object");
     }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::providers::anthropic::upstream::cache::PromptCache;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -162,6 +164,8 @@ pub struct FileModel {
     /// The most output tokens the model writes: what a request without `max_tokens` may
     /// cost, held against a key's budget until it is settled.
     pub max_output_tokens: Option<Spanned<u64>>,
+    /// Prompt-cache breakpoints placed for OpenAI-format clients on Anthropic models.
+    pub prompt_cache: Option<PromptCache>,
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
 }

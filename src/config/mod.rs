@@ -470,6 +470,7 @@ impl Validator<'_> {
                 }
                 other => other.as_ref().map(|t| *t.get_ref()),
             },
+            prompt_cache: m.prompt_cache.unwrap_or_default(),
         })
     }
 

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use super::anthropic::upstream::cache::PromptCache;
 use super::chat::ChatRequest;
 use super::{
     anthropic, gemini, openai, responses, Plan, Provider, ProviderKind, ResponseTranslator,
@@ -95,13 +96,14 @@ fn content_type(stream: bool) -> Option<&'static str> {
 
 impl Provider {
     /// Plans the upstream request from the client's request, naming the model
-    /// `upstream_model` to the provider.
+    /// `upstream_model` to the provider; `cache` is the model's prompt-cache setting.
     pub fn prepare(
         &self,
         endpoint: &Endpoint,
         body: &Bytes,
         peeked: &Peeked,
         upstream_model: &str,
+        cache: PromptCache,
     ) -> Result<Plan, GatewayError> {
         let request = match route(self.kind, endpoint, self.native_responses) {
             Route::Passthrough(suffix) => self.request(
@@ -109,7 +111,9 @@ impl Provider {
                 peeked.with_model(body, upstream_model),
             ),
             Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
-            Route::Translated(client) => self.translated(client, body, peeked, upstream_model)?,
+            Route::Translated(client) => {
+                self.translated(client, body, peeked, upstream_model, cache)?
+            }
             Route::GeminiEmbeddings => self.gemini_embeddings(body, peeked, upstream_model)?,
             Route::CountTokens => return Ok(Plan::CountTokens),
             Route::NoEmbeddings => {
@@ -135,8 +139,14 @@ impl Provider {
         body: &Bytes,
         peeked: &Peeked,
         upstream_model: &str,
+        cache: PromptCache,
     ) -> Result<UpstreamRequest, GatewayError> {
         let (client_model, stream) = (peeked.model.as_str(), peeked.stream);
+        // breakpoints only for clients that cannot place their own
+        let cache = match client {
+            ClientSide::Anthropic => PromptCache::Off,
+            ClientSide::Chat | ClientSide::Responses => cache,
+        };
         let (chat, to_client) = match client {
             ClientSide::Chat => (ChatRequest::parse(body)?, None),
             ClientSide::Anthropic => (
@@ -170,7 +180,7 @@ impl Provider {
             UpstreamSide::Anthropic => (
                 self.request(
                     self.upstream.path("/v1/messages"),
-                    anthropic::upstream::request::from_chat(&chat, upstream_model)?.into(),
+                    anthropic::upstream::request::from_chat(&chat, upstream_model, cache)?.into(),
                 ),
                 Some(anthropic::upstream::response::to_chat(
                     stream,

@@ -102,6 +102,7 @@ impl Gateway {
                 job.body,
                 job.peeked,
                 &ctx.outcome.upstream_model,
+                pick.model.prompt_cache,
             ) {
                 Ok(Prepared::Upstream(request)) => request,
                 Ok(Prepared::CountTokens) => {

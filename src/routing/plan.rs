@@ -240,6 +240,7 @@ mod tests {
             },
             fallbacks: Vec::new(),
             max_output_tokens: None,
+            prompt_cache: Default::default(),
         })
     }
 

@@ -42,7 +42,9 @@ fn openai_to_anthropic_to_openai_keeps_messages_and_tools() {
     });
     let original_chat =
         crate::providers::chat::ChatRequest::parse(original.to_string().as_bytes()).unwrap();
-    let anthropic = upstream::request::from_chat(&original_chat, "claude").unwrap();
+    let anthropic =
+        upstream::request::from_chat(&original_chat, "claude", upstream::cache::PromptCache::Off)
+            .unwrap();
     let back: Value =
         serde_json::to_value(client::request::to_chat(&anthropic, "gpt").unwrap()).unwrap();
     assert_eq!(back["model"], "gpt");

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::errors::quoted_message;
 
+pub mod cache;
 mod messages;
 pub mod request;
 pub mod response;

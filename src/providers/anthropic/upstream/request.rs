@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::cache::{place_breakpoints, PromptCache};
 use super::messages::{convert_messages, rules_out_thinking, turn_json};
 use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
@@ -38,8 +39,13 @@ const JSON_OBJECT_INSTRUCTION: &str =
 /// other field Anthropic does not define (it rejects unknown fields). When `reasoning_effort`
 /// turns thinking on, `temperature`, `top_p` and `top_k` are dropped too (Anthropic rejects
 /// them with thinking); thinking itself is left off with forced tool use, a prefill or a
-/// tool-loop continuation.
-pub fn from_chat(chat: &ChatRequest, upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+/// tool-loop continuation. With `cache` on [`PromptCache::Auto`], prompt-cache breakpoints are
+/// placed as [`super::cache`] says.
+pub fn from_chat(
+    chat: &ChatRequest,
+    upstream_model: &str,
+    cache: PromptCache,
+) -> Result<Vec<u8>, GatewayError> {
     let req = chat.fields();
     reject_unsupported(req)?;
     let (mut system, turns) = convert_messages(field(req, "messages"))?;
@@ -127,6 +133,9 @@ pub fn from_chat(chat: &ChatRequest, upstream_model: &str) -> Result<Vec<u8>, Ga
             out.insert("metadata".into(), json!({"user_id": user}));
         }
         Some(_) => return Err(GatewayError::invalid("user", "`user` must be a string")),
+    }
+    if cache == PromptCache::Auto {
+        place_breakpoints(&mut out);
     }
     to_bytes(&Value::Object(out))
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{from_chat, DEFAULT_MAX_TOKENS};
+use super::{from_chat, PromptCache, DEFAULT_MAX_TOKENS};
 use crate::error::GatewayError;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
 use crate::providers::chat::ChatRequest;
@@ -13,12 +13,12 @@ fn parse(body: &Value) -> ChatRequest {
 }
 
 fn convert(body: &Value) -> Value {
-    let out = from_chat(&parse(body), "claude-up").unwrap();
+    let out = from_chat(&parse(body), "claude-up", PromptCache::Off).unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 
 fn reject(body: &Value) -> GatewayError {
-    from_chat(&parse(body), "claude-up").unwrap_err()
+    from_chat(&parse(body), "claude-up", PromptCache::Off).unwrap_err()
 }
 
 /// A one-message chat request with `extra` fields on top.
@@ -302,7 +302,12 @@ fn n_above_one_and_logprobs_are_rejected() {
     );
     assert_param(&reject(&chat(json!({"logprobs": true}))), "logprobs");
     assert_param(&reject(&chat(json!({"top_logprobs": 3}))), "top_logprobs");
-    assert!(from_chat(&parse(&chat(json!({"logprobs": false}))), "m").is_ok());
+    assert!(from_chat(
+        &parse(&chat(json!({"logprobs": false}))),
+        "m",
+        PromptCache::Off
+    )
+    .is_ok());
     assert_param(&reject(&chat(json!({"functions": []}))), "functions");
 }
 
@@ -319,7 +324,7 @@ fn params_without_an_equivalent_are_dropped() {
 #[test]
 fn malformed_bodies_are_400s() {
     let e = ChatRequest::parse(b"{not json")
-        .and_then(|chat| from_chat(&chat, "m"))
+        .and_then(|chat| from_chat(&chat, "m", PromptCache::Off))
         .unwrap_err();
     assert_eq!(e.status(), 400);
     assert_param(&reject(&json!({"model": "m"})), "messages");

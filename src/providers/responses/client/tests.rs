@@ -98,7 +98,12 @@ fn the_codex_fixture_translates_for_every_upstream_format() {
     let chat: Value = serde_json::to_value(&body).unwrap();
     // Through the chat → Anthropic and chat → Gemini translators as the gateway composes them.
     let anthropic: Value = serde_json::from_slice(
-        &anthropic::upstream::request::from_chat(&body, "claude-x").unwrap(),
+        &anthropic::upstream::request::from_chat(
+            &body,
+            "claude-x",
+            anthropic::upstream::cache::PromptCache::Off,
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(anthropic["tools"].as_array().unwrap().len(), 12);
