@@ -5,5 +5,11 @@
 
 mod request;
 
+/// The field of a chat assistant message (answer and history alike) that carries Anthropic's
+/// signed reasoning blocks back and forth, as other gateways name it: `[{"type":"thinking",
+/// "thinking","signature"} | {"type":"redacted_thinking","data"}]`. Its text is also in
+/// `reasoning_content`.
+pub const THINKING_BLOCKS: &str = "thinking_blocks";
+
 pub(crate) use request::assistant_message;
 pub use request::ChatRequest;

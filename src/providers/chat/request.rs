@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::THINKING_BLOCKS;
 use crate::error::GatewayError;
 use crate::providers::json::{parse_object, to_bytes};
 
@@ -30,9 +31,21 @@ impl ChatRequest {
         &self.0
     }
 
-    /// The body for an OpenAI-format provider.
+    /// The body for an OpenAI-format provider, without the gateway's own message field
+    /// ([`THINKING_BLOCKS`]: another provider's signed reasoning means nothing to this one).
     pub fn to_bytes(&self) -> Result<Vec<u8>, GatewayError> {
-        to_bytes(&self.0)
+        let carries_thinking = |m: &Value| m.get(THINKING_BLOCKS).is_some();
+        let messages = self.0.get("messages").and_then(Value::as_array);
+        if !messages.is_some_and(|ms| ms.iter().any(carries_thinking)) {
+            return to_bytes(&self.0);
+        }
+        let mut fields = self.0.clone();
+        if let Some(Value::Array(messages)) = fields.get_mut("messages") {
+            for message in messages.iter_mut().filter_map(Value::as_object_mut) {
+                message.remove(THINKING_BLOCKS);
+            }
+        }
+        to_bytes(&fields)
     }
 }
 
@@ -58,5 +71,29 @@ impl From<Map<String, Value>> for ChatRequest {
     /// A request a client-side translator built.
     fn from(fields: Map<String, Value>) -> Self {
         Self(fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openai_format_provider_never_gets_another_providers_thinking() {
+        let body = json!({"model": "m", "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a",
+             "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]},
+            {"role": "user", "content": "q2"}]});
+        let chat = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
+        let sent: Value = serde_json::from_slice(&chat.to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            sent["messages"][1],
+            json!({"role": "assistant", "content": "a"})
+        );
+        // the request itself still carries them for an Anthropic upstream
+        assert!(chat.fields()["messages"][1]
+            .get("thinking_blocks")
+            .is_some());
     }
 }

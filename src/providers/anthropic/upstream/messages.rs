@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::parse_data_url;
 use crate::error::GatewayError;
 use crate::providers::anthropic::sanitize_tool_id;
+use crate::providers::chat::THINKING_BLOCKS;
 use crate::providers::json::array;
 
 /// The user turn put first when a conversation starts with the assistant (older Anthropic
@@ -22,18 +23,42 @@ pub(super) struct Turn {
     pub(super) blocks: Vec<Value>,
 }
 
-/// Whether the conversation's end rules out Anthropic thinking, which needs the final
-/// assistant turn to start with a signed thinking block an OpenAI client cannot send back: a
-/// prefill (trailing assistant turn), or tool results continuing a tool loop.
+/// Whether the conversation's end rules out Anthropic thinking: a prefill (trailing assistant
+/// turn), or tool results continuing a tool loop whose assistant turn does not start with the
+/// signed thinking Anthropic issued (the client dropped it, or never had it).
 pub(super) fn rules_out_thinking(turns: &[Turn]) -> bool {
-    turns.last().is_some_and(|t| {
-        t.role == "assistant"
-            || t.blocks
-                .first()
-                .and_then(|b| b.get("type"))
+    let first_type = |t: &Turn| {
+        t.blocks
+            .first()
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    match turns {
+        [.., last] if last.role == "assistant" => true,
+        [.., before, last] if first_type(last).as_deref() == Some("tool_result") => {
+            before.role != "assistant" || !first_type(before).as_deref().is_some_and(is_thinking)
+        }
+        [last] => first_type(last).as_deref() == Some("tool_result"),
+        _ => false,
+    }
+}
+
+/// Anthropic's two kinds of signed reasoning block.
+fn is_thinking(kind: &str) -> bool {
+    kind == "thinking" || kind == "redacted_thinking"
+}
+
+/// Removes the thinking blocks of every turn: without thinking on, Anthropic refuses them in a
+/// final assistant turn and ignores them elsewhere.
+pub(super) fn drop_thinking(turns: &mut [Turn]) {
+    for turn in turns.iter_mut().filter(|t| t.role == "assistant") {
+        turn.blocks.retain(|b| {
+            !b.get("type")
                 .and_then(Value::as_str)
-                == Some("tool_result")
-    })
+                .is_some_and(is_thinking)
+        });
+    }
 }
 
 /// Messages → (system blocks, Anthropic turns), with tool messages turned into user turns of
@@ -253,9 +278,52 @@ fn user_part(part: &Value, at: &str) -> Result<Option<Value>, GatewayError> {
     Ok(Some(block))
 }
 
-/// Assistant text (refusals dropped) followed by one `tool_use` block per tool call.
+/// The signed reasoning an assistant message carries back in `thinking_blocks` (where the
+/// gateway's chat answers put it), exactly as Anthropic issued it: `thinking` blocks with their
+/// `signature`, `redacted_thinking` blocks with their `data`.
+fn thinking_blocks(message: &Value, at: &str) -> Result<Vec<Value>, GatewayError> {
+    let blocks = match message.get(THINKING_BLOCKS) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(blocks)) => blocks,
+        Some(_) => {
+            return Err(GatewayError::invalid(
+                &format!("{at}.{THINKING_BLOCKS}"),
+                "`thinking_blocks` must be an array",
+            ))
+        }
+    };
+    let text = |b: &Value, key: &str| b.get(key).and_then(Value::as_str).map(str::to_owned);
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(j, b)| {
+            let kind = b.get("type").and_then(Value::as_str);
+            match (
+                kind,
+                text(b, "thinking"),
+                text(b, "signature"),
+                text(b, "data"),
+            ) {
+                (Some("thinking"), Some(thinking), Some(signature), _) => {
+                    Ok(json!({"type": "thinking", "thinking": thinking, "signature": signature}))
+                }
+                (Some("redacted_thinking"), _, _, Some(data)) => {
+                    Ok(json!({"type": "redacted_thinking", "data": data}))
+                }
+                _ => Err(GatewayError::invalid(
+                    &format!("{at}.{THINKING_BLOCKS}[{j}]"),
+                    "a thinking block is `{\"type\":\"thinking\",\"thinking\",\"signature\"}` or \
+                     `{\"type\":\"redacted_thinking\",\"data\"}`, as the answer gave it",
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Signed thinking first (as Anthropic wrote the turn), then the text (refusals dropped), then
+/// one `tool_use` block per tool call.
 fn assistant_blocks(message: &Value, at: &str) -> Result<Vec<Value>, GatewayError> {
-    let mut blocks = Vec::new();
+    let mut blocks = thinking_blocks(message, at)?;
     match message.get("content") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => {

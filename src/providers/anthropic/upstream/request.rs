@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value};
 
 use super::cache::{place_breakpoints, PromptCache};
-use super::messages::{convert_messages, rules_out_thinking, turn_json};
+use super::messages::{convert_messages, drop_thinking, rules_out_thinking, turn_json};
 use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
 use crate::providers::chat::ChatRequest;
@@ -39,7 +39,8 @@ const JSON_OBJECT_INSTRUCTION: &str =
 /// other field Anthropic does not define (it rejects unknown fields). When `reasoning_effort`
 /// turns thinking on, `temperature`, `top_p` and `top_k` are dropped too (Anthropic rejects
 /// them with thinking); thinking itself is left off with forced tool use, a prefill or a
-/// tool-loop continuation. With `cache` on [`PromptCache::Auto`], prompt-cache breakpoints are
+/// tool-loop continuation whose assistant message lost the signed thinking it was answered
+/// with (`thinking_blocks`, which go back first in their turn, unchanged). With `cache` on [`PromptCache::Auto`], prompt-cache breakpoints are
 /// placed as [`super::cache`] says.
 pub fn from_chat(
     chat: &ChatRequest,
@@ -48,7 +49,7 @@ pub fn from_chat(
 ) -> Result<Vec<u8>, GatewayError> {
     let req = chat.fields();
     reject_unsupported(req)?;
-    let (mut system, turns) = convert_messages(field(req, "messages"))?;
+    let (mut system, mut turns) = convert_messages(field(req, "messages"))?;
     let mut tools = convert_tools(field(req, "tools"))?;
     let mut tool_choice = convert_tool_choice(req)?;
     apply_response_format(
@@ -58,9 +59,9 @@ pub fn from_chat(
         &mut tool_choice,
     )?;
 
-    // Thinking is not allowed with forced tool use, nor (for an OpenAI client, which cannot
-    // send back signed thinking blocks) with a prefill or a tool-loop continuation; the answer
-    // the client asked for wins over reasoning, so thinking is left off in those cases.
+    // Thinking is not allowed with forced tool use, nor with a prefill, nor on a tool-loop
+    // continuation whose assistant turn lost its signed thinking; the answer the client asked
+    // for wins over reasoning, so thinking is left off in those cases.
     let forced = tool_choice
         .as_ref()
         .and_then(|c| c.get("type"))
@@ -69,6 +70,9 @@ pub fn from_chat(
     let budget = thinking_budget(field(req, "reasoning_effort"))?
         .filter(|_| !forced && !rules_out_thinking(&turns));
     let (max_tokens, budget) = fit_thinking(max_tokens(req)?, budget);
+    if budget.is_none() {
+        drop_thinking(&mut turns);
+    }
 
     let mut out = Map::new();
     out.insert("model".into(), upstream_model.into());

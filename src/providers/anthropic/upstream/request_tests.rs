@@ -293,6 +293,58 @@ fn thinking_is_left_off_for_forced_tools_prefills_and_tool_loop_continuations() 
     assert!(convert(&prefill).get("thinking").is_none());
 }
 
+/// The signed thinking of an answer, as the gateway's chat answer gave it.
+fn signed() -> Value {
+    json!([{"type": "thinking", "thinking": "Check the weather tool.", "signature": "c2lnLTE="},
+           {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}])
+}
+
+#[test]
+fn a_tool_loop_that_sends_its_thinking_back_keeps_thinking_on() {
+    let mut tool_loop = with_tool(json!({"reasoning_effort": "high"}));
+    tool_loop["messages"] = json!([
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Let me look.", "reasoning_content": "Check the weather tool.",
+         "thinking_blocks": signed(), "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]);
+    let out = convert(&tool_loop);
+    assert_eq!(out["thinking"]["type"], "enabled");
+    let assistant = out["messages"][1]["content"].as_array().unwrap();
+    // the signed blocks first, byte for byte, then the text and the call
+    assert_eq!(assistant[..2], signed().as_array().unwrap()[..]);
+    assert_eq!(
+        assistant[2],
+        json!({"type": "text", "text": "Let me look."})
+    );
+    assert_eq!(assistant[3]["type"], "tool_use");
+
+    // without reasoning asked for, the blocks are not sent (Anthropic refuses them then)
+    tool_loop["reasoning_effort"] = json!("none");
+    let out = convert(&tool_loop);
+    assert!(out.get("thinking").is_none());
+    let types: Vec<&str> = out["messages"][1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["type"].as_str())
+        .collect();
+    assert_eq!(types, ["text", "tool_use"]);
+}
+
+#[test]
+fn malformed_thinking_blocks_are_a_400_naming_them() {
+    let body = json!({"model": "alias", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "t"}]},
+        {"role": "user", "content": "more"}]});
+    assert_param(&reject(&body), "messages[1].thinking_blocks[0]");
+    let body = json!({"model": "alias", "messages": [
+        {"role": "assistant", "content": "x", "thinking_blocks": "no"}, {"role": "user", "content": "y"}]});
+    assert_param(&reject(&body), "messages[0].thinking_blocks");
+}
+
 #[test]
 fn n_above_one_and_logprobs_are_rejected() {
     assert_param(&reject(&chat(json!({"n": 2}))), "n");

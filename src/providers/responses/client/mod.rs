@@ -52,6 +52,7 @@ use crate::error::GatewayError;
 use crate::ids::safe_id;
 use crate::providers::errors::openai_error;
 
+pub mod reasoning;
 pub mod request;
 pub mod response;
 

@@ -9,9 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{flat_name, Echo, ToolNames};
+use super::{flat_name, reasoning, Echo, ToolNames};
 use crate::error::GatewayError;
-use crate::providers::chat::{assistant_message, ChatRequest};
+use crate::providers::chat::{assistant_message, ChatRequest, THINKING_BLOCKS};
 use crate::providers::json::{field, parse_object};
 
 /// Request fields the response object repeats (the rest of it is the gateway's own).
@@ -357,9 +357,12 @@ fn response_format(text: Option<&Value>) -> Result<Option<Value>, GatewayError> 
 
 // ---- input ----------------------------------------------------------------------------------
 
-/// The assistant side of a turn being gathered: its text and calls become one message.
+/// The assistant side of a turn being gathered: its signed reasoning, text and calls become
+/// one message.
 #[derive(Default)]
 struct Assistant {
+    /// The provider's reasoning blocks from the turn's reasoning items (`encrypted_content`).
+    thinking: Vec<Value>,
     texts: Vec<String>,
     calls: Vec<Value>,
 }
@@ -378,8 +381,18 @@ struct Messages {
 
 impl Messages {
     fn flush_assistant(&mut self) {
-        let Assistant { texts, calls } = std::mem::take(&mut self.assistant);
-        self.out.extend(assistant_message(&texts, calls));
+        let Assistant {
+            thinking,
+            texts,
+            calls,
+        } = std::mem::take(&mut self.assistant);
+        let Some(mut message) = assistant_message(&texts, calls) else {
+            return;
+        };
+        if !thinking.is_empty() {
+            message[THINKING_BLOCKS] = Value::Array(thinking);
+        }
+        self.out.push(message);
     }
 
     fn flush_tool_images(&mut self) {
@@ -464,6 +477,15 @@ fn convert_item(item: &Value, at: &str, m: &mut Messages) -> Result<(), GatewayE
             let content = tool_output(item.get("output"), &format!("{at}.output"), m)?;
             m.out
                 .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
+            Ok(())
+        }
+        // the provider's signed reasoning, when the gateway sealed it (see `reasoning`)
+        "reasoning" => {
+            let sealed = item.get("encrypted_content").and_then(Value::as_str);
+            if let Some(blocks) = sealed.and_then(reasoning::open) {
+                m.flush_tool_images();
+                m.assistant.thinking.extend(blocks);
+            }
             Ok(())
         }
         "item_reference" => Err(GatewayError::invalid(

@@ -320,6 +320,31 @@ fn dropped_history_items_do_not_break_the_turn() {
 }
 
 #[test]
+fn sealed_reasoning_goes_back_with_its_assistant_turn() {
+    let blocks = vec![
+        json!({"type": "thinking", "thinking": "Use the tool.", "signature": "c2ln"}),
+        json!({"type": "redacted_thinking", "data": "ZGF0YQ=="}),
+    ];
+    let sealed = crate::providers::responses::client::reasoning::seal(&blocks);
+    let out = chat(&json!({"model": "m", "tools": [weather()], "input": [
+        {"role": "user", "content": "weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Use the tool."}],
+         "encrypted_content": sealed},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]}));
+    assert_eq!(out["messages"][1]["thinking_blocks"], json!(blocks));
+    assert_eq!(out["messages"][1]["tool_calls"][0]["id"], "call_1");
+    // OpenAI's own encrypted reasoning means nothing to another provider: dropped
+    let out = chat(&json!({"model": "m", "tools": [weather()], "input": [
+        {"role": "user", "content": "weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-openai"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+    ]}));
+    assert!(out["messages"][1].get("thinking_blocks").is_none());
+}
+
+#[test]
 fn additional_tools_items_join_the_tool_list() {
     let body = json!({
         "model": "m",
