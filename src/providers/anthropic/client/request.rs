@@ -26,10 +26,12 @@ const TOOL_ERROR_PREFIX: &str = "Error: ";
 /// Dropped: `top_k`, `cache_control`, `service_tier`, `container`, `mcp_servers`, server tools
 /// (`web_search_…`, `bash_…`: they run on Anthropic's side), thinking blocks in the history
 /// (an OpenAI-format model cannot verify their signatures), and `thinking` itself unless the
-/// upstream model is an OpenAI reasoning model.
+/// upstream model reasons (an OpenAI reasoning model, or a Gemini model that thinks), where it
+/// becomes `reasoning_effort` (docs/translation.md D1).
 pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<ChatRequest, GatewayError> {
     let req = parse_object(body)?;
     let reasoning = is_reasoning_model(upstream_model);
+    let thinks = reasoning || is_thinking_gemini(upstream_model);
     let mut out = Map::new();
     out.insert("model".into(), upstream_model.into());
 
@@ -99,7 +101,7 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<ChatRequest, Gateway
         out.insert("tools".into(), Value::Array(tools));
         convert_tool_choice(field(&req, "tool_choice"), &mut out)?;
     }
-    if reasoning {
+    if thinks {
         if let Some(effort) = reasoning_effort(field(&req, "thinking")) {
             out.insert("reasoning_effort".into(), effort.into());
         }
@@ -121,6 +123,24 @@ fn is_reasoning_model(model: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
     });
     o_series || (name.starts_with("gpt-5") && !name.contains("chat"))
+}
+
+/// Whether `model` is a Gemini model that thinks (2.5 and later), whose thinking budget the
+/// Gemini side sets from `reasoning_effort`; judged by name, as [`is_reasoning_model`] is.
+fn is_thinking_gemini(model: &str) -> bool {
+    let name = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    [
+        "gemini-2.5",
+        "gemini-3",
+        "gemini-flash-latest",
+        "gemini-pro-latest",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// Thinking budget → `reasoning_effort`, bucketed around the budgets the other direction sends

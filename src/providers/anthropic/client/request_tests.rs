@@ -185,6 +185,13 @@ fn thinking_becomes_reasoning_effort_only_for_reasoning_models() {
             "{budget}"
         );
         assert!(convert(&body).get("reasoning_effort").is_none());
+        // a Gemini model that thinks takes it too, keeping max_tokens and sampling
+        let gemini = convert_for(&body, "gemini-2.5-pro");
+        assert_eq!(gemini["reasoning_effort"], effort, "{budget}");
+        assert!(gemini.get("max_completion_tokens").is_none());
+        assert!(convert_for(&body, "gemini-2.0-flash")
+            .get("reasoning_effort")
+            .is_none());
     }
     let adaptive = messages_request(json!({"thinking": {"type": "adaptive"}}));
     assert!(convert_for(&adaptive, "gpt-5")
