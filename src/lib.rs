@@ -14,6 +14,7 @@ pub mod dialect;
 pub mod drain;
 pub mod endpoint;
 pub mod error;
+pub mod expiring;
 pub mod ids;
 pub mod keys;
 pub mod ledger;
@@ -31,6 +32,7 @@ pub mod sse;
 pub mod state;
 pub mod telemetry;
 pub mod text;
+pub mod thinking;
 pub mod usage;
 
 use std::path::PathBuf;

@@ -11,10 +11,10 @@
 //! written before the answer that carries the id is complete, so a follow-up sent the moment
 //! it ends finds it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crate::expiring::ExpiringRecords;
 use crate::state::{Redis, StateError};
 
 /// How long a stored response stays continuable: OpenAI keeps them 30 days.
@@ -30,79 +30,29 @@ pub struct Owner {
     pub provider: String,
 }
 
-/// The ownership records.
-pub struct ResponseOwners {
-    local: Mutex<Local>,
-    redis: Option<Arc<Redis>>,
-}
-
-#[derive(Default)]
-struct Local {
-    by_id: HashMap<String, (Owner, Instant)>,
-    order: VecDeque<String>,
-}
-
-impl std::fmt::Debug for ResponseOwners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseOwners")
-    }
-}
-
-fn redis_key(id: &str) -> String {
-    format!("cai:resp:{id}")
-}
+/// The ownership records, by response id.
+#[derive(Debug)]
+pub struct ResponseOwners(ExpiringRecords);
 
 impl ResponseOwners {
     pub fn new(redis: Option<Arc<Redis>>) -> Self {
-        Self {
-            local: Mutex::default(),
+        Self(ExpiringRecords::new(
+            "response owner",
+            "cai:resp:",
+            IN_PROCESS,
             redis,
-        }
+        ))
     }
 
-    /// Records that `owner` made the stored response `id`. A Redis failure is logged: this
-    /// instance still knows the owner, others will answer 404 for it.
+    /// Records that `owner` made the stored response `id`.
     pub async fn record(&self, id: &str, owner: Owner) {
-        if let Some(redis) = &self.redis {
-            let mut set = redis::cmd("SET");
-            set.arg(redis_key(id))
-                .arg(format!("{} {}", owner.key_id, owner.provider))
-                .arg("EX")
-                .arg(RETENTION.as_secs());
-            if let Err(e) = redis.command::<()>("response owner", set).await {
-                log::warn!("recording the owner of a stored response: {e}");
-            }
-        }
-        if let Ok(mut local) = self.local.lock() {
-            let Local { by_id, order } = &mut *local;
-            by_id.insert(id.to_string(), (owner, Instant::now() + RETENTION));
-            order.push_back(id.to_string());
-            while order.len() > IN_PROCESS {
-                if let Some(old) = order.pop_front() {
-                    by_id.remove(&old);
-                }
-            }
-        }
+        let value = format!("{} {}", owner.key_id, owner.provider);
+        self.0.put(id, value, RETENTION).await;
     }
 
     /// Who made `id`; `None` when no instance recorded it (or it has expired).
     pub async fn owner(&self, id: &str) -> Result<Option<Owner>, StateError> {
-        let known = self.local.lock().ok().and_then(|l| {
-            l.by_id
-                .get(id)
-                .filter(|(_, until)| Instant::now() < *until)
-                .map(|(o, _)| o.clone())
-        });
-        if known.is_some() {
-            return Ok(known);
-        }
-        let Some(redis) = &self.redis else {
-            return Ok(None);
-        };
-        let value: Option<String> = redis
-            .command("response owner", redis::Cmd::get(redis_key(id)))
-            .await?;
-        Ok(value.and_then(|v| {
+        Ok(self.0.get(id).await?.and_then(|v| {
             let (key_id, provider) = v.split_once(' ')?;
             Some(Owner {
                 key_id: key_id.to_string(),
@@ -113,17 +63,7 @@ impl ResponseOwners {
 
     /// The response was deleted at its provider.
     pub async fn forget(&self, id: &str) {
-        if let Ok(mut local) = self.local.lock() {
-            local.by_id.remove(id);
-        }
-        if let Some(redis) = &self.redis {
-            if let Err(e) = redis
-                .command::<i64>("response owner", redis::Cmd::del(redis_key(id)))
-                .await
-            {
-                log::warn!("forgetting the owner of a deleted response: {e}");
-            }
-        }
+        self.0.remove(id).await;
     }
 }
 
