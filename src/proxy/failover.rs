@@ -11,6 +11,7 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::exchange::{self, Finished};
+use super::reasoning;
 use super::Gateway;
 use crate::auth::KeyInfo;
 use crate::catalog::Model;
@@ -18,7 +19,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics;
 use crate::ownership::Owner;
-use crate::providers::{anthropic, Plan as Prepared, Provider, Timeouts};
+use crate::providers::{anthropic, Plan as Prepared, Provider, ProviderKind, Timeouts};
 use crate::request::Peeked;
 use crate::routing::{self, Admission, Next, Pick, Plan};
 use crate::usage::offload;
@@ -51,6 +52,9 @@ impl Gateway {
         // The failed attempt's provider and reason, counted as a retry once another attempt
         // is actually made (the plan may be exhausted, or the deadline reached, first).
         let mut unretried: Option<(Arc<Provider>, &'static str)> = None;
+        // The body with a chat client's dropped reasoning put back, looked up once, for the
+        // attempts on Anthropic providers.
+        let mut restored: Option<Option<Bytes>> = None;
         loop {
             let pick = match plan.next(routing::now_ms(), &mut rand::thread_rng()) {
                 Next::Attempt(pick) => pick,
@@ -97,9 +101,22 @@ impl Gateway {
             ctx.outcome.deployment = pick.deployment;
             ctx.outcome.upstream_model = upstream_model;
             ctx.outcome.attempts = plan.attempts();
+            let body = match (provider.kind, job.endpoint) {
+                (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
+                    if restored.is_none() {
+                        let store = &self.thinking;
+                        restored = Some(reasoning::restore(store, &job.key.id, job.body).await);
+                    }
+                    restored
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .unwrap_or(job.body)
+                }
+                _ => job.body,
+            };
             let mut request = match provider.prepare(
                 job.endpoint,
-                job.body,
+                body,
                 job.peeked,
                 &ctx.outcome.upstream_model,
                 pick.model.prompt_cache,

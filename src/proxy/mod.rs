@@ -10,6 +10,7 @@ mod failover;
 mod models;
 mod observe;
 pub mod outcome;
+mod reasoning;
 mod record;
 mod relay;
 mod stored;
@@ -65,6 +66,8 @@ pub struct Gateway {
     observability: observe::Observability,
     /// Which key made each response a provider stores.
     owners: Arc<crate::ownership::ResponseOwners>,
+    /// Signed reasoning kept for chat clients that drop it.
+    thinking: Arc<crate::thinking::ThinkingStore>,
 }
 
 impl Gateway {
@@ -88,7 +91,14 @@ impl Gateway {
             loaded_at: crate::clock::unix_secs(),
             observability: observe::Observability::default(),
             owners: Arc::new(crate::ownership::ResponseOwners::new(None)),
+            thinking: Arc::new(crate::thinking::ThinkingStore::new(None)),
         }
+    }
+
+    /// Keeps the reasoning chat clients drop in `thinking` (shared through Redis, when set).
+    pub fn with_thinking_store(mut self, thinking: Arc<crate::thinking::ThinkingStore>) -> Self {
+        self.thinking = thinking;
+        self
     }
 
     /// Keeps the owners of stored responses in `owners` (shared through Redis, when set).
