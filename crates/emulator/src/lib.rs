@@ -73,6 +73,7 @@
 //! | `x-emulator-malformed: sse` | 200 `text/event-stream`: 3 `data: {not json}` events, end |
 //! | `x-emulator-cut-mid-event: N` | stream: N events, half of the next, then drop |
 //! | `x-emulator-stall-after: N` | stream: N events, then silence until the client leaves |
+//! | `x-emulator-redacted-thinking: 1` | Anthropic, thinking enabled: the answer opens with a signed `redacted_thinking` block |
 //!
 //! `retry-after` also resets OpenAI's `retry-after-ms` (to S × 1000) when the answer has one.
 //! A malformed JSON answer has a correct Content-Length. `cut-mid-event` and `stall-after`
@@ -107,6 +108,7 @@ mod injected;
 mod openai;
 mod recorder;
 mod server;
+mod signing;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -363,7 +365,7 @@ fn route(
         return reply;
     }
     match wire {
-        Wire::Anthropic => return anthropic::route(req, faults.chunks, prompt_cache),
+        Wire::Anthropic => return anthropic::route(req, faults, prompt_cache),
         Wire::Gemini => return gemini::route(req, faults.chunks),
         Wire::OpenAi => {}
     }

@@ -18,6 +18,8 @@
 //!   fragments of the input JSON), `content_block_stop`, `message_delta` (stop_reason,
 //!   `usage.output_tokens` = N or K), `message_stop`. So a text stream has N + 6 events, a
 //!   tool stream K + 7.
+//! * **Thinking** (`thinking` enabled): reasoning blocks open the content and the stream,
+//!   and add to `output_tokens`; their rules are in [`super::thinking`].
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -25,6 +27,7 @@ use serde_json::{Map, Value};
 
 use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
 use super::cache::CacheUse;
+use super::thinking::{reasoning, thinking_pieces, Reasoning};
 use super::{prompt_tokens, random_id, sse, stream_error_event, Reply};
 
 // ---------------------------------------------------------------- wire types
@@ -53,6 +56,13 @@ enum Block<'a> {
         id: &'a str,
         name: &'a str,
         input: Value,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
     },
 }
 
@@ -134,6 +144,8 @@ impl Event<'_> {
 enum Delta<'a> {
     TextDelta { text: &'a str },
     InputJsonDelta { partial_json: &'a str },
+    ThinkingDelta { thinking: &'a str },
+    SignatureDelta { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -162,6 +174,7 @@ struct Plan<'a> {
     cache: CacheUse,
     chunks: usize,
     tool: Option<ToolPlan<'a>>,
+    reasoning: Option<Reasoning>,
 }
 
 impl Plan<'_> {
@@ -171,6 +184,27 @@ impl Plan<'_> {
             Some(tool) => split_even(&tool.input, self.chunks),
             None => (0..self.chunks).map(chunk_text).collect(),
         }
+    }
+
+    /// `output_tokens` of an answer with these text chunks / input fragments.
+    fn output_tokens(&self, fragments: usize) -> u64 {
+        fragments as u64 + self.reasoning.as_ref().map_or(0, |r| r.output_tokens)
+    }
+
+    /// The reasoning blocks the content opens with (redacted first), in their full form.
+    fn reasoning_blocks(&self) -> Vec<Block<'_>> {
+        let Some(r) = &self.reasoning else {
+            return Vec::new();
+        };
+        let redacted = r
+            .redacted
+            .as_deref()
+            .map(|data| Block::RedactedThinking { data });
+        let thinking = Block::Thinking {
+            thinking: &r.text,
+            signature: &r.signature,
+        };
+        redacted.into_iter().chain([thinking]).collect()
     }
 
     fn usage(&self, output_tokens: u64, full: bool) -> Usage {
@@ -238,8 +272,14 @@ fn plan_tool(req: &Value) -> Option<ToolPlan<'_>> {
 }
 
 /// `POST …/v1/messages` for a validated request: JSON or SSE (see the module doc); `cache`
-/// is what the request read from and wrote to the prompt cache.
-pub fn messages_reply(req: &Value, chunks: usize, cache: CacheUse) -> Reply {
+/// is what the request read from and wrote to the prompt cache; `redacted_thinking` is the
+/// `x-emulator-redacted-thinking` fault.
+pub fn messages_reply(
+    req: &Value,
+    chunks: usize,
+    cache: CacheUse,
+    redacted_thinking: bool,
+) -> Reply {
     let total = prompt_tokens(req);
     let plan = Plan {
         model: req.get("model").and_then(Value::as_str).unwrap_or_default(),
@@ -247,6 +287,7 @@ pub fn messages_reply(req: &Value, chunks: usize, cache: CacheUse) -> Reply {
         cache,
         chunks,
         tool: plan_tool(req),
+        reasoning: reasoning(req, redacted_thinking),
     };
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         messages_stream(&plan)
@@ -271,15 +312,17 @@ fn messages_json(plan: &Plan) -> Reply {
         },
         None => Block::Text { text: &text },
     };
+    let mut content = plan.reasoning_blocks();
+    content.push(block);
     let body = Message {
         id: &id,
         kind: "message",
         role: "assistant",
         model: plan.model,
-        content: vec![block],
+        content,
         stop_reason: plan.stop_reason(),
         stop_sequence: (),
-        usage: plan.usage(plan.fragments().len() as u64, true),
+        usage: plan.usage(plan.output_tokens(plan.fragments().len()), true),
     };
     Reply::json(200, &body)
 }
@@ -301,6 +344,11 @@ fn messages_stream(plan: &Plan) -> Reply {
     };
     let mut events: Vec<Bytes> = Vec::with_capacity(parts.len() + 7);
     events.push(event(Event::MessageStart { message: start }));
+    let mut index = 0;
+    for block in plan.reasoning_blocks() {
+        reasoning_events(block, index, &mut events);
+        index += 1;
+    }
     let content_block = match &plan.tool {
         Some(tool) => Block::ToolUse {
             id: &tool_id,
@@ -310,30 +358,72 @@ fn messages_stream(plan: &Plan) -> Reply {
         None => Block::Text { text: "" },
     };
     events.push(event(Event::ContentBlockStart {
-        index: 0,
+        index,
         content_block,
     }));
-    events.push(event(Event::Ping));
+    if index == 0 {
+        events.push(event(Event::Ping));
+    }
     let first = plan.tool.as_ref().map(|_| String::new());
     for part in first.iter().chain(&parts) {
         let delta = match plan.tool {
             Some(_) => Delta::InputJsonDelta { partial_json: part },
             None => Delta::TextDelta { text: part },
         };
-        events.push(event(Event::ContentBlockDelta { index: 0, delta }));
+        events.push(event(Event::ContentBlockDelta { index, delta }));
     }
-    events.push(event(Event::ContentBlockStop { index: 0 }));
+    events.push(event(Event::ContentBlockStop { index }));
     events.push(event(Event::MessageDelta {
         delta: StopDelta {
             stop_reason: plan.stop_reason(),
             stop_sequence: (),
         },
         usage: OutputUsage {
-            output_tokens: parts.len() as u64,
+            output_tokens: plan.output_tokens(parts.len()),
         },
     }));
     events.push(event(Event::MessageStop));
     Reply::stream_with("text/event-stream", events, |_| stream_error_event())
+}
+
+/// The events of one reasoning block at `index` (module doc of [`super::thinking`]); `ping`
+/// follows the answer's first `content_block_start`.
+fn reasoning_events(block: Block, index: usize, events: &mut Vec<Bytes>) {
+    let event = |e: Event| sse(e.name(), &e);
+    let start = |content_block| {
+        event(Event::ContentBlockStart {
+            index,
+            content_block,
+        })
+    };
+    let delta = |delta| event(Event::ContentBlockDelta { index, delta });
+    match block {
+        Block::Thinking {
+            thinking,
+            signature,
+        } => {
+            let empty = Block::Thinking {
+                thinking: "",
+                signature: "",
+            };
+            events.push(start(empty));
+            if index == 0 {
+                events.push(event(Event::Ping));
+            }
+            let pieces = thinking_pieces(thinking);
+            for piece in &pieces {
+                events.push(delta(Delta::ThinkingDelta { thinking: piece }));
+            }
+            events.push(delta(Delta::SignatureDelta { signature }));
+        }
+        whole => {
+            events.push(start(whole));
+            if index == 0 {
+                events.push(event(Event::Ping));
+            }
+        }
+    }
+    events.push(event(Event::ContentBlockStop { index }));
 }
 
 #[cfg(test)]
@@ -389,7 +479,7 @@ mod tests {
 
     #[test]
     fn json_text_answer() {
-        let reply = messages_reply(&req(json!({})), 5, CacheUse::default());
+        let reply = messages_reply(&req(json!({})), 5, CacheUse::default(), false);
         assert_eq!(reply.status, 200);
         let v = body(&reply);
         assert!(v["id"].as_str().unwrap().starts_with("msg_01"));
@@ -425,7 +515,7 @@ mod tests {
             written_5m: 2,
             written_1h: 1,
         };
-        let v = body(&messages_reply(&req(json!({})), 1, cache));
+        let v = body(&messages_reply(&req(json!({})), 1, cache, false));
         assert_eq!(v["usage"]["cache_read_input_tokens"], 2);
         assert_eq!(v["usage"]["cache_creation_input_tokens"], 3);
         assert_eq!(
@@ -433,7 +523,12 @@ mod tests {
             json!({"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 1})
         );
         assert_eq!(v["usage"]["input_tokens"], 6);
-        let ev = events(&messages_reply(&req(json!({"stream": true})), 1, cache));
+        let ev = events(&messages_reply(
+            &req(json!({"stream": true})),
+            1,
+            cache,
+            false,
+        ));
         let usage = &ev[0].1["message"]["usage"];
         assert_eq!(
             *usage,
@@ -448,6 +543,7 @@ mod tests {
             &req(json!({"tools": weather_tools()})),
             5,
             CacheUse::default(),
+            false,
         ));
         assert_eq!(v["stop_reason"], "tool_use");
         let block = &v["content"][0];
@@ -459,12 +555,12 @@ mod tests {
         assert_eq!(v["usage"]["output_tokens"], 5);
         let forced =
             json!({"tools": weather_tools(), "tool_choice": {"type": "tool", "name": "other"}});
-        let v = body(&messages_reply(&req(forced), 5, CacheUse::default()));
+        let v = body(&messages_reply(&req(forced), 5, CacheUse::default(), false));
         assert_eq!(v["content"][0]["name"], "other");
         assert_eq!(v["content"][0]["input"], json!({}));
         assert_eq!(v["usage"]["output_tokens"], 2, "K = chars of \"{{}}\"");
         let none = json!({"tools": weather_tools(), "tool_choice": {"type": "none"}});
-        let v = body(&messages_reply(&req(none), 1, CacheUse::default()));
+        let v = body(&messages_reply(&req(none), 1, CacheUse::default(), false));
         assert_eq!(v["content"], json!([{"type": "text", "text": "Hello"}]));
     }
 
@@ -474,6 +570,7 @@ mod tests {
             &req(json!({"stream": true})),
             3,
             CacheUse::default(),
+            false,
         ));
         let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
@@ -524,7 +621,7 @@ mod tests {
     fn tool_stream_input_json_deltas_concatenate_to_the_input() {
         let r = req(json!({"stream": true, "tools": weather_tools(),
             "tool_choice": {"type": "any"}}));
-        let ev = events(&messages_reply(&r, 4, CacheUse::default()));
+        let ev = events(&messages_reply(&r, 4, CacheUse::default(), false));
         assert_eq!(ev.len(), 4 + 7);
         let block = &ev[1].1["content_block"];
         assert_eq!(block["type"], "tool_use");
@@ -548,12 +645,18 @@ mod tests {
 
     #[test]
     fn zero_chunks() {
-        let v = body(&messages_reply(&req(json!({})), 0, CacheUse::default()));
+        let v = body(&messages_reply(
+            &req(json!({})),
+            0,
+            CacheUse::default(),
+            false,
+        ));
         assert_eq!(v["content"], json!([{"type": "text", "text": ""}]));
         let ev = events(&messages_reply(
             &req(json!({"stream": true})),
             0,
             CacheUse::default(),
+            false,
         ));
         assert_eq!(ev.len(), 6);
         assert_eq!(ev[4].1["usage"]["output_tokens"], 0);
