@@ -20,7 +20,7 @@
 //! | POST | `/models/{model}:streamGenerateContent` | Gemini | SSE with `?alt=sse`, else a JSON array |
 //! | POST | `/models/{model}:countTokens` | Gemini | `{"totalTokens":N,…}` |
 //! | POST | `/models/{model}:embedContent`, `:batchEmbedContents` | Gemini | deterministic vectors |
-//! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-embedding-001 |
+//! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-3-pro-preview, gemini-embedding-001 |
 //! | GET | `/_emulator/requests/{seq}`, `/_emulator/requests/last` | — | a recorded request |
 //!
 //! **Format rule** ([`Wire::of`]): a path ending in `/v1/messages` or
@@ -49,6 +49,20 @@
 //! * Embeddings: vector length `dimensions` / `outputDimensionality` or 8 from sha256 of
 //!   each input, values in [-1, 1); base64 = little-endian f32; usage = words per text +
 //!   ints per token array (OpenAI only; Gemini reports none).
+//!
+//! # Reasoning state (enforced, so a gateway must round-trip it byte for byte)
+//! Signatures are base64(HMAC-SHA256) with one constant key (`signing`), so every emulator
+//! instance verifies every other's; no API builds one: a test takes them from answers.
+//! * Anthropic, `thinking: {"type":"enabled",…}`: the answer opens with a signed `thinking`
+//!   block (and a `redacted_thinking` block before it with
+//!   `x-emulator-redacted-thinking: 1`), in JSON and stream; thinking blocks sent back must
+//!   verify, and a tool-result turn needs the previous assistant message to start with one
+//!   (rules, wording and token effect in [`anthropic`]'s `thinking` module).
+//! * Gemini: `includeThoughts: true` puts a `{"text",…,"thought":true}` part first; with a
+//!   thinking config or a `gemini-3` model the first `functionCall` part carries a
+//!   `thoughtSignature`; gemini-3 requires it back on the current turn's calls, and any
+//!   signature that does not verify is `Corrupted thought signature.` (see [`gemini`]'s
+//!   `thought` module). Token counts are unchanged.
 //!
 //! # Recorder
 //! Every request gets a sequence number (from 1). Every response carries

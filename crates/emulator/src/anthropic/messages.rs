@@ -142,10 +142,14 @@ impl Event<'_> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -367,8 +371,8 @@ fn messages_stream(plan: &Plan) -> Reply {
     let first = plan.tool.as_ref().map(|_| String::new());
     for part in first.iter().chain(&parts) {
         let delta = match plan.tool {
-            Some(_) => Delta::InputJsonDelta { partial_json: part },
-            None => Delta::TextDelta { text: part },
+            Some(_) => Delta::InputJson { partial_json: part },
+            None => Delta::Text { text: part },
         };
         events.push(event(Event::ContentBlockDelta { index, delta }));
     }
@@ -412,9 +416,9 @@ fn reasoning_events(block: Block, index: usize, events: &mut Vec<Bytes>) {
             }
             let pieces = thinking_pieces(thinking);
             for piece in &pieces {
-                events.push(delta(Delta::ThinkingDelta { thinking: piece }));
+                events.push(delta(Delta::Thinking { thinking: piece }));
             }
-            events.push(delta(Delta::SignatureDelta { signature }));
+            events.push(delta(Delta::Signature { signature }));
         }
         whole => {
             events.push(start(whole));

@@ -25,7 +25,10 @@
 //!   …,"status":"UNAVAILABLE"}}\r\n\r\n` (SSE); in an array, that object as the array's
 //!   last element: `,\r\n{"error":…}]` (or `[{"error":…}]` before the first element).
 //! * **Validation** (400 `INVALID_ARGUMENT`, Google's wording): `contents` a non-empty
-//!   array; every role absent, `user` or `model`; every `parts` a non-empty array.
+//!   array; every role absent, `user` or `model`; every `parts` a non-empty array; then the
+//!   thought-signature checks of [`super::thought`].
+//! * **Thinking**: a thought part first with `includeThoughts`, a `thoughtSignature` on the
+//!   function call with a thinking config or a `gemini-3` model ([`super::thought`]).
 //! * **countTokens**: `{"totalTokens":P,"promptTokensDetails":[…]}` for `contents` or
 //!   `generateContentRequest`.
 
@@ -36,6 +39,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
+use super::thought::{call_signature, thought_state, ThoughtState};
 use super::{error_reply, field, json, prompt_tokens, stream_error_json, Reply, JSON};
 
 /// `thoughtsTokenCount` of an answer to a request with a thinking config.
@@ -63,7 +67,7 @@ struct Candidate<'a> {
 
 #[derive(Serialize)]
 struct Content<'a> {
-    parts: [Part<'a>; 1],
+    parts: Vec<Part<'a>>,
     role: &'static str,
 }
 
@@ -73,9 +77,15 @@ enum Part<'a> {
     Text {
         text: &'a str,
     },
+    Thought {
+        text: &'a str,
+        thought: bool,
+    },
     Call {
         #[serde(rename = "functionCall")]
         function_call: FunctionCall<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<String>,
     },
 }
 
@@ -134,6 +144,7 @@ struct Plan<'a> {
     thoughts: Option<u64>,
     chunks: usize,
     call: Option<CallPlan<'a>>,
+    thinking: ThoughtState,
 }
 
 impl Plan<'_> {
@@ -165,12 +176,23 @@ impl Plan<'_> {
         }
     }
 
-    /// One response object with this part; the last one carries finishReason + usage.
-    fn response<'a>(&'a self, part: Part<'a>, last: bool, id: &'a str) -> Response<'a> {
+    /// One response object with this part (after the thought part in the `first` one); the
+    /// last one carries finishReason + usage.
+    fn response<'a>(
+        &'a self,
+        part: Part<'a>,
+        (first, last): (bool, bool),
+        id: &'a str,
+    ) -> Response<'a> {
+        let thought = self.thinking.text.as_deref().filter(|_| first);
+        let thought = thought.map(|text| Part::Thought {
+            text,
+            thought: true,
+        });
         Response {
             candidates: [Candidate {
                 content: Content {
-                    parts: [part],
+                    parts: thought.into_iter().chain([part]).collect(),
                     role: "model",
                 },
                 finish_reason: last.then_some("STOP"),
@@ -191,7 +213,13 @@ impl<'a> Plan<'a> {
             name: call.name,
             args,
         };
-        self.response(Part::Call { function_call }, true, id)
+        let sign = self.thinking.sign_calls;
+        let thought_signature = sign.then(|| call_signature(call.name, &function_call.args));
+        let part = Part::Call {
+            function_call,
+            thought_signature,
+        };
+        self.response(part, (true, true), id)
     }
 }
 
@@ -284,28 +312,40 @@ pub fn generate_reply(req: &Value, model: &str, chunks: usize, stream: Option<bo
     if let Err(reply) = validate(req) {
         return reply;
     }
+    if let Err(message) = super::thought::check(req, model) {
+        return error_reply(400, &message);
+    }
     let plan = Plan {
         model,
         prompt: prompt_tokens(req),
         thoughts: thoughts(req),
         chunks,
         call: plan_call(req),
+        thinking: thought_state(req, model),
     };
     let id = response_id();
     let Some(sse) = stream else {
         let text = content_text(chunks);
         return match &plan.call {
             Some(call) => json(200, &plan.call_response(call, &id)),
-            None => json(200, &plan.response(Part::Text { text: &text }, true, &id)),
+            None => json(
+                200,
+                &plan.response(Part::Text { text: &text }, (true, true), &id),
+            ),
         };
     };
     let objects: Vec<Vec<u8>> = match &plan.call {
         Some(call) => vec![to_vec(&plan.call_response(call, &id))],
-        None if chunks == 0 => vec![to_vec(&plan.response(Part::Text { text: "" }, true, &id))],
+        None if chunks == 0 => vec![to_vec(&plan.response(
+            Part::Text { text: "" },
+            (true, true),
+            &id,
+        ))],
         None => (0..chunks)
             .map(|i| {
                 let text = chunk_text(i);
-                to_vec(&plan.response(Part::Text { text: &text }, i + 1 == chunks, &id))
+                let place = (i == 0, i + 1 == chunks);
+                to_vec(&plan.response(Part::Text { text: &text }, place, &id))
             })
             .collect(),
     };
