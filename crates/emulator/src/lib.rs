@@ -39,7 +39,8 @@
 //!   join to `"Hello world1 world2 world3 world4"`. `model` is echoed.
 //! * Prompt tokens: Σ over messages (Anthropic: plus `system`; Gemini: plus
 //!   `systemInstruction`) of (3 + whitespace-separated words of their text).
-//!   Output tokens: N (text), or K = clamp(N, 1, chars(arguments)) for a tool call.
+//!   Output tokens: N (text), or K = clamp(N, 1, chars(arguments)) for a tool call
+//!   (Anthropic with thinking enabled adds the thinking words: see below).
 //! * With tools (and the tool choice not "none"): a call to the named or first tool,
 //!   arguments `{"<first required, else first property>":<example>}` (`"Paris"` for
 //!   strings, `enum[0]` if any).
