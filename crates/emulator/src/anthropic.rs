@@ -11,7 +11,10 @@
 //! only; `max_tokens: Field required`); `messages` a non-empty array; every role `user`,
 //! `assistant` or `system` (Claude Code 2.x sends system turns between messages); every content a string or
 //! an array, non-empty except for a final assistant message (prefill); no empty text
-//! block; `temperature` a number in 0..=1. `x-api-key` / `Authorization` are recorded but
+//! block; `temperature` a number in 0..=1; then the extended-thinking rules of [`thinking`]
+//! (signatures of `thinking` / `redacted_thinking` blocks verify; with thinking on, a
+//! tool-result turn follows an assistant message that starts with a thinking block; with
+//! it off, no thinking in a final assistant message). `x-api-key` / `Authorization` are recorded but
 //! not checked (the offline config has no secrets): test auth errors with
 //! `x-emulator-status: 401`.
 //!
@@ -27,7 +30,10 @@
 //!   [`cache`]). `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`
 //!   = P always.
 //! * `count_tokens` → `{"input_tokens": P}` (no cache split; `max_tokens` not required).
-//! * Output tokens: N (text), or K = clamp(N, 1, chars(input JSON)) for a tool call.
+//! * Output tokens: N (text), or K = clamp(N, 1, chars(input JSON)) for a tool call; with
+//!   `thinking` enabled, plus W = words of the thinking text for the `thinking` block and W
+//!   again for a `redacted_thinking` block (`x-emulator-redacted-thinking`; see
+//!   [`thinking`]). Without thinking nothing changes.
 //!
 //! # Errors and headers
 //! `{"type":"error","error":{"type","message"},"request_id":"req_…"}`; the id equals the
@@ -42,12 +48,14 @@
 
 mod cache;
 mod messages;
+mod thinking;
 mod validate;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::faults::Faults;
 use super::{Reply, Request};
 
 pub use cache::PromptCache;
@@ -107,9 +115,10 @@ pub fn serves(path: &str) -> bool {
     path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
 }
 
-/// Answers a request on one of [`serves`]'s paths (faults are handled by the caller), reading
-/// and writing `cache` as Anthropic's prompt cache does.
-pub fn route(req: &Request, chunks: usize, cache: &PromptCache) -> Reply {
+/// Answers a request on one of [`serves`]'s paths (faults are handled by the caller; the
+/// answer reads `chunks` and `redacted_thinking`), reading and writing `cache` as
+/// Anthropic's prompt cache does.
+pub fn route(req: &Request, faults: &Faults, cache: &PromptCache) -> Reply {
     if req.method != "POST" {
         let msg = format!("Method {} not allowed for {}", req.method, req.path);
         return error_reply(405, "invalid_request_error", &msg);
@@ -129,7 +138,7 @@ pub fn route(req: &Request, chunks: usize, cache: &PromptCache) -> Reply {
         Reply::json(200, &TokenCount { input_tokens })
     } else {
         match cache.account(&body, std::time::Instant::now()) {
-            Ok(used) => messages_reply(&body, chunks, used),
+            Ok(used) => messages_reply(&body, faults.chunks, used, faults.redacted_thinking),
             Err(message) => invalid(&message),
         }
     }
@@ -332,7 +341,7 @@ mod tests {
             headers: &headers,
             body: bytes.as_bytes(),
         };
-        route(&req, 5, &PromptCache::default())
+        route(&req, &Faults::default(), &PromptCache::default())
     }
 
     #[test]

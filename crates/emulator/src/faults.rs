@@ -62,6 +62,10 @@ pub struct Faults {
     /// 0: right after the header; N ≥ the number of events: before the terminating chunk.
     /// Streams only (a stall before the header is `x-emulator-delay-ms`).
     pub stall_after: Option<u64>,
+    /// `x-emulator-redacted-thinking: 1`: an Anthropic answer to a request with thinking
+    /// enabled opens with a `redacted_thinking` block (before its `thinking` block), as the
+    /// API's answer does when its safety systems flag the reasoning.
+    pub redacted_thinking: bool,
 }
 
 /// A 200 answer that a client cannot parse (`x-emulator-malformed`). The value picks the
@@ -92,6 +96,7 @@ impl Default for Faults {
             malformed: None,
             cut_mid_event: None,
             stall_after: None,
+            redacted_thinking: false,
         }
     }
 }
@@ -108,9 +113,8 @@ impl Faults {
         let chunks = num("x-emulator-chunks")
             .and_then(|v| usize::try_from(v).ok())
             .map_or(DEFAULT_CHUNKS, |v| v.min(MAX_CHUNKS));
-        let fragment = text("x-emulator-fragment")
-            .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-            .unwrap_or(false);
+        let flag =
+            |name: &str| text(name).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         Faults {
             status,
             error_body: headers
@@ -120,7 +124,7 @@ impl Faults {
             chunks,
             chunk_delay_ms: delay("x-emulator-chunk-delay-ms"),
             drop_after: num("x-emulator-drop-after"),
-            fragment,
+            fragment: flag("x-emulator-fragment"),
             fragment_delay_ms: delay("x-emulator-fragment-delay-ms"),
             stream_error_after: num("x-emulator-stream-error-after"),
             retry_after: num("x-emulator-retry-after"),
@@ -133,6 +137,7 @@ impl Faults {
             }),
             cut_mid_event: num("x-emulator-cut-mid-event"),
             stall_after: num("x-emulator-stall-after"),
+            redacted_thinking: flag("x-emulator-redacted-thinking"),
         }
     }
 
@@ -238,6 +243,7 @@ mod tests {
             ("x-emulator-malformed", "JSON"),
             ("x-emulator-cut-mid-event", "3"),
             ("x-emulator-stall-after", "0"),
+            ("x-emulator-redacted-thinking", "1"),
         ]));
         assert_eq!(f.status, Some(429));
         assert_eq!(f.error_body.as_deref(), Some("upstream exploded"));
@@ -246,6 +252,7 @@ mod tests {
         assert_eq!(f.chunk_delay_ms, 7);
         assert!(f.drop_before_header());
         assert!(f.fragment);
+        assert!(f.redacted_thinking);
         assert_eq!(f.fragment_delay_ms, 2);
         assert_eq!(f.stream_error_after, Some(4));
         assert_eq!(f.retry_after, Some(7));

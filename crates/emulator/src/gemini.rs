@@ -1,6 +1,7 @@
 //! Google Gemini API (Generative Language API `v1beta`) as the emulator speaks it:
 //! routing, errors, headers, models and the prompt-token
 //! rule here; `generateContent` / `streamGenerateContent` / `countTokens` in [`generate`],
+//! thought parts and thought signatures (given out and enforced) in [`thought`],
 //! embeddings in [`embed`]. Responses are camelCase; requests are read camelCase or
 //! snake_case ([`field`]).
 //!
@@ -38,6 +39,7 @@
 
 mod embed;
 mod generate;
+mod thought;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -91,6 +93,13 @@ const MODELS: &[ModelRow] = &[
         "Gemini 2.0 Flash",
         1_048_576,
         8_192,
+        GENERATE,
+    ),
+    (
+        "gemini-3-pro-preview",
+        "Gemini 3 Pro Preview",
+        1_048_576,
+        65_536,
         GENERATE,
     ),
     (
@@ -542,6 +551,11 @@ mod tests {
         assert_eq!(
             (status, v["name"].as_str()),
             (200, Some("models/gemini-embedding-001"))
+        );
+        let (status, _, v) = body(&call("GET", "/v1beta/models/gemini-3-pro-preview", ""));
+        assert_eq!(
+            (status, v["displayName"].as_str()),
+            (200, Some("Gemini 3 Pro Preview"))
         );
         let (status, _, v) = body(&call("GET", "/v1beta/models/nope", ""));
         assert_eq!(

@@ -20,7 +20,7 @@
 //! | POST | `/models/{model}:streamGenerateContent` | Gemini | SSE with `?alt=sse`, else a JSON array |
 //! | POST | `/models/{model}:countTokens` | Gemini | `{"totalTokens":N,…}` |
 //! | POST | `/models/{model}:embedContent`, `:batchEmbedContents` | Gemini | deterministic vectors |
-//! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-embedding-001 |
+//! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-3-pro-preview, gemini-embedding-001 |
 //! | GET | `/_emulator/requests/{seq}`, `/_emulator/requests/last` | — | a recorded request |
 //!
 //! **Format rule** ([`Wire::of`]): a path ending in `/v1/messages` or
@@ -39,7 +39,8 @@
 //!   join to `"Hello world1 world2 world3 world4"`. `model` is echoed.
 //! * Prompt tokens: Σ over messages (Anthropic: plus `system`; Gemini: plus
 //!   `systemInstruction`) of (3 + whitespace-separated words of their text).
-//!   Output tokens: N (text), or K = clamp(N, 1, chars(arguments)) for a tool call.
+//!   Output tokens: N (text), or K = clamp(N, 1, chars(arguments)) for a tool call
+//!   (Anthropic with thinking enabled adds the thinking words: see below).
 //! * With tools (and the tool choice not "none"): a call to the named or first tool,
 //!   arguments `{"<first required, else first property>":<example>}` (`"Paris"` for
 //!   strings, `enum[0]` if any).
@@ -49,6 +50,20 @@
 //! * Embeddings: vector length `dimensions` / `outputDimensionality` or 8 from sha256 of
 //!   each input, values in [-1, 1); base64 = little-endian f32; usage = words per text +
 //!   ints per token array (OpenAI only; Gemini reports none).
+//!
+//! # Reasoning state (enforced, so a gateway must round-trip it byte for byte)
+//! Signatures are base64(HMAC-SHA256) with one constant key (`signing`), so every emulator
+//! instance verifies every other's; no API builds one: a test takes them from answers.
+//! * Anthropic, `thinking: {"type":"enabled",…}`: the answer opens with a signed `thinking`
+//!   block (and a `redacted_thinking` block before it with
+//!   `x-emulator-redacted-thinking: 1`), in JSON and stream; thinking blocks sent back must
+//!   verify, and a tool-result turn needs the previous assistant message to start with one
+//!   (rules, wording and token effect in [`anthropic`]'s `thinking` module).
+//! * Gemini: `includeThoughts: true` puts a `{"text",…,"thought":true}` part first; with a
+//!   thinking config or a `gemini-3` model the first `functionCall` part carries a
+//!   `thoughtSignature`; gemini-3 requires it back on the current turn's calls, and any
+//!   signature that does not verify is `Corrupted thought signature.` (see [`gemini`]'s
+//!   `thought` module). Token counts are unchanged.
 //!
 //! # Recorder
 //! Every request gets a sequence number (from 1). Every response carries
@@ -73,6 +88,7 @@
 //! | `x-emulator-malformed: sse` | 200 `text/event-stream`: 3 `data: {not json}` events, end |
 //! | `x-emulator-cut-mid-event: N` | stream: N events, half of the next, then drop |
 //! | `x-emulator-stall-after: N` | stream: N events, then silence until the client leaves |
+//! | `x-emulator-redacted-thinking: 1` | Anthropic, thinking enabled: the answer opens with a signed `redacted_thinking` block |
 //!
 //! `retry-after` also resets OpenAI's `retry-after-ms` (to S × 1000) when the answer has one.
 //! A malformed JSON answer has a correct Content-Length. `cut-mid-event` and `stall-after`
@@ -107,6 +123,7 @@ mod injected;
 mod openai;
 mod recorder;
 mod server;
+mod signing;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -363,7 +380,7 @@ fn route(
         return reply;
     }
     match wire {
-        Wire::Anthropic => return anthropic::route(req, faults.chunks, prompt_cache),
+        Wire::Anthropic => return anthropic::route(req, faults, prompt_cache),
         Wire::Gemini => return gemini::route(req, faults.chunks),
         Wire::OpenAi => {}
     }

@@ -18,6 +18,8 @@
 //!   fragments of the input JSON), `content_block_stop`, `message_delta` (stop_reason,
 //!   `usage.output_tokens` = N or K), `message_stop`. So a text stream has N + 6 events, a
 //!   tool stream K + 7.
+//! * **Thinking** (`thinking` enabled): reasoning blocks open the content and the stream,
+//!   and add to `output_tokens`; their rules are in [`super::thinking`].
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -25,6 +27,7 @@ use serde_json::{Map, Value};
 
 use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
 use super::cache::CacheUse;
+use super::thinking::{reasoning, thinking_pieces, Reasoning};
 use super::{prompt_tokens, random_id, sse, stream_error_event, Reply};
 
 // ---------------------------------------------------------------- wire types
@@ -53,6 +56,13 @@ enum Block<'a> {
         id: &'a str,
         name: &'a str,
         input: Value,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
     },
 }
 
@@ -132,8 +142,14 @@ impl Event<'_> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -162,6 +178,7 @@ struct Plan<'a> {
     cache: CacheUse,
     chunks: usize,
     tool: Option<ToolPlan<'a>>,
+    reasoning: Option<Reasoning>,
 }
 
 impl Plan<'_> {
@@ -171,6 +188,27 @@ impl Plan<'_> {
             Some(tool) => split_even(&tool.input, self.chunks),
             None => (0..self.chunks).map(chunk_text).collect(),
         }
+    }
+
+    /// `output_tokens` of an answer with these text chunks / input fragments.
+    fn output_tokens(&self, fragments: usize) -> u64 {
+        fragments as u64 + self.reasoning.as_ref().map_or(0, |r| r.output_tokens)
+    }
+
+    /// The reasoning blocks the content opens with (redacted first), in their full form.
+    fn reasoning_blocks(&self) -> Vec<Block<'_>> {
+        let Some(r) = &self.reasoning else {
+            return Vec::new();
+        };
+        let redacted = r
+            .redacted
+            .as_deref()
+            .map(|data| Block::RedactedThinking { data });
+        let thinking = Block::Thinking {
+            thinking: &r.text,
+            signature: &r.signature,
+        };
+        redacted.into_iter().chain([thinking]).collect()
     }
 
     fn usage(&self, output_tokens: u64, full: bool) -> Usage {
@@ -238,8 +276,14 @@ fn plan_tool(req: &Value) -> Option<ToolPlan<'_>> {
 }
 
 /// `POST …/v1/messages` for a validated request: JSON or SSE (see the module doc); `cache`
-/// is what the request read from and wrote to the prompt cache.
-pub fn messages_reply(req: &Value, chunks: usize, cache: CacheUse) -> Reply {
+/// is what the request read from and wrote to the prompt cache; `redacted_thinking` is the
+/// `x-emulator-redacted-thinking` fault.
+pub fn messages_reply(
+    req: &Value,
+    chunks: usize,
+    cache: CacheUse,
+    redacted_thinking: bool,
+) -> Reply {
     let total = prompt_tokens(req);
     let plan = Plan {
         model: req.get("model").and_then(Value::as_str).unwrap_or_default(),
@@ -247,6 +291,7 @@ pub fn messages_reply(req: &Value, chunks: usize, cache: CacheUse) -> Reply {
         cache,
         chunks,
         tool: plan_tool(req),
+        reasoning: reasoning(req, redacted_thinking),
     };
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         messages_stream(&plan)
@@ -271,15 +316,17 @@ fn messages_json(plan: &Plan) -> Reply {
         },
         None => Block::Text { text: &text },
     };
+    let mut content = plan.reasoning_blocks();
+    content.push(block);
     let body = Message {
         id: &id,
         kind: "message",
         role: "assistant",
         model: plan.model,
-        content: vec![block],
+        content,
         stop_reason: plan.stop_reason(),
         stop_sequence: (),
-        usage: plan.usage(plan.fragments().len() as u64, true),
+        usage: plan.usage(plan.output_tokens(plan.fragments().len()), true),
     };
     Reply::json(200, &body)
 }
@@ -301,6 +348,11 @@ fn messages_stream(plan: &Plan) -> Reply {
     };
     let mut events: Vec<Bytes> = Vec::with_capacity(parts.len() + 7);
     events.push(event(Event::MessageStart { message: start }));
+    let mut index = 0;
+    for block in plan.reasoning_blocks() {
+        reasoning_events(block, index, &mut events);
+        index += 1;
+    }
     let content_block = match &plan.tool {
         Some(tool) => Block::ToolUse {
             id: &tool_id,
@@ -310,252 +362,75 @@ fn messages_stream(plan: &Plan) -> Reply {
         None => Block::Text { text: "" },
     };
     events.push(event(Event::ContentBlockStart {
-        index: 0,
+        index,
         content_block,
     }));
-    events.push(event(Event::Ping));
+    if index == 0 {
+        events.push(event(Event::Ping));
+    }
     let first = plan.tool.as_ref().map(|_| String::new());
     for part in first.iter().chain(&parts) {
         let delta = match plan.tool {
-            Some(_) => Delta::InputJsonDelta { partial_json: part },
-            None => Delta::TextDelta { text: part },
+            Some(_) => Delta::InputJson { partial_json: part },
+            None => Delta::Text { text: part },
         };
-        events.push(event(Event::ContentBlockDelta { index: 0, delta }));
+        events.push(event(Event::ContentBlockDelta { index, delta }));
     }
-    events.push(event(Event::ContentBlockStop { index: 0 }));
+    events.push(event(Event::ContentBlockStop { index }));
     events.push(event(Event::MessageDelta {
         delta: StopDelta {
             stop_reason: plan.stop_reason(),
             stop_sequence: (),
         },
         usage: OutputUsage {
-            output_tokens: parts.len() as u64,
+            output_tokens: plan.output_tokens(parts.len()),
         },
     }));
     events.push(event(Event::MessageStop));
     Reply::stream_with("text/event-stream", events, |_| stream_error_event())
 }
 
+/// The events of one reasoning block at `index` (module doc of [`super::thinking`]); `ping`
+/// follows the answer's first `content_block_start`.
+fn reasoning_events(block: Block, index: usize, events: &mut Vec<Bytes>) {
+    let event = |e: Event| sse(e.name(), &e);
+    let start = |content_block| {
+        event(Event::ContentBlockStart {
+            index,
+            content_block,
+        })
+    };
+    let delta = |delta| event(Event::ContentBlockDelta { index, delta });
+    match block {
+        Block::Thinking {
+            thinking,
+            signature,
+        } => {
+            let empty = Block::Thinking {
+                thinking: "",
+                signature: "",
+            };
+            events.push(start(empty));
+            if index == 0 {
+                events.push(event(Event::Ping));
+            }
+            let pieces = thinking_pieces(thinking);
+            for piece in &pieces {
+                events.push(delta(Delta::Thinking { thinking: piece }));
+            }
+            events.push(delta(Delta::Signature { signature }));
+        }
+        whole => {
+            events.push(start(whole));
+            if index == 0 {
+                events.push(event(Event::Ping));
+            }
+        }
+    }
+    events.push(event(Event::ContentBlockStop { index }));
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::super::tests::body;
-    use super::*;
-    use crate::ReplyBody;
-    use serde_json::json;
-
-    fn req(extra: Value) -> Value {
-        let mut v = json!({"model": "claude-test", "max_tokens": 100, "system": "be brief",
-            "messages": [{"role": "user", "content": "hi there you"}]});
-        for (k, val) in extra.as_object().unwrap() {
-            v[k] = val.clone();
-        }
-        v
-    }
-
-    fn weather_tools() -> Value {
-        json!([{"name": "get_weather", "input_schema": {"type": "object",
-            "properties": {"unit": {"type": "string", "enum": ["c", "f"]},
-                           "city": {"type": "string"}},
-            "required": ["city"]}},
-               {"name": "other", "input_schema": {"type": "object"}}])
-    }
-
-    /// Parses a stream into (event name, data) pairs, checking the framing.
-    fn events(reply: &Reply) -> Vec<(String, Value)> {
-        let ReplyBody::Stream {
-            content_type,
-            events,
-            ..
-        } = &reply.body
-        else {
-            panic!("expected a stream");
-        };
-        assert_eq!(*content_type, "text/event-stream");
-        events
-            .iter()
-            .map(|e| {
-                let text = std::str::from_utf8(e).unwrap();
-                let body = text.strip_suffix("\n\n").unwrap();
-                let (name, data) = body.split_once('\n').unwrap();
-                let name = name.strip_prefix("event: ").unwrap();
-                let data: Value =
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-                assert_eq!(data["type"], name, "type equals the event name");
-                (name.to_string(), data)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn json_text_answer() {
-        let reply = messages_reply(&req(json!({})), 5, CacheUse::default());
-        assert_eq!(reply.status, 200);
-        let v = body(&reply);
-        assert!(v["id"].as_str().unwrap().starts_with("msg_01"));
-        assert_eq!(v["type"], "message");
-        assert_eq!(v["role"], "assistant");
-        assert_eq!(v["model"], "claude-test");
-        assert_eq!(
-            v["content"],
-            json!([{"type": "text", "text": "Hello world1 world2 world3 world4"}])
-        );
-        assert_eq!(v["stop_reason"], "end_turn");
-        assert!(v["stop_sequence"].is_null() && v.get("stop_sequence").is_some());
-        assert_eq!(
-            v["usage"],
-            json!({"input_tokens": 11, "output_tokens": 5, "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0, "cache_creation": {"ephemeral_5m_input_tokens": 0,
-                "ephemeral_1h_input_tokens": 0}, "service_tier": "standard"})
-        );
-        let ReplyBody::Full { bytes, .. } = &reply.body else {
-            panic!()
-        };
-        assert!(
-            bytes.starts_with(b"{\"id\":\"msg_01"),
-            "keys in the API's order"
-        );
-    }
-
-    #[test]
-    fn cache_use_splits_the_prompt() {
-        // P = (3 + 2) + (3 + 3) = 11, of it 2 read and 3 written (1 for an hour) → input 6
-        let cache = CacheUse {
-            read: 2,
-            written_5m: 2,
-            written_1h: 1,
-        };
-        let v = body(&messages_reply(&req(json!({})), 1, cache));
-        assert_eq!(v["usage"]["cache_read_input_tokens"], 2);
-        assert_eq!(v["usage"]["cache_creation_input_tokens"], 3);
-        assert_eq!(
-            v["usage"]["cache_creation"],
-            json!({"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 1})
-        );
-        assert_eq!(v["usage"]["input_tokens"], 6);
-        let ev = events(&messages_reply(&req(json!({"stream": true})), 1, cache));
-        let usage = &ev[0].1["message"]["usage"];
-        assert_eq!(
-            *usage,
-            json!({"input_tokens": 6, "output_tokens": 1, "cache_creation_input_tokens": 3,
-                "cache_read_input_tokens": 2})
-        );
-    }
-
-    #[test]
-    fn json_tool_use() {
-        let v = body(&messages_reply(
-            &req(json!({"tools": weather_tools()})),
-            5,
-            CacheUse::default(),
-        ));
-        assert_eq!(v["stop_reason"], "tool_use");
-        let block = &v["content"][0];
-        assert_eq!(v["content"].as_array().unwrap().len(), 1);
-        assert_eq!(block["type"], "tool_use");
-        assert!(block["id"].as_str().unwrap().starts_with("toolu_01"));
-        assert_eq!(block["name"], "get_weather");
-        assert_eq!(block["input"], json!({"city": "Paris"}));
-        assert_eq!(v["usage"]["output_tokens"], 5);
-        let forced =
-            json!({"tools": weather_tools(), "tool_choice": {"type": "tool", "name": "other"}});
-        let v = body(&messages_reply(&req(forced), 5, CacheUse::default()));
-        assert_eq!(v["content"][0]["name"], "other");
-        assert_eq!(v["content"][0]["input"], json!({}));
-        assert_eq!(v["usage"]["output_tokens"], 2, "K = chars of \"{{}}\"");
-        let none = json!({"tools": weather_tools(), "tool_choice": {"type": "none"}});
-        let v = body(&messages_reply(&req(none), 1, CacheUse::default()));
-        assert_eq!(v["content"], json!([{"type": "text", "text": "Hello"}]));
-    }
-
-    #[test]
-    fn text_stream_event_sequence() {
-        let ev = events(&messages_reply(
-            &req(json!({"stream": true})),
-            3,
-            CacheUse::default(),
-        ));
-        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "message_start",
-                "content_block_start",
-                "ping",
-                "content_block_delta",
-                "content_block_delta",
-                "content_block_delta",
-                "content_block_stop",
-                "message_delta",
-                "message_stop"
-            ]
-        );
-        let start = &ev[0].1["message"];
-        assert!(start["id"].as_str().unwrap().starts_with("msg_01"));
-        assert_eq!(start["content"], json!([]));
-        assert_eq!(start["model"], "claude-test");
-        assert!(start["stop_reason"].is_null() && start.get("stop_reason").is_some());
-        assert_eq!(start["usage"]["input_tokens"], 11);
-        assert_eq!(start["usage"]["output_tokens"], 1);
-        assert_eq!(
-            ev[1].1,
-            json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})
-        );
-        let text: String = ev[3..6]
-            .iter()
-            .map(|(_, d)| {
-                assert_eq!(d["index"], 0);
-                assert_eq!(d["delta"]["type"], "text_delta");
-                d["delta"]["text"].as_str().unwrap().to_string()
-            })
-            .collect();
-        assert_eq!(text, "Hello world1 world2");
-        assert_eq!(ev[6].1, json!({"type": "content_block_stop", "index": 0}));
-        assert_eq!(
-            ev[7].1,
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn",
-                "stop_sequence": null}, "usage": {"output_tokens": 3}})
-        );
-        assert_eq!(ev[8].1, json!({"type": "message_stop"}));
-    }
-
-    #[test]
-    fn tool_stream_input_json_deltas_concatenate_to_the_input() {
-        let r = req(json!({"stream": true, "tools": weather_tools(),
-            "tool_choice": {"type": "any"}}));
-        let ev = events(&messages_reply(&r, 4, CacheUse::default()));
-        assert_eq!(ev.len(), 4 + 7);
-        let block = &ev[1].1["content_block"];
-        assert_eq!(block["type"], "tool_use");
-        assert!(block["id"].as_str().unwrap().starts_with("toolu_01"));
-        assert_eq!(block["name"], "get_weather");
-        assert_eq!(block["input"], json!({}));
-        assert_eq!(ev[2].0, "ping");
-        let fragments: Vec<&str> = ev[3..8]
-            .iter()
-            .map(|(_, d)| {
-                assert_eq!(d["delta"]["type"], "input_json_delta");
-                d["delta"]["partial_json"].as_str().unwrap()
-            })
-            .collect();
-        assert_eq!(fragments[0], "", "first fragment is empty");
-        let input: Value = serde_json::from_str(&fragments.concat()).unwrap();
-        assert_eq!(input, json!({"city": "Paris"}));
-        assert_eq!(ev[9].1["delta"]["stop_reason"], "tool_use");
-        assert_eq!(ev[9].1["usage"]["output_tokens"], 4);
-    }
-
-    #[test]
-    fn zero_chunks() {
-        let v = body(&messages_reply(&req(json!({})), 0, CacheUse::default()));
-        assert_eq!(v["content"], json!([{"type": "text", "text": ""}]));
-        let ev = events(&messages_reply(
-            &req(json!({"stream": true})),
-            0,
-            CacheUse::default(),
-        ));
-        assert_eq!(ev.len(), 6);
-        assert_eq!(ev[4].1["usage"]["output_tokens"], 0);
-    }
-}
+#[path = "messages_tests.rs"]
+mod tests;

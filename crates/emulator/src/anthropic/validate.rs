@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{invalid, Reply};
+use super::{invalid, thinking, Reply};
 
 /// The body rules of the module doc, in the real API's wording.
 pub fn validate(req: &Value, count: bool) -> Result<(), Reply> {
@@ -74,6 +74,7 @@ pub fn validate(req: &Value, count: bool) -> Result<(), Reply> {
             return fail(&msg);
         }
     }
+    thinking::check(req, messages).map_err(|msg| invalid(&msg))?;
     match obj.get("temperature") {
         None | Some(Value::Null) => Ok(()),
         Some(t) => match t.as_f64() {

@@ -25,7 +25,10 @@
 //!   …,"status":"UNAVAILABLE"}}\r\n\r\n` (SSE); in an array, that object as the array's
 //!   last element: `,\r\n{"error":…}]` (or `[{"error":…}]` before the first element).
 //! * **Validation** (400 `INVALID_ARGUMENT`, Google's wording): `contents` a non-empty
-//!   array; every role absent, `user` or `model`; every `parts` a non-empty array.
+//!   array; every role absent, `user` or `model`; every `parts` a non-empty array; then the
+//!   thought-signature checks of [`super::thought`].
+//! * **Thinking**: a thought part first with `includeThoughts`, a `thoughtSignature` on the
+//!   function call with a thinking config or a `gemini-3` model ([`super::thought`]).
 //! * **countTokens**: `{"totalTokens":P,"promptTokensDetails":[…]}` for `contents` or
 //!   `generateContentRequest`.
 
@@ -36,6 +39,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::super::openai::{chunk_text, content_text, example_arguments, split_even};
+use super::thought::{call_signature, thought_state, ThoughtState};
 use super::{error_reply, field, json, prompt_tokens, stream_error_json, Reply, JSON};
 
 /// `thoughtsTokenCount` of an answer to a request with a thinking config.
@@ -63,7 +67,7 @@ struct Candidate<'a> {
 
 #[derive(Serialize)]
 struct Content<'a> {
-    parts: [Part<'a>; 1],
+    parts: Vec<Part<'a>>,
     role: &'static str,
 }
 
@@ -73,9 +77,15 @@ enum Part<'a> {
     Text {
         text: &'a str,
     },
+    Thought {
+        text: &'a str,
+        thought: bool,
+    },
     Call {
         #[serde(rename = "functionCall")]
         function_call: FunctionCall<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<String>,
     },
 }
 
@@ -134,6 +144,7 @@ struct Plan<'a> {
     thoughts: Option<u64>,
     chunks: usize,
     call: Option<CallPlan<'a>>,
+    thinking: ThoughtState,
 }
 
 impl Plan<'_> {
@@ -165,12 +176,23 @@ impl Plan<'_> {
         }
     }
 
-    /// One response object with this part; the last one carries finishReason + usage.
-    fn response<'a>(&'a self, part: Part<'a>, last: bool, id: &'a str) -> Response<'a> {
+    /// One response object with this part (after the thought part in the `first` one); the
+    /// last one carries finishReason + usage.
+    fn response<'a>(
+        &'a self,
+        part: Part<'a>,
+        (first, last): (bool, bool),
+        id: &'a str,
+    ) -> Response<'a> {
+        let thought = self.thinking.text.as_deref().filter(|_| first);
+        let thought = thought.map(|text| Part::Thought {
+            text,
+            thought: true,
+        });
         Response {
             candidates: [Candidate {
                 content: Content {
-                    parts: [part],
+                    parts: thought.into_iter().chain([part]).collect(),
                     role: "model",
                 },
                 finish_reason: last.then_some("STOP"),
@@ -191,7 +213,13 @@ impl<'a> Plan<'a> {
             name: call.name,
             args,
         };
-        self.response(Part::Call { function_call }, true, id)
+        let sign = self.thinking.sign_calls;
+        let thought_signature = sign.then(|| call_signature(call.name, &function_call.args));
+        let part = Part::Call {
+            function_call,
+            thought_signature,
+        };
+        self.response(part, (true, true), id)
     }
 }
 
@@ -284,28 +312,40 @@ pub fn generate_reply(req: &Value, model: &str, chunks: usize, stream: Option<bo
     if let Err(reply) = validate(req) {
         return reply;
     }
+    if let Err(message) = super::thought::check(req, model) {
+        return error_reply(400, &message);
+    }
     let plan = Plan {
         model,
         prompt: prompt_tokens(req),
         thoughts: thoughts(req),
         chunks,
         call: plan_call(req),
+        thinking: thought_state(req, model),
     };
     let id = response_id();
     let Some(sse) = stream else {
         let text = content_text(chunks);
         return match &plan.call {
             Some(call) => json(200, &plan.call_response(call, &id)),
-            None => json(200, &plan.response(Part::Text { text: &text }, true, &id)),
+            None => json(
+                200,
+                &plan.response(Part::Text { text: &text }, (true, true), &id),
+            ),
         };
     };
     let objects: Vec<Vec<u8>> = match &plan.call {
         Some(call) => vec![to_vec(&plan.call_response(call, &id))],
-        None if chunks == 0 => vec![to_vec(&plan.response(Part::Text { text: "" }, true, &id))],
+        None if chunks == 0 => vec![to_vec(&plan.response(
+            Part::Text { text: "" },
+            (true, true),
+            &id,
+        ))],
         None => (0..chunks)
             .map(|i| {
                 let text = chunk_text(i);
-                to_vec(&plan.response(Part::Text { text: &text }, i + 1 == chunks, &id))
+                let place = (i == 0, i + 1 == chunks);
+                to_vec(&plan.response(Part::Text { text: &text }, place, &id))
             })
             .collect(),
     };
@@ -360,230 +400,5 @@ pub fn count_tokens_reply(req: &Value) -> Reply {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::super::tests::body;
-    use super::*;
-    use crate::ReplyBody;
-    use serde_json::json;
-
-    fn req(extra: Value) -> Value {
-        let mut v = json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
-            "contents": [{"role": "user", "parts": [{"text": "hi there you"}]}]});
-        for (k, val) in extra.as_object().unwrap() {
-            v[k] = val.clone();
-        }
-        v
-    }
-
-    fn weather_tools() -> Value {
-        json!([{"functionDeclarations": [
-            {"name": "get_weather", "parameters": {"type": "object",
-                "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-            {"name": "other", "parameters": {"type": "object"}}]}])
-    }
-
-    /// The stream's content type and events.
-    fn stream(reply: &Reply) -> (&'static str, Vec<String>, fn(u64) -> Bytes) {
-        let ReplyBody::Stream {
-            content_type,
-            events,
-            error,
-        } = &reply.body
-        else {
-            panic!("expected a stream");
-        };
-        let events = events
-            .iter()
-            .map(|e| String::from_utf8(e.to_vec()).unwrap());
-        (content_type, events.collect(), *error)
-    }
-
-    fn sse_objects(reply: &Reply) -> Vec<Value> {
-        let (ct, events, _) = stream(reply);
-        assert_eq!(ct, "text/event-stream");
-        events
-            .iter()
-            .map(|e| {
-                let data = e
-                    .strip_prefix("data: ")
-                    .unwrap()
-                    .strip_suffix("\r\n\r\n")
-                    .unwrap();
-                assert!(!data.contains('\n'));
-                serde_json::from_str(data).unwrap()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn json_text_answer() {
-        let (status, ct, v) = body(&generate_reply(&req(json!({})), "gemini-x", 5, None));
-        assert_eq!((status, ct), (200, JSON));
-        assert_eq!(
-            v["candidates"],
-            json!([{"content": {"parts": [{"text": "Hello world1 world2 world3 world4"}],
-                "role": "model"}, "finishReason": "STOP", "index": 0}])
-        );
-        assert_eq!(
-            v["usageMetadata"],
-            json!({"promptTokenCount": 11, "candidatesTokenCount": 5, "totalTokenCount": 16,
-                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 11}]})
-        );
-        assert_eq!(v["modelVersion"], "gemini-x");
-        assert_eq!(v["responseId"].as_str().unwrap().len(), 22);
-    }
-
-    #[test]
-    fn thinking_config_adds_thoughts() {
-        let r = req(json!({"generationConfig": {"thinkingConfig": {"thinkingBudget": 1024}}}));
-        let (_, _, v) = body(&generate_reply(&r, "g", 2, None));
-        let usage = &v["usageMetadata"];
-        assert_eq!(usage["thoughtsTokenCount"], THOUGHTS_TOKENS);
-        assert_eq!(usage["totalTokenCount"], 11 + 2 + THOUGHTS_TOKENS);
-        let off = req(json!({"generation_config": {"thinking_config": {"thinking_budget": 0}}}));
-        let (_, _, v) = body(&generate_reply(&off, "g", 2, None));
-        assert!(v["usageMetadata"].get("thoughtsTokenCount").is_none());
-    }
-
-    #[test]
-    fn function_call_answer() {
-        let r = req(json!({"tools": weather_tools()}));
-        let (_, _, v) = body(&generate_reply(&r, "g", 5, None));
-        let cand = &v["candidates"][0];
-        assert_eq!(
-            cand["content"]["parts"],
-            json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}])
-        );
-        assert_eq!(cand["finishReason"], "STOP");
-        assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 5);
-        let allowed = req(
-            json!({"tools": weather_tools(), "toolConfig": {"functionCallingConfig":
-            {"mode": "ANY", "allowedFunctionNames": ["other"]}}}),
-        );
-        let (_, _, v) = body(&generate_reply(&allowed, "g", 5, None));
-        assert_eq!(
-            v["candidates"][0]["content"]["parts"][0]["functionCall"]["name"],
-            "other"
-        );
-        assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 2);
-        let none = req(json!({"tools": weather_tools(),
-            "toolConfig": {"functionCallingConfig": {"mode": "NONE"}}}));
-        let (_, _, v) = body(&generate_reply(&none, "g", 1, None));
-        assert_eq!(
-            v["candidates"][0]["content"]["parts"],
-            json!([{"text": "Hello"}])
-        );
-    }
-
-    #[test]
-    fn sse_stream_chunks() {
-        let objects = sse_objects(&generate_reply(&req(json!({})), "g", 3, Some(true)));
-        assert_eq!(objects.len(), 3);
-        let text: String = objects
-            .iter()
-            .map(|o| {
-                o["candidates"][0]["content"]["parts"][0]["text"]
-                    .as_str()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(text, "Hello world1 world2");
-        for o in &objects[..2] {
-            assert!(o["candidates"][0].get("finishReason").is_none());
-            assert_eq!(
-                o["usageMetadata"],
-                json!({"promptTokenCount": 11, "totalTokenCount": 11})
-            );
-            assert_eq!(o["responseId"], objects[2]["responseId"]);
-            assert_eq!(o["modelVersion"], "g");
-        }
-        let last = &objects[2];
-        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
-        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3);
-        assert_eq!(last["usageMetadata"]["totalTokenCount"], 14);
-        let zero = sse_objects(&generate_reply(&req(json!({})), "g", 0, Some(true)));
-        assert_eq!(zero.len(), 1);
-        assert_eq!(zero[0]["candidates"][0]["content"]["parts"][0]["text"], "");
-    }
-
-    #[test]
-    fn sse_function_call_arrives_whole() {
-        let r = req(json!({"tools": weather_tools()}));
-        let reply = generate_reply(&r, "g", 5, Some(true));
-        let objects = sse_objects(&reply);
-        assert_eq!(objects.len(), 1);
-        let cand = &objects[0]["candidates"][0];
-        assert_eq!(
-            cand["content"]["parts"][0]["functionCall"]["args"],
-            json!({"city": "Paris"})
-        );
-        assert_eq!(cand["finishReason"], "STOP");
-        let (_, _, error) = stream(&reply);
-        let ev = String::from_utf8(error(1).to_vec()).unwrap();
-        let data = ev
-            .strip_prefix("data: ")
-            .unwrap()
-            .strip_suffix("\r\n\r\n")
-            .unwrap();
-        let v: Value = serde_json::from_str(data).unwrap();
-        assert_eq!(v["error"]["status"], "UNAVAILABLE");
-        assert_eq!(v["error"]["code"], 503);
-    }
-
-    #[test]
-    fn array_stream_parses_as_one_json_array() {
-        let reply = generate_reply(&req(json!({})), "g", 3, Some(false));
-        let (ct, events, error) = stream(&reply);
-        assert_eq!(ct, JSON);
-        assert_eq!(events.len(), 4);
-        assert!(events[0].starts_with("[{") && events[1].starts_with(",\r\n{"));
-        assert_eq!(events[3], "]");
-        let all: Value = serde_json::from_str(&events.concat()).unwrap();
-        let all = all.as_array().unwrap();
-        assert_eq!(all.len(), 3);
-        assert_eq!(all[2]["candidates"][0]["finishReason"], "STOP");
-        // a failure after 2 elements closes the array with the error object
-        let cut: Value = serde_json::from_str(&format!(
-            "{}{}",
-            events[..2].concat(),
-            String::from_utf8(error(2).to_vec()).unwrap()
-        ))
-        .unwrap();
-        assert_eq!(cut[2]["error"]["status"], "UNAVAILABLE");
-        let first: Value = serde_json::from_slice(&error(0)).unwrap();
-        assert_eq!(first[0]["error"]["code"], 503);
-    }
-
-    #[test]
-    fn validation_and_count_tokens() {
-        let cases = [
-            (json!({}), "contents is not specified"),
-            (json!({"contents": []}), "contents is not specified"),
-            (
-                json!({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}),
-                "valid role",
-            ),
-            (
-                json!({"contents": [{"role": "user", "parts": []}]}),
-                "contents[0].parts",
-            ),
-        ];
-        for (r, want) in cases {
-            let (status, _, v) = body(&generate_reply(&r, "g", 1, None));
-            assert_eq!(status, 400, "{r}");
-            assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
-            assert!(
-                v["error"]["message"].as_str().unwrap().contains(want),
-                "{v}"
-            );
-        }
-        let (status, _, v) = body(&count_tokens_reply(&req(json!({}))));
-        assert_eq!(status, 200);
-        assert_eq!(
-            v,
-            json!({"totalTokens": 11, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 11}]})
-        );
-        let wrapped = json!({"generateContentRequest": req(json!({"model": "models/g"}))});
-        assert_eq!(body(&count_tokens_reply(&wrapped)).2["totalTokens"], 11);
-    }
-}
+#[path = "generate_tests.rs"]
+mod tests;
