@@ -35,6 +35,8 @@ for _var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", 
 PROVIDER_KEY = "sk-provider-secret"
 # A key allowed one request per minute (tests/sdk/test_limits.py).
 RATE_LIMITED_KEY = "cai-one-request-per-minute-" + secrets.token_hex(8)
+# A second tenant allowed every model: what one key's conversations leave must not reach it.
+SECOND_TENANT_KEY = "cai-second-tenant-" + secrets.token_hex(8)
 PROVIDER_KEY_ENV = "CHEAPAI_TEST_PROVIDER_KEY"
 ANTHROPIC_PROVIDER_KEY = "sk-ant-provider-secret"
 ANTHROPIC_PROVIDER_KEY_ENV = "CHEAPAI_TEST_ANTHROPIC_KEY"
@@ -204,6 +206,15 @@ provider = "emu-anthropic"
 upstream_model = "claude-3-5-sonnet-20241022"
 price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
 
+[models."claude-sonnet-4-5"]          # reasoning tool loops (test_reasoning.py)
+provider = "emu-anthropic"
+price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
+
+[models."gemini-3-pro"]
+provider = "emu-gemini"
+upstream_model = "gemini-3-pro-preview"
+price = {{ input = 2.0, output = 12.0 }}
+
 [models."gemini-1-5-pro"]
 provider = "emu-gemini"
 upstream_model = "gemini-1.5-pro"
@@ -225,6 +236,11 @@ models = ["*"]
 name = "limited"
 sha256 = "{sha256_hex(other_key)}"
 models = ["gpt-4o"]
+
+[[keys]]
+name = "second-tenant"
+sha256 = "{sha256_hex(SECOND_TENANT_KEY)}"
+models = ["*"]
 
 [[keys]]
 name = "one-per-minute"
@@ -431,6 +447,16 @@ def other_client(gateway):
     from openai import OpenAI
 
     c = OpenAI(base_url=gateway.base_url, api_key=gateway.other_key, max_retries=0, timeout=30)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def second_tenant_client(gateway):
+    """Another tenant's key, allowed every model."""
+    from openai import OpenAI
+
+    c = OpenAI(base_url=gateway.base_url, api_key=SECOND_TENANT_KEY, max_retries=0, timeout=30)
     yield c
     c.close()
 
