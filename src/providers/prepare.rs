@@ -2,13 +2,17 @@
 //! to a [`Route`], then one composition for every translated pair, through OpenAI chat.
 //!
 //! A translated request goes client side → [`ChatRequest`] → upstream side, parsed once and
-//! serialized once; its answer goes back the other way, upstream side → chat → client side.
+//! serialized once; its answer goes back the other way: the upstream side reads the provider's
+//! answer into typed chat values and hands them to the client side's [`ChatSink`], with no
+//! bytes in between.
 //! Adding a format means adding its sides to [`ClientSide`] or [`UpstreamSide`] and a row or
 //! two to [`route`], not another arm per pair.
 
 use bytes::Bytes;
 
-use super::chat::ChatRequest;
+use super::anthropic::client::response::ToAnthropic;
+use super::chat::{self, ChatRequest, ChatSink, OpenAiWriter};
+use super::responses::client::response::ToResponses;
 use super::{
     anthropic, gemini, openai, responses, Plan, Provider, ProviderKind, ResponseTranslator,
     UpstreamRequest,
@@ -84,6 +88,47 @@ impl UpstreamSide {
     }
 }
 
+/// The client side of a translated answer: the sink the upstream side's chat values go to.
+enum ToClient {
+    Chat,
+    Anthropic(ToAnthropic),
+    Responses(ToResponses),
+}
+
+/// The translator of a translated answer: the upstream side reading the provider's answer,
+/// feeding the client side.
+fn answer(
+    upstream: UpstreamSide,
+    to_client: ToClient,
+    stream: bool,
+    client_model: &str,
+) -> Box<dyn ResponseTranslator> {
+    match to_client {
+        ToClient::Chat => upstream_into(upstream, stream, client_model, OpenAiWriter),
+        ToClient::Anthropic(sink) => upstream_into(upstream, stream, client_model, sink),
+        ToClient::Responses(sink) => upstream_into(upstream, stream, client_model, sink),
+    }
+}
+
+/// The upstream side of an answer, handing its chat values to `sink`. Usage is always asked
+/// of translated upstreams; the meter removes it for clients that did not ask.
+fn upstream_into<S: ChatSink + 'static>(
+    upstream: UpstreamSide,
+    stream: bool,
+    client_model: &str,
+    sink: S,
+) -> Box<dyn ResponseTranslator> {
+    match upstream {
+        UpstreamSide::Chat => chat::read(stream, sink),
+        UpstreamSide::Anthropic => {
+            anthropic::upstream::response::to_sink(stream, client_model, true, sink)
+        }
+        UpstreamSide::Gemini => {
+            gemini::upstream::response::to_sink(stream, client_model, true, sink)
+        }
+    }
+}
+
 /// The content type of a translated answer.
 fn content_type(stream: bool) -> Option<&'static str> {
     Some(if stream {
@@ -128,7 +173,7 @@ impl Provider {
         Ok(Plan::Upstream(request))
     }
 
-    /// Client side → [`ChatRequest`] → upstream side; the answer's translators the other way.
+    /// Client side → [`ChatRequest`] → upstream side; the answer's translator the other way.
     fn translated(
         &self,
         client: ClientSide,
@@ -138,20 +183,22 @@ impl Provider {
     ) -> Result<UpstreamRequest, GatewayError> {
         let (client_model, stream) = (peeked.model.as_str(), peeked.stream);
         let (chat, to_client) = match client {
-            ClientSide::Chat => (ChatRequest::parse(body)?, None),
+            ClientSide::Chat => (ChatRequest::parse(body)?, ToClient::Chat),
             ClientSide::Anthropic => (
                 anthropic::client::request::to_chat(body, upstream_model)?,
-                Some(anthropic::client::response::from_chat(stream, client_model)),
+                ToClient::Anthropic(ToAnthropic::new(client_model)),
             ),
             ClientSide::Responses => {
                 let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
-                let to_client = responses::client::response::from_chat(stream, client_model, echo);
-                (chat, Some(to_client))
+                (
+                    chat,
+                    ToClient::Responses(ToResponses::new(client_model, echo)),
+                )
             }
         };
-        // Usage is always asked of translated upstreams; the meter removes it for clients
-        // that did not ask.
-        let (mut request, to_chat) = match UpstreamSide::of(self.kind) {
+        let upstream = UpstreamSide::of(self.kind);
+        // whether the provider streams: the client's choice, as the upstream side read it
+        let (mut request, upstream_streams) = match upstream {
             // OpenAI chat to an OpenAI-format host is Route::OpenAi, which also names the
             // upstream model; a client side's chat already carries it
             UpstreamSide::Chat if client == ClientSide::Chat => {
@@ -165,38 +212,22 @@ impl Provider {
                     self.upstream.path("/chat/completions"),
                     chat.to_bytes()?.into(),
                 ),
-                None,
+                stream,
             ),
             UpstreamSide::Anthropic => (
                 self.request(
                     self.upstream.path("/v1/messages"),
                     anthropic::upstream::request::from_chat(&chat, upstream_model)?.into(),
                 ),
-                Some(anthropic::upstream::response::to_chat(
-                    stream,
-                    client_model,
-                    true,
-                )),
+                stream,
             ),
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
-                (
-                    self.request(
-                        self.gemini_path(upstream_model, generate_method(stream)),
-                        gemini_body.into(),
-                    ),
-                    Some(gemini::upstream::response::to_chat(
-                        stream,
-                        client_model,
-                        true,
-                    )),
-                )
+                let path = self.gemini_path(upstream_model, generate_method(stream));
+                (self.request(path, gemini_body.into()), stream)
             }
         };
-        request.translator = match (to_chat, to_client) {
-            (Some(first), Some(second)) => Some(Box::new(Chain(first, second, Vec::new()))),
-            (first, second) => first.or(second),
-        };
+        request.translator = Some(answer(upstream, to_client, upstream_streams, client_model));
         request.content_type = content_type(stream);
         Ok(request)
     }
@@ -240,33 +271,6 @@ fn generate_method(stream: bool) -> &'static str {
         "streamGenerateContent?alt=sse"
     } else {
         "generateContent"
-    }
-}
-
-/// Two translators in a row: the first's output is the second's input.
-struct Chain(
-    Box<dyn ResponseTranslator>,
-    Box<dyn ResponseTranslator>,
-    Vec<u8>,
-);
-
-impl ResponseTranslator for Chain {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.push(chunk, &mut self.2)?;
-        if self.2.is_empty() {
-            return Ok(());
-        }
-        self.1.push(&self.2, out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.finish(&mut self.2)?;
-        if !self.2.is_empty() {
-            self.1.push(&self.2, out)?;
-        }
-        self.1.finish(out)
     }
 }
 

@@ -1,9 +1,18 @@
 //! OpenAI chat, the form every translation passes through: a request of any client format
-//! becomes a [`ChatRequest`] that the upstream side of any provider format reads, so a request
-//! that crosses two formats (an Anthropic client on a Gemini model) is parsed once and
-//! serialized once.
+//! becomes a [`ChatRequest`] that the upstream side of any provider format reads, and an
+//! answer of any provider format becomes [`ChatCompletion`] or [`ChatChunk`] values that the
+//! client side ([`ChatSink`]) writes. So a request that crosses two formats (an Anthropic
+//! client on a Gemini model) is parsed once and serialized once, both ways.
 
 mod request;
+mod response;
+mod sink;
 
 pub(crate) use request::assistant_message;
 pub use request::ChatRequest;
+pub use response::{
+    reasoning_text, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta,
+    ChatFunction, ChatLogprobs, ChatMessage, ChatToolCall, ChatUsage, CompletionTokensDetails,
+    PromptTokensDetails, TokenLogprob, TopLogprob,
+};
+pub use sink::{read, ChatSink, OpenAiWriter};

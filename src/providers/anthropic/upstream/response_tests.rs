@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{finish_reason, to_chat, JsonToOpenAi, StreamToOpenAi};
+use super::{finish_reason, to_chat, JsonToChat, StreamToChat};
 use crate::error::ErrorKind;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
 use crate::providers::translator_testing::{events, run, same_at_every_split};
@@ -11,7 +11,7 @@ use crate::providers::ResponseTranslator;
 const CREATED: u64 = 1_730_000_000;
 
 fn complete(message: &Value) -> Value {
-    let mut t = JsonToOpenAi::new("claude-alias", CREATED);
+    let mut t = JsonToChat::new("claude-alias", CREATED);
     let (out, result) = run(&mut t, &[message.to_string().as_bytes()]);
     result.unwrap();
     serde_json::from_slice(&out).unwrap()
@@ -205,7 +205,7 @@ fn chunk(delta: Value, finish: Value) -> (Option<String>, Value) {
 }
 
 fn stream(include_usage: bool) -> impl Fn() -> Box<dyn ResponseTranslator> {
-    move || Box::new(StreamToOpenAi::new("claude-alias", include_usage, CREATED))
+    move || Box::new(StreamToChat::new("claude-alias", include_usage, CREATED))
 }
 
 fn expected_stream() -> Vec<(Option<String>, Value)> {
@@ -280,7 +280,7 @@ event: content_block_delta
 data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{}"}}
 
 "#;
-    let mut t = StreamToOpenAi::new("m", false, CREATED);
+    let mut t = StreamToChat::new("m", false, CREATED);
     let (out, result) = run(&mut t, &[input.as_bytes()]);
     assert_eq!(
         result.unwrap_err().kind,
@@ -311,7 +311,7 @@ fn the_json_output_tool_streams_as_content() {
         "\",\"input\":{}}}\n\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}}\n\n\
          data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\n",
     );
-    let mut t = StreamToOpenAi::new("m", false, CREATED);
+    let mut t = StreamToChat::new("m", false, CREATED);
     // message_stop never came, but the stop reason did: the stream is completed.
     let (out, result) = run(&mut t, &[input.as_bytes()]);
     result.unwrap();
