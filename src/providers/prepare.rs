@@ -355,4 +355,55 @@ mod tests {
             );
         }
     }
+
+    /// Every translated pair's answer goes from the upstream's format to the client's.
+    #[test]
+    fn every_translated_answer_reaches_its_client() {
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::run;
+        let streams = [
+            (
+                UpstreamSide::Chat,
+                "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+            ),
+            (
+                UpstreamSide::Anthropic,
+                concat!(
+                    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n",
+                    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi there\"}}\n\n",
+                    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+                    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                ),
+            ),
+            (
+                UpstreamSide::Gemini,
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi there\"}]},\"finishReason\":\"STOP\",\"index\":0}]}\n\n",
+            ),
+        ];
+        for (upstream, input) in streams {
+            let clients: [(ClientSide, &str); 3] = [
+                (ClientSide::Chat, "data: [DONE]"),
+                (ClientSide::Anthropic, "event: message_stop"),
+                (ClientSide::Responses, "event: response.completed"),
+            ];
+            for (client, end) in clients {
+                let to_client = match client {
+                    // not translated: the route table passes these through
+                    ClientSide::Chat if upstream == UpstreamSide::Chat => continue,
+                    ClientSide::Anthropic if upstream == UpstreamSide::Anthropic => continue,
+                    ClientSide::Chat => ToClient::Chat,
+                    ClientSide::Anthropic => ToClient::Anthropic(ToAnthropic::new("c")),
+                    ClientSide::Responses => {
+                        ToClient::Responses(ToResponses::new("c", Echo::default()))
+                    }
+                };
+                let mut translator = answer(upstream, to_client, true, "c");
+                let (out, result) = run(translator.as_mut(), &[input.as_bytes()]);
+                result.unwrap();
+                let out = String::from_utf8(out).unwrap();
+                assert!(out.contains("Hi there"), "{upstream:?} → {client:?}: {out}");
+                assert!(out.contains(end), "{upstream:?} → {client:?}: {out}");
+            }
+        }
+    }
 }

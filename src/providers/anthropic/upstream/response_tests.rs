@@ -5,7 +5,11 @@ use serde_json::{json, Value};
 use super::{finish_reason, to_chat, JsonToChat, StreamToChat};
 use crate::error::ErrorKind;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
-use crate::providers::translator_testing::{events, run, same_at_every_split};
+use crate::providers::responses::client::response::{from_chat, ToResponses};
+use crate::providers::responses::client::Echo;
+use crate::providers::translator_testing::{
+    events, run, same_at_every_split, typed_chain_matches_bytes,
+};
 use crate::providers::ResponseTranslator;
 
 const CREATED: u64 = 1_730_000_000;
@@ -346,4 +350,48 @@ fn an_empty_or_garbled_stream_fails() {
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
     let (_, result) = run(to_chat(true, "m", true).as_mut(), &[b"data: {oops\n\n"]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
+}
+
+// ---- typed chains: Anthropic → chat values → a Responses client ----
+
+fn to_responses() -> ToResponses {
+    ToResponses::new("client", Echo::default())
+}
+
+#[test]
+fn a_stream_reaches_a_responses_client_as_the_byte_chain_took_it() {
+    let mid_stream_error = ANTHROPIC_STREAM.replace(
+        "event: message_delta",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\nevent: message_delta",
+    );
+    let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
+    for input in [ANTHROPIC_STREAM, &mid_stream_error, cut] {
+        let out = typed_chain_matches_bytes(
+            || Box::new(StreamToChat::with_sink("m", true, CREATED, to_responses())),
+            Box::new(StreamToChat::new("m", true, CREATED)),
+            from_chat(true, "client", Echo::default()),
+            input.as_bytes(),
+        );
+        assert!(!events(&out).is_empty(), "{input}");
+    }
+}
+
+#[test]
+fn a_whole_answer_reaches_a_responses_client_as_the_byte_chain_took_it() {
+    let answer = message(
+        json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+               {"type": "text", "text": "Checking."},
+               {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}]),
+        "tool_use",
+    )
+    .to_string();
+    let out = typed_chain_matches_bytes(
+        || Box::new(JsonToChat::with_sink("m", CREATED, to_responses())),
+        Box::new(JsonToChat::new("m", CREATED)),
+        from_chat(false, "client", Echo::default()),
+        answer.as_bytes(),
+    );
+    let response: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(response["output"][2]["call_id"], "toolu_01A");
+    assert_eq!(response["usage"]["input_tokens"], 2572);
 }

@@ -549,4 +549,44 @@ mod tests {
         );
         assert_ne!(ids[0], ids[1]);
     }
+
+    #[test]
+    fn other_clients_get_what_the_byte_chain_gave() {
+        use crate::providers::anthropic::client::response::{self as anthropic, ToAnthropic};
+        use crate::providers::responses::client::response::{self as responses, ToResponses};
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::typed_chain_matches_bytes;
+        let answer = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"text": "It is "}, {"text": "21°C."},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+                "finishReason": "STOP", "index": 0}],
+            "usageMetadata": usage_meta(), "responseId": "abc"})
+        .to_string();
+        let out = typed_chain_matches_bytes(
+            || {
+                Box::new(JsonTranslator::with_sink(
+                    "m",
+                    stamp(),
+                    ToAnthropic::new("c"),
+                ))
+            },
+            Box::new(JsonTranslator::new("m", stamp())),
+            anthropic::from_chat(false, "c"),
+            answer.as_bytes(),
+        );
+        let message: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(message["content"][1]["id"], "call_n0_0");
+        let out = typed_chain_matches_bytes(
+            || {
+                let sink = ToResponses::new("c", Echo::default());
+                Box::new(JsonTranslator::with_sink("m", stamp(), sink))
+            },
+            Box::new(JsonTranslator::new("m", stamp())),
+            responses::from_chat(false, "c", Echo::default()),
+            answer.as_bytes(),
+        );
+        let response: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(response["output"][0]["content"][0]["text"], "It is 21°C.");
+    }
 }

@@ -221,12 +221,15 @@ mod tests {
         "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"unit\": \"celsius\",\"city\": \"Paris\"}},\"thoughtSignature\": \"CiQBcsjafA==\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"candidatesTokenCount\": 31,\"totalTokenCount\": 121,\"thoughtsTokenCount\": 48,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 42}]},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
     );
 
-    fn translator(include_usage: bool) -> Events<StreamTranslator> {
-        let stamp = Stamp {
+    fn stamp() -> Stamp {
+        Stamp {
             created: 1_700_000_000,
             nonce: "n0".into(),
-        };
-        StreamTranslator::new("my-gemini", include_usage, stamp)
+        }
+    }
+
+    fn translator(include_usage: bool) -> Events<StreamTranslator> {
+        StreamTranslator::new("my-gemini", include_usage, stamp())
     }
 
     /// Feeds `pieces` in order and returns the whole output.
@@ -424,5 +427,54 @@ mod tests {
             .push(b"data: {not json}\n\n", &mut Vec::new())
             .unwrap_err();
         assert_eq!(e.status(), 502);
+    }
+
+    /// Streams that end every way: completed, failed mid-stream, cut before a finish reason.
+    fn streams() -> [&'static str; 3] {
+        [
+            RECORDED,
+            concat!(
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]},\"index\":0}],\"responseId\":\"r\"}\n\n",
+                "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n",
+            ),
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hal\"}]}}],\"responseId\":\"r\"}\n\n",
+        ]
+    }
+
+    #[test]
+    fn an_anthropic_client_gets_what_the_byte_chain_gave() {
+        use crate::providers::anthropic::client::response::{from_chat, ToAnthropic};
+        use crate::providers::translator_testing::{events, typed_chain_matches_bytes};
+        for input in streams() {
+            let out = typed_chain_matches_bytes(
+                || {
+                    let sink = ToAnthropic::new("client");
+                    Box::new(StreamTranslator::with_sink("m", true, stamp(), sink))
+                },
+                Box::new(StreamTranslator::new("m", true, stamp())),
+                from_chat(true, "client"),
+                input.as_bytes(),
+            );
+            assert_eq!(events(&out)[0].0.as_deref(), Some("message_start"));
+        }
+    }
+
+    #[test]
+    fn a_responses_client_gets_what_the_byte_chain_gave() {
+        use crate::providers::responses::client::response::{from_chat, ToResponses};
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::{events, typed_chain_matches_bytes};
+        for input in streams() {
+            let out = typed_chain_matches_bytes(
+                || {
+                    let sink = ToResponses::new("client", Echo::default());
+                    Box::new(StreamTranslator::with_sink("m", true, stamp(), sink))
+                },
+                Box::new(StreamTranslator::new("m", true, stamp())),
+                from_chat(true, "client", Echo::default()),
+                input.as_bytes(),
+            );
+            assert_eq!(events(&out)[0].0.as_deref(), Some("response.created"));
+        }
     }
 }
