@@ -88,11 +88,12 @@ impl UpstreamSide {
     }
 }
 
-/// The client side of a translated answer: the sink the upstream side's chat values go to.
+/// The client side of a translated answer: the sink the upstream side's chat values go to
+/// (boxed: it waits in this value only until the upstream side is known).
 enum ToClient {
     Chat,
-    Anthropic(ToAnthropic),
-    Responses(ToResponses),
+    Anthropic(Box<ToAnthropic>),
+    Responses(Box<ToResponses>),
 }
 
 /// The translator of a translated answer: the upstream side reading the provider's answer,
@@ -105,8 +106,8 @@ fn answer(
 ) -> Box<dyn ResponseTranslator> {
     match to_client {
         ToClient::Chat => upstream_into(upstream, stream, client_model, OpenAiWriter),
-        ToClient::Anthropic(sink) => upstream_into(upstream, stream, client_model, sink),
-        ToClient::Responses(sink) => upstream_into(upstream, stream, client_model, sink),
+        ToClient::Anthropic(sink) => upstream_into(upstream, stream, client_model, *sink),
+        ToClient::Responses(sink) => upstream_into(upstream, stream, client_model, *sink),
     }
 }
 
@@ -186,13 +187,13 @@ impl Provider {
             ClientSide::Chat => (ChatRequest::parse(body)?, ToClient::Chat),
             ClientSide::Anthropic => (
                 anthropic::client::request::to_chat(body, upstream_model)?,
-                ToClient::Anthropic(ToAnthropic::new(client_model)),
+                ToClient::Anthropic(Box::new(ToAnthropic::new(client_model))),
             ),
             ClientSide::Responses => {
                 let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
                 (
                     chat,
-                    ToClient::Responses(ToResponses::new(client_model, echo)),
+                    ToClient::Responses(Box::new(ToResponses::new(client_model, echo))),
                 )
             }
         };
@@ -392,9 +393,9 @@ mod tests {
                     ClientSide::Chat if upstream == UpstreamSide::Chat => continue,
                     ClientSide::Anthropic if upstream == UpstreamSide::Anthropic => continue,
                     ClientSide::Chat => ToClient::Chat,
-                    ClientSide::Anthropic => ToClient::Anthropic(ToAnthropic::new("c")),
+                    ClientSide::Anthropic => ToClient::Anthropic(Box::new(ToAnthropic::new("c"))),
                     ClientSide::Responses => {
-                        ToClient::Responses(ToResponses::new("c", Echo::default()))
+                        ToClient::Responses(Box::new(ToResponses::new("c", Echo::default())))
                     }
                 };
                 let mut translator = answer(upstream, to_client, true, "c");
