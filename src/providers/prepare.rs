@@ -122,11 +122,9 @@ fn upstream_into<S: ChatSink + 'static>(
     match upstream {
         UpstreamSide::Chat => chat::read(stream, sink),
         UpstreamSide::Anthropic => {
-            anthropic::upstream::response::to_sink(stream, client_model, true, sink)
+            anthropic::upstream::response::to_chat(stream, client_model, sink)
         }
-        UpstreamSide::Gemini => {
-            gemini::upstream::response::to_sink(stream, client_model, true, sink)
-        }
+        UpstreamSide::Gemini => gemini::upstream::response::to_chat(stream, client_model, sink),
     }
 }
 

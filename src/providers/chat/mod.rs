@@ -12,7 +12,7 @@ pub(crate) use request::assistant_message;
 pub use request::ChatRequest;
 pub use response::{
     reasoning_text, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta,
-    ChatFunction, ChatLogprobs, ChatMessage, ChatToolCall, ChatUsage, CompletionTokensDetails,
-    PromptTokensDetails, TokenLogprob, TopLogprob,
+    ChatFunction, ChatLogprobs, ChatMessage, ChatReply, ChatToolCall, ChatUsage,
+    CompletionTokensDetails, Form, Part, PromptTokensDetails, TokenLogprob, TopLogprob, Whole,
 };
 pub use sink::{read, ChatSink, OpenAiWriter};

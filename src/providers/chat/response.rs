@@ -1,15 +1,17 @@
 //! An OpenAI chat answer as the translators pass it to each other: typed values, not bytes.
 //!
 //! One set of types reads an OpenAI-format provider's answer and is written for an OpenAI
-//! client, so every field is optional or defaulted when read and written only when it carries
-//! something (the exceptions, always written, are the ones OpenAI itself always sends:
-//! `content`, `refusal`, `logprobs`, `finish_reason`). The field order is OpenAI's.
+//! client, so every field is optional or defaulted when read. What OpenAI always sends
+//! (`created`, a whole answer's `usage` and its counts, `content`, `refusal`, `logprobs`,
+//! `finish_reason`) is always written, `null` when absent; the rest only when it carries
+//! something. The field order is OpenAI's.
 //!
 //! Extension fields (what a provider reports that OpenAI chat has no name for) go at the end of
 //! [`ChatMessage`], [`ChatDelta`] or [`ChatUsage`], each skipped when absent, so an OpenAI
 //! client sees them only when there is something to see.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -21,21 +23,18 @@ const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
 /// A whole (non-streamed) chat answer: `chat.completion`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatCompletion {
-    #[serde(default)]
     pub id: String,
     #[serde(skip_deserializing, default = "completion_object")]
     object: &'static str,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<u64>,
-    #[serde(default)]
     pub model: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub choices: Vec<ChatChoice>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ChatUsage>,
     /// An OpenAI `error` object a provider sent inside a 200 answer (read, never written).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
 }
 
@@ -54,66 +53,104 @@ impl ChatCompletion {
 
 /// One choice of a whole answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatChoice {
-    #[serde(default)]
     pub index: u32,
     /// Read from `delta` too: some hosts name it so in whole answers.
-    #[serde(default, alias = "delta", deserialize_with = "null_as_default")]
+    #[serde(alias = "delta", deserialize_with = "null_as_default")]
     pub message: ChatMessage,
-    #[serde(default)]
     pub logprobs: Option<ChatLogprobs>,
-    #[serde(default)]
     pub finish_reason: Option<Cow<'static, str>>,
 }
 
-/// The assistant message of a whole answer.
+/// The assistant message of a whole answer: `content` and `refusal` always written.
+pub type ChatMessage = ChatReply<Whole>;
+
+/// What a chunk adds to its choice: every field only when it carries something.
+pub type ChatDelta = ChatReply<Part>;
+
+/// A message or a delta: the same fields, read the same way; only whether an absent
+/// `content` and `refusal` are written (as `null`) differs, which `F` says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+#[serde(default)]
+pub struct ChatReply<F: Form> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Cow<'static, str>>,
-    /// `null` when the answer is only tool calls.
-    #[serde(default)]
+    /// In a message, `null` when the answer is only tool calls.
+    #[serde(skip_serializing_if = "F::unwritten")]
     pub content: Option<String>,
     /// The non-standard reasoning text of DeepSeek-style hosts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
     /// The same under the name other compat hosts use (read, never written).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
     #[serde(
-        default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tool_calls: Vec<ChatToolCall>,
-    #[serde(default)]
+    #[serde(skip_serializing_if = "F::unwritten")]
     pub refusal: Option<String>,
+    #[serde(skip)]
+    form: PhantomData<F>,
+}
+
+/// Which text fields of a [`ChatReply`] go unwritten when absent.
+pub trait Form: Default {
+    fn unwritten(text: &Option<String>) -> bool;
+}
+
+/// A whole answer's message: OpenAI writes `"content": null` and `"refusal": null`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Whole;
+
+/// A chunk's delta: only what it carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Part;
+
+impl Form for Whole {
+    fn unwritten(_: &Option<String>) -> bool {
+        false
+    }
+}
+
+impl Form for Part {
+    fn unwritten(text: &Option<String>) -> bool {
+        text.is_none()
+    }
+}
+
+impl ChatMessage {
+    /// The assistant's answer: its text (`None` beside tool calls) and calls.
+    pub fn assistant(content: Option<String>, tool_calls: Vec<ChatToolCall>) -> Self {
+        Self {
+            role: Some(Cow::Borrowed("assistant")),
+            content,
+            tool_calls,
+            ..Self::default()
+        }
+    }
 }
 
 /// One streamed chunk: `chat.completion.chunk`. It borrows the stream's id and model from the
 /// translator that writes it, so a chunk costs no copy of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatChunk<'a> {
-    #[serde(default)]
     pub id: Cow<'a, str>,
     #[serde(skip_deserializing, default = "chunk_object")]
     object: &'static str,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<u64>,
-    #[serde(default)]
     pub model: Cow<'a, str>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub choices: Vec<ChatChunkChoice>,
     /// Absent; `Some(None)`, OpenAI's `"usage": null` on every chunk but the last once usage
     /// is asked for; or the counts.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub usage: Option<Option<ChatUsage>>,
     /// An OpenAI `error` object: the provider failed mid-stream and the stream ends here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
 }
 
@@ -148,15 +185,13 @@ impl<'a> ChatChunk<'a> {
 
 /// One choice of a chunk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatChunkChoice {
-    #[serde(default)]
     pub index: u32,
     /// Read from `message` too, as some hosts name it in chunks.
-    #[serde(default, alias = "message", deserialize_with = "null_as_default")]
+    #[serde(alias = "message", deserialize_with = "null_as_default")]
     pub delta: ChatDelta,
-    #[serde(default)]
     pub logprobs: Option<ChatLogprobs>,
-    #[serde(default)]
     pub finish_reason: Option<Cow<'static, str>>,
 }
 
@@ -178,28 +213,6 @@ impl ChatChunkChoice {
             ..Self::delta(index, ChatDelta::default())
         }
     }
-}
-
-/// What a chunk adds to its choice: every field only when it carries something.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChatDelta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Cow<'static, str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_content: Option<String>,
-    /// See [`ChatMessage::reasoning`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub tool_calls: Vec<ChatToolCall>,
 }
 
 impl ChatDelta {
@@ -248,14 +261,15 @@ pub fn reasoning_text(
 /// A `tool_calls` entry: a whole call in a message, a fragment of one in a delta (the id, type
 /// and name on the first fragment of a call, argument text on the rest).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatToolCall {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<Cow<'static, str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<ChatFunction>,
 }
 
@@ -287,31 +301,29 @@ impl ChatToolCall {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatFunction {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
 
 /// Token counts. OpenAI's invariant: `prompt_tokens` includes the cached tokens, and
 /// `completion_tokens` the reasoning tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatUsage {
-    #[serde(default)]
     pub prompt_tokens: u64,
-    #[serde(default)]
     pub completion_tokens: u64,
     /// Read as absent when a host leaves it out (the sum is meant).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
     /// Anthropic's cache writes, inside `prompt_tokens` but billed apart (they cost more than
     /// plain input); an extension OpenAI does not send.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_tokens: Option<u64>,
 }
 
@@ -332,43 +344,42 @@ impl ChatUsage {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PromptTokensDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CompletionTokensDetails {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
 }
 
 /// A choice's `logprobs`: `{"content": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ChatLogprobs {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub content: Vec<TokenLogprob>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TokenLogprob {
-    #[serde(default)]
     pub token: String,
-    #[serde(default)]
     pub logprob: f64,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub bytes: Vec<u8>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub top_logprobs: Vec<TopLogprob>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TopLogprob {
-    #[serde(default)]
     pub token: String,
-    #[serde(default)]
     pub logprob: f64,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub bytes: Vec<u8>,
 }
 

@@ -8,7 +8,7 @@
 
 use crate::error::GatewayError;
 use crate::providers::errors::{openai_error, protocol_error};
-use crate::providers::events::{EventTranslator, Events};
+use crate::providers::events::{Buffered, EventTranslator, Events, WholeTranslator};
 use crate::providers::ResponseTranslator;
 use crate::sse::SseEvent;
 
@@ -16,17 +16,13 @@ use super::response::{ChatChunk, ChatCompletion};
 
 /// The client side of an answer, fed typed chat values.
 ///
-/// A whole answer is one [`completion`](Self::completion) call. A stream is
+/// A whole answer is one [`whole`](Self::whole) call. A stream is
 /// [`chunk`](Self::chunk) calls (a chunk with `error` ends it), [`done`](Self::done) for its
 /// `[DONE]`, and [`end`](Self::end) once the upstream body is over, `[DONE]` or not: a sink
 /// completes an answer whose finish reason came, and fails one cut before it.
 pub trait ChatSink: Send + Sync {
     /// A whole answer; appends the client's body to `out`.
-    fn completion(
-        &mut self,
-        completion: ChatCompletion,
-        out: &mut Vec<u8>,
-    ) -> Result<(), GatewayError>;
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError>;
     /// The next chunk of a stream; appends whatever client events it completes.
     fn chunk(&mut self, chunk: ChatChunk<'_>, out: &mut Vec<u8>) -> Result<(), GatewayError>;
     /// The stream's `[DONE]`: the answer is complete.
@@ -47,12 +43,8 @@ struct ErrorBody<'a> {
 }
 
 impl ChatSink for OpenAiWriter {
-    fn completion(
-        &mut self,
-        completion: ChatCompletion,
-        out: &mut Vec<u8>,
-    ) -> Result<(), GatewayError> {
-        serde_json::to_writer(&mut *out, &completion)
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        serde_json::to_writer(&mut *out, &answer)
             .map_err(|e| GatewayError::internal("encoding JSON", e))
     }
 
@@ -87,32 +79,23 @@ pub fn read<S: ChatSink + 'static>(stream: bool, sink: S) -> Box<dyn ResponseTra
             closed: false,
         }))
     } else {
-        Box::new(ReadCompletion {
-            body: Vec::new(),
-            sink,
-        })
+        Box::new(Buffered::new(ReadCompletion { sink }))
     }
 }
 
-/// Buffers a whole answer and hands it over at the end.
+/// Hands a whole answer over.
 struct ReadCompletion<S> {
-    body: Vec<u8>,
     sink: S,
 }
 
-impl<S: ChatSink> ResponseTranslator for ReadCompletion<S> {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let completion: ChatCompletion = serde_json::from_slice(&self.body)
+impl<S: ChatSink> WholeTranslator for ReadCompletion<S> {
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let completion: ChatCompletion = serde_json::from_slice(body)
             .map_err(|e| protocol_error(format!("unreadable OpenAI-format answer: {e}")))?;
         if let Some(error) = &completion.error {
             return Err(openai_error(error));
         }
-        self.sink.completion(completion, out)
+        self.sink.whole(completion, out)
     }
 }
 

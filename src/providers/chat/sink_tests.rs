@@ -30,26 +30,35 @@ fn usage(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> ChatUsage
     }
 }
 
+/// A one-choice answer.
+fn answer(
+    id: &str,
+    created: u64,
+    model: &str,
+    message: ChatMessage,
+    finish: &'static str,
+) -> ChatCompletion {
+    let mut c = ChatCompletion::new(id.into(), created, model.into());
+    c.choices.push(ChatChoice {
+        index: 0,
+        message,
+        logprobs: None,
+        finish_reason: Some(Cow::Borrowed(finish)),
+    });
+    c
+}
+
 fn written(completion: ChatCompletion) -> String {
     let mut out = Vec::new();
-    OpenAiWriter.completion(completion, &mut out).unwrap();
+    OpenAiWriter.whole(completion, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
 #[test]
 fn a_whole_answer_is_written_as_before() {
     // gemini::upstream::response's `text_answer_becomes_a_chat_completion`
-    let mut c = ChatCompletion::new("chatcmpl-abc".into(), 1_700_000_000, "my-gemini".into());
-    c.choices.push(ChatChoice {
-        index: 0,
-        message: ChatMessage {
-            role: Some(Cow::Borrowed("assistant")),
-            content: Some("It is 21°C.".into()),
-            ..ChatMessage::default()
-        },
-        logprobs: None,
-        finish_reason: Some(Cow::Borrowed("stop")),
-    });
+    let text = ChatMessage::assistant(Some("It is 21°C.".into()), Vec::new());
+    let mut c = answer("chatcmpl-abc", 1_700_000_000, "my-gemini", text, "stop");
     c.usage = Some(usage(15, 26, 4, 20));
     assert_eq!(
         written(c),
@@ -67,24 +76,15 @@ fn a_whole_answer_is_written_as_before() {
 fn a_whole_answer_with_reasoning_tool_calls_and_cache_writes() {
     // anthropic::upstream::response's B1 answers: null content beside calls, reasoning, the
     // cache-write extension in usage
-    let mut c = ChatCompletion::new("chatcmpl-msg_01X".into(), 7, "claude-alias".into());
-    c.choices.push(ChatChoice {
-        index: 0,
-        message: ChatMessage {
-            role: Some(Cow::Borrowed("assistant")),
-            content: None,
-            reasoning_content: Some("hmm".into()),
-            tool_calls: vec![ChatToolCall::function(
-                None,
-                "toolu_01A".into(),
-                "get_weather".into(),
-                r#"{"city":"Paris"}"#.into(),
-            )],
-            ..ChatMessage::default()
-        },
-        logprobs: None,
-        finish_reason: Some(Cow::Borrowed("tool_calls")),
-    });
+    let call = ChatToolCall::function(
+        None,
+        "toolu_01A".into(),
+        "get_weather".into(),
+        r#"{"city":"Paris"}"#.into(),
+    );
+    let mut calls = ChatMessage::assistant(None, vec![call]);
+    calls.reasoning_content = Some("hmm".into());
+    let mut c = answer("chatcmpl-msg_01X", 7, "claude-alias", calls, "tool_calls");
     c.usage = Some(ChatUsage {
         prompt_tokens: 2572,
         completion_tokens: 89,
@@ -202,7 +202,7 @@ struct Recorder {
 }
 
 impl ChatSink for Recorder {
-    fn completion(&mut self, c: ChatCompletion, _: &mut Vec<u8>) -> Result<(), GatewayError> {
+    fn whole(&mut self, c: ChatCompletion, _: &mut Vec<u8>) -> Result<(), GatewayError> {
         self.completions.push(c);
         Ok(())
     }

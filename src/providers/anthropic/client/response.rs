@@ -395,12 +395,8 @@ impl ToAnthropic {
 }
 
 impl ChatSink for ToAnthropic {
-    fn completion(
-        &mut self,
-        completion: ChatCompletion,
-        out: &mut Vec<u8>,
-    ) -> Result<(), GatewayError> {
-        out.extend(to_bytes(&message(completion, &self.model))?);
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        out.extend(to_bytes(&message(answer, &self.model))?);
         Ok(())
     }
 

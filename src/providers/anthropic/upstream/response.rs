@@ -19,40 +19,25 @@ use crate::providers::chat::{
     ChatToolCall, ChatUsage, OpenAiWriter, PromptTokensDetails,
 };
 use crate::providers::errors::protocol_error;
-use crate::providers::events::{EventTranslator, Events};
+use crate::providers::events::{Buffered, EventTranslator, Events, WholeTranslator};
 use crate::providers::ResponseTranslator;
 use crate::sse::SseEvent;
 
-/// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) → OpenAI
-/// `chat.completion` / `chat.completion.chunk` stream ending in `data: [DONE]`: [`to_sink`]
-/// with the OpenAI client's writer.
-pub fn to_chat(
-    stream: bool,
-    client_model: &str,
-    include_usage: bool,
-) -> Box<dyn ResponseTranslator> {
-    to_sink(stream, client_model, include_usage, OpenAiWriter)
-}
-
 /// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) into chat values
-/// for `sink`: one completion, or chunks ending in `[DONE]`. `client_model` is put in `model`.
-/// The usage-only final chunk (`choices:[]`) is emitted iff `include_usage` (the client's
-/// `stream_options.include_usage`). Usage maps incl. cache tokens (`prompt_tokens` = input +
-/// cache_creation + cache_read; `cached_tokens` = cache_read).
-pub fn to_sink<S: ChatSink + 'static>(
+/// for `sink` ([`OpenAiWriter`] for an OpenAI client): one `chat.completion`, or
+/// `chat.completion.chunk`s ending in `[DONE]`. `client_model` is put in `model`. The stream
+/// ends with the usage-only chunk (`choices:[]`): usage is always asked of a translated
+/// upstream, and the meter removes that chunk for clients that did not ask. Usage maps incl.
+/// cache tokens (`prompt_tokens` = input + cache_creation + cache_read; `cached_tokens` =
+/// cache_read).
+pub fn to_chat<S: ChatSink + 'static>(
     stream: bool,
     client_model: &str,
-    include_usage: bool,
     sink: S,
 ) -> Box<dyn ResponseTranslator> {
     let created = unix_secs();
     if stream {
-        Box::new(StreamToChat::with_sink(
-            client_model,
-            include_usage,
-            created,
-            sink,
-        ))
+        Box::new(StreamToChat::with_sink(client_model, true, created, sink))
     } else {
         Box::new(JsonToChat::with_sink(client_model, created, sink))
     }
@@ -223,9 +208,8 @@ fn embedded_error(error: &Value, raw: &[u8]) -> GatewayError {
 
 // ---- whole answer ---------------------------------------------------------------------------
 
-/// Buffers an Anthropic message and hands the chat completion to its sink at the end.
+/// An Anthropic message → the chat completion for its sink.
 pub(super) struct JsonToChat<S = OpenAiWriter> {
-    body: Vec<u8>,
     model: String,
     created: u64,
     sink: S,
@@ -234,37 +218,31 @@ pub(super) struct JsonToChat<S = OpenAiWriter> {
 impl JsonToChat {
     /// For an OpenAI client, with a fixed time (and ids) to compare output with.
     #[cfg(test)]
-    pub(super) fn new(model: &str, created: u64) -> Self {
+    pub(super) fn new(model: &str, created: u64) -> Buffered<Self> {
         Self::with_sink(model, created, OpenAiWriter)
     }
 }
 
 impl<S> JsonToChat<S> {
-    pub(super) fn with_sink(model: &str, created: u64, sink: S) -> Self {
-        Self {
-            body: Vec::new(),
+    pub(super) fn with_sink(model: &str, created: u64, sink: S) -> Buffered<Self> {
+        Buffered::new(Self {
             model: model.to_string(),
             created,
             sink,
-        }
+        })
     }
 }
 
-impl<S: ChatSink> ResponseTranslator for JsonToChat<S> {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let message: Message = serde_json::from_slice(&self.body)
+impl<S: ChatSink> WholeTranslator for JsonToChat<S> {
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let message: Message = serde_json::from_slice(body)
             .map_err(|e| protocol_error(format!("unreadable Anthropic answer: {e}")))?;
         if message.kind == "error" {
-            let error: Value = serde_json::from_slice(&self.body).unwrap_or_default();
-            return Err(embedded_error(&error["error"], &self.body));
+            let error: Value = serde_json::from_slice(body).unwrap_or_default();
+            return Err(embedded_error(&error["error"], body));
         }
         let completion = completion(message, &self.model, self.created);
-        self.sink.completion(completion, out)
+        self.sink.whole(completion, out)
     }
 }
 
@@ -302,13 +280,8 @@ fn completion(message: Message, model: &str, created: u64) -> ChatCompletion {
         None if text.is_empty() && !tool_calls.is_empty() => None,
         None => Some(text),
     };
-    let reply = ChatMessage {
-        role: Some(Cow::Borrowed("assistant")),
-        content,
-        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-        tool_calls,
-        ..ChatMessage::default()
-    };
+    let mut reply = ChatMessage::assistant(content, tool_calls);
+    reply.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
     let id = format!("chatcmpl-{}", message.id);
     let mut completion = ChatCompletion::new(id, created, model.to_string());
     completion.choices.push(ChatChoice {

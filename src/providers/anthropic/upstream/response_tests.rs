@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::{finish_reason, to_chat, JsonToChat, StreamToChat};
 use crate::error::ErrorKind;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
+use crate::providers::chat::OpenAiWriter;
 use crate::providers::responses::client::response::{from_chat, ToResponses};
 use crate::providers::responses::client::Echo;
 use crate::providers::translator_testing::{
@@ -129,7 +130,7 @@ fn usage_without_cache_fields_still_maps() {
 
 #[test]
 fn created_is_now() {
-    let mut t = to_chat(false, "m", false);
+    let mut t = to_chat(false, "m", OpenAiWriter);
     let (out, result) = run(
         t.as_mut(),
         &[message(json!([]), "end_turn").to_string().as_bytes()],
@@ -144,12 +145,12 @@ fn created_is_now() {
 
 #[test]
 fn an_error_body_or_garbage_fails_the_whole_answer() {
-    let mut t = to_chat(false, "m", false);
+    let mut t = to_chat(false, "m", OpenAiWriter);
     let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
     let (_, result) = run(t.as_mut(), &[body]);
     let e = result.unwrap_err();
     assert_eq!((e.status(), e.message.as_str()), (503, "Overloaded"));
-    let (_, result) = run(to_chat(false, "m", false).as_mut(), &[b"{\"id\":"]);
+    let (_, result) = run(to_chat(false, "m", OpenAiWriter).as_mut(), &[b"{\"id\":"]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
@@ -345,10 +346,13 @@ fn an_error_event_mid_stream_becomes_an_openai_error_event_and_ends_it() {
 
 #[test]
 fn an_empty_or_garbled_stream_fails() {
-    let (out, result) = run(to_chat(true, "m", true).as_mut(), &[b""]);
+    let (out, result) = run(to_chat(true, "m", OpenAiWriter).as_mut(), &[b""]);
     assert!(out.is_empty());
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
-    let (_, result) = run(to_chat(true, "m", true).as_mut(), &[b"data: {oops\n\n"]);
+    let (_, result) = run(
+        to_chat(true, "m", OpenAiWriter).as_mut(),
+        &[b"data: {oops\n\n"],
+    );
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 

@@ -19,6 +19,7 @@ use crate::providers::chat::{
     ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatSink, ChatToolCall, ChatUsage,
     CompletionTokensDetails, OpenAiWriter, PromptTokensDetails, TokenLogprob, TopLogprob,
 };
+use crate::providers::events::{Buffered, WholeTranslator};
 use crate::providers::ResponseTranslator;
 
 mod stream;
@@ -210,75 +211,51 @@ pub(super) fn finish_reason(reason: &str, saw_tool_call: bool) -> &'static str {
 /// `stop`; a complete non-streaming answer without one → `stop`); `usageMetadata` →
 /// `usage` (prompt = prompt + tool-use prompt tokens, completion = candidates + thoughts,
 /// `cached_tokens`, `reasoning_tokens`). Thought parts are dropped. `model` is `client_model`.
-/// The usage-only final chunk (`choices: []`) is sent iff `include_usage`. A blocked prompt
-/// (`promptFeedback.blockReason`, no candidates) is one choice with empty content and
-/// `content_filter`.
-pub fn to_chat(
+/// The stream ends with the usage-only chunk (`choices: []`), and every other chunk has
+/// `"usage": null`: usage is always asked of a translated upstream, and the meter removes it
+/// for clients that did not ask. A blocked prompt (`promptFeedback.blockReason`, no
+/// candidates) is one choice with empty content and `content_filter`. The values go to `sink`
+/// ([`OpenAiWriter`] for an OpenAI client).
+pub fn to_chat<S: ChatSink + 'static>(
     stream: bool,
     client_model: &str,
-    include_usage: bool,
-) -> Box<dyn ResponseTranslator> {
-    to_sink(stream, client_model, include_usage, OpenAiWriter)
-}
-
-/// [`to_chat`]'s translation, its chat values handed to `sink` instead of written for an
-/// OpenAI client.
-pub fn to_sink<S: ChatSink + 'static>(
-    stream: bool,
-    client_model: &str,
-    include_usage: bool,
     sink: S,
 ) -> Box<dyn ResponseTranslator> {
+    let stamp = Stamp::fresh();
     if stream {
         Box::new(stream::StreamTranslator::with_sink(
             client_model,
-            include_usage,
-            Stamp::fresh(),
+            true,
+            stamp,
             sink,
         ))
     } else {
-        Box::new(JsonTranslator::with_sink(
-            client_model,
-            Stamp::fresh(),
-            sink,
-        ))
+        Box::new(JsonTranslator::with_sink(client_model, stamp, sink))
     }
 }
 
-/// Buffers the whole answer, converts it in `finish` and hands it to its sink.
+/// Converts the whole answer and hands it to its sink.
 pub(super) struct JsonTranslator<S = OpenAiWriter> {
-    body: Vec<u8>,
     client_model: String,
     stamp: Stamp,
     sink: S,
 }
 
-/// The assistant message of one candidate.
-fn assistant(content: Option<String>, tool_calls: Vec<ChatToolCall>) -> ChatMessage {
-    ChatMessage {
-        role: Some(Cow::Borrowed("assistant")),
-        content,
-        tool_calls,
-        ..ChatMessage::default()
-    }
-}
-
 impl JsonTranslator {
     /// For an OpenAI client, with a fixed time (and ids) to compare output with.
     #[cfg(test)]
-    pub fn new(client_model: &str, stamp: Stamp) -> Self {
+    pub fn new(client_model: &str, stamp: Stamp) -> Buffered<Self> {
         Self::with_sink(client_model, stamp, OpenAiWriter)
     }
 }
 
 impl<S> JsonTranslator<S> {
-    pub fn with_sink(client_model: &str, stamp: Stamp, sink: S) -> Self {
-        Self {
-            body: Vec::new(),
+    pub fn with_sink(client_model: &str, stamp: Stamp, sink: S) -> Buffered<Self> {
+        Buffered::new(Self {
             client_model: client_model.to_string(),
             stamp,
             sink,
-        }
+        })
     }
 
     fn convert(&self, response: GenerateContentResponse) -> ChatCompletion {
@@ -305,7 +282,7 @@ impl<S> JsonTranslator<S> {
                 let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
                 ChatChoice {
                     index: candidate.index.unwrap_or(pos as u32),
-                    message: assistant(content, tool_calls),
+                    message: ChatMessage::assistant(content, tool_calls),
                     logprobs: candidate.logprobs_result.map(logprobs),
                     finish_reason: Some(Cow::Borrowed(finish)),
                 }
@@ -319,7 +296,7 @@ impl<S> JsonTranslator<S> {
         if choices.is_empty() && blocked {
             choices.push(ChatChoice {
                 index: 0,
-                message: assistant(Some(String::new()), Vec::new()),
+                message: ChatMessage::assistant(Some(String::new()), Vec::new()),
                 logprobs: None,
                 finish_reason: Some(Cow::Borrowed("content_filter")),
             });
@@ -332,20 +309,15 @@ impl<S> JsonTranslator<S> {
     }
 }
 
-impl<S: ChatSink> ResponseTranslator for JsonTranslator<S> {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+impl<S: ChatSink> WholeTranslator for JsonTranslator<S> {
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let response: GenerateContentResponse =
-            serde_json::from_slice(&self.body).map_err(|e| protocol_error("an answer", e))?;
+            serde_json::from_slice(body).map_err(|e| protocol_error("an answer", e))?;
         if let Some(error) = &response.error {
-            return Err(embedded_error(error, &self.body));
+            return Err(embedded_error(error, body));
         }
         let completion = self.convert(response);
-        self.sink.completion(completion, out)
+        self.sink.whole(completion, out)
     }
 }
 
@@ -530,7 +502,7 @@ mod tests {
                                            "finishReason": "STOP"}]}).to_string();
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let mut t = to_chat(false, "m", false);
+            let mut t = to_chat(false, "m", OpenAiWriter);
             let mut out = Vec::new();
             t.push(body.as_bytes(), &mut out).unwrap();
             t.finish(&mut out).unwrap();

@@ -217,7 +217,7 @@ fn an_anthropic_stream_reaches_a_responses_client() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
     let (types, response) = chained(
-        |sink| anthropic::upstream::response::to_sink(true, "client", true, sink),
+        |sink| anthropic::upstream::response::to_chat(true, "client", sink),
         input,
     );
     assert_eq!(types.first().map(String::as_str), Some("response.created"));
@@ -243,7 +243,7 @@ fn a_gemini_stream_reaches_a_responses_client() {
         "\"candidatesTokenCount\":2,\"totalTokenCount\":7},\"responseId\":\"r1\"}\r\n\r\n",
     );
     let (types, response) = chained(
-        |sink| gemini::upstream::response::to_sink(true, "client", true, sink),
+        |sink| gemini::upstream::response::to_chat(true, "client", sink),
         input,
     );
     assert_eq!(types.last().map(String::as_str), Some("response.completed"));

@@ -411,13 +411,9 @@ impl ToResponses {
 }
 
 impl ChatSink for ToResponses {
-    fn completion(
-        &mut self,
-        completion: ChatCompletion,
-        out: &mut Vec<u8>,
-    ) -> Result<(), GatewayError> {
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let echo = self.echo.take().unwrap_or_default();
-        out.extend(to_bytes(&response(completion, &self.model, echo))?);
+        out.extend(to_bytes(&response(answer, &self.model, echo))?);
         Ok(())
     }
 
