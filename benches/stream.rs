@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use cheapai_gateway::dialect::Dialect;
 use cheapai_gateway::providers::anthropic;
+use cheapai_gateway::providers::chat::OpenAiWriter;
 use cheapai_gateway::sse::EventFramer;
 use cheapai_gateway::usage::meter::Meter;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -75,7 +76,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("translate_anthropic_to_openai", |b| {
         let upstream = anthropic_stream();
         b.iter(|| {
-            let mut t = anthropic::upstream::response::to_chat(true, "claude", true);
+            let mut t = anthropic::upstream::response::to_chat(true, "claude", OpenAiWriter);
             let mut out = Vec::new();
             for e in &upstream {
                 let _ = t.push(e, &mut out);

@@ -354,7 +354,9 @@ impl GatewayError {
         Bytes::from(format!("event: error\ndata: {event}\n\n"))
     }
 
-    fn openai_object(&self) -> serde_json::Value {
+    /// The OpenAI `error` object (`message`, `type`, `param`, `code`), as a typed chat answer
+    /// carries a mid-stream failure.
+    pub(crate) fn openai_object(&self) -> serde_json::Value {
         let error_type = self
             .upstream_type
             .as_deref()

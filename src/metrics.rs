@@ -197,6 +197,15 @@ pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static REASONING_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "reasoning_dropped_total",
+        "Tool-loop turns that asked for reasoning but went on without it: the provider's signed \
+         reasoning of the turn before was neither sent back nor kept by the gateway.",
+        &["model"],
+    )
+});
+
 pub static INFLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::with_opts(

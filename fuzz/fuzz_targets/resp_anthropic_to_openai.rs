@@ -10,6 +10,7 @@
 
 use cheapai_gateway::dialect::Dialect;
 use cheapai_gateway::providers::anthropic::upstream::response::to_chat;
+use cheapai_gateway::providers::chat::OpenAiWriter;
 use cheapai_gateway_fuzz::{meter, run_translator, Chunked};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (stream, client_usage) = (input.flag(0), input.flag(1));
-    let mut t = to_chat(stream, "claude-alias", true);
+    let mut t = to_chat(stream, "claude-alias", OpenAiWriter);
     let run = run_translator(
         "anthropic::upstream::response::to_chat",
         t.as_mut(),

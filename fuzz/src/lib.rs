@@ -15,7 +15,6 @@
 
 use bytes::Bytes;
 use cheapai_gateway::dialect::Dialect;
-use cheapai_gateway::error::GatewayError;
 use cheapai_gateway::providers::ResponseTranslator;
 use cheapai_gateway::sse::{SseEvent, SseParser};
 use cheapai_gateway::usage::meter::Meter;
@@ -152,33 +151,6 @@ pub fn run_translator(
         assert_json(what, &run.out());
     }
     run
-}
-
-/// Two translators in a row, the first's output the second's input: how the gateway composes
-/// formats (Gemini → OpenAI → Anthropic).
-pub struct Chain(
-    pub Box<dyn ResponseTranslator>,
-    pub Box<dyn ResponseTranslator>,
-);
-
-impl ResponseTranslator for Chain {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut middle = Vec::new();
-        self.0.push(chunk, &mut middle)?;
-        if middle.is_empty() {
-            return Ok(());
-        }
-        self.1.push(&middle, out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut middle = Vec::new();
-        self.0.finish(&mut middle)?;
-        if !middle.is_empty() {
-            self.1.push(&middle, out)?;
-        }
-        self.1.finish(out)
-    }
 }
 
 /// Feeds what a translator wrote to the usage meter, call by call, as the proxy does (the

@@ -1,6 +1,7 @@
-//! The SSE side of every stream translator, written once: an [`EventTranslator`] says what
-//! one upstream event becomes and what the end of the stream does; [`Events`] frames the
-//! upstream bytes into events (at any chunk border) and hands them over in order.
+//! The framing side of every translator, written once: an [`EventTranslator`] says what one
+//! upstream event becomes and what the end of the stream does; [`Events`] frames the upstream
+//! bytes into events (at any chunk border) and hands them over in order. A whole answer's
+//! [`WholeTranslator`] gets all of it at once from [`Buffered`].
 
 use crate::error::GatewayError;
 use crate::providers::ResponseTranslator;
@@ -41,6 +42,38 @@ impl<T> Events<T> {
         self.pending
             .drain(..)
             .try_for_each(|event| translator.event(&event, out))
+    }
+}
+
+/// A translator of a whole (non-streamed) answer, which it can only read complete.
+pub(crate) trait WholeTranslator: Send + Sync {
+    /// The whole upstream body; appends the client's answer to `out`.
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
+}
+
+/// A [`WholeTranslator`] behind the buffering of its upstream's bytes.
+pub(crate) struct Buffered<T> {
+    body: Vec<u8>,
+    translator: T,
+}
+
+impl<T> Buffered<T> {
+    pub(crate) fn new(translator: T) -> Self {
+        Self {
+            body: Vec::new(),
+            translator,
+        }
+    }
+}
+
+impl<T: WholeTranslator> ResponseTranslator for Buffered<T> {
+    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.translator.whole(&self.body, out)
     }
 }
 

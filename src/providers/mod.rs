@@ -38,7 +38,8 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Implementations are pure state machines: bytes in at any chunk border, bytes out, no
 /// I/O, no Pingora. A non-streaming translator buffers in `push` and converts in `finish`;
 /// a streaming one emits each client event as soon as the upstream events that make it are
-/// complete. Chaining two (Gemini → OpenAI → Anthropic) composes formats.
+/// complete. Formats compose inside one translator: an upstream side feeding a client side's
+/// [`chat::ChatSink`] (Gemini → chat values → Anthropic).
 pub trait ResponseTranslator: Send + Sync {
     /// The next upstream bytes; appends whatever is ready for the client to `out`.
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;

@@ -2,14 +2,18 @@
 //! to a [`Route`], then one composition for every translated pair, through OpenAI chat.
 //!
 //! A translated request goes client side → [`ChatRequest`] → upstream side, parsed once and
-//! serialized once; its answer goes back the other way, upstream side → chat → client side.
+//! serialized once; its answer goes back the other way: the upstream side reads the provider's
+//! answer into typed chat values and hands them to the client side's [`ChatSink`], with no
+//! bytes in between.
 //! Adding a format means adding its sides to [`ClientSide`] or [`UpstreamSide`] and a row or
 //! two to [`route`], not another arm per pair.
 
 use bytes::Bytes;
 
+use super::anthropic::client::response::ToAnthropic;
 use super::anthropic::upstream::cache::PromptCache;
-use super::chat::ChatRequest;
+use super::chat::{self, ChatRequest, ChatSink, OpenAiWriter};
+use super::responses::client::response::ToResponses;
 use super::{
     anthropic, gemini, openai, responses, Plan, Provider, ProviderKind, ResponseTranslator,
     UpstreamRequest,
@@ -85,6 +89,46 @@ impl UpstreamSide {
     }
 }
 
+/// The client side of a translated answer: the sink the upstream side's chat values go to
+/// (boxed: it waits in this value only until the upstream side is known).
+enum ToClient {
+    Chat,
+    Anthropic(Box<ToAnthropic>),
+    Responses(Box<ToResponses>),
+}
+
+/// The translator of a translated answer: the upstream side reading the provider's answer,
+/// feeding the client side.
+fn answer(
+    upstream: UpstreamSide,
+    to_client: ToClient,
+    stream: bool,
+    client_model: &str,
+) -> Box<dyn ResponseTranslator> {
+    match to_client {
+        ToClient::Chat => upstream_into(upstream, stream, client_model, OpenAiWriter),
+        ToClient::Anthropic(sink) => upstream_into(upstream, stream, client_model, *sink),
+        ToClient::Responses(sink) => upstream_into(upstream, stream, client_model, *sink),
+    }
+}
+
+/// The upstream side of an answer, handing its chat values to `sink`. Usage is always asked
+/// of translated upstreams; the meter removes it for clients that did not ask.
+fn upstream_into<S: ChatSink + 'static>(
+    upstream: UpstreamSide,
+    stream: bool,
+    client_model: &str,
+    sink: S,
+) -> Box<dyn ResponseTranslator> {
+    match upstream {
+        UpstreamSide::Chat => chat::read(stream, sink),
+        UpstreamSide::Anthropic => {
+            anthropic::upstream::response::to_chat(stream, client_model, sink)
+        }
+        UpstreamSide::Gemini => gemini::upstream::response::to_chat(stream, client_model, sink),
+    }
+}
+
 /// The content type of a translated answer.
 fn content_type(stream: bool) -> Option<&'static str> {
     Some(if stream {
@@ -132,7 +176,7 @@ impl Provider {
         Ok(Plan::Upstream(request))
     }
 
-    /// Client side → [`ChatRequest`] → upstream side; the answer's translators the other way.
+    /// Client side → [`ChatRequest`] → upstream side; the answer's translator the other way.
     fn translated(
         &self,
         client: ClientSide,
@@ -148,20 +192,22 @@ impl Provider {
             ClientSide::Chat | ClientSide::Responses => cache,
         };
         let (chat, to_client) = match client {
-            ClientSide::Chat => (ChatRequest::parse(body)?, None),
+            ClientSide::Chat => (ChatRequest::parse(body)?, ToClient::Chat),
             ClientSide::Anthropic => (
                 anthropic::client::request::to_chat(body, upstream_model)?,
-                Some(anthropic::client::response::from_chat(stream, client_model)),
+                ToClient::Anthropic(Box::new(ToAnthropic::new(client_model))),
             ),
             ClientSide::Responses => {
                 let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
-                let to_client = responses::client::response::from_chat(stream, client_model, echo);
-                (chat, Some(to_client))
+                (
+                    chat,
+                    ToClient::Responses(Box::new(ToResponses::new(client_model, echo))),
+                )
             }
         };
-        // Usage is always asked of translated upstreams; the meter removes it for clients
-        // that did not ask.
-        let (mut request, to_chat) = match UpstreamSide::of(self.kind) {
+        let upstream = UpstreamSide::of(self.kind);
+        // whether the provider streams: the client's choice, as the upstream side read it
+        let (mut request, upstream_streams) = match upstream {
             // OpenAI chat to an OpenAI-format host is Route::OpenAi, which also names the
             // upstream model; a client side's chat already carries it
             UpstreamSide::Chat if client == ClientSide::Chat => {
@@ -175,38 +221,22 @@ impl Provider {
                     self.upstream.path("/chat/completions"),
                     chat.to_bytes()?.into(),
                 ),
-                None,
+                stream,
             ),
             UpstreamSide::Anthropic => (
                 self.request(
                     self.upstream.path("/v1/messages"),
                     anthropic::upstream::request::from_chat(&chat, upstream_model, cache)?.into(),
                 ),
-                Some(anthropic::upstream::response::to_chat(
-                    stream,
-                    client_model,
-                    true,
-                )),
+                stream,
             ),
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
-                (
-                    self.request(
-                        self.gemini_path(upstream_model, generate_method(stream)),
-                        gemini_body.into(),
-                    ),
-                    Some(gemini::upstream::response::to_chat(
-                        stream,
-                        client_model,
-                        true,
-                    )),
-                )
+                let path = self.gemini_path(upstream_model, generate_method(stream));
+                (self.request(path, gemini_body.into()), stream)
             }
         };
-        request.translator = match (to_chat, to_client) {
-            (Some(first), Some(second)) => Some(Box::new(Chain(first, second, Vec::new()))),
-            (first, second) => first.or(second),
-        };
+        request.translator = Some(answer(upstream, to_client, upstream_streams, client_model));
         request.content_type = content_type(stream);
         Ok(request)
     }
@@ -250,33 +280,6 @@ fn generate_method(stream: bool) -> &'static str {
         "streamGenerateContent?alt=sse"
     } else {
         "generateContent"
-    }
-}
-
-/// Two translators in a row: the first's output is the second's input.
-struct Chain(
-    Box<dyn ResponseTranslator>,
-    Box<dyn ResponseTranslator>,
-    Vec<u8>,
-);
-
-impl ResponseTranslator for Chain {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.push(chunk, &mut self.2)?;
-        if self.2.is_empty() {
-            return Ok(());
-        }
-        self.1.push(&self.2, out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.2.clear();
-        self.0.finish(&mut self.2)?;
-        if !self.2.is_empty() {
-            self.1.push(&self.2, out)?;
-        }
-        self.1.finish(out)
     }
 }
 
@@ -359,6 +362,57 @@ mod tests {
                 expected,
                 "{kind:?} {endpoint:?}"
             );
+        }
+    }
+
+    /// Every translated pair's answer goes from the upstream's format to the client's.
+    #[test]
+    fn every_translated_answer_reaches_its_client() {
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::run;
+        let streams = [
+            (
+                UpstreamSide::Chat,
+                "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+            ),
+            (
+                UpstreamSide::Anthropic,
+                concat!(
+                    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n",
+                    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi there\"}}\n\n",
+                    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+                    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                ),
+            ),
+            (
+                UpstreamSide::Gemini,
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi there\"}]},\"finishReason\":\"STOP\",\"index\":0}]}\n\n",
+            ),
+        ];
+        for (upstream, input) in streams {
+            let clients: [(ClientSide, &str); 3] = [
+                (ClientSide::Chat, "data: [DONE]"),
+                (ClientSide::Anthropic, "event: message_stop"),
+                (ClientSide::Responses, "event: response.completed"),
+            ];
+            for (client, end) in clients {
+                let to_client = match client {
+                    // not translated: the route table passes these through
+                    ClientSide::Chat if upstream == UpstreamSide::Chat => continue,
+                    ClientSide::Anthropic if upstream == UpstreamSide::Anthropic => continue,
+                    ClientSide::Chat => ToClient::Chat,
+                    ClientSide::Anthropic => ToClient::Anthropic(Box::new(ToAnthropic::new("c"))),
+                    ClientSide::Responses => {
+                        ToClient::Responses(Box::new(ToResponses::new("c", Echo::default())))
+                    }
+                };
+                let mut translator = answer(upstream, to_client, true, "c");
+                let (out, result) = run(translator.as_mut(), &[input.as_bytes()]);
+                result.unwrap();
+                let out = String::from_utf8(out).unwrap();
+                assert!(out.contains("Hi there"), "{upstream:?} → {client:?}: {out}");
+                assert!(out.contains(end), "{upstream:?} → {client:?}: {out}");
+            }
         }
     }
 }

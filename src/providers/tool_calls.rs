@@ -4,21 +4,7 @@
 //! Responses API) read tool calls the same way: by `index`, with the id and name on the first
 //! fragment and the arguments spread over the rest.
 
-use serde::Deserialize;
-
-/// A `tool_calls` entry: a whole call in a JSON answer, a fragment of one in a stream.
-#[derive(Deserialize)]
-pub struct ToolCall {
-    pub index: Option<usize>,
-    pub id: Option<String>,
-    pub function: Option<Function>,
-}
-
-#[derive(Deserialize)]
-pub struct Function {
-    pub name: Option<String>,
-    pub arguments: Option<String>,
-}
+use super::chat::ChatToolCall;
 
 /// One streamed call, as far as its fragments have come.
 pub struct Call {
@@ -35,7 +21,7 @@ pub struct Call {
 /// Folds a fragment into `calls`: the call it belongs to (found by index, or made), with the
 /// first id and name given kept. Returns that call's position and the argument text the
 /// fragment carried, which the caller writes or holds.
-pub fn absorb(calls: &mut Vec<Call>, fragment: ToolCall) -> (usize, String) {
+pub fn absorb(calls: &mut Vec<Call>, fragment: ChatToolCall) -> (usize, String) {
     let id = fragment.id.filter(|id| !id.is_empty());
     let index = match fragment.index {
         Some(index) => index,

@@ -60,3 +60,28 @@ pub(crate) fn events(out: &[u8]) -> Vec<(Option<String>, Value)> {
         })
         .collect()
 }
+
+/// Runs a typed chain (an upstream side handing its chat values straight to a client side)
+/// over `input` at every split, and asserts it writes what the byte chain writes: the same
+/// upstream side's OpenAI bytes, read by the same client side. So the composition neither adds
+/// nor loses anything. Returns the output.
+pub(crate) fn typed_chain_matches_bytes(
+    typed: impl Fn() -> Box<dyn ResponseTranslator>,
+    upstream_to_bytes: Box<dyn ResponseTranslator>,
+    client_from_bytes: Box<dyn ResponseTranslator>,
+    input: &[u8],
+) -> Vec<u8> {
+    let (out, result) = same_at_every_split(typed, input);
+    let (mut upstream, mut client) = (upstream_to_bytes, client_from_bytes);
+    let (chat, upstream_result) = run(upstream.as_mut(), &[input]);
+    let (via_bytes, client_result) = run(client.as_mut(), &[&chat]);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&via_bytes)
+    );
+    assert_eq!(
+        result.is_ok(),
+        upstream_result.is_ok() && client_result.is_ok()
+    );
+    out
+}

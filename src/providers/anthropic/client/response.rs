@@ -1,92 +1,43 @@
-//! OpenAI answer → Anthropic message, whole (D2) or streamed (D3), for Anthropic clients on
-//! models served in OpenAI's format.
+//! Chat answer → Anthropic message, whole (D2) or streamed (D3), for Anthropic clients on
+//! models served in another format: [`ToAnthropic`] is the [`ChatSink`] every such answer
+//! reaches, typed (from the Gemini side) or read from an OpenAI-format provider's bytes.
 //!
 //! The non-standard `reasoning_content` / `reasoning` of compat hosts becomes a thinking block
 //! without a signature (there is none to give). When tool calls were made but the upstream
 //! reports a plain `stop` (some compat hosts do), the stop reason is `tool_use`, since that is
 //! what makes Anthropic clients run the tools.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::dialect::Dialect;
 use crate::error::GatewayError;
 use crate::providers::anthropic::{put_event, sanitize_tool_id, synthesize_tool_id};
+use crate::providers::chat::{
+    read, reasoning_text, ChatChunk, ChatCompletion, ChatMessage, ChatSink, ChatToolCall, ChatUsage,
+};
 use crate::providers::errors::{openai_error, protocol_error};
-use crate::providers::events::{EventTranslator, Events};
 use crate::providers::json::to_bytes;
-use crate::providers::tool_calls::{absorb, Call, Function, ToolCall};
+use crate::providers::tool_calls::{absorb, Call};
 use crate::providers::ResponseTranslator;
-use crate::sse::SseEvent;
 
-/// Translator for an OpenAI answer (JSON, or SSE incl. the include_usage chunk and `[DONE]`) →
-/// Anthropic message JSON or the full Anthropic SSE sequence (`message_start`,
-/// `content_block_start`/`delta`/`stop` for text and tool_use with `input_json_delta`,
-/// `message_delta` with stop_reason and usage, `message_stop`). `client_model` goes in `model`.
+/// Translator for an OpenAI-format provider's answer (JSON, or SSE incl. the include_usage
+/// chunk and `[DONE]`) → Anthropic message JSON or the full Anthropic SSE sequence
+/// (`message_start`, `content_block_start`/`delta`/`stop` for text and tool_use with
+/// `input_json_delta`, `message_delta` with stop_reason and usage, `message_stop`).
+/// `client_model` goes in `model`. Other providers' answers reach [`ToAnthropic`] typed.
 pub fn from_chat(stream: bool, client_model: &str) -> Box<dyn ResponseTranslator> {
-    if stream {
-        Box::new(StreamToAnthropic::new(client_model))
-    } else {
-        Box::new(JsonToAnthropic::new(client_model))
-    }
+    read(stream, ToAnthropic::new(client_model))
 }
 
-// ---- wire types -----------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct Completion {
-    id: Option<String>,
-    choices: Option<Vec<Choice>>,
-    usage: Option<Usage>,
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(alias = "delta")]
-    message: Option<Reply>,
-    finish_reason: Option<String>,
-    index: Option<u64>,
-}
-
-/// A `message` (whole answer) or a `delta` (chunk): the same fields, all optional.
-#[derive(Deserialize, Default)]
-struct Reply {
-    content: Option<String>,
-    reasoning_content: Option<String>,
-    reasoning: Option<String>,
-    refusal: Option<String>,
-    tool_calls: Option<Vec<ToolCall>>,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-impl Usage {
-    /// Anthropic usage (D2): input excludes cached tokens; OpenAI reports no cache writes.
-    fn to_anthropic(self) -> Value {
-        let cached = self
-            .prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0);
-        json!({
-            "input_tokens": self.prompt_tokens.saturating_sub(cached),
-            "output_tokens": self.completion_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached,
-        })
-    }
+/// Anthropic usage (D2): input excludes cached tokens; OpenAI reports no cache writes.
+fn anthropic_usage(usage: ChatUsage) -> Value {
+    let cached = usage.cached_tokens();
+    json!({
+        "input_tokens": usage.prompt_tokens.saturating_sub(cached),
+        "output_tokens": usage.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    })
 }
 
 /// `finish_reason` → `stop_reason` (D2 table); `refusal` rather than LiteLLM's `end_turn` for
@@ -102,10 +53,11 @@ pub(super) fn stop_reason(finish_reason: Option<&str>, made_tool_calls: bool) ->
 }
 
 /// An id in Anthropic's message-id form, keeping the upstream's.
-fn message_id(upstream: Option<&str>) -> String {
-    match upstream.filter(|id| !id.is_empty()) {
-        Some(id) => format!("msg_{}", sanitize_tool_id(id)),
-        None => format!("msg_{}", crate::ids::random_hex()),
+fn message_id(upstream: &str) -> String {
+    if upstream.is_empty() {
+        format!("msg_{}", crate::ids::random_hex())
+    } else {
+        format!("msg_{}", sanitize_tool_id(upstream))
     }
 }
 
@@ -120,63 +72,24 @@ fn tool_id(upstream: &str) -> String {
 
 // ---- whole answer ---------------------------------------------------------------------------
 
-/// Buffers an OpenAI `chat.completion` and writes the Anthropic message at the end.
-pub(super) struct JsonToAnthropic {
-    body: Vec<u8>,
-    model: String,
-}
-
-impl JsonToAnthropic {
-    pub(super) fn new(model: &str) -> Self {
-        Self {
-            body: Vec::new(),
-            model: model.to_string(),
-        }
-    }
-}
-
-impl ResponseTranslator for JsonToAnthropic {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let completion: Completion = serde_json::from_slice(&self.body)
-            .map_err(|e| protocol_error(format!("unreadable OpenAI-format answer: {e}")))?;
-        if let Some(error) = &completion.error {
-            return Err(openai_error(error));
-        }
-        out.extend(to_bytes(&message(completion, &self.model))?);
-        Ok(())
-    }
-}
-
 /// An OpenAI completion as an Anthropic message (D2): thinking, text, then tool_use blocks.
-fn message(completion: Completion, model: &str) -> Value {
-    let choice = completion.choices.and_then(|c| c.into_iter().next());
+fn message(completion: ChatCompletion, model: &str) -> Value {
+    let choice = completion.choices.into_iter().next();
     let (reply, finish) = match choice {
-        Some(c) => (c.message.unwrap_or_default(), c.finish_reason),
-        None => (Reply::default(), None),
+        Some(c) => (c.message, c.finish_reason),
+        None => (ChatMessage::default(), None),
     };
     let mut content = Vec::new();
-    if let Some(thinking) = reply
-        .reasoning_content
-        .or(reply.reasoning)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(thinking) = reasoning_text(reply.reasoning_content, reply.reasoning) {
         content.push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
     }
     if let Some(text) = reply.content.or(reply.refusal).filter(|t| !t.is_empty()) {
         content.push(json!({"type": "text", "text": text}));
     }
-    let calls = reply.tool_calls.unwrap_or_default();
+    let calls = reply.tool_calls;
     let made_calls = !calls.is_empty();
     for call in calls {
-        let function = call.function.unwrap_or(Function {
-            name: None,
-            arguments: None,
-        });
+        let function = call.function.unwrap_or_default();
         // Arguments that are not a JSON object cannot be an Anthropic `input` (D2: `{}`).
         let input = function
             .arguments
@@ -192,14 +105,14 @@ fn message(completion: Completion, model: &str) -> Value {
         }));
     }
     json!({
-        "id": message_id(completion.id.as_deref()),
+        "id": message_id(&completion.id),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
         "stop_reason": stop_reason(finish.as_deref(), made_calls),
         "stop_sequence": null,
-        "usage": completion.usage.unwrap_or_default().to_anthropic(),
+        "usage": anthropic_usage(completion.usage.unwrap_or_default()),
     })
 }
 
@@ -228,14 +141,15 @@ enum Phase {
     Closed,
 }
 
-/// OpenAI SSE chunks → the Anthropic event sequence (D3).
+/// Chat values → the Anthropic message (D2) or event sequence (D3): the client side of every
+/// answer an Anthropic client gets from a provider of another format.
 ///
 /// Anthropic streams one block at a time. The first tool call streams live; fragments of any
 /// other call, and text or thinking, that arrive while a tool block is open are buffered and
 /// written as contiguous blocks once the upstream gives its finish reason. So an upstream that
 /// interleaves parallel calls still yields well-formed blocks, and the common sequential one
 /// loses only the live streaming of its later calls.
-pub(super) struct StreamToAnthropic {
+pub struct ToAnthropic {
     model: String,
     started: bool,
     open: Open,
@@ -244,13 +158,14 @@ pub(super) struct StreamToAnthropic {
     /// Text and thinking held back while a tool block was open, in arrival order.
     held: Vec<(Kind, String)>,
     finish_reason: Option<String>,
-    usage: Option<Usage>,
+    usage: Option<ChatUsage>,
     phase: Phase,
 }
 
-impl StreamToAnthropic {
-    pub(super) fn new(model: &str) -> Events<Self> {
-        Events::new(Self {
+impl ToAnthropic {
+    /// The client side for a client that named `model`.
+    pub fn new(model: &str) -> Self {
+        Self {
             model: model.to_string(),
             started: false,
             open: Open::None,
@@ -260,18 +175,13 @@ impl StreamToAnthropic {
             finish_reason: None,
             usage: None,
             phase: Phase::Live,
-        })
+        }
     }
 
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    fn on_chunk(&mut self, chunk: ChatChunk<'_>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.phase == Phase::Closed {
             return Ok(());
         }
-        if event.data.trim() == "[DONE]" {
-            return self.complete(out);
-        }
-        let chunk: Completion = serde_json::from_str(&event.data)
-            .map_err(|e| protocol_error(format!("unreadable OpenAI-format stream chunk: {e}")))?;
         if let Some(error) = &chunk.error {
             out.extend_from_slice(&openai_error(error).sse_event(Dialect::Anthropic));
             self.phase = Phase::Closed;
@@ -282,7 +192,7 @@ impl StreamToAnthropic {
             let start = json!({
                 "type": "message_start",
                 "message": {
-                    "id": message_id(chunk.id.as_deref()),
+                    "id": message_id(&chunk.id),
                     "type": "message",
                     "role": "assistant",
                     "content": [],
@@ -294,32 +204,27 @@ impl StreamToAnthropic {
             });
             put_event(out, Some("message_start"), &start)?;
         }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = chunk.usage() {
+            self.usage = Some(usage);
         }
         // Only the first choice: the request never asks for more.
-        for choice in chunk.choices.unwrap_or_default() {
-            if choice.index.unwrap_or(0) != 0 {
+        for choice in chunk.choices {
+            if choice.index != 0 {
                 continue;
             }
-            if let Some(delta) = choice.message {
-                if let Some(thinking) = delta
-                    .reasoning_content
-                    .or(delta.reasoning)
-                    .filter(|t| !t.is_empty())
-                {
-                    self.on_plain(Kind::Thinking, &thinking, out)?;
-                }
-                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    self.on_plain(Kind::Text, &text, out)?;
-                }
-                for call in delta.tool_calls.unwrap_or_default() {
-                    self.on_tool_call(call, out)?;
-                }
+            let delta = choice.delta;
+            if let Some(thinking) = reasoning_text(delta.reasoning_content, delta.reasoning) {
+                self.on_plain(Kind::Thinking, &thinking, out)?;
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                self.on_plain(Kind::Text, &text, out)?;
+            }
+            for call in delta.tool_calls {
+                self.on_tool_call(call, out)?;
             }
             if let Some(reason) = choice.finish_reason {
                 self.flush(out)?;
-                self.finish_reason = Some(reason);
+                self.finish_reason = Some(reason.into_owned());
             }
         }
         Ok(())
@@ -392,7 +297,11 @@ impl StreamToAnthropic {
 
     /// A tool-call fragment: streamed into its open block, or opens its block when no tool
     /// block is open and its name is known, or is buffered.
-    fn on_tool_call(&mut self, fragment: ToolCall, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    fn on_tool_call(
+        &mut self,
+        fragment: ChatToolCall,
+        out: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
         let (position, args) = absorb(&mut self.calls, fragment);
         let call = &mut self.calls[position];
         let index = call.index;
@@ -476,7 +385,7 @@ impl StreamToAnthropic {
         let delta = json!({
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref(), made_calls), "stop_sequence": null},
-            "usage": self.usage.unwrap_or_default().to_anthropic(),
+            "usage": anthropic_usage(self.usage.unwrap_or_default()),
         });
         put_event(out, Some("message_delta"), &delta)?;
         put_event(out, Some("message_stop"), &json!({"type": "message_stop"}))?;
@@ -485,9 +394,21 @@ impl StreamToAnthropic {
     }
 }
 
-impl EventTranslator for StreamToAnthropic {
-    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.on_event(event, out)
+impl ChatSink for ToAnthropic {
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        out.extend(to_bytes(&message(answer, &self.model))?);
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: ChatChunk<'_>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_chunk(chunk, out)
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        if self.phase == Phase::Closed {
+            return Ok(());
+        }
+        self.complete(out)
     }
 
     /// Without `[DONE]`: a stream that gave its finish reason is completed; one cut before it

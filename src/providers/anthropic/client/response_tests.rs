@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use super::{from_chat, stop_reason, JsonToAnthropic, StreamToAnthropic};
+use super::{from_chat, stop_reason};
 use crate::error::ErrorKind;
 use crate::providers::translator_testing::{events, run, same_at_every_split};
 use crate::providers::ResponseTranslator;
 
 fn message(completion: &Value) -> Value {
-    let mut t = JsonToAnthropic::new("claude-alias");
-    let (out, result) = run(&mut t, &[completion.to_string().as_bytes()]);
+    let mut t = from_chat(false, "claude-alias");
+    let (out, result) = run(t.as_mut(), &[completion.to_string().as_bytes()]);
     result.unwrap();
     serde_json::from_slice(&out).unwrap()
 }
@@ -154,7 +154,7 @@ data: [DONE]
 "#;
 
 fn stream() -> Box<dyn ResponseTranslator> {
-    Box::new(StreamToAnthropic::new("claude-alias"))
+    from_chat(true, "claude-alias")
 }
 
 fn ev(name: &str, data: Value) -> (Option<String>, Value) {

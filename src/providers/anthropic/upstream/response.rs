@@ -1,39 +1,45 @@
-//! Anthropic answer → OpenAI chat completion, whole (B1) or streamed (B2).
+//! Anthropic answer → chat completion, whole (B1) or streamed (B2): typed chat values handed to
+//! a [`ChatSink`] (the OpenAI client's writer, or another client format's side).
 //!
 //! Thinking is passed on as the non-standard `reasoning_content` (what DeepSeek-style clients
 //! read; the OpenAI SDKs ignore it); signatures and redacted thinking are dropped, as are
 //! server-tool blocks (`server_tool_use`, `web_search_tool_result`), which have no OpenAI form.
 //! The gateway's own [`JSON_OUTPUT_TOOL`] call becomes the message content.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{status_of_anthropic_type, upstream_error, ANTHROPIC, JSON_OUTPUT_TOOL};
 use crate::clock::unix_secs;
-use crate::dialect::Dialect;
 use crate::error::GatewayError;
-use crate::providers::anthropic::put_event;
+use crate::providers::chat::{
+    ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta, ChatMessage, ChatSink,
+    ChatToolCall, ChatUsage, OpenAiWriter, PromptTokensDetails,
+};
 use crate::providers::errors::protocol_error;
-use crate::providers::events::{EventTranslator, Events};
-use crate::providers::json::to_bytes;
+use crate::providers::events::{Buffered, EventTranslator, Events, WholeTranslator};
 use crate::providers::ResponseTranslator;
 use crate::sse::SseEvent;
 
-/// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) → OpenAI
-/// `chat.completion` / `chat.completion.chunk` stream ending in `data: [DONE]`. `client_model`
-/// is put in `model`. The usage-only final chunk (`choices:[]`) is emitted iff `include_usage`
-/// (the client's `stream_options.include_usage`). Usage maps incl. cache tokens
-/// (`prompt_tokens` = input + cache_creation + cache_read; `cached_tokens` = cache_read).
-pub fn to_chat(
+/// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) into chat values
+/// for `sink` ([`OpenAiWriter`] for an OpenAI client): one `chat.completion`, or
+/// `chat.completion.chunk`s ending in `[DONE]`. `client_model` is put in `model`. The stream
+/// ends with the usage-only chunk (`choices:[]`): usage is always asked of a translated
+/// upstream, and the meter removes that chunk for clients that did not ask. Usage maps incl.
+/// cache tokens (`prompt_tokens` = input + cache_creation + cache_read; `cached_tokens` =
+/// cache_read).
+pub fn to_chat<S: ChatSink + 'static>(
     stream: bool,
     client_model: &str,
-    include_usage: bool,
+    sink: S,
 ) -> Box<dyn ResponseTranslator> {
     let created = unix_secs();
     if stream {
-        Box::new(StreamToOpenAi::new(client_model, include_usage, created))
+        Box::new(StreamToChat::with_sink(client_model, true, created, sink))
     } else {
-        Box::new(JsonToOpenAi::new(client_model, created))
+        Box::new(JsonToChat::with_sink(client_model, created, sink))
     }
 }
 
@@ -97,9 +103,9 @@ impl Usage {
             .or(self.cache_read_input_tokens);
     }
 
-    /// OpenAI usage (B1): prompt includes cached tokens, as OpenAI's does; the raw cache-write
+    /// Chat usage (B1): prompt includes cached tokens, as OpenAI's does; the raw cache-write
     /// count is kept as an extension field for billing.
-    fn to_openai(self) -> Value {
+    fn to_chat(self) -> ChatUsage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
         let cache_creation = self.cache_creation_input_tokens.unwrap_or(0);
         let prompt = self
@@ -108,13 +114,16 @@ impl Usage {
             .saturating_add(cache_read)
             .saturating_add(cache_creation);
         let completion = self.output_tokens.unwrap_or(0);
-        json!({
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt.saturating_add(completion),
-            "prompt_tokens_details": {"cached_tokens": cache_read},
-            "cache_creation_input_tokens": cache_creation,
-        })
+        ChatUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: Some(prompt.saturating_add(completion)),
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: Some(cache_read),
+            }),
+            completion_tokens_details: None,
+            cache_creation_input_tokens: Some(cache_creation),
+        }
     }
 }
 
@@ -199,43 +208,46 @@ fn embedded_error(error: &Value, raw: &[u8]) -> GatewayError {
 
 // ---- whole answer ---------------------------------------------------------------------------
 
-/// Buffers an Anthropic message and writes the OpenAI `chat.completion` at the end.
-pub(super) struct JsonToOpenAi {
-    body: Vec<u8>,
+/// An Anthropic message → the chat completion for its sink.
+pub(super) struct JsonToChat<S = OpenAiWriter> {
     model: String,
     created: u64,
+    sink: S,
 }
 
-impl JsonToOpenAi {
-    pub(super) fn new(model: &str, created: u64) -> Self {
-        Self {
-            body: Vec::new(),
+impl JsonToChat {
+    /// For an OpenAI client, with a fixed time (and ids) to compare output with.
+    #[cfg(test)]
+    pub(super) fn new(model: &str, created: u64) -> Buffered<Self> {
+        Self::with_sink(model, created, OpenAiWriter)
+    }
+}
+
+impl<S> JsonToChat<S> {
+    pub(super) fn with_sink(model: &str, created: u64, sink: S) -> Buffered<Self> {
+        Buffered::new(Self {
             model: model.to_string(),
             created,
-        }
+            sink,
+        })
     }
 }
 
-impl ResponseTranslator for JsonToOpenAi {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let message: Message = serde_json::from_slice(&self.body)
+impl<S: ChatSink> WholeTranslator for JsonToChat<S> {
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let message: Message = serde_json::from_slice(body)
             .map_err(|e| protocol_error(format!("unreadable Anthropic answer: {e}")))?;
         if message.kind == "error" {
-            let error: Value = serde_json::from_slice(&self.body).unwrap_or_default();
-            return Err(embedded_error(&error["error"], &self.body));
+            let error: Value = serde_json::from_slice(body).unwrap_or_default();
+            return Err(embedded_error(&error["error"], body));
         }
-        out.extend(to_bytes(&completion(message, &self.model, self.created))?);
-        Ok(())
+        let completion = completion(message, &self.model, self.created);
+        self.sink.whole(completion, out)
     }
 }
 
-/// An Anthropic message as an OpenAI `chat.completion` (B1).
-fn completion(message: Message, model: &str, created: u64) -> Value {
+/// An Anthropic message as a chat completion (B1).
+fn completion(message: Message, model: &str, created: u64) -> ChatCompletion {
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut json_output = None;
@@ -248,12 +260,12 @@ fn completion(message: Message, model: &str, created: u64) -> Value {
                 json_output = Some(input.to_string())
             }
             Block::ToolUse { id, name, input } => {
-                let input = if input.is_null() { json!({}) } else { input };
-                tool_calls.push(json!({
-                    "id": id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
-                }));
+                let arguments = if input.is_null() {
+                    "{}".to_string()
+                } else {
+                    input.to_string()
+                };
+                tool_calls.push(ChatToolCall::function(None, id, name, arguments));
             }
             Block::Other => {}
         }
@@ -264,25 +276,22 @@ fn completion(message: Message, model: &str, created: u64) -> Value {
         (reason, _) => finish_reason(reason),
     };
     let content = match json_output {
-        Some(json) => Value::String(json),
-        None if text.is_empty() && !tool_calls.is_empty() => Value::Null,
-        None => Value::String(text),
+        Some(json) => Some(json),
+        None if text.is_empty() && !tool_calls.is_empty() => None,
+        None => Some(text),
     };
-    let mut reply = json!({"role": "assistant", "content": content, "refusal": null});
-    if !tool_calls.is_empty() {
-        reply["tool_calls"] = Value::Array(tool_calls);
-    }
-    if !reasoning.is_empty() {
-        reply["reasoning_content"] = reasoning.into();
-    }
-    json!({
-        "id": format!("chatcmpl-{}", message.id),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": reply, "logprobs": null, "finish_reason": finish}],
-        "usage": message.usage.to_openai(),
-    })
+    let mut reply = ChatMessage::assistant(content, tool_calls);
+    reply.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+    let id = format!("chatcmpl-{}", message.id);
+    let mut completion = ChatCompletion::new(id, created, model.to_string());
+    completion.choices.push(ChatChoice {
+        index: 0,
+        message: reply,
+        logprobs: None,
+        finish_reason: Some(Cow::Borrowed(finish)),
+    });
+    completion.usage = Some(message.usage.to_chat());
+    completion
 }
 
 // ---- stream ---------------------------------------------------------------------------------
@@ -302,12 +311,13 @@ enum BlockRole {
 enum Phase {
     /// Reading events.
     Live,
-    /// `message_stop` seen and `[DONE]` written, or an error event written: input is ignored.
+    /// `message_stop` seen and `[DONE]` handed over, or an error chunk: input is ignored.
     Closed,
 }
 
-/// Anthropic SSE → OpenAI `chat.completion.chunk` events (B2).
-pub(super) struct StreamToOpenAi {
+/// Anthropic SSE → chat chunks for its sink (B2).
+pub(super) struct StreamToChat<S = OpenAiWriter> {
+    sink: S,
     model: String,
     created: u64,
     include_usage: bool,
@@ -321,9 +331,23 @@ pub(super) struct StreamToOpenAi {
     phase: Phase,
 }
 
-impl StreamToOpenAi {
+impl StreamToChat {
+    /// For an OpenAI client, with a fixed time (and ids) to compare output with.
+    #[cfg(test)]
     pub(super) fn new(model: &str, include_usage: bool, created: u64) -> Events<Self> {
+        Self::with_sink(model, include_usage, created, OpenAiWriter)
+    }
+}
+
+impl<S: ChatSink> StreamToChat<S> {
+    pub(super) fn with_sink(
+        model: &str,
+        include_usage: bool,
+        created: u64,
+        sink: S,
+    ) -> Events<Self> {
         Events::new(Self {
+            sink,
             model: model.to_string(),
             created,
             include_usage,
@@ -338,19 +362,17 @@ impl StreamToOpenAi {
     }
 
     fn chunk(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
-        delta: Value,
-        finish: Option<&str>,
+        delta: ChatDelta,
+        finish: Option<&'static str>,
     ) -> Result<(), GatewayError> {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        put_event(out, None, &chunk)
+        let choice = ChatChunkChoice {
+            finish_reason: finish.map(Cow::Borrowed),
+            ..ChatChunkChoice::delta(0, delta)
+        };
+        let chunk = ChatChunk::new(&self.id, self.created, &self.model, vec![choice]);
+        self.sink.chunk(chunk, out)
     }
 
     fn role_of(&self, index: usize) -> Option<BlockRole> {
@@ -371,7 +393,7 @@ impl StreamToOpenAi {
                 self.id = format!("chatcmpl-{}", message.id);
                 self.usage.update(message.usage);
                 self.started = true;
-                self.chunk(out, json!({"role": "assistant", "content": ""}), None)?;
+                self.chunk(out, ChatDelta::start(), None)?;
             }
             Event::ContentBlockStart {
                 index,
@@ -380,13 +402,13 @@ impl StreamToOpenAi {
                 Block::Text { text } => {
                     self.blocks.push((index, BlockRole::Plain));
                     if !text.is_empty() {
-                        self.chunk(out, json!({"content": text}), None)?;
+                        self.chunk(out, ChatDelta::content(text), None)?;
                     }
                 }
                 Block::Thinking { thinking } => {
                     self.blocks.push((index, BlockRole::Plain));
                     if !thinking.is_empty() {
-                        self.chunk(out, json!({"reasoning_content": thinking}), None)?;
+                        self.chunk(out, ChatDelta::reasoning(thinking), None)?;
                     }
                 }
                 Block::ToolUse { name, .. } if name == JSON_OUTPUT_TOOL => {
@@ -396,28 +418,28 @@ impl StreamToOpenAi {
                     let k = self.tool_calls;
                     self.tool_calls += 1;
                     self.blocks.push((index, BlockRole::Tool(k)));
-                    let call = json!({"index": k, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
-                    self.chunk(out, json!({"tool_calls": [call]}), None)?;
+                    let call = ChatToolCall::function(Some(k), id, name, String::new());
+                    self.chunk(out, ChatDelta::tool_call(call), None)?;
                 }
                 Block::Other => {}
             },
             Event::ContentBlockDelta { index, delta } => match (self.role_of(index), delta) {
                 (_, BlockDelta::TextDelta { text }) if !text.is_empty() => {
-                    self.chunk(out, json!({"content": text}), None)?;
+                    self.chunk(out, ChatDelta::content(text), None)?;
                 }
                 (_, BlockDelta::ThinkingDelta { thinking }) if !thinking.is_empty() => {
-                    self.chunk(out, json!({"reasoning_content": thinking}), None)?;
+                    self.chunk(out, ChatDelta::reasoning(thinking), None)?;
                 }
                 (Some(BlockRole::Tool(k)), BlockDelta::InputJsonDelta { partial_json })
                     if !partial_json.is_empty() =>
                 {
-                    let call = json!({"index": k, "function": {"arguments": partial_json}});
-                    self.chunk(out, json!({"tool_calls": [call]}), None)?;
+                    let call = ChatToolCall::arguments(k, partial_json);
+                    self.chunk(out, ChatDelta::tool_call(call), None)?;
                 }
                 (Some(BlockRole::JsonOutput), BlockDelta::InputJsonDelta { partial_json })
                     if !partial_json.is_empty() =>
                 {
-                    self.chunk(out, json!({"content": partial_json}), None)?;
+                    self.chunk(out, ChatDelta::content(partial_json), None)?;
                 }
                 _ => {}
             },
@@ -427,14 +449,14 @@ impl StreamToOpenAi {
                     (Some("tool_use"), 0) => "stop",
                     (reason, _) => finish_reason(reason),
                 };
-                self.chunk(out, json!({}), Some(finish))?;
+                self.chunk(out, ChatDelta::default(), Some(finish))?;
                 self.finish_sent = true;
             }
             Event::MessageStop => self.close(out)?,
             Event::Error { error } => {
-                out.extend_from_slice(
-                    &embedded_error(&error, event.data.as_bytes()).sse_event(Dialect::OpenAi),
-                );
+                let error = embedded_error(&error, event.data.as_bytes());
+                self.sink
+                    .chunk(ChatChunk::error(error.openai_object()), out)?;
                 self.phase = Phase::Closed;
             }
             Event::Other => {}
@@ -445,23 +467,16 @@ impl StreamToOpenAi {
     /// The end of a complete answer: the usage chunk when asked for, then `[DONE]`.
     fn close(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.include_usage {
-            let chunk = json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage.to_openai(),
-            });
-            put_event(out, None, &chunk)?;
+            let mut chunk = ChatChunk::new(&self.id, self.created, &self.model, Vec::new());
+            chunk.usage = Some(Some(self.usage.to_chat()));
+            self.sink.chunk(chunk, out)?;
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
         self.phase = Phase::Closed;
-        Ok(())
+        self.sink.done(out)
     }
 }
 
-impl EventTranslator for StreamToOpenAi {
+impl<S: ChatSink> EventTranslator for StreamToChat<S> {
     fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         self.on_event(event, out)
     }
@@ -470,15 +485,18 @@ impl EventTranslator for StreamToOpenAi {
     /// `message_stop`; one cut before it gets no invented finish reason and fails.
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         match (&self.phase, self.finish_sent, self.started) {
-            (Phase::Closed, _, _) => Ok(()),
-            (Phase::Live, true, _) => self.close(out),
+            (Phase::Closed, _, _) => {}
+            (Phase::Live, true, _) => self.close(out)?,
             (Phase::Live, false, false) => {
-                Err(protocol_error("the Anthropic stream ended before it began"))
+                return Err(protocol_error("the Anthropic stream ended before it began"))
             }
-            (Phase::Live, false, true) => Err(protocol_error(
-                "the Anthropic stream ended before its stop reason",
-            )),
+            (Phase::Live, false, true) => {
+                return Err(protocol_error(
+                    "the Anthropic stream ended before its stop reason",
+                ))
+            }
         }
+        self.sink.end(out)
     }
 }
 

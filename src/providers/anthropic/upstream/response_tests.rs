@@ -2,16 +2,21 @@
 
 use serde_json::{json, Value};
 
-use super::{finish_reason, to_chat, JsonToOpenAi, StreamToOpenAi};
+use super::{finish_reason, to_chat, JsonToChat, StreamToChat};
 use crate::error::ErrorKind;
 use crate::providers::anthropic::upstream::JSON_OUTPUT_TOOL;
-use crate::providers::translator_testing::{events, run, same_at_every_split};
+use crate::providers::chat::OpenAiWriter;
+use crate::providers::responses::client::response::{from_chat, ToResponses};
+use crate::providers::responses::client::Echo;
+use crate::providers::translator_testing::{
+    events, run, same_at_every_split, typed_chain_matches_bytes,
+};
 use crate::providers::ResponseTranslator;
 
 const CREATED: u64 = 1_730_000_000;
 
 fn complete(message: &Value) -> Value {
-    let mut t = JsonToOpenAi::new("claude-alias", CREATED);
+    let mut t = JsonToChat::new("claude-alias", CREATED);
     let (out, result) = run(&mut t, &[message.to_string().as_bytes()]);
     result.unwrap();
     serde_json::from_slice(&out).unwrap()
@@ -125,7 +130,7 @@ fn usage_without_cache_fields_still_maps() {
 
 #[test]
 fn created_is_now() {
-    let mut t = to_chat(false, "m", false);
+    let mut t = to_chat(false, "m", OpenAiWriter);
     let (out, result) = run(
         t.as_mut(),
         &[message(json!([]), "end_turn").to_string().as_bytes()],
@@ -140,12 +145,12 @@ fn created_is_now() {
 
 #[test]
 fn an_error_body_or_garbage_fails_the_whole_answer() {
-    let mut t = to_chat(false, "m", false);
+    let mut t = to_chat(false, "m", OpenAiWriter);
     let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
     let (_, result) = run(t.as_mut(), &[body]);
     let e = result.unwrap_err();
     assert_eq!((e.status(), e.message.as_str()), (503, "Overloaded"));
-    let (_, result) = run(to_chat(false, "m", false).as_mut(), &[b"{\"id\":"]);
+    let (_, result) = run(to_chat(false, "m", OpenAiWriter).as_mut(), &[b"{\"id\":"]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
@@ -205,7 +210,7 @@ fn chunk(delta: Value, finish: Value) -> (Option<String>, Value) {
 }
 
 fn stream(include_usage: bool) -> impl Fn() -> Box<dyn ResponseTranslator> {
-    move || Box::new(StreamToOpenAi::new("claude-alias", include_usage, CREATED))
+    move || Box::new(StreamToChat::new("claude-alias", include_usage, CREATED))
 }
 
 fn expected_stream() -> Vec<(Option<String>, Value)> {
@@ -280,7 +285,7 @@ event: content_block_delta
 data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{}"}}
 
 "#;
-    let mut t = StreamToOpenAi::new("m", false, CREATED);
+    let mut t = StreamToChat::new("m", false, CREATED);
     let (out, result) = run(&mut t, &[input.as_bytes()]);
     assert_eq!(
         result.unwrap_err().kind,
@@ -311,7 +316,7 @@ fn the_json_output_tool_streams_as_content() {
         "\",\"input\":{}}}\n\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}}\n\n\
          data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\n",
     );
-    let mut t = StreamToOpenAi::new("m", false, CREATED);
+    let mut t = StreamToChat::new("m", false, CREATED);
     // message_stop never came, but the stop reason did: the stream is completed.
     let (out, result) = run(&mut t, &[input.as_bytes()]);
     result.unwrap();
@@ -341,9 +346,56 @@ fn an_error_event_mid_stream_becomes_an_openai_error_event_and_ends_it() {
 
 #[test]
 fn an_empty_or_garbled_stream_fails() {
-    let (out, result) = run(to_chat(true, "m", true).as_mut(), &[b""]);
+    let (out, result) = run(to_chat(true, "m", OpenAiWriter).as_mut(), &[b""]);
     assert!(out.is_empty());
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
-    let (_, result) = run(to_chat(true, "m", true).as_mut(), &[b"data: {oops\n\n"]);
+    let (_, result) = run(
+        to_chat(true, "m", OpenAiWriter).as_mut(),
+        &[b"data: {oops\n\n"],
+    );
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
+}
+
+// ---- typed chains: Anthropic → chat values → a Responses client ----
+
+fn to_responses() -> ToResponses {
+    ToResponses::new("client", Echo::default())
+}
+
+#[test]
+fn a_stream_reaches_a_responses_client_as_the_byte_chain_took_it() {
+    let mid_stream_error = ANTHROPIC_STREAM.replace(
+        "event: message_delta",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\nevent: message_delta",
+    );
+    let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
+    for input in [ANTHROPIC_STREAM, &mid_stream_error, cut] {
+        let out = typed_chain_matches_bytes(
+            || Box::new(StreamToChat::with_sink("m", true, CREATED, to_responses())),
+            Box::new(StreamToChat::new("m", true, CREATED)),
+            from_chat(true, "client", Echo::default()),
+            input.as_bytes(),
+        );
+        assert!(!events(&out).is_empty(), "{input}");
+    }
+}
+
+#[test]
+fn a_whole_answer_reaches_a_responses_client_as_the_byte_chain_took_it() {
+    let answer = message(
+        json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+               {"type": "text", "text": "Checking."},
+               {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}]),
+        "tool_use",
+    )
+    .to_string();
+    let out = typed_chain_matches_bytes(
+        || Box::new(JsonToChat::with_sink("m", CREATED, to_responses())),
+        Box::new(JsonToChat::new("m", CREATED)),
+        from_chat(false, "client", Echo::default()),
+        answer.as_bytes(),
+    );
+    let response: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(response["output"][2]["call_id"], "toolu_01A");
+    assert_eq!(response["usage"]["input_tokens"], 2572);
 }

@@ -1,17 +1,25 @@
-//! Gemini `GenerateContentResponse` → OpenAI `chat.completion` (docs/translation.md C2): the wire
-//! types both directions share with `stream`, the mappings (finish reason, usage, tool calls,
-//! logprobs) and the non-streaming translator.
+//! Gemini `GenerateContentResponse` → chat completion (docs/translation.md C2): the wire types
+//! both directions share with `stream`, the mappings (finish reason, usage, tool calls,
+//! logprobs) into typed chat values, and the non-streaming translator, which hands its
+//! completion to a [`ChatSink`] (the OpenAI client's writer, or another client format's side).
 //!
 //! Dropped: `thought: true` parts (thought summaries are not the answer; OpenAI has no standard
 //! field for them), `executableCode`/`codeExecutionResult`/`inlineData` output parts,
 //! `safetyRatings`, `citationMetadata`, `groundingMetadata`, `modelVersion` (the client sees the
 //! model name it asked for) and the thought signatures of non-call parts (optional to echo).
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{embedded_error, protocol_error, tool_call_id, Stamp};
 use crate::error::GatewayError;
+use crate::providers::chat::{
+    ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatSink, ChatToolCall, ChatUsage,
+    CompletionTokensDetails, OpenAiWriter, PromptTokensDetails, TokenLogprob, TopLogprob,
+};
+use crate::providers::events::{Buffered, WholeTranslator};
 use crate::providers::ResponseTranslator;
 
 mod stream;
@@ -102,27 +110,7 @@ pub(super) struct LogprobCandidate {
 // OpenAI output types and the mappings
 // ---------------------------------------------------------------------------------------------
 
-/// OpenAI `usage`.
-#[derive(Serialize, Debug, PartialEq)]
-pub(super) struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: PromptDetails,
-    completion_tokens_details: CompletionDetails,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-struct PromptDetails {
-    cached_tokens: u64,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-struct CompletionDetails {
-    reasoning_tokens: u64,
-}
-
-impl From<UsageMetadata> for Usage {
+impl From<UsageMetadata> for ChatUsage {
     /// `prompt_tokens` also counts `toolUsePromptTokenCount` (tool-use prompt tokens are billed
     /// as input, docs/translation.md C2), `completion_tokens` counts thoughts (OpenAI's includes
     /// reasoning), and the total is their sum: Gemini's `totalTokenCount` is the same number
@@ -138,99 +126,58 @@ impl From<UsageMetadata> for Usage {
         Self {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt.saturating_add(completion),
-            prompt_tokens_details: PromptDetails {
-                cached_tokens: u.cached_content_token_count,
-            },
-            completion_tokens_details: CompletionDetails {
-                reasoning_tokens: u.thoughts_token_count,
-            },
+            total_tokens: Some(prompt.saturating_add(completion)),
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: Some(u.cached_content_token_count),
+            }),
+            completion_tokens_details: Some(CompletionTokensDetails {
+                reasoning_tokens: Some(u.thoughts_token_count),
+            }),
+            cache_creation_input_tokens: None,
         }
     }
 }
 
-/// One OpenAI tool call; `index` only in stream deltas.
-#[derive(Serialize)]
-pub(super) struct ToolCall {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: FunctionOut,
+/// The `n`th call of the answer, with its synthesized id and `args` as a JSON string (`index`
+/// is set by the stream, which alone sends it).
+pub(super) fn tool_call(
+    call: FunctionCall,
+    signature: Option<&str>,
+    nonce: &str,
+    n: usize,
+) -> ChatToolCall {
+    let arguments = match call.args {
+        Some(args @ Value::Object(_)) => args.to_string(),
+        _ => "{}".to_string(),
+    };
+    let id = tool_call_id(nonce, n, signature);
+    ChatToolCall::function(None, id, call.name, arguments)
 }
 
-#[derive(Serialize)]
-pub(super) struct FunctionOut {
-    pub name: String,
-    pub arguments: String,
-}
-
-impl ToolCall {
-    /// The `n`th call of the answer, with its synthesized id and `args` as a JSON string.
-    pub fn new(call: FunctionCall, signature: Option<&str>, nonce: &str, n: usize) -> Self {
-        let arguments = match call.args {
-            Some(args @ Value::Object(_)) => args.to_string(),
-            _ => "{}".to_string(),
-        };
-        Self {
-            index: None,
-            id: tool_call_id(nonce, n, signature),
-            kind: "function",
-            function: FunctionOut {
-                name: call.name,
-                arguments,
-            },
-        }
-    }
-}
-
-/// OpenAI `logprobs` (`{"content": [...]}`) of a candidate.
-#[derive(Serialize)]
-pub(super) struct Logprobs {
-    content: Vec<TokenLogprob>,
-}
-
-#[derive(Serialize)]
-struct TokenLogprob {
-    token: String,
-    logprob: f64,
-    bytes: Vec<u8>,
-    top_logprobs: Vec<TopLogprob>,
-}
-
-#[derive(Serialize)]
-struct TopLogprob {
-    token: String,
-    logprob: f64,
-    bytes: Vec<u8>,
-}
-
-impl From<LogprobsResult> for Logprobs {
-    fn from(result: LogprobsResult) -> Self {
-        let mut tops = result.top_candidates.into_iter();
-        let content = result
-            .chosen_candidates
-            .into_iter()
-            .map(|chosen| TokenLogprob {
-                bytes: chosen.token.as_bytes().to_vec(),
-                logprob: chosen.log_probability,
-                top_logprobs: tops
-                    .next()
-                    .map(|t| t.candidates)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| TopLogprob {
-                        bytes: c.token.as_bytes().to_vec(),
-                        logprob: c.log_probability,
-                        token: c.token,
-                    })
-                    .collect(),
-                token: chosen.token,
-            })
-            .collect();
-        Self { content }
-    }
+/// A candidate's `logprobsResult` as chat `logprobs`.
+pub(super) fn logprobs(result: LogprobsResult) -> ChatLogprobs {
+    let mut tops = result.top_candidates.into_iter();
+    let content = result
+        .chosen_candidates
+        .into_iter()
+        .map(|chosen| TokenLogprob {
+            bytes: chosen.token.as_bytes().to_vec(),
+            logprob: chosen.log_probability,
+            top_logprobs: tops
+                .next()
+                .map(|t| t.candidates)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| TopLogprob {
+                    bytes: c.token.as_bytes().to_vec(),
+                    logprob: c.log_probability,
+                    token: c.token,
+                })
+                .collect(),
+            token: chosen.token,
+        })
+        .collect();
+    ChatLogprobs { content }
 }
 
 /// Gemini `finishReason` → OpenAI `finish_reason`. `STOP` with function calls is `tool_calls`
@@ -264,71 +211,56 @@ pub(super) fn finish_reason(reason: &str, saw_tool_call: bool) -> &'static str {
 /// `stop`; a complete non-streaming answer without one → `stop`); `usageMetadata` →
 /// `usage` (prompt = prompt + tool-use prompt tokens, completion = candidates + thoughts,
 /// `cached_tokens`, `reasoning_tokens`). Thought parts are dropped. `model` is `client_model`.
-/// The usage-only final chunk (`choices: []`) is sent iff `include_usage`. A blocked prompt
-/// (`promptFeedback.blockReason`, no candidates) is one choice with empty content and
-/// `content_filter`.
-pub fn to_chat(
+/// The stream ends with the usage-only chunk (`choices: []`), and every other chunk has
+/// `"usage": null`: usage is always asked of a translated upstream, and the meter removes it
+/// for clients that did not ask. A blocked prompt (`promptFeedback.blockReason`, no
+/// candidates) is one choice with empty content and `content_filter`. The values go to `sink`
+/// ([`OpenAiWriter`] for an OpenAI client).
+pub fn to_chat<S: ChatSink + 'static>(
     stream: bool,
     client_model: &str,
-    include_usage: bool,
+    sink: S,
 ) -> Box<dyn ResponseTranslator> {
+    let stamp = Stamp::fresh();
     if stream {
-        Box::new(stream::StreamTranslator::new(
+        Box::new(stream::StreamTranslator::with_sink(
             client_model,
-            include_usage,
-            Stamp::fresh(),
+            true,
+            stamp,
+            sink,
         ))
     } else {
-        Box::new(JsonTranslator::new(client_model, Stamp::fresh()))
+        Box::new(JsonTranslator::with_sink(client_model, stamp, sink))
     }
 }
 
-/// Buffers the whole answer, converts it in `finish`.
-pub(super) struct JsonTranslator {
-    body: Vec<u8>,
+/// Converts the whole answer and hands it to its sink.
+pub(super) struct JsonTranslator<S = OpenAiWriter> {
     client_model: String,
     stamp: Stamp,
-}
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<Choice>,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct Choice {
-    index: u32,
-    message: Message,
-    logprobs: Option<Logprobs>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct Message {
-    role: &'static str,
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall>,
-    refusal: Option<String>,
+    sink: S,
 }
 
 impl JsonTranslator {
-    pub fn new(client_model: &str, stamp: Stamp) -> Self {
-        Self {
-            body: Vec::new(),
+    /// For an OpenAI client, with a fixed time (and ids) to compare output with.
+    #[cfg(test)]
+    pub fn new(client_model: &str, stamp: Stamp) -> Buffered<Self> {
+        Self::with_sink(client_model, stamp, OpenAiWriter)
+    }
+}
+
+impl<S> JsonTranslator<S> {
+    pub fn with_sink(client_model: &str, stamp: Stamp, sink: S) -> Buffered<Self> {
+        Buffered::new(Self {
             client_model: client_model.to_string(),
             stamp,
-        }
+            sink,
+        })
     }
 
-    fn convert(&self, response: GenerateContentResponse) -> Completion<'_> {
+    fn convert(&self, response: GenerateContentResponse) -> ChatCompletion {
         let mut calls = 0;
-        let mut choices: Vec<Choice> = response
+        let mut choices: Vec<ChatChoice> = response
             .candidates
             .into_iter()
             .enumerate()
@@ -339,23 +271,20 @@ impl JsonTranslator {
                 for part in parts.into_iter().filter(|p| !p.thought) {
                     if let Some(call) = part.function_call {
                         let signature = part.thought_signature.as_deref();
-                        tool_calls.push(ToolCall::new(call, signature, &self.stamp.nonce, calls));
+                        tool_calls.push(tool_call(call, signature, &self.stamp.nonce, calls));
                         calls += 1;
                     } else if let Some(t) = part.text {
                         text.push_str(&t);
                     }
                 }
                 let reason = candidate.finish_reason.as_deref().unwrap_or("STOP");
-                Choice {
+                let finish = finish_reason(reason, !tool_calls.is_empty());
+                let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+                ChatChoice {
                     index: candidate.index.unwrap_or(pos as u32),
-                    finish_reason: finish_reason(reason, !tool_calls.is_empty()),
-                    message: Message {
-                        role: "assistant",
-                        content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
-                        tool_calls,
-                        refusal: None,
-                    },
-                    logprobs: candidate.logprobs_result.map(Logprobs::from),
+                    message: ChatMessage::assistant(content, tool_calls),
+                    logprobs: candidate.logprobs_result.map(logprobs),
+                    finish_reason: Some(Cow::Borrowed(finish)),
                 }
             })
             .collect();
@@ -365,43 +294,30 @@ impl JsonTranslator {
             .and_then(|f| f.block_reason)
             .is_some();
         if choices.is_empty() && blocked {
-            choices.push(Choice {
+            choices.push(ChatChoice {
                 index: 0,
-                message: Message {
-                    role: "assistant",
-                    content: Some(String::new()),
-                    tool_calls: Vec::new(),
-                    refusal: None,
-                },
+                message: ChatMessage::assistant(Some(String::new()), Vec::new()),
                 logprobs: None,
-                finish_reason: "content_filter",
+                finish_reason: Some(Cow::Borrowed("content_filter")),
             });
         }
-        Completion {
-            id: self.stamp.completion_id(response.response_id.as_deref()),
-            object: "chat.completion",
-            created: self.stamp.created,
-            model: &self.client_model,
-            choices,
-            usage: response.usage_metadata.unwrap_or_default().into(),
-        }
+        let id = self.stamp.completion_id(response.response_id.as_deref());
+        let mut completion = ChatCompletion::new(id, self.stamp.created, self.client_model.clone());
+        completion.choices = choices;
+        completion.usage = Some(response.usage_metadata.unwrap_or_default().into());
+        completion
     }
 }
 
-impl ResponseTranslator for JsonTranslator {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+impl<S: ChatSink> WholeTranslator for JsonTranslator<S> {
+    fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let response: GenerateContentResponse =
-            serde_json::from_slice(&self.body).map_err(|e| protocol_error("an answer", e))?;
+            serde_json::from_slice(body).map_err(|e| protocol_error("an answer", e))?;
         if let Some(error) = &response.error {
-            return Err(embedded_error(error, &self.body));
+            return Err(embedded_error(error, body));
         }
         let completion = self.convert(response);
-        serde_json::to_writer(&mut *out, &completion).map_err(|e| protocol_error("an answer", e))
+        self.sink.whole(completion, out)
     }
 }
 
@@ -419,9 +335,9 @@ mod tests {
             "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1,
         }))
         .unwrap();
-        let usage = Usage::from(u);
+        let usage = ChatUsage::from(u);
         assert_eq!(usage.prompt_tokens, u64::MAX);
-        assert_eq!(usage.total_tokens, u64::MAX);
+        assert_eq!(usage.total_tokens, Some(u64::MAX));
     }
 
     fn stamp() -> Stamp {
@@ -586,7 +502,7 @@ mod tests {
                                            "finishReason": "STOP"}]}).to_string();
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let mut t = to_chat(false, "m", false);
+            let mut t = to_chat(false, "m", OpenAiWriter);
             let mut out = Vec::new();
             t.push(body.as_bytes(), &mut out).unwrap();
             t.finish(&mut out).unwrap();
@@ -604,5 +520,45 @@ mod tests {
             ids[0]
         );
         assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn other_clients_get_what_the_byte_chain_gave() {
+        use crate::providers::anthropic::client::response::{self as anthropic, ToAnthropic};
+        use crate::providers::responses::client::response::{self as responses, ToResponses};
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::typed_chain_matches_bytes;
+        let answer = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"text": "It is "}, {"text": "21°C."},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+                "finishReason": "STOP", "index": 0}],
+            "usageMetadata": usage_meta(), "responseId": "abc"})
+        .to_string();
+        let out = typed_chain_matches_bytes(
+            || {
+                Box::new(JsonTranslator::with_sink(
+                    "m",
+                    stamp(),
+                    ToAnthropic::new("c"),
+                ))
+            },
+            Box::new(JsonTranslator::new("m", stamp())),
+            anthropic::from_chat(false, "c"),
+            answer.as_bytes(),
+        );
+        let message: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(message["content"][1]["id"], "call_n0_0");
+        let out = typed_chain_matches_bytes(
+            || {
+                let sink = ToResponses::new("c", Echo::default());
+                Box::new(JsonTranslator::with_sink("m", stamp(), sink))
+            },
+            Box::new(JsonTranslator::new("m", stamp())),
+            responses::from_chat(false, "c", Echo::default()),
+            answer.as_bytes(),
+        );
+        let response: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(response["output"][0]["content"][0]["text"], "It is 21°C.");
     }
 }

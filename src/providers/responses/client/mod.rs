@@ -4,8 +4,9 @@
 //! One pair of conversions, each a pure function or state machine (bytes in, bytes out), so a
 //! Responses client can use every model the gateway serves: the request becomes a chat request
 //! ([`request::to_chat`]) that the existing chat → Anthropic / chat → Gemini translators take
-//! further, and the chat answer (native, or translated back to chat) becomes a Responses
-//! answer ([`response::from_chat`]): one `response` object, or the typed event stream.
+//! further, and the chat answer (an OpenAI-format provider's, or another upstream side's typed
+//! chat values) becomes a Responses answer ([`response::ToResponses`]): one `response` object,
+//! or the typed event stream.
 //!
 //! The gateway keeps no conversation state, so everything stateful in the Responses API is
 //! refused with a 400 naming the field (`previous_response_id`, `store: true`, `conversation`,

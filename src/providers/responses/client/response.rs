@@ -1,124 +1,52 @@
-//! OpenAI chat answer → Responses `response` object, and what the stream shares with it: the
-//! chat wire types read, the output items, the response object and the usage mapping.
+//! Chat answer → Responses `response` object, and what the stream shares with it: the output
+//! items, the response object and the usage mapping. [`ToResponses`] is the chat sink every
+//! answer a Responses client gets from a provider reaches (typed, or read from an
+//! OpenAI-format provider's bytes).
 //!
 //! Output items come in the order a Responses model produces them: reasoning, the message,
 //! then the function calls. `finish_reason: length` makes the response `incomplete` with
 //! `reason: max_output_tokens` (`content_filter` with `reason: content_filter`), as the
 //! Responses API reports a cut answer; every other reason is `completed`.
 
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{derived_id, upstream_error, Echo};
+use super::{derived_id, Echo};
 use crate::clock::unix_secs;
-use crate::error::GatewayError;
-use crate::providers::errors::protocol_error;
-use crate::providers::json::to_bytes;
-pub(super) use crate::providers::tool_calls::{Function, ToolCall};
+use crate::providers::chat::{read, reasoning_text, ChatCompletion, ChatMessage, ChatUsage};
 use crate::providers::ResponseTranslator;
 
 mod stream;
 
-/// Translator for an OpenAI chat answer (JSON when `!stream`, SSE incl. the usage chunk and
-/// `[DONE]` when `stream`) → a Responses `response` object, or the typed event stream described
-/// in the module doc. `client_model` goes in `model`; `echo` is what [`super::request::to_chat`]
-/// returned for the request (namespaced tool names, echoed settings). Usage maps to
-/// `input_tokens` (+ `input_tokens_details.cached_tokens`), `output_tokens` (+
-/// `output_tokens_details.reasoning_tokens`) and `total_tokens`.
+pub use stream::ToResponses;
+
+/// Translator for an OpenAI-format provider's answer (JSON when `!stream`, SSE incl. the usage
+/// chunk and `[DONE]` when `stream`) → a Responses `response` object, or the typed event stream
+/// described in the module doc. `client_model` goes in `model`; `echo` is what
+/// [`super::request::to_chat`] returned for the request (namespaced tool names, echoed
+/// settings). Usage maps to `input_tokens` (+ `input_tokens_details.cached_tokens`),
+/// `output_tokens` (+ `output_tokens_details.reasoning_tokens`) and `total_tokens`. Other
+/// providers' answers reach [`ToResponses`] typed.
 pub fn from_chat(stream: bool, client_model: &str, echo: Echo) -> Box<dyn ResponseTranslator> {
-    if stream {
-        Box::new(stream::StreamToResponses::new(client_model, echo))
-    } else {
-        Box::new(JsonToResponses::new(client_model, echo))
-    }
+    read(stream, ToResponses::new(client_model, echo))
 }
 
-// ---- chat wire types --------------------------------------------------------------------
-
-#[derive(Deserialize)]
-pub(super) struct Completion {
-    pub(super) id: Option<String>,
-    pub(super) created: Option<u64>,
-    pub(super) choices: Option<Vec<Choice>>,
-    pub(super) usage: Option<Usage>,
-    pub(super) error: Option<Value>,
+/// The answer text; a refusal is the text the client reads.
+pub(super) fn answer_text(content: Option<String>, refusal: Option<String>) -> Option<String> {
+    content.or(refusal).filter(|t| !t.is_empty())
 }
 
-#[derive(Deserialize)]
-pub(super) struct Choice {
-    #[serde(alias = "delta")]
-    pub(super) message: Option<Reply>,
-    pub(super) finish_reason: Option<String>,
-    pub(super) index: Option<u64>,
-}
-
-/// A `message` (whole answer) or a `delta` (chunk): the same fields, all optional.
-#[derive(Deserialize, Default)]
-pub(super) struct Reply {
-    pub(super) content: Option<String>,
-    pub(super) reasoning_content: Option<String>,
-    pub(super) reasoning: Option<String>,
-    pub(super) refusal: Option<String>,
-    pub(super) tool_calls: Option<Vec<ToolCall>>,
-}
-
-impl Reply {
-    /// The non-standard reasoning text of compat hosts, if any.
-    pub(super) fn take_reasoning(&mut self) -> Option<String> {
-        self.reasoning_content
-            .take()
-            .or(self.reasoning.take())
-            .filter(|t| !t.is_empty())
-    }
-
-    /// The answer text; a refusal is the text the client reads.
-    pub(super) fn take_text(&mut self) -> Option<String> {
-        self.content
-            .take()
-            .or(self.refusal.take())
-            .filter(|t| !t.is_empty())
-    }
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-pub(super) struct Usage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    total_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-struct CompletionDetails {
-    reasoning_tokens: Option<u64>,
-}
-
-impl Usage {
-    /// Responses usage: chat's counts under Responses names (both count cached tokens inside
-    /// the input and reasoning tokens inside the output).
-    pub(super) fn to_responses(self) -> Value {
-        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens);
-        let reasoning = self
-            .completion_tokens_details
-            .and_then(|d| d.reasoning_tokens);
-        json!({
-            "input_tokens": self.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": cached.unwrap_or(0)},
-            "output_tokens": self.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": reasoning.unwrap_or(0)},
-            "total_tokens": self
-                .total_tokens
-                .unwrap_or_else(|| self.prompt_tokens.saturating_add(self.completion_tokens)),
-        })
-    }
+/// Responses usage: chat's counts under Responses names (both count cached tokens inside the
+/// input and reasoning tokens inside the output).
+pub(super) fn responses_usage(usage: ChatUsage) -> Value {
+    json!({
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens()},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens()},
+        "total_tokens": usage
+            .total_tokens
+            .unwrap_or_else(|| usage.prompt_tokens.saturating_add(usage.completion_tokens)),
+    })
 }
 
 // ---- output items -----------------------------------------------------------------------
@@ -222,7 +150,12 @@ impl Envelope {
     /// The `response` object; echoed request settings default to what the API reports for an
     /// unset field. `instructions` and `tools` are not echoed: they are the bulk of an agent's
     /// request (tens of KB for Codex) and no client reads them back.
-    pub(super) fn object(&self, ending: &Ending, output: &[Value], usage: Option<Usage>) -> Value {
+    pub(super) fn object(
+        &self,
+        ending: &Ending,
+        output: &[Value],
+        usage: Option<ChatUsage>,
+    ) -> Value {
         let (status, incomplete, error) = match ending {
             Ending::InProgress => ("in_progress", Value::Null, Value::Null),
             Ending::Finished(reason) => match incomplete_reason(*reason) {
@@ -247,7 +180,7 @@ impl Envelope {
         put("previous_response_id", Value::Null);
         put("store", false.into());
         put("tools", json!([]));
-        put("usage", usage.map_or(Value::Null, Usage::to_responses));
+        put("usage", usage.map_or(Value::Null, responses_usage));
         let defaults = [
             ("tool_choice", json!("auto")),
             ("parallel_tool_calls", json!(true)),
@@ -279,62 +212,24 @@ pub(super) fn incomplete_reason(finish_reason: Option<&str>) -> Option<&'static 
 
 // ---- whole answer -----------------------------------------------------------------------
 
-/// Buffers an OpenAI `chat.completion` and writes the Responses object at the end.
-pub(super) struct JsonToResponses {
-    body: Vec<u8>,
-    model: String,
-    echo: Option<Echo>,
-}
-
-impl JsonToResponses {
-    pub(super) fn new(model: &str, echo: Echo) -> Self {
-        Self {
-            body: Vec::new(),
-            model: model.to_string(),
-            echo: Some(echo),
-        }
-    }
-}
-
-impl ResponseTranslator for JsonToResponses {
-    fn push(&mut self, chunk: &[u8], _out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.body.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let completion: Completion = serde_json::from_slice(&self.body)
-            .map_err(|e| protocol_error(format!("unreadable OpenAI-format answer: {e}")))?;
-        if let Some(error) = &completion.error {
-            return Err(upstream_error(error).1);
-        }
-        let echo = self.echo.take().unwrap_or_default();
-        out.extend(to_bytes(&response(completion, &self.model, echo))?);
-        Ok(())
-    }
-}
-
 /// A chat completion as a Responses object: reasoning, message, then function-call items.
-fn response(completion: Completion, model: &str, echo: Echo) -> Value {
-    let chat_id = completion.id.as_deref();
+fn response(completion: ChatCompletion, model: &str, echo: Echo) -> Value {
+    let chat_id = Some(completion.id.as_str());
     let envelope = Envelope::new(chat_id, completion.created, model, echo);
-    let choice = completion.choices.and_then(|c| c.into_iter().next());
-    let (mut reply, finish) = match choice {
-        Some(c) => (c.message.unwrap_or_default(), c.finish_reason),
-        None => (Reply::default(), None),
+    let choice = completion.choices.into_iter().next();
+    let (reply, finish) = match choice {
+        Some(c) => (c.message, c.finish_reason),
+        None => (ChatMessage::default(), None),
     };
     let mut output = Vec::new();
-    if let Some(reasoning) = reply.take_reasoning() {
+    if let Some(reasoning) = reasoning_text(reply.reasoning_content, reply.reasoning) {
         output.push(reasoning_item(&derived_id("rs", chat_id), Some(&reasoning)));
     }
-    if let Some(text) = reply.take_text() {
+    if let Some(text) = answer_text(reply.content, reply.refusal) {
         output.push(message_item(&derived_id("msg", chat_id), Some(&text)));
     }
-    for call in reply.tool_calls.unwrap_or_default() {
-        let function = call.function.unwrap_or(Function {
-            name: None,
-            arguments: None,
-        });
+    for call in reply.tool_calls {
+        let function = call.function.unwrap_or_default();
         let call_id = call_id(call.id.as_deref());
         output.push(call_item(
             &envelope.echo,

@@ -2,16 +2,15 @@
 
 use serde_json::{json, Value};
 
-use super::JsonToResponses;
+use super::from_chat;
 use crate::error::ErrorKind;
 use crate::providers::responses::client::request::to_chat;
 use crate::providers::responses::client::tests::run;
 use crate::providers::responses::client::Echo;
-use crate::providers::ResponseTranslator;
 
 fn response(completion: &Value, echo: Echo) -> Value {
-    let mut t = JsonToResponses::new("client-model", echo);
-    let (out, result) = run(&mut t, &[completion.to_string().as_bytes()]);
+    let mut t = from_chat(false, "client-model", echo);
+    let (out, result) = run(t.as_mut(), &[completion.to_string().as_bytes()]);
     result.unwrap();
     serde_json::from_slice(&out).unwrap()
 }
@@ -136,14 +135,14 @@ fn missing_pieces_get_defaults() {
 
 #[test]
 fn an_error_body_or_garbage_fails() {
-    let mut t = JsonToResponses::new("m", Echo::default());
+    let mut t = from_chat(false, "m", Echo::default());
     let body = json!({"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}});
-    let (out, result) = run(&mut t, &[body.to_string().as_bytes()]);
+    let (out, result) = run(t.as_mut(), &[body.to_string().as_bytes()]);
     assert!(out.is_empty());
     let e = result.unwrap_err();
     assert_eq!((e.status(), e.message.as_str()), (429, "slow down"));
-    let mut t = JsonToResponses::new("m", Echo::default());
-    let (_, result) = run(&mut t, &[b"{\"choices\":[", b""]);
+    let mut t = from_chat(false, "m", Echo::default());
+    let (_, result) = run(t.as_mut(), &[b"{\"choices\":[", b""]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
@@ -151,11 +150,11 @@ fn an_error_body_or_garbage_fails() {
 fn the_body_may_arrive_in_pieces() {
     let body = completion(json!({"content": "Hello"}), "stop").to_string();
     let (a, b) = body.as_bytes().split_at(17);
-    let mut t = JsonToResponses::new("m", Echo::default());
+    let mut t = from_chat(false, "m", Echo::default());
     let mut out = Vec::new();
     t.push(a, &mut out).unwrap();
     assert!(out.is_empty(), "nothing before the end");
-    let (out, result) = run(&mut t, &[b]);
+    let (out, result) = run(t.as_mut(), &[b]);
     result.unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["output"][0]["content"][0]["text"], "Hello");

@@ -181,32 +181,15 @@ fn a_namespaced_tool_round_trips_from_request_to_answer() {
     assert_eq!(done["item"]["name"], "spawn_agent");
 }
 
-/// Two translators in a row, as the gateway chains them for non-chat upstreams.
-struct Chain(Box<dyn ResponseTranslator>, Box<dyn ResponseTranslator>);
-
-impl ResponseTranslator for Chain {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut middle = Vec::new();
-        self.0.push(chunk, &mut middle)?;
-        self.1.push(&middle, out)
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let mut middle = Vec::new();
-        self.0.finish(&mut middle)?;
-        self.1.push(&middle, out)?;
-        self.1.finish(out)
-    }
-}
-
-/// The event types and the final response of a chained stream, fed byte by byte.
-fn chained(upstream: Box<dyn ResponseTranslator>, input: &str) -> (Vec<String>, Value) {
-    let mut chain = Chain(
-        upstream,
-        response::from_chat(true, "client", Echo::default()),
-    );
+/// The event types and the final response of a stream read by an upstream side whose chat
+/// values go straight to the Responses side, as the gateway composes them, fed byte by byte.
+fn chained(
+    upstream: impl FnOnce(response::ToResponses) -> Box<dyn ResponseTranslator>,
+    input: &str,
+) -> (Vec<String>, Value) {
+    let mut chain = upstream(response::ToResponses::new("client", Echo::default()));
     let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
-    let (out, result) = run(&mut chain, &bytes);
+    let (out, result) = run(chain.as_mut(), &bytes);
     result.unwrap();
     let events = events(&out);
     for (i, (_, data)) in events.iter().enumerate() {
@@ -239,7 +222,7 @@ fn an_anthropic_stream_reaches_a_responses_client() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
     let (types, response) = chained(
-        anthropic::upstream::response::to_chat(true, "client", true),
+        |sink| anthropic::upstream::response::to_chat(true, "client", sink),
         input,
     );
     assert_eq!(types.first().map(String::as_str), Some("response.created"));
@@ -265,7 +248,7 @@ fn a_gemini_stream_reaches_a_responses_client() {
         "\"candidatesTokenCount\":2,\"totalTokenCount\":7},\"responseId\":\"r1\"}\r\n\r\n",
     );
     let (types, response) = chained(
-        gemini::upstream::response::to_chat(true, "client", true),
+        |sink| gemini::upstream::response::to_chat(true, "client", sink),
         input,
     );
     assert_eq!(types.last().map(String::as_str), Some("response.completed"));

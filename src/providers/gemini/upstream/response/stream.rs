@@ -1,5 +1,6 @@
-//! Gemini SSE (`streamGenerateContent?alt=sse`) → OpenAI `chat.completion.chunk` stream
-//! (docs/translation.md C3).
+//! Gemini SSE (`streamGenerateContent?alt=sse`) → chat chunks for a [`ChatSink`]
+//! (docs/translation.md C3), which for an OpenAI client writes the `chat.completion.chunk`
+//! stream described here.
 //!
 //! Each Gemini event is a whole `GenerateContentResponse` with only the new parts. Per choice:
 //! the first sight of a candidate sends `delta: {"role":"assistant","content":""}`; text parts
@@ -16,17 +17,18 @@
 //! if asked for and known, and `[DONE]`, but no invented `finish_reason`: a missing one is how
 //! the client can tell the answer was cut.
 
-use serde::Serialize;
-
-use super::{finish_reason, GenerateContentResponse, Logprobs, ToolCall, Usage, UsageMetadata};
-use crate::dialect::Dialect;
+use super::{finish_reason, logprobs, tool_call, GenerateContentResponse, UsageMetadata};
 use crate::error::GatewayError;
+use crate::providers::chat::{
+    ChatChunk, ChatChunkChoice, ChatDelta, ChatLogprobs, ChatSink, ChatUsage, OpenAiWriter,
+};
 use crate::providers::events::{EventTranslator, Events};
 use crate::providers::gemini::upstream::{embedded_error, protocol_error, Stamp};
 use crate::sse::SseEvent;
 
-/// Gemini SSE in, OpenAI SSE out.
-pub(super) struct StreamTranslator {
+/// Gemini SSE in, chat chunks out.
+pub(super) struct StreamTranslator<S = OpenAiWriter> {
+    sink: S,
     stamp: Stamp,
     client_model: String,
     include_usage: bool,
@@ -47,39 +49,23 @@ struct ChoiceState {
     tool_calls: usize,
 }
 
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice>,
-    /// Absent without `include_usage`; `Some(None)` is OpenAI's `"usage": null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<Usage>>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice {
-    index: u32,
-    delta: Delta,
-    logprobs: Option<Logprobs>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall>,
-}
-
 impl StreamTranslator {
+    /// For an OpenAI client, with a fixed time (and ids) to compare output with.
+    #[cfg(test)]
     pub fn new(client_model: &str, include_usage: bool, stamp: Stamp) -> Events<Self> {
+        Self::with_sink(client_model, include_usage, stamp, OpenAiWriter)
+    }
+}
+
+impl<S: ChatSink> StreamTranslator<S> {
+    pub fn with_sink(
+        client_model: &str,
+        include_usage: bool,
+        stamp: Stamp,
+        sink: S,
+    ) -> Events<Self> {
         Events::new(Self {
+            sink,
             stamp,
             client_model: client_model.to_string(),
             include_usage,
@@ -100,9 +86,10 @@ impl StreamTranslator {
             serde_json::from_str(data).map_err(|e| protocol_error("a stream event", e))?;
         if let Some(error) = &response.error {
             let error = embedded_error(error, data.as_bytes());
-            out.extend_from_slice(&error.sse_event(Dialect::OpenAi));
             self.failed = true;
-            return Ok(());
+            return self
+                .sink
+                .chunk(ChatChunk::error(error.openai_object()), out);
         }
         if self.id.is_none() {
             self.id = Some(self.stamp.completion_id(response.response_id.as_deref()));
@@ -117,30 +104,26 @@ impl StreamTranslator {
                 .is_some()
             {
                 self.choice(0, out)?;
-                let delta = Delta::default();
-                self.write(out, 0, delta, None, Some("content_filter"))?;
+                self.write(out, ChatChunkChoice::finish(0, "content_filter"))?;
             }
             return Ok(());
         }
         for (pos, candidate) in response.candidates.into_iter().enumerate() {
             let index = candidate.index.unwrap_or(pos as u32);
             let slot = self.choice(index, out)?;
-            let mut logprobs = candidate.logprobs_result.map(Logprobs::from);
+            let mut logprobs = candidate.logprobs_result.map(logprobs);
             let mut text = String::new();
             let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
             for part in parts.into_iter().filter(|p| !p.thought) {
                 if let Some(call) = part.function_call {
                     self.flush_text(out, index, &mut text, &mut logprobs)?;
                     let signature = part.thought_signature.as_deref();
-                    let mut call = ToolCall::new(call, signature, &self.stamp.nonce, self.calls);
+                    let mut call = tool_call(call, signature, &self.stamp.nonce, self.calls);
                     call.index = Some(self.choices[slot].tool_calls);
                     self.calls += 1;
                     self.choices[slot].tool_calls += 1;
-                    let delta = Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    };
-                    self.write(out, index, delta, None, None)?;
+                    let delta = ChatDelta::tool_call(call);
+                    self.write(out, ChatChunkChoice::delta(index, delta))?;
                 } else if let Some(t) = part.text {
                     text.push_str(&t);
                 }
@@ -148,7 +131,7 @@ impl StreamTranslator {
             self.flush_text(out, index, &mut text, &mut logprobs)?;
             if let Some(reason) = candidate.finish_reason {
                 let reason = finish_reason(&reason, self.choices[slot].tool_calls > 0);
-                self.write(out, index, Delta::default(), None, Some(reason))?;
+                self.write(out, ChatChunkChoice::finish(index, reason))?;
             }
         }
         Ok(())
@@ -163,84 +146,60 @@ impl StreamTranslator {
             index,
             tool_calls: 0,
         });
-        let delta = Delta {
-            role: Some("assistant"),
-            content: Some(String::new()),
-            ..Delta::default()
-        };
-        self.write(out, index, delta, None, None)?;
+        self.write(out, ChatChunkChoice::delta(index, ChatDelta::start()))?;
         Ok(self.choices.len() - 1)
     }
 
     fn flush_text(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
         index: u32,
         text: &mut String,
-        logprobs: &mut Option<Logprobs>,
+        logprobs: &mut Option<ChatLogprobs>,
     ) -> Result<(), GatewayError> {
         if text.is_empty() {
             return Ok(());
         }
-        let delta = Delta {
-            content: Some(std::mem::take(text)),
-            ..Delta::default()
+        let choice = ChatChunkChoice {
+            logprobs: logprobs.take(),
+            ..ChatChunkChoice::delta(index, ChatDelta::content(std::mem::take(text)))
         };
-        self.write(out, index, delta, logprobs.take(), None)
+        self.write(out, choice)
     }
 
-    fn write(
-        &self,
-        out: &mut Vec<u8>,
-        index: u32,
-        delta: Delta,
-        logprobs: Option<Logprobs>,
-        finish_reason: Option<&'static str>,
-    ) -> Result<(), GatewayError> {
-        let choice = ChunkChoice {
-            index,
-            delta,
-            logprobs,
-            finish_reason,
-        };
+    /// A chunk of one choice.
+    fn write(&mut self, out: &mut Vec<u8>, choice: ChatChunkChoice) -> Result<(), GatewayError> {
         self.write_chunk(out, vec![choice], None)
     }
 
+    /// A chunk; with `include_usage`, every chunk has `usage` (`null` but on the last one).
     fn write_chunk(
-        &self,
+        &mut self,
         out: &mut Vec<u8>,
-        choices: Vec<ChunkChoice>,
-        usage: Option<Usage>,
+        choices: Vec<ChatChunkChoice>,
+        usage: Option<ChatUsage>,
     ) -> Result<(), GatewayError> {
-        let chunk = Chunk {
-            id: self.id.as_deref().unwrap_or(&self.stamp.nonce),
-            object: "chat.completion.chunk",
-            created: self.stamp.created,
-            model: &self.client_model,
-            choices,
-            usage: self.include_usage.then_some(usage),
-        };
-        out.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut *out, &chunk).map_err(|e| protocol_error("a chunk", e))?;
-        out.extend_from_slice(b"\n\n");
-        Ok(())
+        let id = self.id.as_deref().unwrap_or(&self.stamp.nonce);
+        let mut chunk = ChatChunk::new(id, self.stamp.created, &self.client_model, choices);
+        chunk.usage = self.include_usage.then_some(usage);
+        self.sink.chunk(chunk, out)
     }
 }
 
-impl EventTranslator for StreamTranslator {
+impl<S: ChatSink> EventTranslator for StreamTranslator<S> {
     fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         self.on_event(&event.data, out)
     }
 
+    /// The usage chunk when asked for and known, then `[DONE]`; nothing after an error.
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        if self.failed {
-            return Ok(());
+        if !self.failed {
+            if let (true, Some(usage)) = (self.include_usage, self.usage) {
+                self.write_chunk(out, Vec::new(), Some(usage.into()))?;
+            }
+            self.sink.done(out)?;
         }
-        if let (true, Some(usage)) = (self.include_usage, self.usage) {
-            self.write_chunk(out, Vec::new(), Some(usage.into()))?;
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        Ok(())
+        self.sink.end(out)
     }
 }
 
@@ -262,12 +221,15 @@ mod tests {
         "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"unit\": \"celsius\",\"city\": \"Paris\"}},\"thoughtSignature\": \"CiQBcsjafA==\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 42,\"candidatesTokenCount\": 31,\"totalTokenCount\": 121,\"thoughtsTokenCount\": 48,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 42}]},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"Il0taoSYJ5Cez7IPr4-1cA\"}\r\n\r\n",
     );
 
-    fn translator(include_usage: bool) -> Events<StreamTranslator> {
-        let stamp = Stamp {
+    fn stamp() -> Stamp {
+        Stamp {
             created: 1_700_000_000,
             nonce: "n0".into(),
-        };
-        StreamTranslator::new("my-gemini", include_usage, stamp)
+        }
+    }
+
+    fn translator(include_usage: bool) -> Events<StreamTranslator> {
+        StreamTranslator::new("my-gemini", include_usage, stamp())
     }
 
     /// Feeds `pieces` in order and returns the whole output.
@@ -465,5 +427,54 @@ mod tests {
             .push(b"data: {not json}\n\n", &mut Vec::new())
             .unwrap_err();
         assert_eq!(e.status(), 502);
+    }
+
+    /// Streams that end every way: completed, failed mid-stream, cut before a finish reason.
+    fn streams() -> [&'static str; 3] {
+        [
+            RECORDED,
+            concat!(
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]},\"index\":0}],\"responseId\":\"r\"}\n\n",
+                "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n",
+            ),
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hal\"}]}}],\"responseId\":\"r\"}\n\n",
+        ]
+    }
+
+    #[test]
+    fn an_anthropic_client_gets_what_the_byte_chain_gave() {
+        use crate::providers::anthropic::client::response::{from_chat, ToAnthropic};
+        use crate::providers::translator_testing::{events, typed_chain_matches_bytes};
+        for input in streams() {
+            let out = typed_chain_matches_bytes(
+                || {
+                    let sink = ToAnthropic::new("client");
+                    Box::new(StreamTranslator::with_sink("m", true, stamp(), sink))
+                },
+                Box::new(StreamTranslator::new("m", true, stamp())),
+                from_chat(true, "client"),
+                input.as_bytes(),
+            );
+            assert_eq!(events(&out)[0].0.as_deref(), Some("message_start"));
+        }
+    }
+
+    #[test]
+    fn a_responses_client_gets_what_the_byte_chain_gave() {
+        use crate::providers::responses::client::response::{from_chat, ToResponses};
+        use crate::providers::responses::client::Echo;
+        use crate::providers::translator_testing::{events, typed_chain_matches_bytes};
+        for input in streams() {
+            let out = typed_chain_matches_bytes(
+                || {
+                    let sink = ToResponses::new("client", Echo::default());
+                    Box::new(StreamTranslator::with_sink("m", true, stamp(), sink))
+                },
+                Box::new(StreamTranslator::new("m", true, stamp())),
+                from_chat(true, "client", Echo::default()),
+                input.as_bytes(),
+            );
+            assert_eq!(events(&out)[0].0.as_deref(), Some("response.created"));
+        }
     }
 }

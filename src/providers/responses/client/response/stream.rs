@@ -1,5 +1,5 @@
-//! OpenAI chat SSE chunks → the Responses typed event stream (the sequence is in the parent
-//! module doc).
+//! Chat chunks → the Responses typed event stream (the sequence is in the parent module doc),
+//! and the sink both the stream and the whole answer reach.
 //!
 //! One output item is open at a time, as the Responses API streams them. Reasoning and text
 //! stream live, each change between them closing one item and opening the next. The first tool
@@ -12,15 +12,17 @@
 use serde_json::{json, Value};
 
 use super::{
-    call_id, call_item, message_item, reasoning_item, reasoning_part, text_part, Completion,
-    Ending, Envelope, ToolCall, Usage,
+    answer_text, call_id, call_item, message_item, reasoning_item, reasoning_part, response,
+    text_part, Ending, Envelope,
 };
 use crate::error::GatewayError;
+use crate::providers::chat::{
+    reasoning_text, ChatChunk, ChatCompletion, ChatSink, ChatToolCall, ChatUsage,
+};
 use crate::providers::errors::protocol_error;
-use crate::providers::events::{EventTranslator, Events};
+use crate::providers::json::to_bytes;
 use crate::providers::responses::client::{derived_id, upstream_error, Echo};
 use crate::providers::tool_calls::{absorb, Call};
-use crate::sse::SseEvent;
 
 /// The kind of a text-like item.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,8 +47,8 @@ enum Open {
     },
 }
 
-/// Chat SSE → Responses events.
-pub(super) struct StreamToResponses {
+/// Chat values → the Responses object (a whole answer) or events (a stream).
+pub struct ToResponses {
     model: String,
     /// Taken when the first chunk arrives and the envelope is built from it.
     echo: Option<Echo>,
@@ -63,14 +65,15 @@ pub(super) struct StreamToResponses {
     /// Text and reasoning held back while a call was open, in arrival order.
     held: Vec<(Kind, String)>,
     finish_reason: Option<String>,
-    usage: Option<Usage>,
+    usage: Option<ChatUsage>,
     /// A terminal event (`completed`, `incomplete`, `failed`) was written: input is ignored.
     closed: bool,
 }
 
-impl StreamToResponses {
-    pub(super) fn new(model: &str, echo: Echo) -> Events<Self> {
-        Events::new(Self {
+impl ToResponses {
+    /// The client side for a client that named `model`, with what its request left to echo.
+    pub fn new(model: &str, echo: Echo) -> Self {
+        Self {
             model: model.to_string(),
             echo: Some(echo),
             envelope: None,
@@ -84,7 +87,7 @@ impl StreamToResponses {
             finish_reason: None,
             usage: None,
             closed: false,
-        })
+        }
     }
 
     /// Appends one event: `type` and the next `sequence_number` are added to `data`.
@@ -109,20 +112,15 @@ impl StreamToResponses {
         }
     }
 
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    fn on_chunk(&mut self, chunk: ChatChunk<'_>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.closed {
             return Ok(());
         }
-        if event.data.trim() == "[DONE]" {
-            return self.complete(out);
-        }
-        let chunk: Completion = serde_json::from_str(&event.data)
-            .map_err(|e| protocol_error(format!("unreadable OpenAI-format stream chunk: {e}")))?;
         if self.envelope.is_none() {
             let echo = self.echo.take().unwrap_or_default();
-            self.chat_id = chunk.id.clone();
+            self.chat_id = Some(chunk.id.to_string()).filter(|id| !id.is_empty());
             self.envelope = Some(Envelope::new(
-                chunk.id.as_deref(),
+                Some(chunk.id.as_ref()),
                 chunk.created,
                 &self.model,
                 echo,
@@ -138,28 +136,27 @@ impl StreamToResponses {
             self.closed = true;
             return Ok(());
         }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = chunk.usage() {
+            self.usage = Some(usage);
         }
         // Only the first choice: the request never asks for more.
-        for choice in chunk.choices.unwrap_or_default() {
-            if choice.index.unwrap_or(0) != 0 {
+        for choice in chunk.choices {
+            if choice.index != 0 {
                 continue;
             }
-            if let Some(mut delta) = choice.message {
-                if let Some(reasoning) = delta.take_reasoning() {
-                    self.on_plain(Kind::Reasoning, &reasoning, out)?;
-                }
-                if let Some(text) = delta.take_text() {
-                    self.on_plain(Kind::Text, &text, out)?;
-                }
-                for call in delta.tool_calls.unwrap_or_default() {
-                    self.on_tool_call(call, out)?;
-                }
+            let delta = choice.delta;
+            if let Some(reasoning) = reasoning_text(delta.reasoning_content, delta.reasoning) {
+                self.on_plain(Kind::Reasoning, &reasoning, out)?;
+            }
+            if let Some(text) = answer_text(delta.content, delta.refusal) {
+                self.on_plain(Kind::Text, &text, out)?;
+            }
+            for call in delta.tool_calls {
+                self.on_tool_call(call, out)?;
             }
             if let Some(reason) = choice.finish_reason {
                 self.flush(out)?;
-                self.finish_reason = Some(reason);
+                self.finish_reason = Some(reason.into_owned());
             }
         }
         Ok(())
@@ -300,7 +297,11 @@ impl StreamToResponses {
 
     /// A tool-call fragment: streamed into its open item, or opens its item when no call is
     /// open and its name is known, or is held.
-    fn on_tool_call(&mut self, fragment: ToolCall, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    fn on_tool_call(
+        &mut self,
+        fragment: ChatToolCall,
+        out: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
         let (position, args) = absorb(&mut self.calls, fragment);
         let call = &mut self.calls[position];
         let index = call.index;
@@ -409,9 +410,22 @@ impl StreamToResponses {
     }
 }
 
-impl EventTranslator for StreamToResponses {
-    fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        self.on_event(event, out)
+impl ChatSink for ToResponses {
+    fn whole(&mut self, answer: ChatCompletion, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let echo = self.echo.take().unwrap_or_default();
+        out.extend(to_bytes(&response(answer, &self.model, echo))?);
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: ChatChunk<'_>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.on_chunk(chunk, out)
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.complete(out)
     }
 
     /// Without `[DONE]`: a stream that gave its finish reason is completed; one cut before it

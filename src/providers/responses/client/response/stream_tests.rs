@@ -2,7 +2,6 @@
 
 use serde_json::{json, Value};
 
-use super::StreamToResponses;
 use crate::error::ErrorKind;
 use crate::providers::responses::client::request::to_chat;
 use crate::providers::responses::client::response::from_chat;
@@ -309,8 +308,8 @@ fn a_call_continued_after_its_item_closed_is_a_protocol_error() {
         json!({"tool_calls": [{"index": 0, "function": {"arguments": "more"}}]}),
         None,
     );
-    let mut t = StreamToResponses::new("m", Echo::default());
-    let (_, result) = run(&mut t, &[s.as_bytes()]);
+    let mut t = from_chat(true, "m", Echo::default());
+    let (_, result) = run(t.as_mut(), &[s.as_bytes()]);
     assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
 }
 
