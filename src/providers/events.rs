@@ -4,7 +4,7 @@
 //! [`WholeTranslator`] gets all of it at once from [`Buffered`].
 
 use crate::error::GatewayError;
-use crate::providers::ResponseTranslator;
+use crate::providers::{ResponseTranslator, TurnReasoning};
 use crate::sse::{SseEvent, SseParser};
 
 /// A stream translator that works event by event.
@@ -14,6 +14,10 @@ pub(crate) trait EventTranslator: Send + Sync {
     /// The upstream stream ended (its last event was handed over before): closes the client's
     /// stream, or fails when the upstream was cut short.
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError>;
+    /// See [`ResponseTranslator::take_reasoning`].
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        None
+    }
 }
 
 /// An [`EventTranslator`] behind the SSE framing of its upstream's bytes.
@@ -49,6 +53,10 @@ impl<T> Events<T> {
 pub(crate) trait WholeTranslator: Send + Sync {
     /// The whole upstream body; appends the client's answer to `out`.
     fn whole(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
+    /// See [`ResponseTranslator::take_reasoning`].
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        None
+    }
 }
 
 /// A [`WholeTranslator`] behind the buffering of its upstream's bytes.
@@ -75,6 +83,10 @@ impl<T: WholeTranslator> ResponseTranslator for Buffered<T> {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         self.translator.whole(&self.body, out)
     }
+
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        self.translator.take_reasoning()
+    }
 }
 
 impl<T: EventTranslator> ResponseTranslator for Events<T> {
@@ -87,5 +99,9 @@ impl<T: EventTranslator> ResponseTranslator for Events<T> {
         self.parser.finish(&mut self.pending);
         self.hand_over(out)?;
         self.translator.end(out)
+    }
+
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        self.translator.take_reasoning()
     }
 }

@@ -45,6 +45,30 @@ pub trait ResponseTranslator: Send + Sync {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), GatewayError>;
     /// The upstream body ended; appends the rest (final events, a converted JSON body).
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError>;
+    /// The answer's signed reasoning and the tool calls it made, once both are complete (once
+    /// per answer): what the gateway keeps for clients that drop it (see `crate::thinking`).
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        None
+    }
+}
+
+/// A turn's signed reasoning blocks (as JSON, ready to keep) and the ids of the tool calls it
+/// made, by which the next turn finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnReasoning {
+    pub call_ids: Vec<String>,
+    pub blocks: String,
+}
+
+impl TurnReasoning {
+    /// The reasoning of an answer with these blocks and calls; `None` without either.
+    pub fn of(blocks: &[chat::ThinkingBlock], call_ids: Vec<String>) -> Option<Self> {
+        if blocks.is_empty() || call_ids.is_empty() {
+            return None;
+        }
+        let blocks = serde_json::to_string(blocks).ok()?;
+        Some(Self { call_ids, blocks })
+    }
 }
 
 /// The wire format a provider speaks.
@@ -107,6 +131,9 @@ pub struct UpstreamRequest {
     pub translator_job: Option<TranslatorJob>,
     /// The answer's content type after translation (`None` = the provider's own).
     pub content_type: Option<&'static str>,
+    /// The client asked for reasoning on a tool-loop turn whose signed reasoning it did not
+    /// send back (and the gateway had not kept): the turn goes without it.
+    pub reasoning_dropped: bool,
 }
 
 /// Work that builds a response translator, run off the proxy's workers.
@@ -200,6 +227,7 @@ impl Provider {
             translator: None,
             translator_job: None,
             content_type: None,
+            reasoning_dropped: false,
         };
         match self.kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {

@@ -223,13 +223,14 @@ impl Provider {
                 ),
                 stream,
             ),
-            UpstreamSide::Anthropic => (
-                self.request(
-                    self.upstream.path("/v1/messages"),
-                    anthropic::upstream::request::from_chat(&chat, upstream_model, cache)?.into(),
-                ),
-                stream,
-            ),
+            UpstreamSide::Anthropic => {
+                let translated =
+                    anthropic::upstream::request::translate(&chat, upstream_model, cache)?;
+                let mut request =
+                    self.request(self.upstream.path("/v1/messages"), translated.body.into());
+                request.reasoning_dropped = translated.reasoning_dropped;
+                (request, stream)
+            }
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                 let path = self.gemini_path(upstream_model, generate_method(stream));

@@ -13,6 +13,7 @@ use crate::limits::{Claim, Decision};
 use crate::metrics;
 use crate::ownership::{Owner, ResponseOwners};
 use crate::telemetry::trace::RequestTrace;
+use crate::thinking::ThinkingStore;
 
 use super::outcome::Outcome;
 
@@ -44,6 +45,9 @@ pub struct RequestCtx {
     /// Where to record the key of the response the provider is about to store (native
     /// Responses passthrough): taken by the relay once it has read the response's id.
     pub record_owner: Option<(Arc<ResponseOwners>, Owner)>,
+    /// Where to keep the signed reasoning of a Claude turn for a chat client, and the key it is
+    /// kept for: taken by the relay once the turn is complete.
+    pub keep_reasoning: Option<(Arc<ThinkingStore>, String)>,
     /// What happened: written by the exchange, taken whole by `logging`.
     pub outcome: Outcome,
 }
@@ -66,6 +70,7 @@ impl RequestCtx {
             rate_headers: Vec::new(),
             trace: None,
             record_owner: None,
+            keep_reasoning: None,
             outcome: Outcome::default(),
         }
     }

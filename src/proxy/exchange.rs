@@ -293,6 +293,7 @@ mod tests {
             translator: None,
             translator_job: None,
             content_type: None,
+            reasoning_dropped: false,
         };
         let client = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
         let ctx = RequestCtx::new();

@@ -121,7 +121,15 @@ impl Gateway {
                 &ctx.outcome.upstream_model,
                 pick.model.prompt_cache,
             ) {
-                Ok(Prepared::Upstream(request)) => request,
+                Ok(Prepared::Upstream(request)) => {
+                    if request.reasoning_dropped && !ctx.outcome.reasoning_dropped {
+                        ctx.outcome.reasoning_dropped = true;
+                        metrics::REASONING_DROPPED
+                            .with_label_values(&[&pick.model.name])
+                            .inc();
+                    }
+                    request
+                }
                 Ok(Prepared::CountTokens) => {
                     breaker.release(pick.admission);
                     return self.count_tokens(session, ctx, job.body).await;
@@ -167,6 +175,11 @@ impl Gateway {
                     },
                 )
             });
+            // a chat client's Claude turn keeps its signed reasoning for the next turn
+            let chat_on_claude = (provider.kind, job.endpoint)
+                == (ProviderKind::Anthropic, &Endpoint::ChatCompletions);
+            ctx.keep_reasoning =
+                chat_on_claude.then(|| (Arc::clone(&self.thinking), job.key.id.clone()));
             let outcome = {
                 let _inflight = deployment.health.enter();
                 // Boxed: an awaited future is stored in its caller's state, and a moved one

@@ -89,6 +89,7 @@ impl Gateway {
             ttfb: outcome.first_byte_at.map(|t| t.duration_since(ctx.started)),
             error: outcome.error.as_ref(),
             client_gone: outcome.client_gone,
+            reasoning_dropped: outcome.reasoning_dropped,
         };
         let trace_id = trace.as_ref().map(RequestTrace::trace_id);
         if let Some(trace) = trace {
@@ -121,7 +122,7 @@ fn text_line(
 ) {
     log::info!(
         target: ACCESS,
-        "{} {} {} status={} key={} model={} route={} provider={} attempts={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}",
+        "{} {} {} status={} key={} model={} route={} provider={} attempts={} stream={} ms={} ttfb_ms={} tokens={}/{} error={}{}{}",
         ctx.request_id,
         session.req_header().method,
         ctx.endpoint.as_ref().map_or("-", Endpoint::label),
@@ -140,5 +141,6 @@ fn text_line(
         record.map_or(0, |r| r.completion_tokens),
         outcome.error.as_ref().map_or("-", |e| e.kind.label()),
         if outcome.client_gone { " client_gone" } else { "" },
+        if outcome.reasoning_dropped { " reasoning_dropped" } else { "" },
     );
 }

@@ -47,4 +47,7 @@ pub struct Outcome {
     pub client_gone: bool,
     /// Reads usage from the answer; set once an answer starts.
     pub meter: Option<Meter>,
+    /// Reasoning was asked for but this tool-loop turn went without it (its signed state was
+    /// lost): in the access log, and counted in `cheapai_reasoning_dropped_total`.
+    pub reasoning_dropped: bool,
 }

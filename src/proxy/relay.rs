@@ -224,6 +224,7 @@ async fn whole(
         Some(t) => {
             t.finish(&mut translated)
                 .map_err(|e| unreadable(up.provider, e))?;
+            keep_reasoning(ctx, t.as_mut()).await;
             let body = Bytes::from(translated);
             if let Some(meter) = ctx.outcome.meter.as_mut() {
                 meter.read_answer(&body);
@@ -312,6 +313,7 @@ async fn stream(
                 if let Err(e) = done {
                     failure = Some(e);
                 }
+                keep_reasoning(ctx, t.as_mut()).await;
                 (!translated.is_empty()).then(|| Bytes::copy_from_slice(&translated))
             }
             (None, Some(d)) => framer.push(d),
@@ -390,6 +392,26 @@ async fn record_owner(ctx: &mut RequestCtx, answer: &[u8]) {
     };
     if let Some((owners, owner)) = ctx.record_owner.take() {
         owners.record(&id, owner).await;
+    }
+}
+
+/// Keeps a turn's signed reasoning for a chat client that may drop it, once the translator has
+/// it whole: before the bytes that end the turn go out, so the next turn finds it.
+async fn keep_reasoning(ctx: &mut RequestCtx, translator: &mut dyn ResponseTranslator) {
+    if ctx.keep_reasoning.is_none() {
+        return;
+    }
+    let Some(turn) = translator.take_reasoning() else {
+        return;
+    };
+    if let Some((store, key_id)) = ctx.keep_reasoning.take() {
+        if !store.keep(&key_id, &turn.call_ids, &turn.blocks).await {
+            log::info!(
+                "request {}: the turn's reasoning ({} bytes) is too large to keep",
+                ctx.request_id,
+                turn.blocks.len()
+            );
+        }
     }
 }
 

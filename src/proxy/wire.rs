@@ -220,6 +220,7 @@ mod tests {
             translator: None,
             translator_job: None,
             content_type: None,
+            reasoning_dropped: false,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Summary<'a> {
     pub ttfb: Option<Duration>,
     pub error: Option<&'a GatewayError>,
     pub client_gone: bool,
+    /// Reasoning was asked for but the turn went without it (its signed state was lost).
+    pub reasoning_dropped: bool,
 }
 
 /// What only the JSON line has.
@@ -74,6 +76,8 @@ struct Line<'a> {
     user_agent: Option<&'a str>,
     error: Option<&'static str>,
     client_gone: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reasoning_dropped: bool,
 }
 
 /// The JSON access line (without the newline).
@@ -108,6 +112,7 @@ pub fn json_line(s: &Summary<'_>, client: &Client<'_>) -> String {
             .map(|ua| crate::text::cut(ua, MAX_USER_AGENT)),
         error: s.error.map(|e| e.kind.label()),
         client_gone: s.client_gone,
+        reasoning_dropped: s.reasoning_dropped,
     };
     // serializing plain fields into a String cannot fail
     serde_json::to_string(&line).unwrap_or_default()
@@ -146,6 +151,7 @@ mod tests {
             ttfb: None,
             error: None,
             client_gone: false,
+            reasoning_dropped: false,
         };
         let client = Client {
             trace_id: None,

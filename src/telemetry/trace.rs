@@ -256,6 +256,9 @@ impl RequestTrace {
         if s.client_gone {
             attrs.push(KeyValue::new("cheapai.client_gone", true));
         }
+        if s.reasoning_dropped {
+            attrs.push(KeyValue::new("cheapai.reasoning_dropped", true));
+        }
         let failed = s.status >= 500 || s.error.is_some_and(|e| e.kind.is_upstream());
         if let Some(mut span) = self.attempt.take() {
             span.set_attributes(answer.iter().cloned());

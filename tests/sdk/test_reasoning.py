@@ -13,9 +13,10 @@ model answers in text), turn 3 asks again (another call), turn 4 sends that resu
 
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
+import requests
 
 from sdk_helpers import json_body, seq_of
 
@@ -37,6 +38,13 @@ ANTHROPIC_TOOLS = [
     {"name": "get_weather", "description": "Current weather in a city", "input_schema": TOOLS[0]["function"]["parameters"]}
 ]
 QUESTIONS = ["What is the weather in Paris?", "And in Rome?"]
+
+
+def dropped_count(gateway) -> float:
+    """`cheapai_reasoning_dropped_total` for the Claude model, from /metrics."""
+    text = requests.get(f"{gateway.admin_url}/metrics", timeout=10).text
+    found = re.search(r'^cheapai_reasoning_dropped_total\{model="claude-sonnet-4-5"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def upstream(gateway, raw) -> dict:
@@ -146,12 +154,16 @@ def test_kept_thinking_is_never_given_to_another_key(gateway, client, second_ten
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
+    before = dropped_count(gateway)
     raw = second_tenant_client.chat.completions.with_raw_response.create(
         model=CLAUDE, messages=replay, tools=TOOLS, reasoning_effort="high"
     )
     body = upstream(gateway, raw)
     assert "thinking" not in body, "another key's reasoning was used"
     assert anthropic_turns_with_thinking(body) == [[]]
+    # the turn went on as before this feature, and the metric says reasoning was lost
+    assert raw.parse().choices[0].message.content
+    assert dropped_count(gateway) == before + 1
 
 
 # ---- Responses -------------------------------------------------------------------------------
@@ -184,7 +196,8 @@ def test_responses_tool_loop_on_claude_round_trips_encrypted_reasoning(gateway, 
         issued = sent
         reasoning = [o for o in output if o.type == "reasoning"]
         assert reasoning and reasoning[0].encrypted_content, f"turn {turn + 1}: no encrypted reasoning item"
-        assert reasoning[0].summary and reasoning[0].summary[0].text.startswith("Thinking about")
+        assert reasoning[0].encrypted_content.startswith("cai1.")
+        assert reasoning[0].content and reasoning[0].content[0].text.startswith("Thinking about")
         items.extend(o.model_dump(exclude_none=True) for o in output)
         for o in output:
             if o.type == "function_call":

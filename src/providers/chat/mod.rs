@@ -17,8 +17,9 @@ pub const THINKING_BLOCKS: &str = "thinking_blocks";
 pub(crate) use request::assistant_message;
 pub use request::ChatRequest;
 pub use response::{
-    reasoning_text, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta,
-    ChatFunction, ChatLogprobs, ChatMessage, ChatReply, ChatToolCall, ChatUsage,
-    CompletionTokensDetails, Form, Part, PromptTokensDetails, TokenLogprob, TopLogprob, Whole,
+    reasoning_text, CacheCreation, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion,
+    ChatDelta, ChatFunction, ChatLogprobs, ChatMessage, ChatReply, ChatToolCall, ChatUsage,
+    CompletionTokensDetails, Form, Part, PromptTokensDetails, ThinkingBlock, TokenLogprob,
+    TopLogprob, Whole,
 };
 pub use sink::{read, ChatSink, OpenAiWriter};

@@ -92,8 +92,23 @@ pub struct ChatReply<F: Form> {
     pub tool_calls: Vec<ChatToolCall>,
     #[serde(skip_serializing_if = "F::unwritten")]
     pub refusal: Option<String>,
+    /// The provider's signed reasoning ([`super::THINKING_BLOCKS`]): whole blocks, each in the
+    /// delta that completes it.
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub thinking_blocks: Vec<ThinkingBlock>,
     #[serde(skip)]
     form: PhantomData<F>,
+}
+
+/// One block of a provider's signed reasoning, as Anthropic issues it and must get it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingBlock {
+    Thinking { thinking: String, signature: String },
+    RedactedThinking { data: String },
 }
 
 /// Which text fields of a [`ChatReply`] go unwritten when absent.
@@ -241,6 +256,14 @@ impl ChatDelta {
         }
     }
 
+    /// A completed block of signed reasoning.
+    pub fn thinking_block(block: ThinkingBlock) -> Self {
+        Self {
+            thinking_blocks: vec![block],
+            ..Self::default()
+        }
+    }
+
     /// One tool-call fragment.
     pub fn tool_call(call: ChatToolCall) -> Self {
         Self {
@@ -325,6 +348,17 @@ pub struct ChatUsage {
     /// plain input); an extension OpenAI does not send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_tokens: Option<u64>,
+    /// Anthropic's split of the cache writes by lifetime (1-hour writes cost more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// Cache writes by lifetime, as Anthropic reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheCreation {
+    pub ephemeral_5m_input_tokens: u64,
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 impl ChatUsage {

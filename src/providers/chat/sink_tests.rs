@@ -27,6 +27,7 @@ fn usage(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> ChatUsage
             reasoning_tokens: Some(reasoning),
         }),
         cache_creation_input_tokens: None,
+        cache_creation: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn a_whole_answer_with_reasoning_tool_calls_and_cache_writes() {
         }),
         completion_tokens_details: None,
         cache_creation_input_tokens: Some(100),
+        cache_creation: None,
     });
     assert_eq!(
         written(c),

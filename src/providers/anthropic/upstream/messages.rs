@@ -24,9 +24,16 @@ pub(super) struct Turn {
 }
 
 /// Whether the conversation's end rules out Anthropic thinking: a prefill (trailing assistant
-/// turn), or tool results continuing a tool loop whose assistant turn does not start with the
-/// signed thinking Anthropic issued (the client dropped it, or never had it).
+/// turn), or a tool-loop continuation without its signed thinking
+/// ([`continues_without_thinking`]).
 pub(super) fn rules_out_thinking(turns: &[Turn]) -> bool {
+    turns.last().is_some_and(|t| t.role == "assistant") || continues_without_thinking(turns)
+}
+
+/// Whether the conversation continues a tool loop (tool results last) whose assistant turn
+/// does not start with the signed thinking Anthropic issued (the client dropped it, or never
+/// had it): Anthropic refuses thinking then.
+pub(super) fn continues_without_thinking(turns: &[Turn]) -> bool {
     let first_type = |t: &Turn| {
         t.blocks
             .first()
@@ -35,7 +42,6 @@ pub(super) fn rules_out_thinking(turns: &[Turn]) -> bool {
             .map(str::to_owned)
     };
     match turns {
-        [.., last] if last.role == "assistant" => true,
         [.., before, last] if first_type(last).as_deref() == Some("tool_result") => {
             before.role != "assistant" || !first_type(before).as_deref().is_some_and(is_thinking)
         }

@@ -8,7 +8,9 @@
 use serde_json::{json, Map, Value};
 
 use super::cache::{place_breakpoints, PromptCache};
-use super::messages::{convert_messages, drop_thinking, rules_out_thinking, turn_json};
+use super::messages::{
+    continues_without_thinking, convert_messages, drop_thinking, rules_out_thinking, turn_json,
+};
 use super::JSON_OUTPUT_TOOL;
 use crate::error::GatewayError;
 use crate::providers::chat::ChatRequest;
@@ -47,6 +49,23 @@ pub fn from_chat(
     upstream_model: &str,
     cache: PromptCache,
 ) -> Result<Vec<u8>, GatewayError> {
+    translate(chat, upstream_model, cache).map(|t| t.body)
+}
+
+/// A request translated for Anthropic, and what the translation had to leave out.
+pub struct Translated {
+    pub body: Vec<u8>,
+    /// Reasoning was asked for on a tool-loop continuation whose assistant turn lost its
+    /// signed thinking, so the turn goes without it.
+    pub reasoning_dropped: bool,
+}
+
+/// [`from_chat`], saying what it left out.
+pub fn translate(
+    chat: &ChatRequest,
+    upstream_model: &str,
+    cache: PromptCache,
+) -> Result<Translated, GatewayError> {
     let req = chat.fields();
     reject_unsupported(req)?;
     let (mut system, mut turns) = convert_messages(field(req, "messages"))?;
@@ -67,8 +86,9 @@ pub fn from_chat(
         .and_then(|c| c.get("type"))
         .and_then(Value::as_str)
         .is_some_and(|t| t == "any" || t == "tool");
-    let budget = thinking_budget(field(req, "reasoning_effort"))?
-        .filter(|_| !forced && !rules_out_thinking(&turns));
+    let asked = thinking_budget(field(req, "reasoning_effort"))?;
+    let reasoning_dropped = asked.is_some() && !forced && continues_without_thinking(&turns);
+    let budget = asked.filter(|_| !forced && !rules_out_thinking(&turns));
     let (max_tokens, budget) = fit_thinking(max_tokens(req)?, budget);
     if budget.is_none() {
         drop_thinking(&mut turns);
@@ -141,7 +161,10 @@ pub fn from_chat(
     if cache == PromptCache::Auto {
         place_breakpoints(&mut out);
     }
-    to_bytes(&Value::Object(out))
+    Ok(Translated {
+        body: to_bytes(&Value::Object(out))?,
+        reasoning_dropped,
+    })
 }
 
 /// Parameters whose answer Anthropic cannot give: failing is better than a silent difference.

@@ -2,8 +2,12 @@
 //! a [`ChatSink`] (the OpenAI client's writer, or another client format's side).
 //!
 //! Thinking is passed on as the non-standard `reasoning_content` (what DeepSeek-style clients
-//! read; the OpenAI SDKs ignore it); signatures and redacted thinking are dropped, as are
-//! server-tool blocks (`server_tool_use`, `web_search_tool_result`), which have no OpenAI form.
+//! read; the OpenAI SDKs ignore it), and whole, signed, in `thinking_blocks` (redacted thinking
+//! too), which the client sends back with the message so that the next turn of a tool loop
+//! keeps thinking on; a stream gives each block whole in the delta after its last fragment.
+//! The translator also hands the turn's signed blocks and tool call ids over
+//! ([`ResponseTranslator::take_reasoning`]) for clients that drop them. Server-tool blocks
+//! (`server_tool_use`, `web_search_tool_result`) have no OpenAI form and are dropped.
 //! The gateway's own [`JSON_OUTPUT_TOOL`] call becomes the message content.
 
 use std::borrow::Cow;
@@ -15,12 +19,12 @@ use super::{status_of_anthropic_type, upstream_error, ANTHROPIC, JSON_OUTPUT_TOO
 use crate::clock::unix_secs;
 use crate::error::GatewayError;
 use crate::providers::chat::{
-    ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta, ChatMessage, ChatSink,
-    ChatToolCall, ChatUsage, OpenAiWriter, PromptTokensDetails,
+    CacheCreation, ChatChoice, ChatChunk, ChatChunkChoice, ChatCompletion, ChatDelta, ChatMessage,
+    ChatSink, ChatToolCall, ChatUsage, OpenAiWriter, PromptTokensDetails, ThinkingBlock,
 };
 use crate::providers::errors::protocol_error;
 use crate::providers::events::{Buffered, EventTranslator, Events, WholeTranslator};
-use crate::providers::ResponseTranslator;
+use crate::providers::{ResponseTranslator, TurnReasoning};
 use crate::sse::SseEvent;
 
 /// Translator for an Anthropic answer (JSON when `!stream`, SSE when `stream`) into chat values
@@ -76,6 +80,12 @@ enum Block {
     Thinking {
         #[serde(default)]
         thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
     },
     #[serde(other)]
     Other,
@@ -88,6 +98,7 @@ pub(super) struct Usage {
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    cache_creation: Option<CacheCreation>,
 }
 
 impl Usage {
@@ -101,6 +112,7 @@ impl Usage {
         self.cache_read_input_tokens = later
             .cache_read_input_tokens
             .or(self.cache_read_input_tokens);
+        self.cache_creation = later.cache_creation.or(self.cache_creation);
     }
 
     /// Chat usage (B1): prompt includes cached tokens, as OpenAI's does; the raw cache-write
@@ -123,6 +135,7 @@ impl Usage {
             }),
             completion_tokens_details: None,
             cache_creation_input_tokens: Some(cache_creation),
+            cache_creation: self.cache_creation,
         }
     }
 }
@@ -147,12 +160,15 @@ enum Event {
         #[serde(default)]
         usage: Usage,
     },
+    ContentBlockStop {
+        index: usize,
+    },
     MessageStop,
     Error {
         #[serde(default)]
         error: Value,
     },
-    /// `ping`, `content_block_stop` and future event types: nothing to emit.
+    /// `ping` and future event types: nothing to emit.
     #[serde(other)]
     Other,
 }
@@ -185,7 +201,11 @@ enum BlockDelta {
         #[serde(default)]
         thinking: String,
     },
-    /// `signature_delta`, `citations_delta`: no OpenAI form.
+    SignatureDelta {
+        #[serde(default)]
+        signature: String,
+    },
+    /// `citations_delta`: no OpenAI form.
     #[serde(other)]
     Other,
 }
@@ -213,6 +233,7 @@ pub(super) struct JsonToChat<S = OpenAiWriter> {
     model: String,
     created: u64,
     sink: S,
+    reasoning: Option<TurnReasoning>,
 }
 
 impl JsonToChat {
@@ -229,6 +250,7 @@ impl<S> JsonToChat<S> {
             model: model.to_string(),
             created,
             sink,
+            reasoning: None,
         })
     }
 }
@@ -242,7 +264,16 @@ impl<S: ChatSink> WholeTranslator for JsonToChat<S> {
             return Err(embedded_error(&error["error"], body));
         }
         let completion = completion(message, &self.model, self.created);
+        if let Some(choice) = completion.choices.first() {
+            let calls = choice.message.tool_calls.iter();
+            let ids = calls.filter_map(|c| c.id.clone()).collect();
+            self.reasoning = TurnReasoning::of(&choice.message.thinking_blocks, ids);
+        }
         self.sink.whole(completion, out)
+    }
+
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        self.reasoning.take()
     }
 }
 
@@ -250,12 +281,25 @@ impl<S: ChatSink> WholeTranslator for JsonToChat<S> {
 fn completion(message: Message, model: &str, created: u64) -> ChatCompletion {
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut thinking_blocks = Vec::new();
     let mut json_output = None;
     let mut tool_calls = Vec::new();
     for block in message.content {
         match block {
             Block::Text { text: t } => text.push_str(&t),
-            Block::Thinking { thinking } => reasoning.push_str(&thinking),
+            Block::Thinking {
+                thinking,
+                signature,
+            } => {
+                reasoning.push_str(&thinking);
+                thinking_blocks.push(ThinkingBlock::Thinking {
+                    thinking,
+                    signature,
+                });
+            }
+            Block::RedactedThinking { data } => {
+                thinking_blocks.push(ThinkingBlock::RedactedThinking { data })
+            }
             Block::ToolUse { input, name, .. } if name == JSON_OUTPUT_TOOL => {
                 json_output = Some(input.to_string())
             }
@@ -282,6 +326,7 @@ fn completion(message: Message, model: &str, created: u64) -> ChatCompletion {
     };
     let mut reply = ChatMessage::assistant(content, tool_calls);
     reply.reasoning_content = (!reasoning.is_empty()).then_some(reasoning);
+    reply.thinking_blocks = thinking_blocks;
     let id = format!("chatcmpl-{}", message.id);
     let mut completion = ChatCompletion::new(id, created, model.to_string());
     completion.choices.push(ChatChoice {
@@ -301,6 +346,8 @@ fn completion(message: Message, model: &str, created: u64) -> ChatCompletion {
 enum BlockRole {
     /// Text and thinking: deltas are mapped by their own type.
     Plain,
+    /// A thinking block: its fragments are reasoning, and it is handed on whole at its end.
+    Thinking,
     /// A client tool call with this OpenAI `tool_calls` index.
     Tool(usize),
     /// The forced JSON-output tool: its input fragments are content.
@@ -326,6 +373,11 @@ pub(super) struct StreamToChat<S = OpenAiWriter> {
     /// Anthropic block index → its role.
     blocks: Vec<(usize, BlockRole)>,
     tool_calls: usize,
+    /// The thinking block being streamed: its text and signature so far.
+    thinking: (String, String),
+    /// Signed blocks completed so far, and the ids of the tool calls made.
+    issued: Vec<ThinkingBlock>,
+    call_ids: Vec<String>,
     started: bool,
     finish_sent: bool,
     phase: Phase,
@@ -355,6 +407,9 @@ impl<S: ChatSink> StreamToChat<S> {
             usage: Usage::default(),
             blocks: Vec::new(),
             tool_calls: 0,
+            thinking: Default::default(),
+            issued: Vec::new(),
+            call_ids: Vec::new(),
             started: false,
             finish_sent: false,
             phase: Phase::Live,
@@ -405,11 +460,20 @@ impl<S: ChatSink> StreamToChat<S> {
                         self.chunk(out, ChatDelta::content(text), None)?;
                     }
                 }
-                Block::Thinking { thinking } => {
-                    self.blocks.push((index, BlockRole::Plain));
+                Block::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    self.blocks.push((index, BlockRole::Thinking));
+                    self.thinking = (thinking.clone(), signature);
                     if !thinking.is_empty() {
                         self.chunk(out, ChatDelta::reasoning(thinking), None)?;
                     }
+                }
+                Block::RedactedThinking { data } => {
+                    let block = ThinkingBlock::RedactedThinking { data };
+                    self.issued.push(block.clone());
+                    self.chunk(out, ChatDelta::thinking_block(block), None)?;
                 }
                 Block::ToolUse { name, .. } if name == JSON_OUTPUT_TOOL => {
                     self.blocks.push((index, BlockRole::JsonOutput));
@@ -417,6 +481,7 @@ impl<S: ChatSink> StreamToChat<S> {
                 Block::ToolUse { id, name, .. } => {
                     let k = self.tool_calls;
                     self.tool_calls += 1;
+                    self.call_ids.push(id.clone());
                     self.blocks.push((index, BlockRole::Tool(k)));
                     let call = ChatToolCall::function(Some(k), id, name, String::new());
                     self.chunk(out, ChatDelta::tool_call(call), None)?;
@@ -427,8 +492,14 @@ impl<S: ChatSink> StreamToChat<S> {
                 (_, BlockDelta::TextDelta { text }) if !text.is_empty() => {
                     self.chunk(out, ChatDelta::content(text), None)?;
                 }
-                (_, BlockDelta::ThinkingDelta { thinking }) if !thinking.is_empty() => {
+                (role, BlockDelta::ThinkingDelta { thinking }) if !thinking.is_empty() => {
+                    if role == Some(BlockRole::Thinking) {
+                        self.thinking.0.push_str(&thinking);
+                    }
                     self.chunk(out, ChatDelta::reasoning(thinking), None)?;
+                }
+                (Some(BlockRole::Thinking), BlockDelta::SignatureDelta { signature }) => {
+                    self.thinking.1.push_str(&signature);
                 }
                 (Some(BlockRole::Tool(k)), BlockDelta::InputJsonDelta { partial_json })
                     if !partial_json.is_empty() =>
@@ -451,6 +522,17 @@ impl<S: ChatSink> StreamToChat<S> {
                 };
                 self.chunk(out, ChatDelta::default(), Some(finish))?;
                 self.finish_sent = true;
+            }
+            Event::ContentBlockStop { index } => {
+                if self.role_of(index) == Some(BlockRole::Thinking) {
+                    let (thinking, signature) = std::mem::take(&mut self.thinking);
+                    let block = ThinkingBlock::Thinking {
+                        thinking,
+                        signature,
+                    };
+                    self.issued.push(block.clone());
+                    self.chunk(out, ChatDelta::thinking_block(block), None)?;
+                }
             }
             Event::MessageStop => self.close(out)?,
             Event::Error { error } => {
@@ -479,6 +561,15 @@ impl<S: ChatSink> StreamToChat<S> {
 impl<S: ChatSink> EventTranslator for StreamToChat<S> {
     fn event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         self.on_event(event, out)
+    }
+
+    /// Once the stop reason is in, every block is complete.
+    fn take_reasoning(&mut self) -> Option<TurnReasoning> {
+        if !self.finish_sent {
+            return None;
+        }
+        let call_ids = std::mem::take(&mut self.call_ids);
+        TurnReasoning::of(&std::mem::take(&mut self.issued), call_ids)
     }
 
     /// A stream whose `message_delta` (with the stop reason) arrived is completed even without

@@ -93,7 +93,7 @@ fn every_stop_reason_maps_to_its_finish_reason() {
 }
 
 #[test]
-fn thinking_becomes_reasoning_content_and_redacted_thinking_is_dropped() {
+fn thinking_becomes_reasoning_content_and_the_signed_blocks_come_whole() {
     let out = complete(&message(
         json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"},
                {"type": "redacted_thinking", "data": "xx"},
@@ -105,6 +105,136 @@ fn thinking_becomes_reasoning_content_and_redacted_thinking_is_dropped() {
         (reply["content"].clone(), reply["reasoning_content"].clone()),
         (json!("42"), json!("hmm"))
     );
+    assert_eq!(
+        reply["thinking_blocks"],
+        json!([{"type": "thinking", "thinking": "hmm", "signature": "sig"},
+               {"type": "redacted_thinking", "data": "xx"}])
+    );
+}
+
+/// A tool-calling turn with thinking on, as Anthropic streams it.
+const THINKING_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_T\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"UkVE\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Use the \"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"tool.\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2lnLTE=\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_7\",\"name\":\"f\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+fn signed_blocks() -> Value {
+    json!([{"type": "redacted_thinking", "data": "UkVE"},
+           {"type": "thinking", "thinking": "Use the tool.", "signature": "c2lnLTE="}])
+}
+
+#[test]
+fn a_stream_gives_each_signed_block_whole_and_hands_the_turn_over() {
+    let (out, result) = same_at_every_split(stream(true), THINKING_STREAM.as_bytes());
+    result.unwrap();
+    let blocks: Vec<Value> = events(&out)
+        .iter()
+        .filter_map(|(_, c)| c["choices"][0]["delta"].get("thinking_blocks").cloned())
+        .flat_map(|b| b.as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(Value::Array(blocks), signed_blocks());
+    let reasoning: String = events(&out)
+        .iter()
+        .filter_map(|(_, c)| {
+            c["choices"][0]["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(reasoning, "Use the tool.");
+
+    // what the gateway keeps for a client that drops it: once, after the stop reason
+    let mut t = StreamToChat::new("m", true, CREATED);
+    let mut sink = Vec::new();
+    let cut = THINKING_STREAM.find("event: message_delta").unwrap();
+    t.push(THINKING_STREAM[..cut].as_bytes(), &mut sink)
+        .unwrap();
+    assert_eq!(t.take_reasoning(), None, "not before the turn is complete");
+    t.push(THINKING_STREAM[cut..].as_bytes(), &mut sink)
+        .unwrap();
+    let kept = t.take_reasoning().unwrap();
+    assert_eq!(kept.call_ids, ["toolu_7"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept.blocks).unwrap(),
+        signed_blocks()
+    );
+    assert_eq!(t.take_reasoning(), None, "once");
+}
+
+#[test]
+fn a_whole_answer_hands_its_turn_over_too() {
+    let answer = message(
+        json!([{"type": "thinking", "thinking": "Use the tool.", "signature": "c2lnLTE="},
+               {"type": "tool_use", "id": "toolu_8", "name": "f", "input": {}}]),
+        "tool_use",
+    );
+    let mut t = JsonToChat::new("m", CREATED);
+    run(&mut t, &[answer.to_string().as_bytes()]).1.unwrap();
+    let kept = t.take_reasoning().unwrap();
+    assert_eq!(kept.call_ids, ["toolu_8"]);
+    // a turn without tool calls has nothing to continue
+    let mut t = JsonToChat::new("m", CREATED);
+    let text = message(
+        json!([{"type": "thinking", "thinking": "t", "signature": "s"}]),
+        "end_turn",
+    );
+    run(&mut t, &[text.to_string().as_bytes()]).1.unwrap();
+    assert_eq!(t.take_reasoning(), None);
+}
+
+#[test]
+fn a_responses_client_gets_the_signed_blocks_sealed_in_its_reasoning_item() {
+    use crate::providers::responses::client::reasoning::open;
+    // streamed
+    let (out, result) = same_at_every_split(
+        || Box::new(StreamToChat::with_sink("m", true, CREATED, to_responses())),
+        THINKING_STREAM.as_bytes(),
+    );
+    result.unwrap();
+    let completed = events(&out)
+        .into_iter()
+        .find(|(name, _)| name.as_deref() == Some("response.completed"))
+        .unwrap()
+        .1;
+    let item = &completed["response"]["output"][0];
+    assert_eq!(item["type"], "reasoning");
+    assert_eq!(item["content"][0]["text"], "Use the tool.");
+    let sealed = item["encrypted_content"].as_str().unwrap();
+    assert_eq!(Value::Array(open(sealed).unwrap()), signed_blocks());
+    let done = events(&out)
+        .into_iter()
+        .find(|(name, d)| {
+            name.as_deref() == Some("response.output_item.done") && d["item"]["type"] == "reasoning"
+        })
+        .unwrap()
+        .1;
+    assert_eq!(done["item"]["encrypted_content"], sealed);
+    // whole
+    let answer = message(
+        json!([{"type": "redacted_thinking", "data": "UkVE"},
+               {"type": "thinking", "thinking": "Use the tool.", "signature": "c2lnLTE="},
+               {"type": "tool_use", "id": "toolu_8", "name": "f", "input": {}}]),
+        "tool_use",
+    );
+    let mut t = JsonToChat::with_sink("m", CREATED, to_responses());
+    let (out, result) = run(&mut t, &[answer.to_string().as_bytes()]);
+    result.unwrap();
+    let response: Value = serde_json::from_slice(&out).unwrap();
+    let sealed = response["output"][0]["encrypted_content"].as_str().unwrap();
+    assert_eq!(Value::Array(open(sealed).unwrap()), signed_blocks());
+    // and the cache writes in the Responses usage, as in chat's
+    assert_eq!(response["usage"]["cache_creation_input_tokens"], 100);
 }
 
 #[test]

@@ -19,7 +19,8 @@ use crate::providers::json::{field, items, to_bytes};
 const MAX_STOP_SEQUENCES: usize = 5;
 
 /// `reasoning_effort` → `thinkingConfig.thinkingBudget`, the budgets Google's own
-/// OpenAI-compatible endpoint uses (`none` turns thinking off where a model allows it).
+/// OpenAI-compatible endpoint uses (`none` turns thinking off where a model allows it), with
+/// `includeThoughts` so that the thought summaries come back as reasoning.
 const THINKING_BUDGETS: &[(&str, u32)] = &[
     ("none", 0),
     ("minimal", 1024),
@@ -165,7 +166,12 @@ fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, Ga
                     "`reasoning_effort` must be one of none, minimal, low, medium, high",
                 )
             })?;
-        config.insert("thinkingConfig".into(), json!({ "thinkingBudget": budget }));
+        // thoughts asked back, so that they reach the client as reasoning
+        let thinking = match budget {
+            0 => json!({ "thinkingBudget": 0 }),
+            _ => json!({ "thinkingBudget": budget, "includeThoughts": true }),
+        };
+        config.insert("thinkingConfig".into(), thinking);
     }
     match field(body, "logprobs") {
         None | Some(Value::Bool(false)) => {}
@@ -504,10 +510,11 @@ mod tests {
             ("high", 24576),
         ] {
             let v = convert(json!({"reasoning_effort": effort}));
-            assert_eq!(
-                v["generationConfig"]["thinkingConfig"],
-                json!({"thinkingBudget": budget})
-            );
+            let expected = match budget {
+                0 => json!({"thinkingBudget": 0}),
+                _ => json!({"thinkingBudget": budget, "includeThoughts": true}),
+            };
+            assert_eq!(v["generationConfig"]["thinkingConfig"], expected);
         }
         let e = error(json!({"reasoning_effort": "max"}));
         assert_eq!(e.param.as_deref(), Some("reasoning_effort"));

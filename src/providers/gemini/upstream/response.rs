@@ -3,8 +3,8 @@
 //! logprobs) into typed chat values, and the non-streaming translator, which hands its
 //! completion to a [`ChatSink`] (the OpenAI client's writer, or another client format's side).
 //!
-//! Dropped: `thought: true` parts (thought summaries are not the answer; OpenAI has no standard
-//! field for them), `executableCode`/`codeExecutionResult`/`inlineData` output parts,
+//! `thought: true` parts (the thought summaries `includeThoughts` asks for) become
+//! `reasoning_content`. Dropped: `executableCode`/`codeExecutionResult`/`inlineData` output parts,
 //! `safetyRatings`, `citationMetadata`, `groundingMetadata`, `modelVersion` (the client sees the
 //! model name it asked for) and the thought signatures of non-call parts (optional to echo).
 
@@ -133,6 +133,7 @@ impl From<UsageMetadata> for ChatUsage {
             completion_tokens_details: Some(CompletionTokensDetails {
                 reasoning_tokens: Some(u.thoughts_token_count),
             }),
+            cache_creation: None,
             cache_creation_input_tokens: None,
         }
     }
@@ -266,10 +267,13 @@ impl<S> JsonTranslator<S> {
             .enumerate()
             .map(|(pos, candidate)| {
                 let mut text = String::new();
+                let mut thoughts = String::new();
                 let mut tool_calls = Vec::new();
                 let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
-                for part in parts.into_iter().filter(|p| !p.thought) {
-                    if let Some(call) = part.function_call {
+                for part in parts {
+                    if part.thought {
+                        thoughts.push_str(part.text.as_deref().unwrap_or(""));
+                    } else if let Some(call) = part.function_call {
                         let signature = part.thought_signature.as_deref();
                         tool_calls.push(tool_call(call, signature, &self.stamp.nonce, calls));
                         calls += 1;
@@ -280,9 +284,11 @@ impl<S> JsonTranslator<S> {
                 let reason = candidate.finish_reason.as_deref().unwrap_or("STOP");
                 let finish = finish_reason(reason, !tool_calls.is_empty());
                 let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+                let mut message = ChatMessage::assistant(content, tool_calls);
+                message.reasoning_content = (!thoughts.is_empty()).then_some(thoughts);
                 ChatChoice {
                     index: candidate.index.unwrap_or(pos as u32),
-                    message: ChatMessage::assistant(content, tool_calls),
+                    message,
                     logprobs: candidate.logprobs_result.map(logprobs),
                     finish_reason: Some(Cow::Borrowed(finish)),
                 }
@@ -375,7 +381,8 @@ mod tests {
             v,
             json!({"id": "chatcmpl-abc", "object": "chat.completion", "created": 1_700_000_000,
                    "model": "my-gemini",
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "It is 21°C.", "refusal": null},
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "It is 21°C.",
+                                                        "reasoning_content": "thinking about it", "refusal": null},
                                 "logprobs": null, "finish_reason": "stop"}],
                    "usage": {"prompt_tokens": 15, "completion_tokens": 26, "total_tokens": 41,
                              "prompt_tokens_details": {"cached_tokens": 4},

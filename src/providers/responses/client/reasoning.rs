@@ -10,13 +10,14 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::Serialize;
 use serde_json::Value;
 
 const PREFIX: &str = "cai1.";
 
 /// The `encrypted_content` for these blocks.
-pub fn seal(blocks: &[Value]) -> String {
-    let json = Value::Array(blocks.to_vec()).to_string();
+pub fn seal<T: Serialize>(blocks: &[T]) -> String {
+    let json = serde_json::to_string(blocks).unwrap_or_else(|_| "[]".to_string());
     format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
 }
 

@@ -10,9 +10,12 @@
 
 use serde_json::{json, Map, Value};
 
+use super::reasoning::seal;
 use super::{derived_id, Echo};
 use crate::clock::unix_secs;
-use crate::providers::chat::{read, reasoning_text, ChatCompletion, ChatMessage, ChatUsage};
+use crate::providers::chat::{
+    read, reasoning_text, ChatCompletion, ChatMessage, ChatUsage, ThinkingBlock,
+};
 use crate::providers::ResponseTranslator;
 
 mod stream;
@@ -36,9 +39,10 @@ pub(super) fn answer_text(content: Option<String>, refusal: Option<String>) -> O
 }
 
 /// Responses usage: chat's counts under Responses names (both count cached tokens inside the
-/// input and reasoning tokens inside the output).
+/// input and reasoning tokens inside the output). Anthropic's cache writes, inside the input but
+/// billed apart, follow as in chat: `cache_creation_input_tokens` and its split by lifetime.
 pub(super) fn responses_usage(usage: ChatUsage) -> Value {
-    json!({
+    let mut out = json!({
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {"cached_tokens": usage.cached_tokens()},
         "output_tokens": usage.completion_tokens,
@@ -46,7 +50,14 @@ pub(super) fn responses_usage(usage: ChatUsage) -> Value {
         "total_tokens": usage
             .total_tokens
             .unwrap_or_else(|| usage.prompt_tokens.saturating_add(usage.completion_tokens)),
-    })
+    });
+    if let Some(written) = usage.cache_creation_input_tokens {
+        out["cache_creation_input_tokens"] = written.into();
+    }
+    if let Some(split) = usage.cache_creation {
+        out["cache_creation"] = json!(split);
+    }
+    out
 }
 
 // ---- output items -----------------------------------------------------------------------
@@ -70,10 +81,15 @@ pub(super) fn message_item(id: &str, text: Option<&str>) -> Value {
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
 
-/// A `reasoning` item holding the model's raw reasoning (no summary, nothing encrypted).
-pub(super) fn reasoning_item(id: &str, text: Option<&str>) -> Value {
+/// A `reasoning` item holding the model's raw reasoning (no summary) and, when the provider
+/// signed it, the signed blocks sealed in `encrypted_content` (see `super::reasoning`).
+pub(super) fn reasoning_item(id: &str, text: Option<&str>, signed: &[ThinkingBlock]) -> Value {
     let content: Vec<Value> = text.map(reasoning_part).into_iter().collect();
-    json!({"id": id, "type": "reasoning", "summary": [], "content": content})
+    let mut item = json!({"id": id, "type": "reasoning", "summary": [], "content": content});
+    if !signed.is_empty() {
+        item["encrypted_content"] = seal(signed).into();
+    }
+    item
 }
 
 /// A `function_call` item; `name` is the chat function name, restored to `namespace` +
@@ -222,8 +238,11 @@ fn response(completion: ChatCompletion, model: &str, echo: Echo) -> Value {
         None => (ChatMessage::default(), None),
     };
     let mut output = Vec::new();
-    if let Some(reasoning) = reasoning_text(reply.reasoning_content, reply.reasoning) {
-        output.push(reasoning_item(&derived_id("rs", chat_id), Some(&reasoning)));
+    let reasoning = reasoning_text(reply.reasoning_content, reply.reasoning);
+    if reasoning.is_some() || !reply.thinking_blocks.is_empty() {
+        let id = derived_id("rs", chat_id);
+        let text = Some(reasoning.as_deref().unwrap_or(""));
+        output.push(reasoning_item(&id, text, &reply.thinking_blocks));
     }
     if let Some(text) = answer_text(reply.content, reply.refusal) {
         output.push(message_item(&derived_id("msg", chat_id), Some(&text)));

@@ -3,8 +3,8 @@
 //! stream described here.
 //!
 //! Each Gemini event is a whole `GenerateContentResponse` with only the new parts. Per choice:
-//! the first sight of a candidate sends `delta: {"role":"assistant","content":""}`; text parts
-//! (thoughts dropped) → `delta.content`, consecutive ones in one event joined; a `functionCall`
+//! the first sight of a candidate sends `delta: {"role":"assistant","content":""}`; thought
+//! parts → `delta.reasoning_content`; text parts → `delta.content`, consecutive ones in one event joined; a `functionCall`
 //! part arrives complete and is sent as one `tool_calls` delta with its id, name and whole
 //! `arguments`; `finishReason` → `delta: {}` + the mapped `finish_reason`. `usageMetadata` is
 //! kept (the last one wins) and sent as the `choices: []` chunk iff `include_usage`, which also
@@ -114,8 +114,14 @@ impl<S: ChatSink> StreamTranslator<S> {
             let mut logprobs = candidate.logprobs_result.map(logprobs);
             let mut text = String::new();
             let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
-            for part in parts.into_iter().filter(|p| !p.thought) {
-                if let Some(call) = part.function_call {
+            for part in parts {
+                if part.thought {
+                    self.flush_text(out, index, &mut text, &mut logprobs)?;
+                    if let Some(thought) = part.text.filter(|t| !t.is_empty()) {
+                        let delta = ChatDelta::reasoning(thought);
+                        self.write(out, ChatChunkChoice::delta(index, delta))?;
+                    }
+                } else if let Some(call) = part.function_call {
                     self.flush_text(out, index, &mut text, &mut logprobs)?;
                     let signature = part.thought_signature.as_deref();
                     let mut call = tool_call(call, signature, &self.stamp.nonce, self.calls);
@@ -265,6 +271,10 @@ mod tests {
     fn expected() -> Vec<Value> {
         vec![
             chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(
+                json!({"reasoning_content": "**Checking the forecast**\n\nThe user wants the weather in Paris."}),
+                Value::Null,
+            ),
             chunk(json!({"content": "Let me"}), Value::Null),
             chunk(json!({"content": " look up the weather"}), Value::Null),
             chunk(
@@ -318,7 +328,8 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        assert_eq!(events(&out), expected()[..1]);
+        // the role, then the thought summary as reasoning
+        assert_eq!(events(&out), expected()[..2]);
     }
 
     #[test]
@@ -326,7 +337,7 @@ mod tests {
         let out = run(false, [RECORDED.as_bytes()]);
         let got = events(&out);
         let mut want = expected();
-        want.remove(6);
+        want.remove(7);
         for chunk in want.iter_mut().filter(|c| c.is_object()) {
             chunk.as_object_mut().unwrap().remove("usage");
         }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::GatewayError;
 use crate::providers::chat::{
-    reasoning_text, ChatChunk, ChatCompletion, ChatSink, ChatToolCall, ChatUsage,
+    reasoning_text, ChatChunk, ChatCompletion, ChatSink, ChatToolCall, ChatUsage, ThinkingBlock,
 };
 use crate::providers::errors::protocol_error;
 use crate::providers::json::to_bytes;
@@ -64,6 +64,8 @@ pub struct ToResponses {
     calls: Vec<Call>,
     /// Text and reasoning held back while a call was open, in arrival order.
     held: Vec<(Kind, String)>,
+    /// Signed reasoning blocks completed since the last reasoning item closed: sealed into it.
+    signed: Vec<ThinkingBlock>,
     finish_reason: Option<String>,
     usage: Option<ChatUsage>,
     /// A terminal event (`completed`, `incomplete`, `failed`) was written: input is ignored.
@@ -84,6 +86,7 @@ impl ToResponses {
             plain_items: 0,
             calls: Vec::new(),
             held: Vec::new(),
+            signed: Vec::new(),
             finish_reason: None,
             usage: None,
             closed: false,
@@ -148,6 +151,9 @@ impl ToResponses {
             if let Some(reasoning) = reasoning_text(delta.reasoning_content, delta.reasoning) {
                 self.on_plain(Kind::Reasoning, &reasoning, out)?;
             }
+            if !delta.thinking_blocks.is_empty() {
+                self.on_signed(delta.thinking_blocks, out)?;
+            }
             if let Some(text) = answer_text(delta.content, delta.refusal) {
                 self.on_plain(Kind::Text, &text, out)?;
             }
@@ -180,6 +186,27 @@ impl ToResponses {
         Ok(())
     }
 
+    /// Completed signed blocks: kept for the reasoning item they belong to, which is opened
+    /// when none is (redacted thinking has no text).
+    fn on_signed(
+        &mut self,
+        blocks: Vec<ThinkingBlock>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
+        self.signed.extend(blocks);
+        match &self.open {
+            Open::Plain {
+                kind: Kind::Reasoning,
+                ..
+            }
+            | Open::Tool { .. } => Ok(()),
+            Open::None | Open::Plain { .. } => {
+                self.close_open(out)?;
+                self.open_plain(Kind::Reasoning, out)
+            }
+        }
+    }
+
     fn open_plain(&mut self, kind: Kind, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let (prefix, part) = match kind {
             Kind::Text => ("msg", text_part("")),
@@ -195,7 +222,7 @@ impl ToResponses {
         let output_index = self.output.len();
         let item = match kind {
             Kind::Text => message_item(&id, None),
-            Kind::Reasoning => reasoning_item(&id, None),
+            Kind::Reasoning => reasoning_item(&id, None, &[]),
         };
         self.emit(
             out,
@@ -248,7 +275,7 @@ impl ToResponses {
                     Kind::Reasoning => (
                         "response.reasoning_text.done",
                         reasoning_part(&text),
-                        reasoning_item(&id, Some(&text)),
+                        reasoning_item(&id, Some(&text), &std::mem::take(&mut self.signed)),
                     ),
                 };
                 let mut data = json!({"item_id": id, "output_index": output_index,
