@@ -158,10 +158,10 @@ fn a_stream_gives_each_signed_block_whole_and_hands_the_turn_over() {
     let mut t = StreamToChat::new("m", true, CREATED);
     let mut sink = Vec::new();
     let cut = THINKING_STREAM.find("event: message_delta").unwrap();
-    t.push(THINKING_STREAM[..cut].as_bytes(), &mut sink)
+    t.push(&THINKING_STREAM.as_bytes()[..cut], &mut sink)
         .unwrap();
     assert_eq!(t.take_reasoning(), None, "not before the turn is complete");
-    t.push(THINKING_STREAM[cut..].as_bytes(), &mut sink)
+    t.push(&THINKING_STREAM.as_bytes()[cut..], &mut sink)
         .unwrap();
     let kept = t.take_reasoning().unwrap();
     assert_eq!(kept.call_ids, ["toolu_7"]);
