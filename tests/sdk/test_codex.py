@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from sdk_helpers import json_body
+
 EXPECTED = "Hello world1 world2 world3 world4"
 
 
@@ -24,12 +26,16 @@ def codex_bin() -> Path:
     return Path(path)
 
 
-def run_codex(tmp_path: Path, base_url: str, key: str, model: str | None) -> subprocess.CompletedProcess:
+def run_codex(
+    tmp_path: Path, base_url: str, key: str, model: str | None, effort: str | None = None
+) -> subprocess.CompletedProcess:
     home = tmp_path / "codex-home"
     home.mkdir(exist_ok=True)
     model_line = f'model = "{model}"\n' if model else ""
+    effort_line = f'model_reasoning_effort = "{effort}"\n' if effort else ""
     (home / "config.toml").write_text(
         model_line
+        + effort_line
         + 'model_provider = "cheapai"\n\n'
         + "[model_providers.cheapai]\n"
         + 'name = "cheapai"\n'
@@ -81,6 +87,24 @@ def test_codex_exec_with_a_tool_round_trip(gateway, tmp_path, model):
     for r in records:
         assert r["model"] == model and r["status"] == 200, r
         assert r["estimated"] is False, r
+
+
+def test_codex_on_claude_with_reasoning_keeps_thinking_through_the_tool_round_trip(gateway, tmp_path):
+    """Codex with a reasoning effort on a Claude model: the turn after the tool output still
+    has thinking on, and its calling turn carries the signed thinking Codex got back sealed in
+    a reasoning item's encrypted_content (the emulator verifies the signature)."""
+    started_ms = int(time.time() * 1000)
+    done = run_codex(tmp_path, gateway.base_url, gateway.key, "claude-sonnet-4-5", effort="high")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith(EXPECTED), done.stdout + done.stderr
+    records = settled(gateway.ledger.records, started_ms)
+    assert len(records) >= 2, "the tool call, then the answer after its output"
+
+    last = json_body(gateway.recorded("last"))
+    assert last.get("thinking", {}).get("type") == "enabled", "thinking was switched off after the tool call"
+    calling = [m for m in last["messages"] if m["role"] == "assistant"][-1]
+    assert isinstance(calling["content"], list) and calling["content"][0]["type"] == "thinking", calling
+    assert calling["content"][0]["signature"], calling
 
 
 def test_codex_with_no_model_on_the_default_config(default_gateway, tmp_path):
