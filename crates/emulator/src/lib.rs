@@ -241,6 +241,20 @@ pub(crate) enum ReplyBody {
 }
 
 impl Reply {
+    /// A stream answer's content type, events and mid-stream error (tests read answers so).
+    #[cfg(test)]
+    #[allow(clippy::panic)]
+    pub(crate) fn stream_parts(&self) -> (&'static str, &[Bytes], fn(u64) -> Bytes) {
+        match &self.body {
+            ReplyBody::Stream {
+                content_type,
+                events,
+                error,
+            } => (content_type, events, *error),
+            ReplyBody::Full { .. } => panic!("expected a stream"),
+        }
+    }
+
     /// A JSON answer with this status. (Serializing the emulator's own wire structs
     /// cannot fail; if it ever did, the answer is a plain-text 500 saying so.)
     pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Self {

@@ -24,15 +24,8 @@ fn weather_tools() -> Value {
 
 /// Parses a stream into (event name, data) pairs, checking the framing.
 fn events(reply: &Reply) -> Vec<(String, Value)> {
-    let ReplyBody::Stream {
-        content_type,
-        events,
-        ..
-    } = &reply.body
-    else {
-        panic!("expected a stream");
-    };
-    assert_eq!(*content_type, "text/event-stream");
+    let (content_type, events, _) = reply.stream_parts();
+    assert_eq!(content_type, "text/event-stream");
     events
         .iter()
         .map(|e| {

@@ -24,18 +24,11 @@ fn weather_tools() -> Value {
 
 /// The stream's content type and events.
 fn stream(reply: &Reply) -> (&'static str, Vec<String>, fn(u64) -> Bytes) {
-    let ReplyBody::Stream {
-        content_type,
-        events,
-        error,
-    } = &reply.body
-    else {
-        panic!("expected a stream");
-    };
+    let (content_type, events, error) = reply.stream_parts();
     let events = events
         .iter()
         .map(|e| String::from_utf8(e.to_vec()).unwrap());
-    (content_type, events.collect(), *error)
+    (content_type, events.collect(), error)
 }
 
 fn sse_objects(reply: &Reply) -> Vec<Value> {

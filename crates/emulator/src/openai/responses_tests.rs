@@ -52,15 +52,8 @@ fn json_body(reply: &Reply) -> Value {
 
 /// The stream's events as (event name, data), and the raw events.
 fn stream_events(reply: &Reply) -> (Vec<(String, Value)>, Vec<Bytes>) {
-    let ReplyBody::Stream {
-        content_type,
-        events,
-        error,
-    } = &reply.body
-    else {
-        panic!("expected a stream")
-    };
-    assert_eq!(*content_type, "text/event-stream");
+    let (content_type, events, error) = reply.stream_parts();
+    assert_eq!(content_type, "text/event-stream");
     let mut events_out: Vec<(String, Value)> = events
         .iter()
         .map(|e| {

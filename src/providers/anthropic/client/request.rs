@@ -113,11 +113,7 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<ChatRequest, Gateway
 /// judged by name since this pure function has no catalog: those take `reasoning_effort` and
 /// `max_completion_tokens` and reject sampling parameters.
 fn is_reasoning_model(model: &str) -> bool {
-    let name = model
-        .rsplit('/')
-        .next()
-        .unwrap_or(model)
-        .to_ascii_lowercase();
+    let name = bare_name(model);
     let o_series = ["o1", "o3", "o4"].iter().any(|p| {
         name.strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
@@ -125,14 +121,19 @@ fn is_reasoning_model(model: &str) -> bool {
     o_series || (name.starts_with("gpt-5") && !name.contains("chat"))
 }
 
-/// Whether `model` is a Gemini model that thinks (2.5 and later), whose thinking budget the
-/// Gemini side sets from `reasoning_effort`; judged by name, as [`is_reasoning_model`] is.
-fn is_thinking_gemini(model: &str) -> bool {
-    let name = model
+/// A model name without a host's `vendor/` prefix, lowercased.
+fn bare_name(model: &str) -> String {
+    model
         .rsplit('/')
         .next()
         .unwrap_or(model)
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Whether `model` is a Gemini model that thinks (2.5 and later), whose thinking budget the
+/// Gemini side sets from `reasoning_effort`; judged by name, as [`is_reasoning_model`] is.
+fn is_thinking_gemini(model: &str) -> bool {
+    let name = bare_name(model);
     [
         "gemini-2.5",
         "gemini-3",
