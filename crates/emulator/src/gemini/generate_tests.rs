@@ -3,7 +3,6 @@
 
 use super::super::tests::body;
 use super::*;
-use crate::ReplyBody;
 use serde_json::json;
 
 fn req(extra: Value) -> Value {

@@ -78,7 +78,7 @@ fn stream_events(reply: &Reply) -> (Vec<(String, Value)>, Vec<Bytes>) {
     events_out
         .iter_mut()
         .for_each(|(name, data)| assert_eq!(Some(name.as_str()), data["type"].as_str()));
-    (events_out, events.clone())
+    (events_out, events.to_vec())
 }
 
 #[test]
