@@ -5,8 +5,9 @@
 //! in `thinking_blocks`; most agent frameworks rebuild the message from the stream's deltas
 //! (content and tool calls only) and lose it. So when a Claude answer with tool calls reaches a
 //! chat client, the gateway keeps its signed blocks for [`LIFETIME`], under the key that asked
-//! and each tool call's id, and puts them back into the assistant message that carries that id
-//! on the next turn. Never across keys: the key is part of every record's name.
+//! and the turn's first tool call id (clients keep the calls in order), and puts them back into
+//! the assistant message whose first call has that id on the next turn: one record per turn,
+//! however many calls it made. Never across keys: the key is part of every record's name.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,21 +42,18 @@ impl ThinkingStore {
         ))
     }
 
-    /// Keeps `blocks` (a JSON array of thinking blocks) for the turn that made `call_ids`.
-    /// Returns false when they were too large to keep.
-    pub async fn keep(&self, key_id: &str, call_ids: &[String], blocks: &str) -> bool {
-        if blocks.len() > MAX_BYTES {
+    /// Keeps `blocks` (a JSON array of thinking blocks) for the turn whose first tool call is
+    /// `call_id`. Returns false when they were too large to keep.
+    pub async fn keep(&self, key_id: &str, call_id: &str, blocks: &str) -> bool {
+        if blocks.len() > MAX_BYTES || call_id.len() > MAX_CALL_ID {
             return false;
         }
-        for id in call_ids.iter().filter(|id| id.len() <= MAX_CALL_ID) {
-            self.0
-                .put(&record_name(key_id, id), blocks.to_string(), LIFETIME)
-                .await;
-        }
+        let name = record_name(key_id, call_id);
+        self.0.put(&name, blocks.to_string(), LIFETIME).await;
         true
     }
 
-    /// The blocks kept for the turn that made `call_id`, asked by `key_id`. A Redis failure is
+    /// The blocks kept for the turn whose first tool call is `call_id`, asked by `key_id`. A Redis failure is
     /// logged and read as nothing kept (the turn goes on without reasoning).
     pub async fn restore(&self, key_id: &str, call_id: &str) -> Option<Vec<Value>> {
         if call_id.len() > MAX_CALL_ID {
@@ -90,19 +88,15 @@ mod tests {
     async fn kept_reasoning_is_found_by_its_key_and_call_only() {
         let store = ThinkingStore::new(None);
         let blocks = json!([{"type": "thinking", "thinking": "t", "signature": "s"}]);
-        let ids = ["toolu_1".to_string(), "toolu_2".to_string()];
-        assert!(store.keep("k_a", &ids, &blocks.to_string()).await);
-        for id in &ids {
-            assert_eq!(
-                store.restore("k_a", id).await,
-                blocks.as_array().cloned(),
-                "{id}"
-            );
-        }
+        assert!(store.keep("k_a", "toolu_1", &blocks.to_string()).await);
+        assert_eq!(
+            store.restore("k_a", "toolu_1").await,
+            blocks.as_array().cloned()
+        );
         assert_eq!(store.restore("k_b", "toolu_1").await, None, "another key");
         assert_eq!(store.restore("k_a", "toolu_3").await, None);
         let huge = "x".repeat(MAX_BYTES + 1);
-        assert!(!store.keep("k_a", &["toolu_4".to_string()], &huge).await);
+        assert!(!store.keep("k_a", "toolu_4", &huge).await);
         assert_eq!(store.restore("k_a", "toolu_4").await, None);
     }
 }

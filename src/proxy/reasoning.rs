@@ -60,9 +60,7 @@ mod tests {
     async fn the_kept_reasoning_goes_back_into_the_calling_message_of_the_same_key_only() {
         let store = ThinkingStore::new(None);
         let blocks = json!([{"type": "thinking", "thinking": "t", "signature": "s"}]);
-        store
-            .keep("k_a", &["toolu_9".to_string()], &blocks.to_string())
-            .await;
+        store.keep("k_a", "toolu_9", &blocks.to_string()).await;
         let restored = restore(&store, "k_a", &tool_loop("high")).await.unwrap();
         let restored: Value = serde_json::from_slice(&restored).unwrap();
         assert_eq!(restored["messages"][1]["thinking_blocks"], blocks);
