@@ -104,8 +104,10 @@ impl Gateway {
             let body = match (provider.kind, job.endpoint) {
                 (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
                     if restored.is_none() {
-                        let store = &self.thinking;
-                        restored = Some(reasoning::restore(store, &job.key.id, job.body).await);
+                        // boxed, as the attempt is: a Redis read's future stays out of the
+                        // state every request carries (see docs/ARCHITECTURE.md)
+                        let lookup = reasoning::restore(&self.thinking, &job.key.id, job.body);
+                        restored = Some(Box::pin(lookup).await);
                     }
                     restored
                         .as_ref()
