@@ -56,6 +56,7 @@ async fn every_field_round_trips(store: &Store) {
     edge.stream = true;
     edge.client_disconnected = true;
     edge.estimated = true;
+    edge.reasoning_dropped = true;
     edge.error = Some("provider_error: 502".into());
     let mut foreign = record(2, "k_a", "claude-3-5-sonnet", base + 1);
     foreign.request_id = "chatcmpl-imported-Ä".into();

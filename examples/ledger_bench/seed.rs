@@ -68,6 +68,7 @@ impl Seed {
             stream: h.is_multiple_of(2),
             client_disconnected: false,
             estimated: h.is_multiple_of(50),
+            reasoning_dropped: false,
             error: h.is_multiple_of(100).then(|| "upstream_status".to_string()),
             timestamp_ms: start + i * self.span_ms / self.n,
         }

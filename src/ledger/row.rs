@@ -4,7 +4,7 @@
 //! Counts get the narrowest SQL integer that holds every real value (an `int4` token count
 //! allows 2 billion tokens per request, an `int2` status every HTTP status); a record beyond
 //! them is refused as bad input naming its request id and the field, never truncated. The
-//! three booleans and "has a ttft" share one `int2` of flags, so no column is ever NULL and
+//! four booleans and "has a ttft" share one `int2` of flags, so no column is ever NULL and
 //! PostgreSQL rows need no null bitmap.
 
 use super::request_id::PackedId;
@@ -19,6 +19,8 @@ pub const FLAG_HAS_TTFT: i16 = 8;
 /// The request id is foreign: its text is in `rid_text` (else `rid_text` is empty and the
 /// id is `req_` + the hex of `rid`). A flag rather than a NULL text, so rows stay NULL-free.
 pub const FLAG_FOREIGN_ID: i16 = 16;
+/// The record's `reasoning_dropped`.
+pub const FLAG_REASONING_DROPPED: i16 = 32;
 
 /// The columns of one record, its strings still as names (each store turns them into its
 /// dictionary ids).
@@ -65,6 +67,7 @@ impl<'a> Row<'a> {
             flags: flag(r.stream, FLAG_STREAM)
                 | flag(r.client_disconnected, FLAG_CLIENT_DISCONNECTED)
                 | flag(r.estimated, FLAG_ESTIMATED)
+                | flag(r.reasoning_dropped, FLAG_REASONING_DROPPED)
                 | flag(r.ttft_ms.is_some(), FLAG_HAS_TTFT)
                 | flag(id.foreign.is_some(), FLAG_FOREIGN_ID),
             prompt_tokens: i32::try_from(r.prompt_tokens).map_err(|_| field("prompt_tokens"))?,
@@ -137,6 +140,7 @@ impl StoredRow {
             stream: self.flags & FLAG_STREAM != 0,
             client_disconnected: self.flags & FLAG_CLIENT_DISCONNECTED != 0,
             estimated: self.flags & FLAG_ESTIMATED != 0,
+            reasoning_dropped: self.flags & FLAG_REASONING_DROPPED != 0,
             error: self.error,
             timestamp_ms: u(self.timestamp_ms),
         }
@@ -166,6 +170,7 @@ mod tests {
             stream: true,
             client_disconnected: false,
             estimated: true,
+            reasoning_dropped: false,
             error: None,
             timestamp_ms: 1_733_000_000_000,
         }
@@ -205,6 +210,7 @@ mod tests {
             stream: false,
             client_disconnected: true,
             estimated: false,
+            reasoning_dropped: true,
             error: Some("upstream_timeout".into()),
             request_id: "imported-7".into(),
             ..sample()

@@ -103,6 +103,7 @@ impl Gateway {
             stream: ctx.stream,
             client_disconnected: outcome.client_gone,
             estimated,
+            reasoning_dropped: outcome.reasoning_dropped,
             error: outcome.error.as_ref().map(|e| e.kind.label().to_string()),
             timestamp_ms: crate::clock::unix_ms(),
         })

@@ -74,6 +74,10 @@ pub struct UsageRecord {
     pub client_disconnected: bool,
     /// Token counts come from the gateway's tokenizer, not from the provider.
     pub estimated: bool,
+    /// The client's earlier reasoning could not go back to the provider (an expired or
+    /// dropped thinking block), so the model answered this turn without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reasoning_dropped: bool,
     /// Error label, when the request failed.
     pub error: Option<String>,
     /// Unix time in milliseconds when the request ended.

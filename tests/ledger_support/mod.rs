@@ -124,6 +124,7 @@ pub fn record(n: u64, key: &str, model: &str, ts: u64) -> UsageRecord {
         stream: n.is_multiple_of(2),
         client_disconnected: false,
         estimated: false,
+        reasoning_dropped: false,
         error: n.is_multiple_of(10).then(|| "upstream_timeout".to_string()),
         timestamp_ms: ts,
     }

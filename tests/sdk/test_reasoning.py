@@ -145,6 +145,8 @@ def test_a_chat_client_that_drops_the_thinking_gets_it_back_from_the_gateway(gat
         if turn % 2 == 1:
             assert anthropic_turns_with_thinking(body)[-1], f"turn {turn + 1}: not restored"
     assert dropped_count(gateway) == before, "nothing was lost"
+    last = gateway.ledger.record_of(raws[-1].headers["x-request-id"])
+    assert "reasoning_dropped" not in last, last
 
 
 def test_kept_thinking_is_never_given_to_another_key(gateway, client, second_tenant_client):
@@ -169,6 +171,9 @@ def test_kept_thinking_is_never_given_to_another_key(gateway, client, second_ten
     # the turn went on as before this feature, and the metric says reasoning was lost
     assert raw.parse().choices[0].message.content
     assert dropped_count(gateway) == before + 1
+    # and so does the turn's usage record
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert record.get("reasoning_dropped") is True, record
 
 
 # ---- Responses -------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ pub fn record(i: usize) -> UsageRecord {
         stream: true,
         client_disconnected: false,
         estimated: false,
+        reasoning_dropped: false,
         error: None,
         timestamp_ms: crate::clock::unix_ms(),
     }
