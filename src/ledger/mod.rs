@@ -19,6 +19,7 @@ mod error;
 mod import;
 pub mod postgres;
 mod request_id;
+pub mod responses;
 mod row;
 pub mod sqlite;
 mod totals;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 
 pub use error::LedgerError;
 pub use import::{import_jsonl, ImportReport};
+pub use responses::{ResponseStore, StoredResponse};
 pub use totals::{Sums, Totals};
 
 use crate::secret::Secret;
@@ -131,8 +133,9 @@ pub struct RetentionReport {
     pub rows_deleted: u64,
 }
 
+/// The usage records, and the responses the gateway stores (see [`responses`]).
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait Ledger: ResponseStore + Send + Sync {
     /// Inserts the records whose request id is not stored yet, with their rollups,
     /// atomically (a call that failed inserted nothing, so the caller re-sends the whole
     /// batch; one that ran out of its deadline may still have committed, which the re-send
