@@ -219,6 +219,12 @@ fn stored_ms(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
+/// A time the stores hold, back as Unix ms (a negative one, which this code never writes,
+/// reads as 0).
+fn unix_ms_of(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
+}
+
 /// The start (Unix ms) of the oldest UTC day that `retention_days` keeps at `now_ms`:
 /// records before it are dropped. Whole days, so that PostgreSQL drops whole daily
 /// partitions and SQLite deletes exactly the same records.
