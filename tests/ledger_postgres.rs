@@ -33,9 +33,9 @@ async fn postgres_migrations_apply_once_under_concurrent_starts() {
     assert_eq!(
         server.psql(
             "fresh",
-            "SELECT string_agg(version, ',') FROM schema_migrations"
+            "SELECT string_agg(version, ',' ORDER BY version) FROM schema_migrations"
         ),
-        "0001_ledger"
+        "0001_ledger,0002_responses"
     );
     assert_eq!(
         ledger::migrate(&config).await.unwrap(),
@@ -68,7 +68,7 @@ async fn postgres_migrations_apply_once_under_concurrent_starts() {
     };
     assert_eq!(
         ledger::migrate(&cli).await.unwrap(),
-        vec!["0001_ledger".to_string()]
+        vec!["0001_ledger".to_string(), "0002_responses".to_string()]
     );
 }
 

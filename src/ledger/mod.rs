@@ -19,6 +19,7 @@ mod error;
 mod import;
 pub mod postgres;
 mod request_id;
+pub mod responses;
 mod row;
 pub mod sqlite;
 mod totals;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 
 pub use error::LedgerError;
 pub use import::{import_jsonl, ImportReport};
+pub use responses::{ResponseStore, StoredResponse};
 pub use totals::{Sums, Totals};
 
 use crate::secret::Secret;
@@ -131,8 +133,9 @@ pub struct RetentionReport {
     pub rows_deleted: u64,
 }
 
+/// The usage records, and the responses the gateway stores (see [`responses`]).
 #[async_trait]
-pub trait Ledger: Send + Sync {
+pub trait Ledger: ResponseStore + Send + Sync {
     /// Inserts the records whose request id is not stored yet, with their rollups,
     /// atomically (a call that failed inserted nothing, so the caller re-sends the whole
     /// batch; one that ran out of its deadline may still have committed, which the re-send
@@ -214,6 +217,12 @@ fn page(mut rows: Vec<row::StoredRow>, limit: usize) -> RecordPage {
 /// A time as the stores hold it (`u64::MAX`, "no upper bound", becomes `i64::MAX`).
 fn stored_ms(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// A time the stores hold, back as Unix ms (a negative one, which this code never writes,
+/// reads as 0).
+fn unix_ms_of(stored: i64) -> u64 {
+    u64::try_from(stored).unwrap_or(0)
 }
 
 /// The start (Unix ms) of the oldest UTC day that `retention_days` keeps at `now_ms`:

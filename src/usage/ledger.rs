@@ -23,7 +23,7 @@ use crate::spool::{AppendError, Deliver, DeliverError, Shipper, Spool};
 /// How long the shipper keeps shipping after the last request of a graceful stop ended;
 /// what is left stays in the spool for the next start.
 const SHIP_ON_STOP: Duration = Duration::from_secs(5);
-/// How often old records are dropped (the first time right after start).
+/// How often old records and expired responses are dropped (the first time right after start).
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Where records the store refuses as bad input are set aside, in the spool directory.
 const QUARANTINE_FILE: &str = "rejected.jsonl";
@@ -191,7 +191,8 @@ impl BackgroundService for ShipperService {
     }
 }
 
-/// Drops records older than the retention, at start and every hour.
+/// Drops records older than the retention, and stored responses past their expiry, at start
+/// and every hour.
 pub struct RetentionService {
     pub ledger: Arc<LedgerHandle>,
 }
@@ -201,17 +202,27 @@ impl BackgroundService for RetentionService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             match self.ledger.get().await {
-                Ok(ledger) => match ledger.enforce_retention(crate::clock::unix_ms()).await {
-                    Ok(r) if !r.partitions_dropped.is_empty() || r.rows_deleted > 0 => {
-                        log::info!(
-                            "usage ledger retention: {} partitions dropped, {} records deleted",
-                            r.partitions_dropped.len(),
-                            r.rows_deleted
-                        )
+                Ok(ledger) => {
+                    let now = crate::clock::unix_ms();
+                    match ledger.enforce_retention(now).await {
+                        Ok(r) if !r.partitions_dropped.is_empty() || r.rows_deleted > 0 => {
+                            log::info!(
+                                "usage ledger retention: {} partitions dropped, {} records \
+                                 deleted",
+                                r.partitions_dropped.len(),
+                                r.rows_deleted
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => log::warn!("usage ledger retention: {e}"),
                     }
-                    Ok(_) => {}
-                    Err(e) => log::warn!("usage ledger retention: {e}"),
-                },
+                    // reads skip expired responses already; this gives their space back
+                    match ledger.purge_responses(now).await {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("stored responses expired: {n} deleted"),
+                        Err(e) => log::warn!("stored responses purge: {e}"),
+                    }
+                }
                 Err(e) => log::debug!("usage ledger retention postponed: {e}"),
             }
             tokio::select! {

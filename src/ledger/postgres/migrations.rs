@@ -7,7 +7,13 @@ use super::connect::{error, Lease};
 use crate::ledger::LedgerError;
 
 /// Every migration, in order: (name, SQL). Never edit one that shipped; add the next.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("migrations/0001_ledger.sql")),
+    (
+        "0002_responses",
+        include_str!("migrations/0002_responses.sql"),
+    ),
+];
 
 /// The advisory lock key of migrations ("ledger" in ASCII, then 1).
 const MIGRATION_LOCK: i64 = 0x6c65_6467_6572_0001;

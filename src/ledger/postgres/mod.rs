@@ -24,6 +24,7 @@ mod ingest;
 mod migrations;
 mod partitions;
 mod read;
+mod responses;
 mod runtime;
 
 use std::collections::BTreeSet;

@@ -8,6 +8,7 @@
 //! call, and waits at most the call deadline.
 
 mod read;
+mod responses;
 mod schema;
 mod write;
 

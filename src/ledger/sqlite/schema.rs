@@ -8,7 +8,13 @@ use super::error;
 use crate::ledger::LedgerError;
 
 /// Every migration, in order: (name, SQL). Never edit one that shipped; add the next.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger", include_str!("migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger", include_str!("migrations/0001_ledger.sql")),
+    (
+        "0002_responses",
+        include_str!("migrations/0002_responses.sql"),
+    ),
+];
 
 /// Applies the migrations this file lacks; returns their names.
 pub fn migrate(conn: &mut Connection, name: &str) -> Result<Vec<String>, LedgerError> {
