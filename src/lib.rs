@@ -194,7 +194,8 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     )
     .with_observability(telemetry, config.log_format)
     .with_response_owners(Arc::new(ownership::ResponseOwners::new(redis.clone())))
-    .with_thinking_store(Arc::new(thinking::ThinkingStore::new(redis.clone())));
+    .with_thinking_store(Arc::new(thinking::ThinkingStore::new(redis.clone())))
+    .with_stored_responses(config.usage.responses_retention);
     let mut proxy_service = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,

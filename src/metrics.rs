@@ -215,6 +215,20 @@ pub static INFLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static RESPONSES_NOT_STORED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::with_opts(
+            Opts::new(
+                "responses_not_stored_total",
+                "Translated Responses answers the gateway failed to store (the ledger's store \
+                 refused or was down): a continuation of them is 404.",
+            )
+            .namespace("cheapai"),
+        )
+        .unwrap_or_else(|_| unreachable_metric()),
+    )
+});
+
 pub static REDIS_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::with_opts(

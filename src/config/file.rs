@@ -77,6 +77,9 @@ pub struct FileUsage {
     /// The variable holding a PostgreSQL URL (a secret: the file names only the variable).
     pub postgres_url_env: Option<Spanned<String>>,
     pub retention_days: Option<Spanned<u32>>,
+    /// Keep the Responses API's conversations for translated models in the store.
+    pub store_responses: Option<bool>,
+    pub responses_retention_days: Option<Spanned<u32>>,
     /// Removed settings, named only to say what replaced them.
     pub jsonl_path: Option<Spanned<toml::Value>>,
     pub history_per_key: Option<Spanned<toml::Value>>,

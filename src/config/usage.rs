@@ -14,6 +14,8 @@ pub const DEFAULT_SPOOL_DIR: &str = "usage-spool";
 pub const DEFAULT_STORE: &str = "sqlite:usage.db";
 /// How long records are kept: a little over a year, for a year-on-year invoice dispute.
 pub const DEFAULT_RETENTION_DAYS: u32 = 400;
+/// How long stored responses stay continuable: OpenAI keeps them 30 days.
+pub const DEFAULT_RESPONSES_RETENTION_DAYS: u32 = 30;
 /// The spool's cap (about 2.5 million records of ~400 bytes: hours of a busy instance's
 /// records while the store is down).
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 1024;
@@ -26,6 +28,9 @@ pub struct UsageConfig {
     pub spool_max_bytes: u64,
     pub store: StoreConfig,
     pub retention_days: u32,
+    /// The Responses API's conversations on translated models, kept in `store` (see
+    /// `providers::responses::stored`); `None` when `store_responses = false`.
+    pub responses_retention: Option<std::time::Duration>,
 }
 
 impl Validator<'_> {
@@ -97,6 +102,18 @@ impl Validator<'_> {
             Some(d) => *d.get_ref(),
             None => DEFAULT_RETENTION_DAYS,
         };
+        let responses_days = match usage.and_then(|u| u.responses_retention_days.as_ref()) {
+            Some(d) if *d.get_ref() == 0 => {
+                self.problem(d, "usage.responses_retention_days", "must be at least 1");
+                DEFAULT_RESPONSES_RETENTION_DAYS
+            }
+            Some(d) => *d.get_ref(),
+            None => DEFAULT_RESPONSES_RETENTION_DAYS,
+        };
+        let responses_retention = usage
+            .and_then(|u| u.store_responses)
+            .unwrap_or(true)
+            .then(|| std::time::Duration::from_secs(u64::from(responses_days) * 86_400));
         let spool_max_mb = match usage.and_then(|u| u.spool_max_mb.as_ref()) {
             Some(m) if *m.get_ref() == 0 => {
                 self.problem(m, "usage.spool_max_mb", "must be at least 1");
@@ -116,6 +133,7 @@ impl Validator<'_> {
                 path: PathBuf::from(DEFAULT_STORE.trim_start_matches("sqlite:")),
             }),
             retention_days,
+            responses_retention,
         }
     }
 }

@@ -198,7 +198,11 @@ impl Provider {
                 ToClient::Anthropic(Box::new(ToAnthropic::new(client_model))),
             ),
             ClientSide::Responses => {
-                let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
+                let (chat, mut echo) = responses::client::request::to_chat(body, upstream_model)?;
+                // the proxy sets `store: false` where the gateway stores nothing
+                if peeked.store != Some(false) {
+                    echo = echo.stored(peeked.previous_response_id.clone());
+                }
                 (
                     chat,
                     ToClient::Responses(Box::new(ToResponses::new(client_model, echo))),

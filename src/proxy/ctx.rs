@@ -48,6 +48,9 @@ pub struct RequestCtx {
     /// Where to keep the signed reasoning of a Claude turn for a chat client, and the key it is
     /// kept for: taken by the relay once the turn is complete.
     pub keep_reasoning: Option<(Arc<ThinkingStore>, String)>,
+    /// A Responses request the gateway stores: taken by the relay once a translated answer's
+    /// response object is complete (boxed: most requests have none).
+    pub pending_turn: Option<Box<super::conversation::PendingTurn>>,
     /// What happened: written by the exchange, taken whole by `logging`.
     pub outcome: Outcome,
 }
@@ -71,6 +74,7 @@ impl RequestCtx {
             trace: None,
             record_owner: None,
             keep_reasoning: None,
+            pending_turn: None,
             outcome: Outcome::default(),
         }
     }

@@ -4,6 +4,7 @@
 mod body;
 mod bookkeeping;
 mod claims;
+mod conversation;
 pub mod ctx;
 pub mod exchange;
 mod failover;
@@ -68,6 +69,9 @@ pub struct Gateway {
     owners: Arc<crate::ownership::ResponseOwners>,
     /// Signed reasoning kept for chat clients that drop it.
     thinking: Arc<crate::thinking::ThinkingStore>,
+    /// How long the Responses conversations of translated models are kept in the ledger's
+    /// store; `None`: they are not (see `conversation`).
+    responses_retention: Option<std::time::Duration>,
 }
 
 impl Gateway {
@@ -92,7 +96,15 @@ impl Gateway {
             observability: observe::Observability::default(),
             owners: Arc::new(crate::ownership::ResponseOwners::new(None)),
             thinking: Arc::new(crate::thinking::ThinkingStore::new(None)),
+            responses_retention: None,
         }
+    }
+
+    /// Keeps the Responses conversations of translated models for `retention` (`None`: not
+    /// at all, and `store: true` on those models is refused).
+    pub fn with_stored_responses(mut self, retention: Option<std::time::Duration>) -> Self {
+        self.responses_retention = retention;
+        self
     }
 
     /// Keeps the reasoning chat clients drop in `thinking` (shared through Redis, when set).
@@ -202,6 +214,9 @@ impl Gateway {
         };
         let model = &model;
         let owner = self.check_continuation(&peeked, &key, model).await?;
+        let (body, peeked) = self
+            .prepare_turn(ctx, &key, model, (body, peeked), owner.is_some())
+            .await?;
         let job = failover::Job {
             endpoint: &endpoint,
             body: &body,

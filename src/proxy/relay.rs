@@ -225,6 +225,7 @@ async fn whole(
             t.finish(&mut translated)
                 .map_err(|e| unreadable(up.provider, e))?;
             keep_reasoning(ctx, t.as_mut()).await;
+            keep_turn(ctx, &translated, false).await;
             let body = Bytes::from(translated);
             if let Some(meter) = ctx.outcome.meter.as_mut() {
                 meter.read_answer(&body);
@@ -314,6 +315,7 @@ async fn stream(
                     failure = Some(e);
                 }
                 keep_reasoning(ctx, t.as_mut()).await;
+                keep_turn(ctx, &translated, true).await;
                 (!translated.is_empty()).then(|| Bytes::copy_from_slice(&translated))
             }
             (None, Some(d)) => framer.push(d),
@@ -415,6 +417,18 @@ async fn keep_reasoning(ctx: &mut RequestCtx, translator: &mut dyn ResponseTrans
                 turn.blocks.len()
             );
         }
+    }
+}
+
+/// Stores a translated answer as the response the client's request asked to keep, once the
+/// answer's response object is in `answer`: before those bytes go out (see
+/// `super::conversation`).
+async fn keep_turn(ctx: &mut RequestCtx, answer: &[u8], stream: bool) {
+    let Some(turn) = ctx.pending_turn.as_ref() else {
+        return;
+    };
+    if Box::pin(turn.store_from(answer, stream, &ctx.request_id)).await {
+        ctx.pending_turn = None;
     }
 }
 

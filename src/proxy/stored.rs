@@ -18,7 +18,7 @@ use crate::ownership::Owner;
 use crate::request::Peeked;
 
 /// OpenAI's answer for an unknown response id.
-fn not_found(id: &str) -> GatewayError {
+pub(super) fn not_found(id: &str) -> GatewayError {
     GatewayError::new(
         ErrorKind::NotFound,
         format!("Response with id '{id}' not found."),
@@ -26,7 +26,7 @@ fn not_found(id: &str) -> GatewayError {
 }
 
 /// OpenAI's answer for an unknown `previous_response_id`, as a 404.
-fn previous_not_found(id: &str) -> GatewayError {
+pub(super) fn previous_not_found(id: &str) -> GatewayError {
     GatewayError {
         param: Some("previous_response_id".into()),
         upstream_code: Some("previous_response_not_found".into()),
@@ -48,7 +48,8 @@ fn state_unavailable(e: crate::state::StateError) -> GatewayError {
 impl Gateway {
     /// The owner of the response a Responses request continues, when the model is served
     /// natively (a translated model stores nothing upstream: its translator answers).
-    /// Another key's response, or one no instance recorded, is 404.
+    /// Another key's response, or one no instance recorded, is 404, unless the gateway keeps
+    /// responses itself: then `super::conversation` looks for it there.
     pub(super) async fn check_continuation(
         &self,
         peeked: &Peeked,
@@ -65,17 +66,20 @@ impl Gateway {
         {
             return Ok(None);
         }
-        if !crate::endpoint::is_response_id(id) {
-            return Err(previous_not_found(id));
-        }
-        match self.owners.owner(id).await.map_err(state_unavailable)? {
+        let owned = match crate::endpoint::is_response_id(id) {
+            true => self.owners.owner(id).await.map_err(state_unavailable)?,
+            false => None,
+        };
+        match owned {
             Some(owner) if owner.key_id == key.id => Ok(Some(owner)),
+            _ if self.responses_retention.is_some() => Ok(None),
             _ => Err(previous_not_found(id)),
         }
     }
 
     /// `GET`/`DELETE /v1/responses/{id}`, `GET …/input_items`, `POST …/cancel`: passed to the
-    /// provider that stores the response, for the key that made it only.
+    /// provider that stores the response, for the key that made it only; a response no
+    /// provider stores for this key may be one the gateway keeps.
     pub(super) async fn stored_response(
         &self,
         session: &mut Session,
@@ -89,8 +93,10 @@ impl Gateway {
             .owner(&id)
             .await
             .map_err(state_unavailable)?
-            .filter(|o| o.key_id == key.id)
-            .ok_or_else(|| not_found(&id))?;
+            .filter(|o| o.key_id == key.id);
+        let Some(owner) = owner else {
+            return self.gateway_stored_response(session, ctx, key, rest).await;
+        };
         let live = self.live.load_full();
         let provider = live
             .providers

@@ -79,8 +79,9 @@ def test_function_tool_round_trip(client, model):
 def test_errors_have_the_sdks_classes(client):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="no-such-model", input="hi")
-    with pytest.raises(openai.BadRequestError) as caught:
+    with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(model="claude-3-5-sonnet", input="hi", previous_response_id="resp_1")
     assert caught.value.body["param"] == "previous_response_id"
-    with pytest.raises(openai.BadRequestError):
-        client.responses.create(model="gpt-4o", input="hi", store=True)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-4o", input="hi", conversation="conv_1")
+    assert caught.value.body["param"] == "conversation"

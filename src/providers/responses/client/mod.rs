@@ -8,10 +8,12 @@
 //! chat values) becomes a Responses answer ([`response::ToResponses`]): one `response` object,
 //! or the typed event stream.
 //!
-//! The gateway keeps no conversation state, so everything stateful in the Responses API is
-//! refused with a 400 naming the field (`previous_response_id`, `store: true`, `conversation`,
-//! `background: true`, stored `prompt`s, `item_reference` inputs). Clients that send the whole
-//! conversation each turn with `store: false`, as Codex does, need none of it.
+//! Stored responses and `previous_response_id` are kept by the gateway (`super::stored`): a
+//! continuation reaches [`request::to_chat`] already expanded into the whole conversation, and
+//! the answer says `store: true` with a fresh id ([`Echo::stored`]). The rest of the API's
+//! state is refused with a 400 naming the field (`conversation`, `background: true`, stored
+//! `prompt`s, `item_reference` inputs). Clients that send the whole conversation each turn
+//! with `store: false`, as Codex does, need none of it.
 //!
 //! # Namespaced tools
 //! Codex groups tools under `{"type":"namespace","name":NS,"tools":[functions]}` and routes a
@@ -67,6 +69,25 @@ pub struct Echo {
     names: ToolNames,
     /// Request fields echoed verbatim in the response object, keyed by their Responses name.
     settings: Map<String, Value>,
+    /// Set when the gateway stores the response (see [`Echo::stored`]).
+    stored: Option<Stored>,
+}
+
+/// A response the gateway stores: it gets a fresh id (never one derived from the upstream's,
+/// which another answer could repeat), says `store: true`, and names the response it continues.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    previous_response_id: Option<String>,
+}
+
+impl Echo {
+    /// The gateway stores this response, which continues `previous_response_id` (if any).
+    pub fn stored(mut self, previous_response_id: Option<String>) -> Self {
+        self.stored = Some(Stored {
+            previous_response_id,
+        });
+        self
+    }
 }
 
 /// Chat function name of a namespaced tool → its `(namespace, name)`.

@@ -78,9 +78,10 @@ fn with_additional_tools(req: &Map<String, Value>) -> Option<Value> {
 /// `include`, `prompt_cache_key`, `client_metadata`, `service_tier`, `truncation`,
 /// `reasoning.summary`, `text.verbosity`, `background: false`, `metadata`,
 /// `safety_identifier`, `max_tool_calls`, `top_logprobs`, …). Refused with a 400 naming the
-/// field: the stateful ones (`previous_response_id`, `store: true`, `conversation`,
-/// `background: true`, `prompt`, `item_reference`), file ids, only hosted tools, and malformed
-/// fields.
+/// field: the stateful ones the gateway does not keep (`conversation`, `background: true`,
+/// `prompt`, `item_reference`, and a `previous_response_id` the proxy did not expand), file
+/// ids, only hosted tools, and malformed fields. `store` is the proxy's (see
+/// [`Echo::stored`]).
 pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(ChatRequest, Echo), GatewayError> {
     let req = parse_object(body)?;
     refuse_stateful(&req)?;
@@ -150,7 +151,11 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(ChatRequest, Echo),
         .iter()
         .filter_map(|key| field(&req, key).map(|v| ((*key).to_string(), v.clone())))
         .collect();
-    let echo = Echo { names, settings };
+    let echo = Echo {
+        names,
+        settings,
+        stored: None,
+    };
     Ok((out.into(), echo))
 }
 
@@ -159,10 +164,13 @@ fn not_a(name: &str, what: &str) -> GatewayError {
     GatewayError::invalid(name, format!("`{name}` must be {what}"))
 }
 
-/// The fields that need state the gateway does not keep.
+/// The fields that need state the gateway does not keep. (`store` and
+/// `previous_response_id` are the proxy's: a continuation reaches this translator whole, see
+/// `responses::stored`; one that still names a previous response was not expanded.)
 fn refuse_stateful(req: &Map<String, Value>) -> Result<(), GatewayError> {
-    const NO_STATE: &str = "this gateway stores no responses or conversations; send the whole \
-                            conversation in `input`, with `store: false`";
+    const NO_STATE: &str = "this gateway stores no conversations or prompts; send the whole \
+                            conversation in `input`, or continue a stored response with \
+                            `previous_response_id`";
     for name in ["previous_response_id", "conversation", "prompt"] {
         if field(req, name).is_some() {
             return Err(GatewayError::invalid(
@@ -172,13 +180,7 @@ fn refuse_stateful(req: &Map<String, Value>) -> Result<(), GatewayError> {
         }
     }
     match field(req, "store") {
-        None | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => {
-            return Err(GatewayError::invalid(
-                "store",
-                format!("`store: true` is not supported: {NO_STATE}"),
-            ))
-        }
+        None | Some(Value::Bool(_)) => {}
         Some(_) => return Err(not_a("store", "a boolean")),
     }
     match field(req, "background") {

@@ -241,7 +241,7 @@ fn stateful_and_unsupported_fields_are_refused_naming_the_field() {
             json!({"previous_response_id": "resp_1"}),
             "previous_response_id",
         ),
-        (json!({"store": true}), "store"),
+        (json!({"store": "yes"}), "store"),
         (json!({"conversation": "conv_1"}), "conversation"),
         (json!({"background": true}), "background"),
         (json!({"prompt": {"id": "pmpt_1"}}), "prompt"),

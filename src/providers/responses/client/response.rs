@@ -155,6 +155,7 @@ impl Envelope {
         model: &str,
         echo: Echo,
     ) -> Self {
+        let upstream_id = upstream_id.filter(|_| echo.stored.is_none());
         Self {
             id: derived_id("resp", upstream_id),
             created_at: created.unwrap_or_else(unix_secs),
@@ -193,8 +194,13 @@ impl Envelope {
         put("instructions", Value::Null);
         put("model", self.model.as_str().into());
         put("output", Value::Array(output.to_vec()));
-        put("previous_response_id", Value::Null);
-        put("store", false.into());
+        let stored = self.echo.stored.as_ref();
+        let previous = stored.and_then(|s| s.previous_response_id.as_deref());
+        put(
+            "previous_response_id",
+            previous.map_or(Value::Null, Value::from),
+        );
+        put("store", stored.is_some().into());
         put("tools", json!([]));
         put("usage", usage.map_or(Value::Null, responses_usage));
         let defaults = [

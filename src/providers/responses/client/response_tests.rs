@@ -63,6 +63,23 @@ fn a_completion_with_reasoning_text_and_calls_becomes_a_response() {
 }
 
 #[test]
+fn a_stored_response_says_so_with_a_fresh_id_and_the_response_it_continues() {
+    let answer = completion(json!({"content": "Hi"}), "stop");
+    let echo = || Echo::default().stored(Some("resp_before".into()));
+    let (first, second) = (response(&answer, echo()), response(&answer, echo()));
+    assert_eq!(first["store"], true);
+    assert_eq!(first["previous_response_id"], "resp_before");
+    let id = first["id"].as_str().unwrap();
+    assert!(id.starts_with("resp_") && id != "resp_chatcmpl-abc", "{id}");
+    assert_ne!(
+        first["id"], second["id"],
+        "the same upstream answer twice is two responses"
+    );
+    let unstored = response(&answer, Echo::default().stored(None));
+    assert_eq!(unstored["previous_response_id"], Value::Null);
+}
+
+#[test]
 fn a_cut_answer_is_incomplete_with_its_reason() {
     let out = response(
         &completion(json!({"content": "Hel"}), "length"),
