@@ -273,3 +273,27 @@ provider = "b"
     let text = std::fs::read_to_string(root.join("conf/production.example.toml")).unwrap();
     Config::parse(&text, "production.example.toml", &env).unwrap();
 }
+
+#[test]
+fn stored_responses_are_kept_30_days_unless_told_otherwise() {
+    let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+    let c = Config::parse(GOOD, "t.toml", &env).unwrap();
+    assert_eq!(c.usage.responses_retention, days(30));
+    let with = |usage: &str| Config::parse(&format!("{GOOD}\n[usage]\n{usage}\n"), "t.toml", &env);
+    assert_eq!(
+        with("responses_retention_days = 7")
+            .unwrap()
+            .usage
+            .responses_retention,
+        days(7)
+    );
+    assert_eq!(
+        with("store_responses = false")
+            .unwrap()
+            .usage
+            .responses_retention,
+        None
+    );
+    let e = with("responses_retention_days = 0").unwrap_err();
+    assert!(e.0[0].contains("usage.responses_retention_days"), "{e}");
+}
