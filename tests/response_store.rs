@@ -334,3 +334,85 @@ async fn a_ledger_of_0001_migrates_to_0002_with_its_records(store: &Store) {
     );
 }
 contract!(a_ledger_of_0001_migrates_to_0002_with_its_records);
+
+/// Latencies on each store, printed (not a pass/fail bound: the machine is shared). Run with
+/// `cargo test --release --test response_store measured -- --ignored --nocapture
+/// --test-threads=1`.
+async fn measured(store: &Store) {
+    use std::time::Instant;
+    fn ms(since: Instant) -> f64 {
+        since.elapsed().as_secs_f64() * 1000.0
+    }
+    fn percentiles(mut v: Vec<f64>) -> String {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms",
+            v[v.len() / 2],
+            v[v.len() * 99 / 100]
+        )
+    }
+    let kind = store.ledger.kind();
+    let ledger = &store.ledger;
+    let links = MAX_CHAIN + 5;
+    let expires = T0 + LIFE;
+    let start = Instant::now();
+    for i in 0..links {
+        let previous = (i > 0).then(|| format!("l{}", i - 1));
+        let r = StoredResponse {
+            response: "x".repeat(2_000),
+            ..stored(&format!("l{i}"), "k", previous.as_deref(), expires)
+        };
+        ledger.put_response(&r).await.unwrap();
+    }
+    println!(
+        "{kind}: put of a 2 KB response: {:.2} ms each (sequential)",
+        ms(start) / links as f64
+    );
+    for (newest, len) in [(links - 1, MAX_CHAIN), (9, 10)] {
+        let mut took = Vec::new();
+        for _ in 0..50 {
+            let start = Instant::now();
+            let chain = ledger.conversation("k", &format!("l{newest}"), T0).await;
+            took.push(ms(start));
+            assert_eq!(chain.unwrap().map(|c| c.len()), Some(len));
+        }
+        println!("{kind}: conversation of {len}: {}", percentiles(took));
+    }
+    let mut took = Vec::new();
+    for i in 0..500 {
+        let start = Instant::now();
+        let found = ledger.response("k", &format!("l{i}"), T0).await.unwrap();
+        took.push(ms(start));
+        assert!(found.is_some());
+    }
+    println!("{kind}: response by id: {}", percentiles(took));
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let big = StoredResponse {
+            response: "x".repeat(1 << 20),
+            ..stored(&format!("big{i}"), "k", None, expires)
+        };
+        let start = Instant::now();
+        ledger.put_response(&big).await.unwrap();
+        took.push(ms(start));
+    }
+    println!("{kind}: put of a 1 MB response: {}", percentiles(took));
+    let start = Instant::now();
+    let purged = ledger.purge_responses(expires).await.unwrap();
+    assert_eq!(purged, links as u64 + 20);
+    println!("{kind}: purge of {purged}: {:.1} ms", ms(start));
+}
+
+mod measured {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "prints latencies; run on its own"]
+    async fn sqlite() {
+        super::measured(&super::Store::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "prints latencies; run on its own"]
+    async fn postgres() {
+        super::measured(&super::Store::postgres().await).await;
+    }
+}

@@ -277,4 +277,14 @@ mod tests {
             (1 - i64::from(u32::MAX)) * totals::DAY_MS
         );
     }
+
+    #[test]
+    fn times_go_in_and_out_of_the_stores_without_overflowing() {
+        for t in [0, 1, 1_760_000_000_000, i64::MAX as u64] {
+            assert_eq!(unix_ms_of(stored_ms(t)), t);
+        }
+        assert_eq!(stored_ms(u64::MAX), i64::MAX);
+        assert_eq!(unix_ms_of(-1), 0);
+        assert_eq!(unix_ms_of(i64::MIN), 0);
+    }
 }

@@ -4,8 +4,7 @@
 -- A plain table, not partitioned: responses expire at their own times (not by day), are far
 -- fewer than records, and are read by id, which a partitioned table could only make unique
 -- with the partition key in it. The key is kept as text, not a dictionary id: every read
--- compares it. The JSON texts are TOASTed out of line, so following a chain reads only the
--- small columns.
+-- compares it.
 
 CREATE TABLE stored_responses (
     created_ms bigint NOT NULL,          -- Unix milliseconds
