@@ -52,22 +52,24 @@ pub trait ResponseTranslator: Send + Sync {
     }
 }
 
-/// A turn's signed reasoning blocks (as JSON, ready to keep) and the ids of the tool calls it
-/// made, by which the next turn finds it.
+/// A turn's signed reasoning blocks (as JSON, ready to keep) and the id of the first tool call
+/// it made, by which the next turn finds it (its results all answer the same turn).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnReasoning {
-    pub call_ids: Vec<String>,
+    pub first_call: String,
     pub blocks: String,
 }
 
 impl TurnReasoning {
-    /// The reasoning of an answer with these blocks and calls; `None` without either.
-    pub fn of(blocks: &[chat::ThinkingBlock], call_ids: Vec<String>) -> Option<Self> {
-        if blocks.is_empty() || call_ids.is_empty() {
+    /// The reasoning of an answer with these blocks whose first tool call is `first_call`;
+    /// `None` without either.
+    pub fn of(blocks: &[chat::ThinkingBlock], first_call: Option<String>) -> Option<Self> {
+        let first_call = first_call?;
+        if blocks.is_empty() {
             return None;
         }
         let blocks = serde_json::to_string(blocks).ok()?;
-        Some(Self { call_ids, blocks })
+        Some(Self { first_call, blocks })
     }
 }
 

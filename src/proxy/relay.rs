@@ -406,11 +406,8 @@ async fn keep_reasoning(ctx: &mut RequestCtx, translator: &mut dyn ResponseTrans
     let Some(turn) = translator.take_reasoning() else {
         return;
     };
-    let Some(first_call) = turn.call_ids.first() else {
-        return;
-    };
     if let Some((store, key_id)) = ctx.keep_reasoning.take() {
-        if !store.keep(&key_id, first_call, &turn.blocks).await {
+        if !store.keep(&key_id, &turn.first_call, &turn.blocks).await {
             log::info!(
                 "request {}: the turn's reasoning ({} bytes) is too large to keep",
                 ctx.request_id,

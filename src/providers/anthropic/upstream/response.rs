@@ -265,9 +265,8 @@ impl<S: ChatSink> WholeTranslator for JsonToChat<S> {
         }
         let completion = completion(message, &self.model, self.created);
         if let Some(choice) = completion.choices.first() {
-            let calls = choice.message.tool_calls.iter();
-            let ids = calls.filter_map(|c| c.id.clone()).collect();
-            self.reasoning = TurnReasoning::of(&choice.message.thinking_blocks, ids);
+            let first_call = choice.message.tool_calls.iter().find_map(|c| c.id.clone());
+            self.reasoning = TurnReasoning::of(&choice.message.thinking_blocks, first_call);
         }
         self.sink.whole(completion, out)
     }
@@ -375,9 +374,9 @@ pub(super) struct StreamToChat<S = OpenAiWriter> {
     tool_calls: usize,
     /// The thinking block being streamed: its text and signature so far.
     thinking: (String, String),
-    /// Signed blocks completed so far, and the ids of the tool calls made.
+    /// Signed blocks completed so far, and the id of the first tool call made.
     issued: Vec<ThinkingBlock>,
-    call_ids: Vec<String>,
+    first_call: Option<String>,
     started: bool,
     finish_sent: bool,
     phase: Phase,
@@ -409,7 +408,7 @@ impl<S: ChatSink> StreamToChat<S> {
             tool_calls: 0,
             thinking: Default::default(),
             issued: Vec::new(),
-            call_ids: Vec::new(),
+            first_call: None,
             started: false,
             finish_sent: false,
             phase: Phase::Live,
@@ -481,7 +480,9 @@ impl<S: ChatSink> StreamToChat<S> {
                 Block::ToolUse { id, name, .. } => {
                     let k = self.tool_calls;
                     self.tool_calls += 1;
-                    self.call_ids.push(id.clone());
+                    if self.first_call.is_none() {
+                        self.first_call = Some(id.clone());
+                    }
                     self.blocks.push((index, BlockRole::Tool(k)));
                     let call = ChatToolCall::function(Some(k), id, name, String::new());
                     self.chunk(out, ChatDelta::tool_call(call), None)?;
@@ -568,8 +569,8 @@ impl<S: ChatSink> EventTranslator for StreamToChat<S> {
         if !self.finish_sent {
             return None;
         }
-        let call_ids = std::mem::take(&mut self.call_ids);
-        TurnReasoning::of(&std::mem::take(&mut self.issued), call_ids)
+        let first_call = self.first_call.take();
+        TurnReasoning::of(&std::mem::take(&mut self.issued), first_call)
     }
 
     /// A stream whose `message_delta` (with the stop reason) arrived is completed even without

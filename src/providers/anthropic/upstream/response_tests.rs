@@ -164,7 +164,7 @@ fn a_stream_gives_each_signed_block_whole_and_hands_the_turn_over() {
     t.push(&THINKING_STREAM.as_bytes()[cut..], &mut sink)
         .unwrap();
     let kept = t.take_reasoning().unwrap();
-    assert_eq!(kept.call_ids, ["toolu_7"]);
+    assert_eq!(kept.first_call, "toolu_7");
     assert_eq!(
         serde_json::from_str::<Value>(&kept.blocks).unwrap(),
         signed_blocks()
@@ -182,7 +182,7 @@ fn a_whole_answer_hands_its_turn_over_too() {
     let mut t = JsonToChat::new("m", CREATED);
     run(&mut t, &[answer.to_string().as_bytes()]).1.unwrap();
     let kept = t.take_reasoning().unwrap();
-    assert_eq!(kept.call_ids, ["toolu_8"]);
+    assert_eq!(kept.first_call, "toolu_8");
     // a turn without tool calls has nothing to continue
     let mut t = JsonToChat::new("m", CREATED);
     let text = message(
