@@ -33,6 +33,7 @@ pub mod state;
 pub mod telemetry;
 pub mod text;
 pub mod thinking;
+pub mod tls;
 pub mod usage;
 
 use std::path::PathBuf;
@@ -177,7 +178,8 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
             config.state.key_cache_ttl,
             live.clone(),
             Some(key_backend.clone()),
-        );
+        )
+        .with_server_cert(config.server.tls.clone());
         server.add_service(pingora::services::background::background_service(
             "config reload",
             reloader,
@@ -205,10 +207,16 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     // per connection, so with thousands of long streams open it was most of their memory,
     // and a request header fits in it many times over (bodies larger than the buffer are
     // read past it, straight into the body buffer).
-    proxy_service.add_listener(
-        ListenerConfig::tcp(config.server.listen.as_str())
-            .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
-    );
+    let listener = ListenerConfig::tcp(config.server.listen.as_str())
+        .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER));
+    let listener = match &config.server.tls {
+        Some(cert) => listener.tls(
+            cert.settings()
+                .map_err(|e| pingora::Error::explain(pingora::ErrorType::InternalError, e))?,
+        ),
+        None => listener,
+    };
+    proxy_service.add_listener(listener);
     server.add_service(proxy_service);
 
     if let Some(listen) = &config.server.admin_listen {

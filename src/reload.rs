@@ -8,7 +8,8 @@
 //! changed. Provider API keys are read from the environment of the running process, so a
 //! new key value in the environment needs an upgrade too. Each deployment keeps its circuit
 //! across a reload unless its provider's kind, base URL or breaker setting changed
-//! ([`crate::routing::health`]).
+//! ([`crate::routing::health`]). The client listener's TLS certificate is re-read too
+//! ([`crate::tls`]): new connections get the new one, open ones keep theirs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,6 +86,11 @@ fn fixed(c: &Config) -> Vec<(&'static str, String)> {
             s.graceful_shutdown_timeout_seconds.to_string(),
         ),
         ("server.upgrade_sock", format!("{:?}", s.upgrade_sock)),
+        // the files, not their content: SIGHUP re-reads the certificate itself
+        (
+            "server.tls",
+            format!("{:?}", s.tls.as_ref().map(|t| t.files())),
+        ),
         (
             "server.admin_token_env",
             format!(
@@ -111,6 +117,8 @@ pub struct Reloader {
     key_cache_ttl: std::time::Duration,
     /// The restart-only settings the process runs with.
     running: Vec<(&'static str, String)>,
+    /// The client listener's certificate, re-read on SIGHUP.
+    cert: Option<Arc<crate::tls::ServerCert>>,
 }
 
 impl Reloader {
@@ -129,7 +137,14 @@ impl Reloader {
             backend,
             key_cache_ttl,
             running: running.0,
+            cert: None,
         }
+    }
+
+    /// Re-reads the client listener's certificate on SIGHUP as well.
+    pub fn with_server_cert(mut self, cert: Option<Arc<crate::tls::ServerCert>>) -> Self {
+        self.cert = cert;
+        self
     }
 
     /// Reads, validates and swaps in the config file. Returns the restart-only settings
@@ -175,6 +190,15 @@ impl Reloader {
                 "config reload failed, still running the previous config: {}",
                 e.to_string().trim_end()
             ),
+        }
+        if let Some(cert) = &self.cert {
+            let cert_file = cert.files().cert_file.display();
+            match cert.reload() {
+                Ok(()) => log::info!("TLS certificate reloaded from {cert_file}"),
+                Err(e) => log::error!(
+                    "TLS certificate reload failed, still serving the previous one: {e}"
+                ),
+            }
         }
     }
 }

@@ -43,6 +43,16 @@ pub struct FileServer {
     pub client_write_timeout_ms: Option<u64>,
     /// Unix socket a new process (`run --upgrade`) takes the listening sockets over.
     pub upgrade_sock: Option<String>,
+    /// HTTPS on `listen`.
+    pub tls: Option<Spanned<FileTls>>,
+}
+
+/// `[server] tls = { cert_file, key_file }`: PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ mod usage;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     /// Where `run --upgrade` takes the listening sockets over from the running process.
     pub upgrade_sock: Option<String>,
+    /// HTTPS on `listen` with this certificate (re-read on SIGHUP); `None`: plain HTTP.
+    pub tls: Option<Arc<crate::tls::ServerCert>>,
 }
 
 /// How long the gateway waits on a client. The request header is read by Pingora before the
@@ -485,7 +487,21 @@ impl Validator<'_> {
                 .filter(|v| !v.is_empty())
                 .map(Secret::new)
         });
+        let tls = s.tls.as_ref().and_then(|t| {
+            let files = crate::tls::TlsFiles {
+                cert_file: PathBuf::from(&t.get_ref().cert_file),
+                key_file: PathBuf::from(&t.get_ref().key_file),
+            };
+            match crate::tls::ServerCert::load(&files) {
+                Ok(cert) => Some(Arc::new(cert)),
+                Err(why) => {
+                    self.problem(t, "server.tls", why);
+                    None
+                }
+            }
+        });
         ServerConfig {
+            tls,
             listen: s.listen.get_ref().clone(),
             admin_listen: s.admin_listen.as_ref().map(|a| a.get_ref().clone()),
             threads: s.threads.unwrap_or(2).max(1),

@@ -29,14 +29,22 @@ impl Binary {
 
     /// [`Self::start`] with extra environment variables (secrets a config names).
     pub fn start_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(name, "", extra, env)
+    }
+
+    /// [`Self::start_with_env`] with `server_extra` lines in `[server]`; the listener's URL
+    /// is `https://localhost:PORT` when they set `tls`.
+    pub fn start_full(name: &str, server_extra: &str, extra: &str, env: &[(&str, &str)]) -> Self {
         let [gw, admin, emu] = free_ports();
         let dir = std::env::temp_dir().join(format!("cheapai-logs-{name}-{gw}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.toml");
-        let text = config_text(
+        let text = config_text_full(
             gw,
             admin,
             emu,
+            0,
+            server_extra,
             &format!("[emulator]\nlisten = \"127.0.0.1:{emu}\"\n{extra}"),
         );
         std::fs::write(&config, text).unwrap();
@@ -63,9 +71,13 @@ impl Binary {
         wait_for_port(gw);
         wait_for_port(admin);
         wait_for_port(emu);
+        let url = match server_extra.contains("tls") {
+            true => format!("https://localhost:{gw}"),
+            false => format!("http://127.0.0.1:{gw}"),
+        };
         Binary {
             child,
-            url: format!("http://127.0.0.1:{gw}"),
+            url,
             admin_url: format!("http://127.0.0.1:{admin}"),
             config,
             lines,

@@ -23,6 +23,7 @@ pub mod binary;
 pub mod emulator;
 pub mod faulty;
 pub mod postgres;
+pub mod tls;
 
 /// The client key every test uses (the config stores only its hash).
 pub const KEY: &str = "cai-test-key-0001";
