@@ -7,7 +7,6 @@
 //! is 404, as an unknown one is. Native passthrough keeps its own rule (`super::stored`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -15,72 +14,15 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::exchange::Finished;
 use super::stored::{not_found, previous_not_found};
+use super::turn::PendingTurn;
 use super::{write_json, Gateway};
 use crate::auth::KeyInfo;
 use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
-use crate::ledger::{Ledger, StoredResponse};
-use crate::metrics;
+use crate::ledger::Ledger;
 use crate::providers::responses::stored;
 use crate::request::{peek, Peeked};
-use crate::usage::ledger::LedgerHandle;
-
-/// What the relay needs to store a translated answer as a response: everything but the
-/// response object, which it reads from the answer.
-pub struct PendingTurn {
-    ledger: Arc<LedgerHandle>,
-    key_id: String,
-    previous_id: Option<String>,
-    /// This request's input items (JSON array).
-    input: String,
-    retention: Duration,
-}
-
-impl std::fmt::Debug for PendingTurn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingTurn")
-            .field("key_id", &self.key_id)
-            .field("previous_id", &self.previous_id)
-            .field("input_bytes", &self.input.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PendingTurn {
-    /// Stores the answer's response object, when `answer` holds it (the JSON answer, or the
-    /// stream batch with its terminal event). Awaited before those bytes go out, so a
-    /// follow-up sent the moment the answer ends finds it. Returns whether it was found: the
-    /// turn is done then.
-    pub async fn store_from(&self, answer: &[u8], stream: bool, request_id: &str) -> bool {
-        let Some((id, response)) = stored::final_object(answer, stream) else {
-            return false;
-        };
-        let now = crate::clock::unix_ms();
-        let record = StoredResponse {
-            id,
-            key_id: self.key_id.clone(),
-            previous_id: self.previous_id.clone(),
-            created_ms: now,
-            expires_ms: now
-                .saturating_add(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX)),
-            input: self.input.clone(),
-            response,
-        };
-        let written = match self.ledger.get().await {
-            Ok(ledger) => ledger.put_response(&record).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            metrics::RESPONSES_NOT_STORED.inc();
-            log::error!(
-                "request {request_id}: response {} not stored, a continuation of it will be 404: {e}",
-                record.id
-            );
-        }
-        true
-    }
-}
 
 impl Gateway {
     /// The store, or a 503 saying stored responses are unavailable.
@@ -154,13 +96,13 @@ impl Gateway {
             None => (body, peeked),
         };
         ctx.pending_turn = turn_input.map(|input| {
-            Box::new(PendingTurn {
-                ledger: Arc::clone(&self.ledger),
-                key_id: key.id.clone(),
-                previous_id: peeked.previous_response_id.clone(),
+            Box::new(PendingTurn::new(
+                Arc::clone(&self.ledger),
+                key.id.clone(),
+                peeked.previous_response_id.clone(),
                 input,
                 retention,
-            })
+            ))
         });
         Ok((body, peeked))
     }

@@ -50,7 +50,7 @@ pub struct RequestCtx {
     pub keep_reasoning: Option<(Arc<ThinkingStore>, String)>,
     /// A Responses request the gateway stores: taken by the relay once a translated answer's
     /// response object is complete (boxed: most requests have none).
-    pub pending_turn: Option<Box<super::conversation::PendingTurn>>,
+    pub pending_turn: Option<Box<super::turn::PendingTurn>>,
     /// What happened: written by the exchange, taken whole by `logging`.
     pub outcome: Outcome,
 }

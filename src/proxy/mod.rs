@@ -16,6 +16,7 @@ mod record;
 mod relay;
 mod stored;
 mod transport;
+mod turn;
 mod wire;
 
 use std::sync::Arc;
