@@ -207,6 +207,20 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            let roots = p.ca_file.as_ref().and_then(|file| {
+                crate::providers::roots::with_ca_file(Path::new(file.get_ref()))
+                    .map_err(|e| self.problem(file, &field("ca_file"), e))
+                    .ok()
+            });
+            let http2 = p.http2.unwrap_or(false);
+            if http2 && !upstream.tls {
+                self.problem(
+                    &p.base_url,
+                    &field("http2"),
+                    "HTTP/2 is negotiated by TLS: it needs an https:// base_url",
+                );
+            }
+            let upstream = upstream.with_wire(http2, roots);
             let api_key = match &p.api_key_env {
                 None => None,
                 Some(var) => match env(var.get_ref()).filter(|v| !v.is_empty()) {

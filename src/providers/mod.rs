@@ -17,6 +17,7 @@ pub mod openai;
 pub mod peer;
 mod prepare;
 pub mod responses;
+pub mod roots;
 pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::dns::{HostAddresses, Resolve, MAX_DNS_WAIT};
@@ -36,7 +37,15 @@ pub struct Upstream {
     pub authority: String,
     /// What the host resolves to (shared per host, across reloads).
     dns: Arc<HostAddresses>,
+    /// Offer HTTP/2 by ALPN (TLS only), many streams per connection.
+    http2: bool,
+    /// The roots its certificate is checked against, when its config names a `ca_file`.
+    roots: Option<Arc<CaType>>,
 }
+
+/// Streams one HTTP/2 connection to a provider carries at most (fewer when the provider's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` says so); past it the pool opens another connection.
+pub const MAX_H2_STREAMS: usize = 100;
 
 impl Upstream {
     /// Parses `http(s)://host[:port][/prefix]`. Query strings and fragments are refused:
@@ -88,7 +97,16 @@ impl Upstream {
             authority,
             dns: HostAddresses::of(&host, port),
             host,
+            http2: false,
+            roots: None,
         })
+    }
+
+    /// Offers HTTP/2 (over TLS) and trusts `roots` besides the system's (see `super::roots`).
+    pub fn with_wire(mut self, http2: bool, roots: Option<Arc<CaType>>) -> Self {
+        self.http2 = http2 && self.tls;
+        self.roots = roots;
+        self
     }
 
     /// The same upstream, resolving with `resolver` (tests).
@@ -122,6 +140,11 @@ impl Upstream {
                 peer.options.connection_timeout = Some(timeouts.connect);
                 peer.options.total_connection_timeout = Some(timeouts.connect);
                 peer.options.idle_timeout = Some(Duration::from_secs(60));
+                peer.options.ca = self.roots.clone();
+                if self.http2 {
+                    peer.options.set_http_version(2, 1);
+                    peer.options.max_h2_streams = MAX_H2_STREAMS;
+                }
                 UpstreamPeer(peer)
             })
             .collect())

@@ -109,8 +109,12 @@ async fn send(
             request,
             request_id: &ctx.request_id,
             traceparent: traceparent.as_deref(),
-        }
-        .serialize(request.body.len())?;
+        };
+        // what the connection negotiated (ALPN) decides the head's form
+        let head = match &up {
+            HttpSession::H2(_) => wire::WireHead::H2(head.request_header(request.body.len())?),
+            _ => wire::WireHead::H1(head.serialize(request.body.len())?),
+        };
         match write_and_read_header(up, head, request.body.clone(), peer, timeouts).await {
             Ok(up) => return Ok((up, peers.swap_remove(address))),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
@@ -127,7 +131,7 @@ async fn send(
 
 async fn write_and_read_header(
     up: HttpSession,
-    head: BytesMut,
+    head: wire::WireHead,
     body: Bytes,
     peer: &UpstreamPeer,
     timeouts: &Timeouts,

@@ -19,10 +19,9 @@ pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> 
         | ErrorType::ConnectNoRoute
         | ErrorType::ConnectError
         | ErrorType::ConnectProxyFailure
-        | ErrorType::TLSHandshakeFailure
-        | ErrorType::InvalidCert
         | ErrorType::SocketError
         | ErrorType::BindError => Failure::Connect,
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => Failure::Tls,
         ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
             Failure::Reset
         }
@@ -55,6 +54,18 @@ pub(super) fn upstream_failure(provider: &Provider, e: &Error, during: &str) -> 
             ErrorKind::UpstreamUnreachable,
             format!("provider {name} is unreachable ({})", e.etype().as_str()),
         ),
+        Failure::Tls => {
+            // the reason (an unknown issuer, a name mismatch) is the operator's to read
+            log::warn!("provider {name}: TLS handshake failed: {e}");
+            (
+                ErrorKind::UpstreamUnreachable,
+                format!(
+                    "provider {name} failed the TLS handshake ({}): its certificate is not \
+                     trusted or does not name its host",
+                    e.etype().as_str()
+                ),
+            )
+        }
         _ => (
             ErrorKind::UpstreamProtocol,
             format!(

@@ -79,6 +79,50 @@ impl Head<'_> {
     /// the path, the provider's host and credentials — is checked here, as Pingora's own
     /// serializer would, so a bad byte in config can never split the request.
     pub fn serialize(&self, body_len: usize) -> Result<BytesMut, GatewayError> {
+        self.check()?;
+        let request = self.request;
+        let mut out = BytesMut::with_capacity(512 + 64 * self.client.headers.len());
+        out.put_slice(request.method.as_str().as_bytes());
+        out.put_slice(b" ");
+        out.put_slice(request.path.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        self.each_header(body_len, |name, value| header(&mut out, name, value));
+        out.put_slice(b"\r\n");
+        Ok(out)
+    }
+
+    /// The same request as a header for an HTTP/2 stream: the same headers, the host as the
+    /// `:authority` of an `https` URI.
+    pub fn request_header(&self, body_len: usize) -> Result<Box<RequestHeader>, GatewayError> {
+        self.check()?;
+        let request = self.request;
+        let upstream = &self.provider.upstream;
+        let scheme = if upstream.tls { "https" } else { "http" };
+        let uri = format!("{scheme}://{}{}", upstream.authority, request.path);
+        let mut head = RequestHeader::build(request.method.clone(), b"/", Some(24))
+            .map_err(|e| GatewayError::internal("building the HTTP/2 request", e))?;
+        let uri: http::Uri = uri
+            .parse()
+            .map_err(|e| GatewayError::internal("building the HTTP/2 request URI", e))?;
+        head.set_uri(uri);
+        let mut failed = None;
+        self.each_header(body_len, |name, value| {
+            if name == "host" || failed.is_some() {
+                return;
+            }
+            if let Err(e) = head.append_header(name.to_string(), value) {
+                failed = Some(e);
+            }
+        });
+        match failed {
+            Some(e) => Err(GatewayError::internal("building the HTTP/2 request", e)),
+            None => Ok(Box::new(head)),
+        }
+    }
+
+    /// What [`Self::serialize`] checks before writing anything: the path and what the
+    /// gateway adds from config.
+    fn check(&self) -> Result<(), GatewayError> {
         let request = self.request;
         if request.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(unwritable("request path"));
@@ -92,11 +136,13 @@ impl Head<'_> {
         {
             return Err(unwritable("provider host or credential"));
         }
-        let mut out = BytesMut::with_capacity(512 + 64 * self.client.headers.len());
-        out.put_slice(request.method.as_str().as_bytes());
-        out.put_slice(b" ");
-        out.put_slice(request.path.as_bytes());
-        out.put_slice(b" HTTP/1.1\r\n");
+        Ok(())
+    }
+
+    /// Every header of the request, in order, to `emit` (see [`Self::serialize`]).
+    fn each_header(&self, body_len: usize, mut emit: impl FnMut(&str, &[u8])) {
+        let request = self.request;
+        let authority = self.provider.upstream.authority.as_bytes();
         let replaced = |name: &str| {
             request.headers.iter().any(|(n, _)| *n == name)
                 || name == "x-request-id"
@@ -115,34 +161,39 @@ impl Head<'_> {
         for (name, value) in self.client.headers.iter() {
             let name = name.as_str();
             if forwarded(name) && !replaced(name) {
-                header(&mut out, name, value.as_bytes());
+                emit(name, value.as_bytes());
             }
         }
-        header(&mut out, "host", authority);
+        emit("host", authority);
         for (name, value) in &request.headers {
-            header(&mut out, name, value.as_bytes());
+            emit(name, value.as_bytes());
         }
         for (name, value) in &request.default_headers {
             let set = request.headers.iter().any(|(n, _)| n == name) || client_sent(name);
             if !set {
-                header(&mut out, name, value.as_bytes());
+                emit(name, value.as_bytes());
             }
         }
         if request.content_type.is_some() || !client_sent("content-type") {
-            header(&mut out, "content-type", b"application/json");
+            emit("content-type", b"application/json");
         }
-        header(
-            &mut out,
+        emit(
             "content-length",
             itoa::Buffer::new().format(body_len).as_bytes(),
         );
-        header(&mut out, "x-request-id", self.request_id.as_bytes());
+        emit("x-request-id", self.request_id.as_bytes());
         if let Some(traceparent) = self.traceparent {
-            header(&mut out, "traceparent", traceparent.as_bytes());
+            emit("traceparent", traceparent.as_bytes());
         }
-        out.put_slice(b"\r\n");
-        Ok(out)
     }
+}
+
+/// The head of one upstream request, as the session it goes out on takes it.
+pub enum WireHead {
+    /// Serialized, written with the body in one write.
+    H1(BytesMut),
+    /// A header for a new stream of a (possibly shared) HTTP/2 connection.
+    H2(Box<RequestHeader>),
 }
 
 /// A byte that would end a header line early.
@@ -168,14 +219,29 @@ fn header(out: &mut BytesMut, name: &str, value: &[u8]) {
 /// on (its read and write timeouts set to `timeout`, the time allowed for the first byte).
 pub async fn write_request(
     up: HttpSession,
-    head: BytesMut,
+    head: WireHead,
     body: Bytes,
     peer: &UpstreamPeer,
     timeout: Duration,
 ) -> pingora::Result<HttpSession> {
-    let HttpSession::H1(h1) = up else {
-        // Provider peers are made with HTTP/1.1 ALPN only (`Upstream::peer`).
-        return Error::e_explain(ErrorType::InternalError, "provider session is not HTTP/1");
+    let (h1, head) = match (up, head) {
+        (HttpSession::H1(h1), WireHead::H1(head)) => (h1, head),
+        (HttpSession::H2(mut h2), WireHead::H2(head)) => {
+            h2.write_request_header(head, body.is_empty())?;
+            if !body.is_empty() {
+                h2.write_request_body(body, true).await?;
+            }
+            let mut session = HttpSession::H2(h2);
+            session.set_write_timeout(Some(timeout));
+            session.set_read_timeout(Some(timeout));
+            return Ok(session);
+        }
+        _ => {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "the request head was made for another HTTP version",
+            )
+        }
     };
     let mut stream = h1.into_inner();
     let write = async {

@@ -26,8 +26,10 @@ pub const LONGEST_HONOURED_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Refused, unreachable, TLS failure: nothing was sent.
+    /// Refused or unreachable: nothing was sent.
     Connect,
+    /// The TLS handshake failed (an untrusted or mismatched certificate): nothing was sent.
+    Tls,
     /// The connection was not accepted in time: nothing was sent.
     ConnectTimeout,
     /// The request was sent, no answer header came in time.
@@ -50,7 +52,9 @@ impl Failure {
     /// (the provider billed it; sending the request again bills it twice).
     pub fn retryable(self, stream: bool, resend: Resend) -> bool {
         match self {
-            Self::Connect | Self::ConnectTimeout | Self::Reset | Self::Malformed => true,
+            Self::Connect | Self::Tls | Self::ConnectTimeout | Self::Reset | Self::Malformed => {
+                true
+            }
             Self::FirstByteTimeout => stream || resend.non_stream_timeouts,
             Self::Unreadable => resend.unreadable_answers,
             Self::Status(status) => retryable_status(status),
@@ -61,6 +65,7 @@ impl Failure {
     pub fn label(self) -> &'static str {
         match self {
             Self::Connect => "connect",
+            Self::Tls => "tls",
             Self::ConnectTimeout => "connect_timeout",
             Self::FirstByteTimeout => "first_byte_timeout",
             Self::Reset => "reset",

@@ -20,6 +20,8 @@ pub const RECORD_BODY_LIMIT: usize = 65_536;
 pub(super) struct Record {
     pub(super) seq: u64,
     method: String,
+    /// `HTTP/1.1` or `HTTP/2.0`: how the gateway reached the provider.
+    http_version: String,
     /// Path with query string.
     path: String,
     /// `[name, value]` pairs in received order; names lower-case (as HTTP/2 and
@@ -96,6 +98,7 @@ impl Recorder {
         let record = Arc::new(Record {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed) + 1,
             method: req.method.as_str().to_string(),
+            http_version: format!("{:?}", req.version),
             path: uri
                 .path_and_query()
                 .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
