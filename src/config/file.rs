@@ -125,6 +125,7 @@ pub enum FileProviderKind {
     OpenaiCompatible,
     Anthropic,
     Gemini,
+    Azure,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +141,9 @@ pub struct FileProvider {
     /// Whether the host serves `/v1/responses` itself (OpenAI does; most compatible hosts
     /// don't): then Responses requests pass through, else they are translated to chat.
     pub native_responses: Option<bool>,
+    /// Azure OpenAI's `api-version` query parameter: required for kind `azure`, refused on
+    /// the others.
+    pub api_version: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
