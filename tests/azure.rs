@@ -2,6 +2,7 @@
 //! up the wire (deployment path, `api-version`, `api-key`, no bearer), every client format
 //! through it, Azure's content filter and 429s, failover between two deployments, and a
 //! wrong key kept from clients and logs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -86,7 +87,10 @@ fn assert_sent_to_azure(gw: &Gateway, answer: &Answer, path: &str, deployment: &
     );
     assert_eq!(sent_header(&record, "api-key"), Some(AZURE_API_KEY));
     assert_eq!(sent_header(&record, "authorization"), None, "{record}");
-    assert!(!record.to_string().contains(KEY), "client key sent: {record}");
+    assert!(
+        !record.to_string().contains(KEY),
+        "client key sent: {record}"
+    );
     let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["model"], deployment);
     body
@@ -125,7 +129,11 @@ fn chat_json_and_stream_go_to_the_deployment_with_the_api_key() {
     let text: String = data
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
         .collect();
     assert_eq!(text, HELLO);
     // the usage chunk the gateway asked for is metered and not shown to this client
@@ -156,7 +164,11 @@ fn embeddings_responses_messages_and_tools() {
         let a = gw.post("/v1/responses", &body.to_string());
         assert_eq!(a.status, 200, "{}", a.text());
         if stream {
-            assert!(a.text().contains("event: response.completed"), "{}", a.text());
+            assert!(
+                a.text().contains("event: response.completed"),
+                "{}",
+                a.text()
+            );
         } else {
             assert_eq!(a.json()["output"][0]["content"][0]["text"], HELLO);
         }
@@ -288,7 +300,10 @@ fn a_429_fails_over_to_the_other_deployment_with_one_record() {
         .iter()
         .map(|a| gw.usage_record_of(a)["attempts"].as_u64().unwrap())
         .sum();
-    assert!(attempts > 4, "no request went to the failing deployment first");
+    assert!(
+        attempts > 4,
+        "no request went to the failing deployment first"
+    );
 
     // with no other deployment, the client gets Azure's 429 and its Retry-After
     gw.emulator2.set_faults(&[("x-emulator-status", "429")]);
