@@ -135,6 +135,7 @@ pub enum FileProviderKind {
     OpenaiCompatible,
     Anthropic,
     Gemini,
+    Azure,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +155,9 @@ pub struct FileProvider {
     pub http2: Option<bool>,
     /// PEM roots trusted for this provider besides the system's.
     pub ca_file: Option<Spanned<String>>,
+    /// Azure OpenAI's `api-version` query parameter: required for kind `azure`, refused on
+    /// the others.
+    pub api_version: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -4,6 +4,7 @@
 //! operator fixes a config in one pass. Secrets come from environment variables named in the
 //! file, never from the file itself.
 
+mod azure;
 pub mod file;
 mod observability;
 mod state;
@@ -258,13 +259,15 @@ impl Validator<'_> {
             let native_responses = p
                 .native_responses
                 .unwrap_or(p.kind == FileProviderKind::Openai);
-            providers.push(Arc::new(Provider::new(
+            let api_version = self.api_version(name, p);
+            let provider = Provider::new(
                 name.clone(),
                 match p.kind {
                     FileProviderKind::Openai => ProviderKind::OpenAi,
                     FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
                     FileProviderKind::Anthropic => ProviderKind::Anthropic,
                     FileProviderKind::Gemini => ProviderKind::Gemini,
+                    FileProviderKind::Azure => ProviderKind::Azure,
                 },
                 upstream,
                 api_key,
@@ -275,7 +278,11 @@ impl Validator<'_> {
                 },
                 breaker,
                 native_responses,
-            )));
+            );
+            providers.push(Arc::new(match api_version {
+                Some(version) => provider.with_api_version(version),
+                None => provider,
+            }));
         }
 
         let deadline = Duration::from_millis(raw.server.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS));

@@ -297,3 +297,65 @@ fn stored_responses_are_kept_30_days_unless_told_otherwise() {
     let e = with("responses_retention_days = 0").unwrap_err();
     assert!(e.0[0].contains("usage.responses_retention_days"), "{e}");
 }
+
+const AZURE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[providers.azure-eu]
+kind = "azure"
+base_url = "https://my-resource.openai.azure.com"
+api_key_env = "AZURE_OPENAI_API_KEY"
+api_version = "2025-04-01-preview"
+
+[models."gpt-4o-azure"]
+provider = "azure-eu"
+upstream_model = "gpt-4o-eu"
+"#;
+
+fn azure_env(name: &str) -> Option<String> {
+    (name == "AZURE_OPENAI_API_KEY").then(|| "azure-key".to_string())
+}
+
+#[test]
+fn azure_takes_its_api_version() {
+    let c = Config::parse(AZURE, "t.toml", &azure_env).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.kind, ProviderKind::Azure);
+    assert_eq!(p.api_version.as_deref(), Some("2025-04-01-preview"));
+    // Responses go through chat unless the operator says the deployments serve them
+    assert!(!p.native_responses);
+    assert_eq!(
+        p.openai_path("/chat/completions", "gpt-4o-eu"),
+        "/openai/deployments/gpt-4o-eu/chat/completions?api-version=2025-04-01-preview"
+    );
+}
+
+#[test]
+fn azure_api_version_is_required_and_refused_elsewhere_by_line() {
+    let missing = AZURE.replace("api_version = \"2025-04-01-preview\"\n", "");
+    let e = Config::parse(&missing, "t.toml", &azure_env).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert!(
+        e.0[0].starts_with("t.toml:7: providers.azure-eu.api_version: missing"),
+        "{e}"
+    );
+
+    let bad = AZURE.replace("2025-04-01-preview", "2025-04-01&x=1");
+    let e = Config::parse(&bad, "t.toml", &azure_env).unwrap_err();
+    assert!(
+        e.0[0].starts_with("t.toml:9: providers.azure-eu.api_version: `2025-04-01&x=1`"),
+        "{e}"
+    );
+
+    let elsewhere = GOOD.replace(
+        "api_key_env = \"OPENAI_API_KEY\"\n",
+        "api_key_env = \"OPENAI_API_KEY\"\napi_version = \"2024-10-21\"\n",
+    );
+    let e = Config::parse(&elsewhere, "t.toml", &env).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert!(
+        e.0[0].starts_with("t.toml:10: providers.openai.api_version: only providers of kind"),
+        "{e}"
+    );
+}

@@ -7,6 +7,7 @@
 //! translated Anthropic → OpenAI → Gemini, and the answer back the same way.
 
 pub mod anthropic;
+pub mod azure;
 pub mod chat;
 pub mod dns;
 mod errors;
@@ -85,13 +86,16 @@ pub enum ProviderKind {
     Anthropic,
     /// Google's Gemini API (generateContent).
     Gemini,
+    /// Azure OpenAI: OpenAI's format on deployment URLs with `api-version` and `api-key`
+    /// (see [`azure`]).
+    Azure,
 }
 
 impl ProviderKind {
     /// The client dialect whose requests this provider takes unchanged, if any.
     fn native_dialect(self) -> Option<Dialect> {
         match self {
-            Self::OpenAi | Self::OpenAiCompatible => Some(Dialect::OpenAi),
+            Self::OpenAi | Self::OpenAiCompatible | Self::Azure => Some(Dialect::OpenAi),
             Self::Anthropic => Some(Dialect::Anthropic),
             Self::Gemini => None,
         }
@@ -113,6 +117,9 @@ pub struct Provider {
     /// The host serves OpenAI's `/v1/responses` itself (OpenAI-format providers only):
     /// Responses requests pass through instead of being translated to chat.
     pub native_responses: bool,
+    /// Azure's `api-version` query parameter, on every request (kind azure only; the config
+    /// requires it there and refuses it elsewhere).
+    pub api_version: Option<String>,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -167,6 +174,25 @@ impl Provider {
             timeouts,
             breaker,
             native_responses,
+            api_version: None,
+        }
+    }
+
+    /// The same provider sending Azure's `api-version` query parameter.
+    pub fn with_api_version(mut self, api_version: String) -> Self {
+        self.api_version = Some(api_version);
+        self
+    }
+
+    /// The path of an OpenAI operation (`/chat/completions`, `/embeddings`, `/responses`,
+    /// `/responses/{id}`) on this provider: under its base URL, or, on Azure, on the
+    /// deployment `upstream_model` with the `api-version` (see [`azure::path`]).
+    pub(crate) fn openai_path(&self, suffix: &str, upstream_model: &str) -> String {
+        match (self.kind, &self.api_version) {
+            (ProviderKind::Azure, Some(version)) => {
+                azure::path(&self.upstream, version, suffix, upstream_model)
+            }
+            _ => self.upstream.path(suffix),
         }
     }
 
@@ -194,13 +220,14 @@ impl Provider {
     /// changes none of it keeps their circuits (see [`crate::routing::health`]).
     pub fn state_fingerprint(&self) -> String {
         format!(
-            "{:?} {}://{}:{}{} {:?}",
+            "{:?} {}://{}:{}{} {:?} {:?}",
             self.kind,
             if self.upstream.tls { "https" } else { "http" },
             self.upstream.host,
             self.upstream.port,
             self.upstream.path_prefix,
-            self.breaker
+            self.breaker,
+            self.api_version
         )
     }
 
@@ -212,7 +239,9 @@ impl Provider {
         rest: &str,
         body: Bytes,
     ) -> UpstreamRequest {
-        let mut request = self.request(self.upstream.path(&format!("/responses/{rest}")), body);
+        // the stored response's deployment is in the provider's record, not in the path
+        let path = self.openai_path(&format!("/responses/{rest}"), "");
+        let mut request = self.request(path, body);
         request.method = method;
         request
     }
@@ -254,6 +283,13 @@ impl Provider {
                     .extend(key.map(|k| ("x-goog-api-key", k.to_string())));
                 request.dropped_header_prefixes = &["anthropic-", "openai-"];
             }
+            ProviderKind::Azure => {
+                request
+                    .headers
+                    .extend(key.map(|k| ("api-key", k.to_string())));
+                // a client's own `api-key` (an Azure SDK's) never reaches the resource
+                request.dropped_header_prefixes = &["anthropic-", "x-goog-", "api-key"];
+            }
         }
         request
     }
@@ -275,7 +311,8 @@ impl Provider {
             _ => body,
         };
         let mut error = match self.kind {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            // Azure's errors are OpenAI's envelope (its content filter adds `innererror`)
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
                 openai::upstream_error(&self.name, status, body)
             }
             ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),

@@ -63,8 +63,10 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
     use Endpoint as E;
     use ProviderKind as K;
     match (kind, endpoint) {
-        (K::OpenAi | K::OpenAiCompatible, E::ChatCompletions | E::Embeddings) => Route::OpenAi,
-        (K::OpenAi | K::OpenAiCompatible, E::Responses) if native_responses => {
+        (K::OpenAi | K::OpenAiCompatible | K::Azure, E::ChatCompletions | E::Embeddings) => {
+            Route::OpenAi
+        }
+        (K::OpenAi | K::OpenAiCompatible | K::Azure, E::Responses) if native_responses => {
             Route::Passthrough("/responses")
         }
         (K::Anthropic, E::Messages) => Route::Passthrough("/v1/messages"),
@@ -82,7 +84,9 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
 impl UpstreamSide {
     fn of(kind: ProviderKind) -> Self {
         match kind {
-            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Self::Chat,
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                Self::Chat
+            }
             ProviderKind::Anthropic => Self::Anthropic,
             ProviderKind::Gemini => Self::Gemini,
         }
@@ -151,7 +155,7 @@ impl Provider {
     ) -> Result<Plan, GatewayError> {
         let request = match route(self.kind, endpoint, self.native_responses) {
             Route::Passthrough(suffix) => self.request(
-                self.upstream.path(suffix),
+                self.passthrough_path(suffix, upstream_model),
                 peeked.with_model(body, upstream_model),
             ),
             Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
@@ -222,7 +226,7 @@ impl Provider {
             }
             UpstreamSide::Chat => (
                 self.request(
-                    self.upstream.path("/chat/completions"),
+                    self.openai_path("/chat/completions", upstream_model),
                     chat.to_bytes()?.into(),
                 ),
                 stream,
@@ -270,6 +274,17 @@ impl Provider {
         }));
         request.content_type = Some("application/json");
         Ok(request)
+    }
+
+    /// A passthrough's path: an OpenAI-format operation's as [`Provider::openai_path`] has
+    /// it (Azure's differ), any other under the base URL.
+    fn passthrough_path(&self, suffix: &str, upstream_model: &str) -> String {
+        match self.kind {
+            ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+                self.openai_path(suffix, upstream_model)
+            }
+            ProviderKind::Anthropic | ProviderKind::Gemini => self.upstream.path(suffix),
+        }
     }
 
     /// A Gemini model method's path: `…/models/{model}:{method}`.
@@ -360,6 +375,27 @@ mod tests {
             (K::Gemini, E::Embeddings, false, Route::GeminiEmbeddings),
             (K::Gemini, E::CountTokens, false, Route::CountTokens),
             (K::Gemini, E::Models, false, Route::Gateway),
+            (K::Azure, E::ChatCompletions, false, Route::OpenAi),
+            (K::Azure, E::Embeddings, false, Route::OpenAi),
+            (
+                K::Azure,
+                E::Responses,
+                false,
+                Route::Translated(C::Responses),
+            ),
+            (
+                K::Azure,
+                E::Responses,
+                true,
+                Route::Passthrough("/responses"),
+            ),
+            (
+                K::Azure,
+                E::Messages,
+                false,
+                Route::Translated(C::Anthropic),
+            ),
+            (K::Azure, E::CountTokens, false, Route::CountTokens),
         ];
         for (kind, endpoint, native, expected) in cases {
             assert_eq!(

@@ -49,8 +49,12 @@ const RESPONSE_HEADERS_DROPPED: &[&str] = &[
     "via",
     "cf-ray",
     "cf-cache-status",
+    "apim-request-id",
+    "azureml-model-session",
 ];
-const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] = &["x-ratelimit-", "anthropic-ratelimit-"];
+/// Azure's `x-ms-*` name the resource's region, deployment and request ids.
+const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] =
+    &["x-ratelimit-", "anthropic-ratelimit-", "x-ms-"];
 
 /// The provider side of an exchange whose response header has been read.
 pub struct Upstream<'a> {

@@ -41,6 +41,7 @@ pub fn gen_ai_system(kind: ProviderKind) -> &'static str {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => "openai",
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::Gemini => "gcp.gemini",
+        ProviderKind::Azure => "azure.ai.openai",
     }
 }
 

@@ -42,6 +42,10 @@ ANTHROPIC_PROVIDER_KEY = "sk-ant-provider-secret"
 ANTHROPIC_PROVIDER_KEY_ENV = "CHEAPAI_TEST_ANTHROPIC_KEY"
 GEMINI_PROVIDER_KEY = "gemini-provider-secret"
 GEMINI_PROVIDER_KEY_ENV = "CHEAPAI_TEST_GEMINI_KEY"
+# The one key the emulator's Azure OpenAI routes accept (cheapai_emulator::AZURE_API_KEY).
+AZURE_PROVIDER_KEY = "emulator-azure-key"
+AZURE_PROVIDER_KEY_ENV = "CHEAPAI_TEST_AZURE_KEY"
+AZURE_API_VERSION = "2025-04-01-preview"
 ADMIN_TOKEN_ENV = "CHEAPAI_TEST_ADMIN_TOKEN"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -104,6 +108,7 @@ class Gateway:
     provider_key: str  # what the gateway must send upstream (OpenAI-format provider `emu`)
     anthropic_provider_key: str  # ... to the Anthropic-format provider `emu-anthropic`
     gemini_provider_key: str  # ... to the Gemini provider `emu-gemini`
+    azure_provider_key: str  # ... to the Azure OpenAI provider `emu-azure` (in `api-key`)
     config_path: Path
     ledger_dir: Path  # [usage]: the spool (spool/) and the SQLite store (usage.db)
     ledger: UsageLedger
@@ -193,9 +198,28 @@ connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
 
+[providers.emu-azure]
+kind = "azure"
+base_url = "http://127.0.0.1:{emu_port}"
+api_key_env = "{AZURE_PROVIDER_KEY_ENV}"
+api_version = "{AZURE_API_VERSION}"
+breaker = {{ failures = 1000000, open_ms = 1 }}
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
 [models."gpt-4o"]
 provider = "emu"
 price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
+
+[models."gpt-4o-azure"]                # upstream_model: the Azure deployment's name
+provider = "emu-azure"
+upstream_model = "gpt-4o-eu"
+price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
+
+[models."text-embedding-3-azure"]
+provider = "emu-azure"
+upstream_model = "text-embedding-3-small"
 
 [models."gpt-native"]
 provider = "emu-native"
@@ -301,6 +325,7 @@ def gateway(tmp_path_factory) -> Gateway:
     env[PROVIDER_KEY_ENV] = PROVIDER_KEY
     env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
     env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
+    env[AZURE_PROVIDER_KEY_ENV] = AZURE_PROVIDER_KEY
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
 
@@ -326,6 +351,7 @@ def gateway(tmp_path_factory) -> Gateway:
             provider_key=PROVIDER_KEY,
             anthropic_provider_key=ANTHROPIC_PROVIDER_KEY,
             gemini_provider_key=GEMINI_PROVIDER_KEY,
+            azure_provider_key=AZURE_PROVIDER_KEY,
             config_path=config_path,
             ledger_dir=ledger_dir,
             ledger=UsageLedger(admin_url=f"http://127.0.0.1:{admin_port}", admin_token=admin_token),

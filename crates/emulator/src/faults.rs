@@ -66,6 +66,19 @@ pub struct Faults {
     /// enabled opens with a `redacted_thinking` block (before its `thinking` block), as the
     /// API's answer does when its safety systems flag the reasoning.
     pub redacted_thinking: bool,
+    /// `x-emulator-content-filter: prompt | completion` (Azure OpenAI routes): Azure's
+    /// content filter refuses the prompt (its 400 `content_filter` error) or cuts the answer
+    /// (a 200 whose `finish_reason` is `content_filter`).
+    pub content_filter: Option<ContentFilter>,
+}
+
+/// What Azure's content filter catches (`x-emulator-content-filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentFilter {
+    /// The prompt: the request is refused with 400 `content_filter`.
+    Prompt,
+    /// The completion: the answer ends early with `finish_reason: "content_filter"`.
+    Completion,
 }
 
 /// A 200 answer that a client cannot parse (`x-emulator-malformed`). The value picks the
@@ -97,6 +110,7 @@ impl Default for Faults {
             cut_mid_event: None,
             stall_after: None,
             redacted_thinking: false,
+            content_filter: None,
         }
     }
 }
@@ -138,6 +152,13 @@ impl Faults {
             cut_mid_event: num("x-emulator-cut-mid-event"),
             stall_after: num("x-emulator-stall-after"),
             redacted_thinking: flag("x-emulator-redacted-thinking"),
+            content_filter: text("x-emulator-content-filter").and_then(|v| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "prompt" => Some(ContentFilter::Prompt),
+                    "completion" => Some(ContentFilter::Completion),
+                    _ => None,
+                }
+            }),
         }
     }
 
@@ -244,6 +265,7 @@ mod tests {
             ("x-emulator-cut-mid-event", "3"),
             ("x-emulator-stall-after", "0"),
             ("x-emulator-redacted-thinking", "1"),
+            ("x-emulator-content-filter", "Prompt"),
         ]));
         assert_eq!(f.status, Some(429));
         assert_eq!(f.error_body.as_deref(), Some("upstream exploded"));
@@ -259,6 +281,7 @@ mod tests {
         assert_eq!(f.malformed, Some(Malformed::Json));
         assert_eq!(f.cut_mid_event, Some(3));
         assert_eq!(f.stall_after, Some(0));
+        assert_eq!(f.content_filter, Some(ContentFilter::Prompt));
         assert!(f.paces_events());
         let f = Faults::from_headers(&headers(&[("x-emulator-malformed", " sse ")]));
         assert_eq!(f.malformed, Some(Malformed::Sse));

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::faults::{Faults, Malformed};
-use super::{anthropic, gemini, openai, Reply, ReplyBody, Request, Wire};
+use super::{anthropic, azure, gemini, openai, Reply, ReplyBody, Request, Wire};
 
 /// Events in a malformed stream: more than one, so a client that skips one bad event still
 /// meets another.
@@ -24,6 +24,7 @@ pub(super) fn reply(req: &Request, faults: &Faults, wire: Wire) -> Option<Reply>
     let (model, raw) = (model.as_deref(), faults.error_body.as_deref());
     let mut reply = match wire {
         Wire::OpenAi => openai::fault_reply(status, model, raw),
+        Wire::Azure => azure::fault_reply(status, model, raw),
         Wire::Anthropic => anthropic::fault_reply(status, model, raw),
         Wire::Gemini => gemini::fault_reply(status, req.path, raw),
     };
@@ -53,7 +54,7 @@ fn malformed_reply(kind: Malformed, wire: Wire) -> Reply {
     match kind {
         Malformed::Json => {
             let (content_type, body) = match wire {
-                Wire::OpenAi => (
+                Wire::OpenAi | Wire::Azure => (
                     "application/json",
                     r#"{"id":"chatcmpl-emulator","object":"chat.completion","choices":["#,
                 ),
@@ -77,7 +78,9 @@ fn malformed_reply(kind: Malformed, wire: Wire) -> Reply {
         }
         Malformed::Sse => {
             let (event, error): (&'static [u8], fn(u64) -> Bytes) = match wire {
-                Wire::OpenAi => (b"data: {not json}\n\n", |_| openai::stream_error_event()),
+                Wire::OpenAi | Wire::Azure => {
+                    (b"data: {not json}\n\n", |_| openai::stream_error_event())
+                }
                 Wire::Anthropic => (b"event: message_start\ndata: {not json}\n\n", |_| {
                     anthropic::stream_error_event()
                 }),

@@ -1,5 +1,5 @@
 //! In-process provider emulator: an HTTP server that answers exactly like an
-//! OpenAI-compatible provider, Anthropic's Messages API or Google's Gemini API, records
+//! OpenAI-compatible provider, Azure OpenAI, Anthropic's Messages API or Google's Gemini API, records
 //! every request it receives, and injects faults on demand, so the gateway's tests (and the
 //! offline default config) need no network.
 //!
@@ -23,7 +23,10 @@
 //! | GET | `/v1beta/models`, `/v1beta/models/{id}` | Gemini | gemini-2.5-flash, -2.5-pro, -2.0-flash, gemini-3-pro-preview, gemini-embedding-001 |
 //! | GET | `/_emulator/requests/{seq}`, `/_emulator/requests/last` | — | a recorded request |
 //!
-//! **Format rule** ([`Wire::of`]): a path ending in `/v1/messages` or
+//! Azure OpenAI's paths (`…/openai/deployments/{deployment}/…`, `…/openai/responses…`) are
+//! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
+//!
+//! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; a path ending in `/v1/messages` or
 //! `/v1/messages/count_tokens` is Anthropic; a path whose last segment is `{model}:{action}`
 //! right after `/models/` (any prefix: `/v1beta/…`, `/v1/…`, Vertex's `…/publishers/google/…`),
 //! or that ends in `/v1beta/models` or is `…/v1beta/models/{id}`, is Gemini; everything else
@@ -117,6 +120,7 @@
 //! JSON even for streaming requests.
 
 mod anthropic;
+mod azure;
 mod faults;
 mod gemini;
 mod injected;
@@ -133,6 +137,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use azure::API_KEY as AZURE_API_KEY;
 use faults::{Faults, InstanceFaults};
 use recorder::Recorder;
 
@@ -325,11 +330,15 @@ pub(crate) enum Wire {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's format on Azure OpenAI's paths (`/openai/deployments/…`), see [`azure`].
+    Azure,
 }
 
 impl Wire {
     pub fn of(path: &str) -> Wire {
-        if anthropic::serves(path) {
+        if azure::serves(path) {
+            Wire::Azure
+        } else if anthropic::serves(path) {
             Wire::Anthropic
         } else if gemini::serves(path) {
             Wire::Gemini
@@ -341,7 +350,9 @@ impl Wire {
     /// The error for a request body over the emulator's size limit.
     pub fn too_large_reply(self, message: &str) -> Reply {
         match self {
-            Wire::OpenAi => openai::error_reply(413, message, "invalid_request_error", None, None),
+            Wire::OpenAi | Wire::Azure => {
+                openai::error_reply(413, message, "invalid_request_error", None, None)
+            }
             Wire::Anthropic => anthropic::error_reply(413, "request_too_large", message),
             Wire::Gemini => gemini::error_reply(413, message),
         }
@@ -352,6 +363,7 @@ impl Wire {
     pub fn provider_headers(self, elapsed_ms: u128) -> Vec<(&'static str, String)> {
         match self {
             Wire::OpenAi => openai::provider_headers(elapsed_ms),
+            Wire::Azure => azure::provider_headers(),
             Wire::Anthropic => anthropic::provider_headers(),
             Wire::Gemini => gemini::provider_headers(elapsed_ms),
         }
@@ -388,48 +400,20 @@ fn route(
             ),
         };
     }
-    let json = || serde_json::from_slice::<Value>(req.body);
     let wire = Wire::of(path);
+    if wire == Wire::Azure {
+        if let Some(refusal) = azure::refusal(req) {
+            return refusal;
+        }
+    }
     if let Some(reply) = injected::reply(req, faults, wire) {
         return reply;
     }
     match wire {
-        Wire::Anthropic => return anthropic::route(req, faults, prompt_cache),
-        Wire::Gemini => return gemini::route(req, faults.chunks),
-        Wire::OpenAi => {}
-    }
-    let post = |answer: fn(&Value, &Faults) -> Reply| match method {
-        "POST" => match json() {
-            Ok(v) => answer(&v, faults),
-            Err(_) => openai::invalid_json_reply(),
-        },
-        _ => openai::invalid_method_reply(method, path),
-    };
-    let get = |answer: &dyn Fn() -> Reply| match method {
-        "GET" => answer(),
-        _ => openai::invalid_method_reply(method, path),
-    };
-    if path.ends_with("/chat/completions") {
-        post(|v, f| openai::chat_reply(v, f.chunks))
-    } else if path.ends_with("/responses") {
-        match (method, json()) {
-            ("POST", Ok(v)) => openai::responses_reply(&v, faults.chunks, stored),
-            ("POST", Err(_)) => openai::invalid_json_reply(),
-            _ => openai::invalid_method_reply(method, path),
-        }
-    } else if let Some((_, rest)) = path
-        .split_once("/responses/")
-        .filter(|(_, rest)| !rest.is_empty())
-    {
-        stored.route(method, rest)
-    } else if path.ends_with("/embeddings") {
-        post(|v, _| openai::embeddings_reply(v))
-    } else if path.ends_with("/models") {
-        get(&openai::models_reply)
-    } else if let Some((_, id)) = path.split_once("/models/").filter(|(_, id)| !id.is_empty()) {
-        get(&|| openai::model_reply(id))
-    } else {
-        openai::invalid_url_reply(method, path)
+        Wire::Anthropic => anthropic::route(req, faults, prompt_cache),
+        Wire::Gemini => gemini::route(req, faults.chunks),
+        Wire::Azure => azure::route(req, faults, stored),
+        Wire::OpenAi => openai::route(req, faults, stored),
     }
 }
 

@@ -14,8 +14,10 @@ mod stored;
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::Value;
 
-use super::Reply;
+use super::faults::Faults;
+use super::{Reply, Request};
 
 pub use chat::{chat_reply, chunk_text, content_text, example_arguments, split_even};
 pub use embeddings::{embedding_vector, embeddings_reply};
@@ -71,6 +73,47 @@ fn sse<T: Serialize>(body: &T) -> Bytes {
     }
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+// ---------------------------------------------------------------- routing
+
+/// Answers a request on an OpenAI path (by its suffix, so any base-URL prefix works).
+pub fn route(req: &Request, faults: &Faults, stored: &StoredResponses) -> Reply {
+    let (method, path) = (req.method, req.path);
+    let json = || serde_json::from_slice::<Value>(req.body);
+    let post = |answer: fn(&Value, &Faults) -> Reply| match method {
+        "POST" => match json() {
+            Ok(v) => answer(&v, faults),
+            Err(_) => invalid_json_reply(),
+        },
+        _ => invalid_method_reply(method, path),
+    };
+    let get = |answer: &dyn Fn() -> Reply| match method {
+        "GET" => answer(),
+        _ => invalid_method_reply(method, path),
+    };
+    if path.ends_with("/chat/completions") {
+        post(|v, f| chat_reply(v, f.chunks))
+    } else if path.ends_with("/responses") {
+        match (method, json()) {
+            ("POST", Ok(v)) => responses_reply(&v, faults.chunks, stored),
+            ("POST", Err(_)) => invalid_json_reply(),
+            _ => invalid_method_reply(method, path),
+        }
+    } else if let Some((_, rest)) = path
+        .split_once("/responses/")
+        .filter(|(_, rest)| !rest.is_empty())
+    {
+        stored.route(method, rest)
+    } else if path.ends_with("/embeddings") {
+        post(|v, _| embeddings_reply(v))
+    } else if path.ends_with("/models") {
+        get(&models_reply)
+    } else if let Some((_, id)) = path.split_once("/models/").filter(|(_, id)| !id.is_empty()) {
+        get(&|| model_reply(id))
+    } else {
+        invalid_url_reply(method, path)
+    }
 }
 
 // ---------------------------------------------------------------- errors

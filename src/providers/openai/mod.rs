@@ -26,7 +26,7 @@ struct ErrorBody {
     code: Option<serde_json::Value>,
 }
 
-/// The upstream request: the endpoint's path under the provider's base URL, the body with
+/// The upstream request: the endpoint's path on the provider (Azure: on the deployment), the body with
 /// the upstream model name spliced in (and usage requested for streams, see
 /// [`Peeked::for_openai_upstream`]), and the provider's bearer key.
 pub fn prepare(
@@ -47,7 +47,7 @@ pub fn prepare(
         }
     };
     Ok(provider.request(
-        provider.upstream.path(suffix),
+        provider.openai_path(suffix, upstream_model),
         peeked.for_openai_upstream(body, upstream_model),
     ))
 }
