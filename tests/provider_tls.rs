@@ -119,21 +119,27 @@ fn concurrent_streams_share_one_http2_connection() {
         // streams go (a cold burst opens connections side by side before any exists)
         let warm = gw.post("/v1/chat/completions", &chat_body(model, false, "hi"));
         assert_eq!(warm.status, 200, "{}", warm.text());
+        // streams arriving 20 ms apart, each open for over a second
         let streams: Vec<_> = (0..16)
             .map(|_| {
                 let url = url.clone();
-                std::thread::spawn(move || {
+                let stream = std::thread::spawn(move || {
                     ureq::post(&url)
                         .set("authorization", &format!("Bearer {KEY}"))
-                        .set("x-emulator-chunk-delay-ms", "150")
+                        .set("x-emulator-chunk-delay-ms", "300")
                         .send_string(&chat_body(model, true, "hi"))
                         .map(|r| r.into_string().unwrap_or_default())
-                })
+                });
+                std::thread::sleep(Duration::from_millis(20));
+                stream
             })
             .collect();
-        // sampled while every stream is open
-        std::thread::sleep(Duration::from_millis(450));
-        let open = connections_to(tls_port);
+        // the most connections open at once while they run
+        let mut open = 0;
+        while !streams.iter().all(|s| s.is_finished()) {
+            open = open.max(connections_to(tls_port));
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for s in streams {
             let body = s.join().unwrap().unwrap();
             assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");

@@ -229,3 +229,58 @@ fn with_stored_responses_off_nothing_is_kept_and_store_true_is_refused() {
     let count = ledger.psql("ledger", "SELECT count(*) FROM stored_responses");
     assert_eq!(count.trim(), "0");
 }
+
+#[test]
+fn with_the_store_down_answers_still_arrive_and_continuations_say_try_again() {
+    let mut ledger = TestPostgres::start_new();
+    let gw = instance(&ledger, "");
+    let kept = response_of(&as_key(
+        &gw,
+        KEY,
+        "POST",
+        "/v1/responses",
+        Some(&ask("hi", None, false)),
+    ));
+    let id = kept["id"].as_str().unwrap().to_string();
+    ledger.stop();
+
+    // the answer is delivered whole; its response could not be kept, and that is counted
+    let lost = response_of(&as_key(
+        &gw,
+        KEY,
+        "POST",
+        "/v1/responses",
+        Some(&ask("hi", None, true)),
+    ));
+    assert_eq!(lost["status"], "completed");
+    let metrics = gw.scrape();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "cheapai_responses_not_stored_total 1"),
+        "{metrics}"
+    );
+    // a continuation cannot be served without its state: 503 with Retry-After, not a 404
+    let later = as_key(
+        &gw,
+        KEY,
+        "POST",
+        "/v1/responses",
+        Some(&ask("go on", Some(&id), false)),
+    );
+    assert_eq!(later.status, 503, "{}", later.text());
+    assert!(later.header("retry-after").is_some());
+    let read = as_key(&gw, KEY, "GET", &format!("/v1/responses/{id}"), None);
+    assert_eq!(read.status, 503, "{}", read.text());
+
+    // back up: the conversation goes on
+    ledger.start();
+    let follow = as_key(
+        &gw,
+        KEY,
+        "POST",
+        "/v1/responses",
+        Some(&ask("go on", Some(&id), false)),
+    );
+    assert_eq!(response_of(&follow)["previous_response_id"], id.as_str());
+}

@@ -305,6 +305,19 @@ def _gateway_bin() -> Path:
 _current: Gateway | None = None
 
 
+def gateway_env(admin_token: str) -> dict:
+    """The environment a gateway on `render_config`'s config runs with: the secrets it names."""
+    env = dict(os.environ)
+    env[ADMIN_TOKEN_ENV] = admin_token
+    env[PROVIDER_KEY_ENV] = PROVIDER_KEY
+    env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
+    env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
+    env[AZURE_PROVIDER_KEY_ENV] = AZURE_PROVIDER_KEY
+    env.setdefault("RUST_LOG", "info")
+    env.setdefault("RUST_BACKTRACE", "1")
+    return env
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory) -> Gateway:
     global _current
@@ -320,14 +333,7 @@ def gateway(tmp_path_factory) -> Gateway:
     config_path.write_text(render_config(port, admin_port, emu_port, key, other_key, ledger_dir))
     log_path = tmp / "gateway.log"
 
-    env = dict(os.environ)
-    env[ADMIN_TOKEN_ENV] = admin_token
-    env[PROVIDER_KEY_ENV] = PROVIDER_KEY
-    env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
-    env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
-    env[AZURE_PROVIDER_KEY_ENV] = AZURE_PROVIDER_KEY
-    env.setdefault("RUST_LOG", "info")
-    env.setdefault("RUST_BACKTRACE", "1")
+    env = gateway_env(admin_token)
 
     check = subprocess.run(
         [str(binary), "check-config", "--config", str(config_path)],

@@ -6,7 +6,6 @@ through NODE_EXTRA_CA_CERTS)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import ssl
 import subprocess
@@ -15,18 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from conftest import (
-    ANTHROPIC_PROVIDER_KEY,
-    ANTHROPIC_PROVIDER_KEY_ENV,
-    GEMINI_PROVIDER_KEY,
-    GEMINI_PROVIDER_KEY_ENV,
-    PROVIDER_KEY,
-    PROVIDER_KEY_ENV,
-    _gateway_bin,
-    _running,
-    free_ports,
-    render_config,
-)
+from conftest import _gateway_bin, _running, free_ports, gateway_env, render_config
 from test_claude_code import bare_env, run_claude
 
 EXPECTED = "Hello world1 world2 world3 world4"
@@ -68,13 +56,7 @@ def tls_gateway(tmp_path_factory):
     config = config.replace("[server]\n", "[server]\n" + tls, 1)
     config_path = tmp / "gateway.toml"
     config_path.write_text(config)
-    env = dict(os.environ)
-    env.update({
-        PROVIDER_KEY_ENV: PROVIDER_KEY,
-        ANTHROPIC_PROVIDER_KEY_ENV: ANTHROPIC_PROVIDER_KEY,
-        GEMINI_PROVIDER_KEY_ENV: GEMINI_PROVIDER_KEY,
-        "CHEAPAI_TEST_ADMIN_TOKEN": "admin-" + secrets.token_hex(8),
-    })
+    env = gateway_env("admin-" + secrets.token_hex(8))
     with _running(_gateway_bin(), config_path, env, tmp, tmp / "gateway.log", [port, admin_port, emu_port]):
         yield TlsGateway(root_url=f"https://localhost:{port}", key=key, ca_file=tmp / "ca.pem")
 
