@@ -202,10 +202,12 @@ impl Provider {
                 ToClient::Anthropic(Box::new(ToAnthropic::new(client_model))),
             ),
             ClientSide::Responses => {
-                let (chat, mut echo) = responses::client::request::to_chat(body, upstream_model)?;
-                // the proxy sets `store: false` where the gateway stores nothing
+                let (chat, echo) = responses::client::request::to_chat(body, upstream_model)?;
+                // the proxy sets `store: false` where the gateway stores nothing, and keeps the
+                // continued response's id in the peek of the conversation it expanded
+                let mut echo = echo.continuing(peeked.previous_response_id.clone());
                 if peeked.store != Some(false) {
-                    echo = echo.stored(peeked.previous_response_id.clone());
+                    echo = echo.stored();
                 }
                 (
                     chat,

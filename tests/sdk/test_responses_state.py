@@ -128,6 +128,12 @@ def test_store_false_keeps_nothing(client):
         client.responses.retrieve(unstored.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="claude-3-5-sonnet", input="hi", previous_response_id=unstored.id)
+    # continuing a stored response without storing the continuation: it still names it
+    kept = client.responses.create(model="claude-3-5-sonnet", input="Say hello")
+    loose = client.responses.create(model="claude-3-5-sonnet", input="more", previous_response_id=kept.id, store=False)
+    assert (loose.store, loose.previous_response_id) == (False, kept.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(loose.id)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

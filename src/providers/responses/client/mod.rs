@@ -69,23 +69,23 @@ pub struct Echo {
     names: ToolNames,
     /// Request fields echoed verbatim in the response object, keyed by their Responses name.
     settings: Map<String, Value>,
-    /// Set when the gateway stores the response (see [`Echo::stored`]).
-    stored: Option<Stored>,
-}
-
-/// A response the gateway stores: it gets a fresh id (never one derived from the upstream's,
-/// which another answer could repeat), says `store: true`, and names the response it continues.
-#[derive(Debug, Clone, Default)]
-struct Stored {
+    /// The gateway stores the response (see [`Echo::stored`]).
+    stored: bool,
+    /// The stored response this one continues (see [`Echo::continuing`]).
     previous_response_id: Option<String>,
 }
 
 impl Echo {
-    /// The gateway stores this response, which continues `previous_response_id` (if any).
-    pub fn stored(mut self, previous_response_id: Option<String>) -> Self {
-        self.stored = Some(Stored {
-            previous_response_id,
-        });
+    /// The gateway stores this response: it gets a fresh id (never one derived from the
+    /// upstream's, which another answer could repeat) and says `store: true`.
+    pub fn stored(mut self) -> Self {
+        self.stored = true;
+        self
+    }
+
+    /// This response continues `previous_response_id` (stored or not itself), and says so.
+    pub fn continuing(mut self, previous_response_id: Option<String>) -> Self {
+        self.previous_response_id = previous_response_id;
         self
     }
 }

@@ -154,7 +154,8 @@ pub fn to_chat(body: &[u8], upstream_model: &str) -> Result<(ChatRequest, Echo),
     let echo = Echo {
         names,
         settings,
-        stored: None,
+        stored: false,
+        previous_response_id: None,
     };
     Ok((out.into(), echo))
 }

@@ -155,7 +155,7 @@ impl Envelope {
         model: &str,
         echo: Echo,
     ) -> Self {
-        let upstream_id = upstream_id.filter(|_| echo.stored.is_none());
+        let upstream_id = upstream_id.filter(|_| !echo.stored);
         Self {
             id: derived_id("resp", upstream_id),
             created_at: created.unwrap_or_else(unix_secs),
@@ -194,13 +194,12 @@ impl Envelope {
         put("instructions", Value::Null);
         put("model", self.model.as_str().into());
         put("output", Value::Array(output.to_vec()));
-        let stored = self.echo.stored.as_ref();
-        let previous = stored.and_then(|s| s.previous_response_id.as_deref());
+        let previous = self.echo.previous_response_id.as_deref();
         put(
             "previous_response_id",
             previous.map_or(Value::Null, Value::from),
         );
-        put("store", stored.is_some().into());
+        put("store", self.echo.stored.into());
         put("tools", json!([]));
         put("usage", usage.map_or(Value::Null, responses_usage));
         let defaults = [

@@ -65,7 +65,7 @@ fn a_completion_with_reasoning_text_and_calls_becomes_a_response() {
 #[test]
 fn a_stored_response_says_so_with_a_fresh_id_and_the_response_it_continues() {
     let answer = completion(json!({"content": "Hi"}), "stop");
-    let echo = || Echo::default().stored(Some("resp_before".into()));
+    let echo = || Echo::default().stored().continuing(Some("resp_before".into()));
     let (first, second) = (response(&answer, echo()), response(&answer, echo()));
     assert_eq!(first["store"], true);
     assert_eq!(first["previous_response_id"], "resp_before");
@@ -75,8 +75,20 @@ fn a_stored_response_says_so_with_a_fresh_id_and_the_response_it_continues() {
         first["id"], second["id"],
         "the same upstream answer twice is two responses"
     );
-    let unstored = response(&answer, Echo::default().stored(None));
-    assert_eq!(unstored["previous_response_id"], Value::Null);
+    let first_turn = response(&answer, Echo::default().stored());
+    assert_eq!(first_turn["previous_response_id"], Value::Null);
+}
+
+#[test]
+fn an_unstored_continuation_still_names_the_response_it_continues() {
+    let answer = completion(json!({"content": "Hi"}), "stop");
+    let out = response(
+        &answer,
+        Echo::default().continuing(Some("resp_before".into())),
+    );
+    assert_eq!(out["store"], false);
+    assert_eq!(out["previous_response_id"], "resp_before");
+    assert_eq!(out["id"], "resp_chatcmpl-abc");
 }
 
 #[test]
