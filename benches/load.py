@@ -15,8 +15,10 @@ highest lag seen, how long it took to catch up, and, after the load, the `ledger
 rows in PostgreSQL against the requests wrk completed.
 
 Environment: DURATION (s per measurement, 8), ROUNDS (2), CONNECTIONS (64), SLOW_STREAMS (2000),
-TARGETS (space-separated subset; `ledger` starts PostgreSQL, a few seconds), LOADS (chat stream
+TARGETS (space-separated subset; `ledger` starts PostgreSQL, a few seconds; the TLS targets,
+benches/bench_tls.py, a provider behind a TLS front and TLS to the client), LOADS (chat stream
 embed), PHASES (load latency strace slow),
+KEEP_WORK (1: keep the work directory with every server's log and config),
 COMPARE ("name=/path/to/binary ...": more gateways, in-memory state, each run from its own
 binary, e.g. builds of earlier commits, so that each change is measured alone in one run;
 their configs get no [usage] spool, which builds before the usage ledger do not know, unless
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 
+import bench_tls
 from bench_postgres import Postgres
 from ledger_probe import ShipSampler, wait_shipped
 from ledger_report import LedgerReport
@@ -47,7 +50,8 @@ DURATION = int(os.environ.get("DURATION", "8"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 SLOW_STREAMS = int(os.environ.get("SLOW_STREAMS", "2000"))
-TARGETS = os.environ.get("TARGETS", "direct nginx pingora gateway ledger redis limited balanced").split()
+TARGETS = os.environ.get("TARGETS", "direct nginx pingora gateway ledger redis limited balanced "
+                         + " ".join(bench_tls.TARGETS)).split()
 LOADS = os.environ.get("LOADS", "chat stream embed").split()
 PHASES = os.environ.get("PHASES", "load latency strace slow").split()
 KEY = "cai-bench-key-0001"
@@ -147,8 +151,10 @@ def main():
     key_hash = subprocess.run([BIN, "hash-key", KEY], capture_output=True, text=True,
                               check=True).stdout.strip()
 
-    def gateway_conf(name, extra_model="", extra="", ledger="sqlite"):
+    def gateway_conf(name, extra_model="", extra="", ledger="sqlite",
+                     upstream=None, provider_extra="", server_extra=""):
         gw, admin = port(), port()
+        upstream = upstream or f"http://127.0.0.1:{emu}/v1"
         admins[name] = admin
         model = extra_model or 'provider = "emu"'
         path = os.path.join(work, name + ".toml")
@@ -165,10 +171,10 @@ listen = "127.0.0.1:{gw}"
 admin_listen = "127.0.0.1:{admin}"
 threads = 2
 grace_period_seconds = 1
-[providers.emu]
+{server_extra}[providers.emu]
 kind = "openai_compatible"
-base_url = "http://127.0.0.1:{emu}/v1"
-[providers.emu-b]
+base_url = "{upstream}"
+{provider_extra}[providers.emu-b]
 kind = "openai_compatible"
 base_url = "http://127.0.0.1:{emu}/v1"
 [models."gpt-4o"]
@@ -194,9 +200,23 @@ sha256 = "{key_hash}"
         "balanced": gateway_conf("balanced", extra_model='deployments = [{ provider = "emu", weight = 1 }, { provider = "emu-b", weight = 3 }]'),
     }
 
+    tls_targets = [t for t in bench_tls.TARGETS if t in TARGETS]
+    emu_tls, tls_files = None, None
+    if tls_targets:
+        emu_tls, tls_files = port(), bench_tls.make_certs(work)
+        for t in tls_targets:
+            if t.startswith("gateway-"):
+                upstream, provider_extra, server_extra = bench_tls.gateway_setup(t, emu_tls, *tls_files)
+                confs[t] = gateway_conf(t, upstream=upstream, provider_extra=provider_extra,
+                                        server_extra=server_extra)
+    nginx_tls = {t: port() for t in tls_targets if t.startswith("nginx-")}
+
     spawn(["redis-server", "--port", str(redis), "--bind", "127.0.0.1", "--save", "",
            "--appendonly", "no"], "redis.log")
-    emulator = spawn([EMULATOR_BIN, "--listen", f"127.0.0.1:{emu}", "--threads", "2"], "emu.log")
+    emulator_tls = (["--tls-listen", f"127.0.0.1:{emu_tls}", "--tls-cert", tls_files[1],
+                     "--tls-key", tls_files[2]] if emu_tls else [])
+    emulator = spawn([EMULATOR_BIN, "--listen", f"127.0.0.1:{emu}", "--threads", "2", *emulator_tls],
+                     "emu.log")
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(work, "nginx", d), exist_ok=True)
     with open(os.path.join(work, "nginx.conf"), "w") as f:
@@ -223,11 +243,14 @@ http {{
             proxy_request_buffering off;
         }}
     }}
-}}
+{bench_tls.nginx_servers(nginx_tls, emu_tls, *(tls_files or ("", "", "")))}}}
 """)
     nginx = spawn(["nginx", "-p", work, "-c", os.path.join(work, "nginx.conf"), "-g",
                    "daemon off;"], "nginx.log")
     servers = {"direct": (emu, emulator), "nginx": (ngx, nginx)}
+    if "direct-tls" in tls_targets:
+        servers["direct-tls"] = (emu_tls, emulator)
+    servers.update({t: (p, nginx) for t, p in nginx_tls.items()})
     if PINGORA and "pingora" in TARGETS:
         hop = port()
         servers["pingora"] = (hop, spawn([PINGORA, f"127.0.0.1:{hop}", f"127.0.0.1:{emu}", "2"], "pingora.log"))
@@ -248,6 +271,8 @@ http {{
         TARGETS.append(name)
     for p, _ in servers.values():
         wait_port(p)
+    if emu_tls:
+        wait_port(emu_tls)
     wait_port(redis)
     targets = [t for t in TARGETS if t in servers]
 
@@ -257,7 +282,7 @@ http {{
                                                'wrk.headers["x-emulator-chunks"] = "20"')),
         "embed": ("/v1/embeddings", lua("embed", '{"model":"text-embedding-3-small","dimensions":1536,"input":"The food was delicious and the waiter was friendly."}')),
     }
-    url = lambda t, path: f"http://127.0.0.1:{servers[t][0]}{path}"
+    url = lambda t, path: f"{bench_tls.scheme(t)}://127.0.0.1:{servers[t][0]}{path}"
     pg_pids = lambda: family(postgres[0].proc.pid)
     # the `ledger` target's CPU is the gateway's and its PostgreSQL server's
     pids = lambda t: family(servers[t][1].pid) + (pg_pids() if t == "ledger" else [])
@@ -268,6 +293,8 @@ http {{
     ledger_rows = lambda: tuple(int(x) for x in postgres[0].psql("ledger", rows_sql).split("|"))
 
     results = {}
+    # measurements with a request that was not answered 2xx (a broken set-up, not a slow one)
+    failed = []
     if "gateway" in servers:
         # The gateway builds the tokenizers its catalog needs as it starts. The estimate of a
         # cut stream waits for its table, so these two wait until both are built: every
@@ -299,6 +326,8 @@ http {{
                     else:
                         r = wrk(url(t, path), script, CONNECTIONS, DURATION)
                     r["cpu"] = (cpu_ms(pids(t)) - before) / max(1, r["requests"])
+                    if r["requests"] == 0 or r["non2xx"]:
+                        failed.append(f"{t} {load}: {r['requests']} requests, {r['non2xx']} not 2xx")
                     acc = results.setdefault((t, load), {"rps": 0.0, "cpu": 0.0, "n": 0})
                     acc["rps"] += r["rps"]
                     acc["cpu"] += r["cpu"]
@@ -336,6 +365,12 @@ http {{
                 print(f"      {load:<7} " + "  ".join(extra))
             for line in report.ratios(load, mean, compare):
                 print(line)
+            if tls_targets:
+                for line in bench_tls.ratios(load, mean):
+                    print(line)
+        if failed:
+            sys.exit("targets that did not answer every request: " + "; ".join(failed)
+                     + f" (logs in {work})")
         for line in report.keeps_up():
             print(line)
         if "ledger" in targets:
@@ -394,10 +429,11 @@ http {{
         rows = {}
         slow_targets = [t for t in ("direct", "nginx", "pingora", "gateway") if t in targets]
         slow_targets += [n for n in compare if n in targets]
+        slow_targets += [t for t in tls_targets if t in targets]
         for t in slow_targets:
             ps = pids(t)
             # the tokenizer is built before the idle RSS is read, so not counted per stream
-            cut_stream(servers[t][0], KEY)
+            cut_stream(servers[t][0], KEY, connect=lambda p, t=t: bench_tls.connect(t, p))
             idle = settled_rss_kb(ps)
             peak = [idle]
             proc = subprocess.Popen(["wrk", "-t2", f"-c{SLOW_STREAMS}", "-d10s", "--timeout", "30s", "--latency", "-s", script,
@@ -408,12 +444,21 @@ http {{
             t_out = proc.stdout.read()
             p50 = re.search(r"^\s*50%\s+([\d.]+)(ms|s)", t_out, re.M)
             p50_ms = float(p50.group(1)) * (1000 if p50.group(2) == "s" else 1) if p50 else float("nan")
-            rows[t] = (idle, max(peak), p50_ms)
-        for t in slow_targets[1:]:
-            idle, peak, p50 = rows[t]
+            bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t_out)
+            errors = re.search(r"Socket errors: (.*)", t_out)
+            failures = ", ".join(x for x in (bad and f"{bad.group(1)} not 2xx",
+                                             errors and f"socket errors: {errors.group(1)}") if x)
+            rows[t] = (idle, max(peak), p50_ms, failures)
+        for t in slow_targets:
+            if t.startswith("direct"):
+                continue
+            # TLS targets against the emulator's TLS port, where it was measured
+            base = "direct-tls" if t in bench_tls.TARGETS and "direct-tls" in rows else "direct"
+            idle, peak, p50, failures = rows[t]
             print(f"{SLOW_STREAMS} slow streams through {t}: peak RSS {peak / 1024:.1f} MB "
                   f"(idle {idle / 1024:.1f} MB), {(peak - idle) / SLOW_STREAMS:.1f} KB per stream, "
-                  f"p50 stream time {p50:.0f} ms, {p50 - rows['direct'][2]:+.0f} ms against direct")
+                  f"p50 stream time {p50:.0f} ms, {p50 - rows[base][2]:+.0f} ms against {base}"
+                  + (f"; FAILED: {failures}" if failures else ""))
 
 
 try:
@@ -428,4 +473,7 @@ finally:
             p.kill()
     for pg in postgres:
         pg.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    if os.environ.get("KEEP_WORK") == "1":
+        print(f"logs and configs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)

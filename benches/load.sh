@@ -2,12 +2,15 @@
 # Load bench: the provider emulator directly, nginx as the reference proxy hop, a bare Pingora
 # hop (benches/bare_pingora.rs, the floor of any Pingora proxy), and the gateway (in-memory
 # state, SQLite usage ledger; its usage ledger in a PostgreSQL server the bench starts; state
-# in Redis without and with limits; a model on two deployments), in one run, interleaved, so
-# that the ratios mean something on a noisy shared machine.
+# in Redis without and with limits; a model on two deployments), and, with the provider behind
+# a TLS front (benches/bench_tls.py), nginx and the gateway over HTTP/1.1 and HTTP/2 to it and
+# with TLS on the client side too, in one run, interleaved, so that the ratios mean something on
+# a noisy shared machine.
 #
 #   benches/load.sh                          # 8 s per measurement, 64 connections, 2 rounds
 #   DURATION=20 ROUNDS=3 benches/load.sh
 #   TARGETS="direct nginx gateway" LOADS=chat PHASES=load benches/load.sh
+#   TARGETS="direct-tls nginx-tls gateway-tls gateway-h2 nginx-edge gateway-edge" benches/load.sh
 #   GATEWAY_BIN=target/dist/cheapai-gateway COMPARE="old=/path/to/old/binary" benches/load.sh
 #   TARGETS="direct nginx gateway ledger" COMPARE="pre=/path/to/pre-ledger/binary" PHASES=load benches/load.sh
 #

@@ -61,14 +61,15 @@ def settled_rss_kb(pids):
     return last
 
 
-def cut_stream(target_port, key, model="gpt-4o"):
+def cut_stream(target_port, key, model="gpt-4o", connect=None):
     """One stream the client leaves after its first bytes. The gateway then estimates the
     stream's usage, which builds the tokenizer of the model's encoding once (for every later
-    request)."""
+    request). `connect(port)` opens the socket where plain TCP will not do (a TLS listener)."""
     body = b'{"model":"%s","stream":true,"messages":[{"role":"user","content":"Say hello"}]}' % model.encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\n"
             f"content-type: application/json\r\nx-emulator-chunks: 20\r\n"
             f"x-emulator-chunk-delay-ms: 200\r\ncontent-length: {len(body)}\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", target_port), timeout=10) as s:
+    connect = connect or (lambda p: socket.create_connection(("127.0.0.1", p), timeout=10))
+    with connect(target_port) as s:
         s.sendall(head.encode() + body)
         s.recv(4096)

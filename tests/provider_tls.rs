@@ -1,5 +1,6 @@
 //! Providers over TLS: a provider behind a TLS front signed by a private CA (`ca_file`),
-//! reached over HTTP/2 (`http2 = true`, many streams on one connection) and over HTTP/1.1;
+//! reached over HTTP/2 (the default over TLS: many streams on one connection, one connection for a
+//! cold burst) and over HTTP/1.1 (`http2 = false`);
 //! answers, streams and large bodies on both; a provider whose certificate is not trusted
 //! fails as a TLS failure, in the client's error, the log and the metrics.
 
@@ -32,9 +33,13 @@ fn config(tls_port: u16, ca: &TestCa) -> String {
         )
     };
     [
-        provider("over-h2", &format!("http2 = true\nca_file = \"{ca_file}\"")),
-        provider("over-h1", &format!("ca_file = \"{ca_file}\"")),
-        provider("untrusted", "http2 = true"),
+        // HTTP/2 is the default over TLS
+        provider("over-h2", &format!("ca_file = \"{ca_file}\"")),
+        provider(
+            "over-h1",
+            &format!("http2 = false\nca_file = \"{ca_file}\""),
+        ),
+        provider("untrusted", ""),
     ]
     .concat()
 }
@@ -116,7 +121,7 @@ fn concurrent_streams_share_one_http2_connection() {
     let url = format!("{}/v1/chat/completions", gw.url);
     let run = |model: &'static str| {
         // one request first: the connection a provider already has open is where new
-        // streams go (a cold burst opens connections side by side before any exists)
+        // streams go
         let warm = gw.post("/v1/chat/completions", &chat_body(model, false, "hi"));
         assert_eq!(warm.status, 200, "{}", warm.text());
         // streams arriving 20 ms apart, each open for over a second
@@ -150,6 +155,43 @@ fn concurrent_streams_share_one_http2_connection() {
     assert!(h2 <= 2, "16 streams over HTTP/2 used {h2} connections");
     let h1 = run("over-h1");
     assert!(h1 >= 16, "16 streams over HTTP/1.1 used {h1} connections");
+}
+
+#[test]
+fn a_cold_burst_of_streams_shares_one_http2_connection() {
+    let ca = TestCa::new("burst");
+    let (_provider, tls_port) = tls_provider(&ca);
+    let gw = Gateway::start_with(&config(tls_port, &ca));
+    let url = format!("{}/v1/chat/completions", gw.url);
+    // 32 streams sent together to a provider the gateway has no connection to yet, each
+    // open for over a second: the first one dials, the others wait for its connection
+    let start = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let streams: Vec<_> = (0..32)
+        .map(|_| {
+            let (url, start) = (url.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                ureq::post(&url)
+                    .set("authorization", &format!("Bearer {KEY}"))
+                    .set("x-emulator-chunk-delay-ms", "300")
+                    .send_string(&chat_body("over-h2", true, "hi"))
+                    .map(|r| r.into_string().unwrap_or_default())
+            })
+        })
+        .collect();
+    let mut open = 0;
+    while !streams.iter().all(|s| s.is_finished()) {
+        open = open.max(connections_to(tls_port));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for s in streams {
+        let body = s.join().unwrap().unwrap();
+        assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    }
+    assert_eq!(
+        open, 1,
+        "a cold burst of 32 streams opened {open} connections"
+    );
 }
 
 #[test]

@@ -151,7 +151,8 @@ pub struct FileProvider {
     /// Whether the host serves `/v1/responses` itself (OpenAI does; most compatible hosts
     /// don't): then Responses requests pass through, else they are translated to chat.
     pub native_responses: Option<bool>,
-    /// Offer HTTP/2 (by TLS ALPN) and multiplex streams over few connections.
+    /// Offer HTTP/2 (by TLS ALPN) and multiplex streams over few connections; default: on for
+    /// an `https://` base URL.
     pub http2: Option<bool>,
     /// PEM roots trusted for this provider besides the system's.
     pub ca_file: Option<Spanned<String>>,

@@ -213,7 +213,9 @@ impl Validator<'_> {
                     .map_err(|e| self.problem(file, &field("ca_file"), e))
                     .ok()
             });
-            let http2 = p.http2.unwrap_or(false);
+            // HTTP/2 wherever TLS can negotiate it, unless the config says otherwise: the load
+            // bench found it as fast as HTTP/1.1 per request and far lighter per open stream
+            let http2 = p.http2.unwrap_or(upstream.tls);
             if http2 && !upstream.tls {
                 self.problem(
                     &p.base_url,

@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod chat;
+mod dial;
 pub mod dns;
 mod errors;
 mod events;

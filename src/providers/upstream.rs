@@ -5,9 +5,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora::connectors::http::Connector;
+use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 
+use super::dial::DialGate;
 use super::dns::{HostAddresses, Resolve, MAX_DNS_WAIT};
 use super::peer::UpstreamPeer;
 
@@ -41,6 +44,8 @@ pub struct Upstream {
     http2: bool,
     /// The roots its certificate is checked against, when its config names a `ca_file`.
     roots: Option<Arc<CaType>>,
+    /// New HTTP/2 connections one at a time (see [`super::dial`]).
+    dial: DialGate,
 }
 
 /// Streams one HTTP/2 connection to a provider carries at most (fewer when the provider's
@@ -99,6 +104,7 @@ impl Upstream {
             host,
             http2: false,
             roots: None,
+            dial: DialGate::default(),
         })
     }
 
@@ -148,6 +154,22 @@ impl Upstream {
                 UpstreamPeer(peer)
             })
             .collect())
+    }
+
+    /// A session to `peer` (one of [`Self::peers`]), reused or new (the `bool`): over HTTP/2,
+    /// after the requests before it have opened their streams, so that a burst shares the
+    /// connection the first one dials instead of each dialing its own (see [`super::dial`]).
+    pub async fn session(
+        &self,
+        connector: &Connector,
+        peer: &UpstreamPeer,
+        timeouts: &Timeouts,
+    ) -> pingora::Result<(HttpSession, bool)> {
+        if self.http2 {
+            self.dial.session(connector, peer, timeouts.connect).await
+        } else {
+            connector.get_http_session(peer).await
+        }
     }
 
     /// `address` took a connection: later requests try it first.

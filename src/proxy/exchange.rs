@@ -84,7 +84,7 @@ async fn send(
     let mut address = 0;
     loop {
         let peer = &peers[address];
-        let (up, reused) = match connector.get_http_session(peer).await {
+        let (up, reused) = match provider.upstream.session(connector, peer, timeouts).await {
             Ok(session) => session,
             Err(e) if is_connect_failure(&e) && address + 1 < peers.len() => {
                 log::debug!(
