@@ -113,60 +113,12 @@ fn answers_streams_and_large_bodies_over_http2_and_http1() {
     }
 }
 
-#[test]
-fn concurrent_streams_share_one_http2_connection() {
-    let ca = TestCa::new("multiplex");
-    let (_provider, tls_port) = tls_provider(&ca);
-    let gw = Gateway::start_with(&config(tls_port, &ca));
+/// Sends `count` streams of `model` together, each open for over a second, and returns the
+/// most connections to `tls_port` open at once while they ran.
+fn peak_connections(gw: &Gateway, tls_port: u16, model: &'static str, count: usize) -> usize {
     let url = format!("{}/v1/chat/completions", gw.url);
-    let run = |model: &'static str| {
-        // one request first: the connection a provider already has open is where new
-        // streams go
-        let warm = gw.post("/v1/chat/completions", &chat_body(model, false, "hi"));
-        assert_eq!(warm.status, 200, "{}", warm.text());
-        // streams arriving 20 ms apart, each open for over a second
-        let streams: Vec<_> = (0..16)
-            .map(|_| {
-                let url = url.clone();
-                let stream = std::thread::spawn(move || {
-                    ureq::post(&url)
-                        .set("authorization", &format!("Bearer {KEY}"))
-                        .set("x-emulator-chunk-delay-ms", "300")
-                        .send_string(&chat_body(model, true, "hi"))
-                        .map(|r| r.into_string().unwrap_or_default())
-                });
-                std::thread::sleep(Duration::from_millis(20));
-                stream
-            })
-            .collect();
-        // the most connections open at once while they run
-        let mut open = 0;
-        while !streams.iter().all(|s| s.is_finished()) {
-            open = open.max(connections_to(tls_port));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for s in streams {
-            let body = s.join().unwrap().unwrap();
-            assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-        }
-        open
-    };
-    let h2 = run("over-h2");
-    assert!(h2 <= 2, "16 streams over HTTP/2 used {h2} connections");
-    let h1 = run("over-h1");
-    assert!(h1 >= 16, "16 streams over HTTP/1.1 used {h1} connections");
-}
-
-#[test]
-fn a_cold_burst_of_streams_shares_one_http2_connection() {
-    let ca = TestCa::new("burst");
-    let (_provider, tls_port) = tls_provider(&ca);
-    let gw = Gateway::start_with(&config(tls_port, &ca));
-    let url = format!("{}/v1/chat/completions", gw.url);
-    // 32 streams sent together to a provider the gateway has no connection to yet, each
-    // open for over a second: the first one dials, the others wait for its connection
-    let start = std::sync::Arc::new(std::sync::Barrier::new(32));
-    let streams: Vec<_> = (0..32)
+    let start = std::sync::Arc::new(std::sync::Barrier::new(count));
+    let streams: Vec<_> = (0..count)
         .map(|_| {
             let (url, start) = (url.clone(), start.clone());
             std::thread::spawn(move || {
@@ -174,7 +126,7 @@ fn a_cold_burst_of_streams_shares_one_http2_connection() {
                 ureq::post(&url)
                     .set("authorization", &format!("Bearer {KEY}"))
                     .set("x-emulator-chunk-delay-ms", "300")
-                    .send_string(&chat_body("over-h2", true, "hi"))
+                    .send_string(&chat_body(model, true, "hi"))
                     .map(|r| r.into_string().unwrap_or_default())
             })
         })
@@ -188,10 +140,26 @@ fn a_cold_burst_of_streams_shares_one_http2_connection() {
         let body = s.join().unwrap().unwrap();
         assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
     }
+    open
+}
+
+#[test]
+fn concurrent_streams_share_one_http2_connection_from_a_cold_start() {
+    let ca = TestCa::new("multiplex");
+    let (_provider, tls_port) = tls_provider(&ca);
+    let gw = Gateway::start_with(&config(tls_port, &ca));
+    // to a provider the gateway has no connection to yet: the first stream dials, the others
+    // wait for its connection (before, each dialed its own: 32 connections)
+    let cold = peak_connections(&gw, tls_port, "over-h2", 32);
     assert_eq!(
-        open, 1,
-        "a cold burst of 32 streams opened {open} connections"
+        cold, 1,
+        "a cold burst of 32 streams opened {cold} connections"
     );
+    // and again, on the connection now pooled
+    let warm = peak_connections(&gw, tls_port, "over-h2", 32);
+    assert_eq!(warm, 1, "32 streams on a warm pool used {warm} connections");
+    let h1 = peak_connections(&gw, tls_port, "over-h1", 16);
+    assert!(h1 >= 16, "16 streams over HTTP/1.1 used {h1} connections");
 }
 
 #[test]
