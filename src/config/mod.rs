@@ -213,6 +213,8 @@ impl Validator<'_> {
         for (name, table) in &raw.providers {
             let p = table.get_ref();
             let field = |f: &str| format!("providers.{name}.{f}");
+            // first: it reports a Bedrock provider's region, which its default URL needs
+            let bedrock = self.bedrock(name, table, used.contains(name.as_str()), env);
             let Some(base_url) = self.base_url(name, table) else {
                 continue;
             };
@@ -277,7 +279,6 @@ impl Validator<'_> {
                 .native_responses
                 .unwrap_or(p.kind == FileProviderKind::Openai);
             let api_version = self.api_version(name, p);
-            let bedrock = self.bedrock(name, table, used.contains(name.as_str()), env);
             let provider = Provider::new(
                 name.clone(),
                 match p.kind {
