@@ -149,6 +149,8 @@ fn chat_json_and_stream_are_signed_invocations_with_usage_and_price() {
             "{body}"
         );
         assert!(body["max_tokens"].as_u64().unwrap() > 0);
+        // AWS's request id stays with the operator
+        assert_eq!(a.header("x-amzn-requestid"), None);
         let usage = gw.usage_record_of(&a);
         assert_eq!(usage["provider"], "bedrock-a");
         // "Say hello": 3 + 2 words; five text chunks
@@ -317,6 +319,13 @@ fn a_failure_mid_stream_ends_the_stream_in_the_clients_dialect() {
     );
     assert!(!text.contains("[DONE]"), "{text}");
     let mut headers = error_after.to_vec();
+    headers.extend(ANTHROPIC);
+    let a = gw.post_with("/v1/messages", &headers, &messages("claude-bedrock", true));
+    let text = a.text();
+    assert!(text.contains("event: error"), "{text}");
+    assert!(!text.contains("event: message_stop"), "{text}");
+    // a stream cut between frames ends with an error event too, never as if it were whole
+    let mut headers = vec![("x-emulator-drop-after", "3")];
     headers.extend(ANTHROPIC);
     let a = gw.post_with("/v1/messages", &headers, &messages("claude-bedrock", true));
     let text = a.text();

@@ -28,6 +28,8 @@ pub struct EventStream {
     inner: Option<Box<dyn ResponseTranslator>>,
     /// The stream ended in an exception; nothing more is read.
     failed: bool,
+    /// `message_stop` arrived: a stream that ends without it was cut.
+    stopped: bool,
 }
 
 impl EventStream {
@@ -37,6 +39,7 @@ impl EventStream {
             pending: BytesMut::new(),
             inner,
             failed: false,
+            stopped: false,
         }
     }
 
@@ -53,6 +56,7 @@ impl EventStream {
         match header(":message-type").as_deref() {
             Some("event") if header(":event-type").as_deref() == Some("chunk") => {
                 let event = chunk_event(message.payload())?;
+                self.stopped |= event["type"] == "message_stop";
                 let sse = sse_event(&event)?;
                 match self.inner.as_mut() {
                     Some(inner) => inner.push(&sse, out),
@@ -114,8 +118,12 @@ impl ResponseTranslator for EventStream {
             return Err(protocol_error("the Bedrock stream ended inside a frame"));
         }
         match self.inner.as_mut() {
+            // the Anthropic translators know a cut stream themselves
             Some(inner) => inner.finish(out),
-            None => Ok(()),
+            None if self.stopped => Ok(()),
+            None => Err(protocol_error(
+                "the Bedrock stream ended before message_stop",
+            )),
         }
     }
 
@@ -288,6 +296,20 @@ mod tests {
         let input = claude_stream();
         let cut = &input[..input.len() - 3];
         let (_, result) = same_at_every_split(|| Box::new(EventStream::new(None)), cut);
+        assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
+        // whole frames, but the last event never came
+        let whole_frames = {
+            let mut all = Vec::new();
+            for event in [
+                json!({"type": "message_start", "message": {"id": "m", "usage": {}}}),
+                json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+            ] {
+                all.extend(chunk(event));
+            }
+            all
+        };
+        let (_, result) = same_at_every_split(|| Box::new(EventStream::new(None)), &whole_frames);
         assert_eq!(result.unwrap_err().kind, ErrorKind::UpstreamProtocol);
         let mut corrupt = claude_stream();
         corrupt[20] ^= 0xff;
