@@ -127,10 +127,10 @@ fn refresh(cache: &Weak<CredentialCache>, provider: &str, uri: &str, token: Opti
             Ok(credentials) => {
                 retry = Duration::from_secs(1);
                 let pause = refresh_in(credentials.expires, SystemTime::now());
+                // no part of the credentials in the log, not even the key's id
                 log::info!(
-                    "provider {provider}: AWS credentials {} from the container endpoint, next \
+                    "provider {provider}: AWS credentials from the container endpoint, next \
                      fetch in {}s",
-                    credentials.access_key_id,
                     pause.as_secs()
                 );
                 current.set(credentials);
