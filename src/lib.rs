@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod auth;
+pub mod aws_credentials;
 pub mod catalog;
 pub mod clock;
 pub mod config;

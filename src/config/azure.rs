@@ -31,12 +31,15 @@ impl Validator<'_> {
                 None
             }
             (None, true) => {
-                self.problem(
-                    &p.base_url,
-                    &field,
-                    "missing: kind \"azure\" needs the API version its deployments \
-                     answer (like \"2024-10-21\"); there is no default",
-                );
+                // without a base URL, that is the problem reported
+                if let Some(url) = &p.base_url {
+                    self.problem(
+                        url,
+                        &field,
+                        "missing: kind \"azure\" needs the API version its deployments \
+                         answer (like \"2024-10-21\"); there is no default",
+                    );
+                }
                 None
             }
             (Some(version), false) => {

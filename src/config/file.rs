@@ -21,7 +21,7 @@ pub struct FileConfig {
     pub telemetry: Option<FileTelemetry>,
     pub log: Option<FileLog>,
     #[serde(default)]
-    pub providers: BTreeMap<String, FileProvider>,
+    pub providers: BTreeMap<String, Spanned<FileProvider>>,
     #[serde(default)]
     pub models: BTreeMap<String, Spanned<FileModel>>,
     #[serde(default)]
@@ -136,13 +136,15 @@ pub enum FileProviderKind {
     Anthropic,
     Gemini,
     Azure,
+    Bedrock,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileProvider {
     pub kind: FileProviderKind,
-    pub base_url: Spanned<String>,
+    /// Required, except on kind `bedrock`, whose default is its region's endpoint.
+    pub base_url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
@@ -159,6 +161,9 @@ pub struct FileProvider {
     /// Azure OpenAI's `api-version` query parameter: required for kind `azure`, refused on
     /// the others.
     pub api_version: Option<Spanned<String>>,
+    /// The AWS region a Bedrock provider calls and signs for: required for kind `bedrock`,
+    /// refused on the others.
+    pub region: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

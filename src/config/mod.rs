@@ -5,6 +5,7 @@
 //! file, never from the file itself.
 
 mod azure;
+mod bedrock;
 pub mod file;
 mod observability;
 mod state;
@@ -163,7 +164,17 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, field: &str, message: impl std::fmt::Display) {
-        let line = line_of(self.text, at.span().start);
+        self.problem_at(at.span(), field, message);
+    }
+
+    /// A problem at a span of the text (`problem` for a value that is not a `Spanned`).
+    fn problem_at(
+        &mut self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl std::fmt::Display,
+    ) {
+        let line = line_of(self.text, span.start);
         self.problems
             .push(format!("{}:{line}: {field}: {message}", self.source));
     }
@@ -199,12 +210,20 @@ impl Validator<'_> {
             })
             .collect();
         let mut providers = Vec::new();
-        for (name, p) in &raw.providers {
+        for (name, table) in &raw.providers {
+            let p = table.get_ref();
             let field = |f: &str| format!("providers.{name}.{f}");
-            let upstream = match Upstream::parse(p.base_url.get_ref()) {
+            // first: it reports a Bedrock provider's region, which its default URL needs
+            let bedrock = self.bedrock(name, table, used.contains(name.as_str()), env);
+            let Some(base_url) = self.base_url(name, table) else {
+                continue;
+            };
+            // a default base URL's problems are its table's
+            let url_span = p.base_url.as_ref().map_or(table.span(), Spanned::span);
+            let upstream = match Upstream::parse(&base_url) {
                 Ok(u) => u,
                 Err(e) => {
-                    self.problem(&p.base_url, &field("base_url"), e);
+                    self.problem_at(url_span, &field("base_url"), e);
                     continue;
                 }
             };
@@ -217,8 +236,8 @@ impl Validator<'_> {
             // bench found it as fast as HTTP/1.1 per request and far lighter per open stream
             let http2 = p.http2.unwrap_or(upstream.tls);
             if http2 && !upstream.tls {
-                self.problem(
-                    &p.base_url,
+                self.problem_at(
+                    url_span.clone(),
                     &field("http2"),
                     "HTTP/2 is negotiated by TLS: it needs an https:// base_url",
                 );
@@ -270,6 +289,7 @@ impl Validator<'_> {
                     FileProviderKind::Anthropic => ProviderKind::Anthropic,
                     FileProviderKind::Gemini => ProviderKind::Gemini,
                     FileProviderKind::Azure => ProviderKind::Azure,
+                    FileProviderKind::Bedrock => ProviderKind::Bedrock,
                 },
                 upstream,
                 api_key,
@@ -281,8 +301,12 @@ impl Validator<'_> {
                 breaker,
                 native_responses,
             );
-            providers.push(Arc::new(match api_version {
+            let provider = match api_version {
                 Some(version) => provider.with_api_version(version),
+                None => provider,
+            };
+            providers.push(Arc::new(match bedrock {
+                Some(bedrock) => provider.with_bedrock(bedrock),
                 None => provider,
             }));
         }

@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod chat;
 mod dial;
 pub mod dns;
@@ -90,6 +91,9 @@ pub enum ProviderKind {
     /// Azure OpenAI: OpenAI's format on deployment URLs with `api-version` and `api-key`
     /// (see [`azure`]).
     Azure,
+    /// AWS Bedrock's runtime for Claude: Anthropic's bodies on InvokeModel paths, SigV4
+    /// signed, streams in AWS's event-stream framing (see [`bedrock`]).
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -98,7 +102,7 @@ impl ProviderKind {
         match self {
             Self::OpenAi | Self::OpenAiCompatible | Self::Azure => Some(Dialect::OpenAi),
             Self::Anthropic => Some(Dialect::Anthropic),
-            Self::Gemini => None,
+            Self::Gemini | Self::Bedrock => None,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Provider {
     /// Azure's `api-version` query parameter, on every request (kind azure only; the config
     /// requires it there and refuses it elsewhere).
     pub api_version: Option<String>,
+    /// Region and credentials a Bedrock provider signs with (kind bedrock only).
+    pub bedrock: Option<bedrock::Bedrock>,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -176,7 +182,14 @@ impl Provider {
             breaker,
             native_responses,
             api_version: None,
+            bedrock: None,
         }
+    }
+
+    /// The same provider signing its requests for Bedrock with `bedrock`.
+    pub fn with_bedrock(mut self, bedrock: bedrock::Bedrock) -> Self {
+        self.bedrock = Some(bedrock);
+        self
     }
 
     /// The same provider sending Azure's `api-version` query parameter.
@@ -221,14 +234,15 @@ impl Provider {
     /// changes none of it keeps their circuits (see [`crate::routing::health`]).
     pub fn state_fingerprint(&self) -> String {
         format!(
-            "{:?} {}://{}:{}{} {:?} {:?}",
+            "{:?} {}://{}:{}{} {:?} {:?} {:?}",
             self.kind,
             if self.upstream.tls { "https" } else { "http" },
             self.upstream.host,
             self.upstream.port,
             self.upstream.path_prefix,
             self.breaker,
-            self.api_version
+            self.api_version,
+            self.bedrock.as_ref().map(|b| &b.region)
         )
     }
 
@@ -291,6 +305,10 @@ impl Provider {
                 // a client's own `api-key` (an Azure SDK's) never reaches the resource
                 request.dropped_header_prefixes = &["anthropic-", "x-goog-", "api-key"];
             }
+            ProviderKind::Bedrock => {
+                // signed in `bedrock`; a client's own AWS headers never reach AWS
+                request.dropped_header_prefixes = &["anthropic-", "openai-", "x-goog-", "x-amz"];
+            }
         }
         request
     }
@@ -318,6 +336,7 @@ impl Provider {
             }
             ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),
             ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
+            ProviderKind::Bedrock => bedrock::upstream_error(&self.name, status, body),
         };
         if error.kind == ErrorKind::ProviderAuth {
             // logged here, where the key is known: a provider may quote the key it refused

@@ -15,8 +15,8 @@ use super::anthropic::upstream::cache::PromptCache;
 use super::chat::{self, ChatRequest, ChatSink, OpenAiWriter};
 use super::responses::client::response::ToResponses;
 use super::{
-    anthropic, gemini, openai, responses, Plan, Provider, ProviderKind, ResponseTranslator,
-    UpstreamRequest,
+    anthropic, bedrock, gemini, openai, responses, Plan, Provider, ProviderKind,
+    ResponseTranslator, UpstreamRequest,
 };
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
@@ -32,6 +32,9 @@ enum Route {
     OpenAi,
     /// The client's format → OpenAI chat → the provider's format, and the answer back.
     Translated(ClientSide),
+    /// Anthropic Messages on Bedrock: the client's body made Bedrock's, the answer as it
+    /// is (a stream's framing undone).
+    BedrockMessages,
     /// OpenAI embeddings on Gemini's embedding methods.
     GeminiEmbeddings,
     /// `count_tokens` for a provider without it: the gateway counts.
@@ -56,6 +59,8 @@ enum UpstreamSide {
     Chat,
     Anthropic,
     Gemini,
+    /// Anthropic's format on Bedrock's paths and framing.
+    Bedrock,
 }
 
 /// The table: which [`Route`] serves `endpoint` on a provider of `kind`.
@@ -71,11 +76,12 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
         }
         (K::Anthropic, E::Messages) => Route::Passthrough("/v1/messages"),
         (K::Anthropic, E::CountTokens) => Route::Passthrough("/v1/messages/count_tokens"),
+        (K::Bedrock, E::Messages) => Route::BedrockMessages,
         (_, E::ChatCompletions) => Route::Translated(ClientSide::Chat),
         (_, E::Messages) => Route::Translated(ClientSide::Anthropic),
         (_, E::Responses) => Route::Translated(ClientSide::Responses),
         (K::Gemini, E::Embeddings) => Route::GeminiEmbeddings,
-        (K::Anthropic, E::Embeddings) => Route::NoEmbeddings,
+        (K::Anthropic | K::Bedrock, E::Embeddings) => Route::NoEmbeddings,
         (_, E::CountTokens) => Route::CountTokens,
         (_, E::Models | E::Model(_) | E::Usage | E::Root | E::StoredResponse(_)) => Route::Gateway,
     }
@@ -89,6 +95,7 @@ impl UpstreamSide {
             }
             ProviderKind::Anthropic => Self::Anthropic,
             ProviderKind::Gemini => Self::Gemini,
+            ProviderKind::Bedrock => Self::Bedrock,
         }
     }
 }
@@ -130,6 +137,14 @@ fn upstream_into<S: ChatSink + 'static>(
             anthropic::upstream::response::to_chat(stream, client_model, sink)
         }
         UpstreamSide::Gemini => gemini::upstream::response::to_chat(stream, client_model, sink),
+        UpstreamSide::Bedrock => {
+            let anthropic = anthropic::upstream::response::to_chat(stream, client_model, sink);
+            if stream {
+                Box::new(bedrock::stream::EventStream::new(Some(anthropic)))
+            } else {
+                anthropic
+            }
+        }
     }
 }
 
@@ -161,6 +176,14 @@ impl Provider {
             Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
             Route::Translated(client) => {
                 self.translated(client, body, peeked, upstream_model, cache)?
+            }
+            Route::BedrockMessages => {
+                let mut request = self.bedrock_request(body, upstream_model, peeked.stream)?;
+                if peeked.stream {
+                    request.translator = Some(Box::new(bedrock::stream::EventStream::new(None)));
+                    request.content_type = content_type(true);
+                }
+                request
             }
             Route::GeminiEmbeddings => self.gemini_embeddings(body, peeked, upstream_model)?,
             Route::CountTokens => return Ok(Plan::CountTokens),
@@ -241,6 +264,13 @@ impl Provider {
                 request.reasoning_dropped = translated.reasoning_dropped;
                 (request, stream)
             }
+            UpstreamSide::Bedrock => {
+                let translated =
+                    anthropic::upstream::request::translate(&chat, upstream_model, cache)?;
+                let mut request = self.bedrock_request(&translated.body, upstream_model, stream)?;
+                request.reasoning_dropped = translated.reasoning_dropped;
+                (request, stream)
+            }
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
                 let path = self.gemini_path(upstream_model, generate_method(stream));
@@ -285,7 +315,9 @@ impl Provider {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
                 self.openai_path(suffix, upstream_model)
             }
-            ProviderKind::Anthropic | ProviderKind::Gemini => self.upstream.path(suffix),
+            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
+                self.upstream.path(suffix)
+            }
         }
     }
 
@@ -398,6 +430,21 @@ mod tests {
                 Route::Translated(C::Anthropic),
             ),
             (K::Azure, E::CountTokens, false, Route::CountTokens),
+            (K::Bedrock, E::Messages, false, Route::BedrockMessages),
+            (
+                K::Bedrock,
+                E::ChatCompletions,
+                false,
+                Route::Translated(C::Chat),
+            ),
+            (
+                K::Bedrock,
+                E::Responses,
+                true,
+                Route::Translated(C::Responses),
+            ),
+            (K::Bedrock, E::Embeddings, false, Route::NoEmbeddings),
+            (K::Bedrock, E::CountTokens, false, Route::CountTokens),
         ];
         for (kind, endpoint, native, expected) in cases {
             assert_eq!(

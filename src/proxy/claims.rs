@@ -45,8 +45,11 @@ fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
         .deployments
         .iter()
         .map(|d| match (d.provider.kind, job.endpoint) {
-            (ProviderKind::Anthropic, Endpoint::Messages | Endpoint::CountTokens) => catalog,
-            (ProviderKind::Anthropic, _) => {
+            (
+                ProviderKind::Anthropic | ProviderKind::Bedrock,
+                Endpoint::Messages | Endpoint::CountTokens,
+            ) => catalog,
+            (ProviderKind::Anthropic | ProviderKind::Bedrock, _) => {
                 anthropic::upstream::request::uncapped_max_tokens(job.peeked.reasoning)
             }
             _ => catalog,

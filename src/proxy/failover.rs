@@ -102,7 +102,7 @@ impl Gateway {
             ctx.outcome.upstream_model = upstream_model;
             ctx.outcome.attempts = plan.attempts();
             let body = match (provider.kind, job.endpoint) {
-                (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
+                (ProviderKind::Anthropic | ProviderKind::Bedrock, Endpoint::ChatCompletions) => {
                     if restored.is_none() {
                         // boxed, as the attempt is: a Redis read's future stays out of the
                         // state every request carries (see docs/ARCHITECTURE.md)
@@ -178,8 +178,10 @@ impl Gateway {
                 )
             });
             // a chat client's Claude turn keeps its signed reasoning for the next turn
-            let chat_on_claude = (provider.kind, job.endpoint)
-                == (ProviderKind::Anthropic, &Endpoint::ChatCompletions);
+            let chat_on_claude = matches!(
+                provider.kind,
+                ProviderKind::Anthropic | ProviderKind::Bedrock
+            ) && *job.endpoint == Endpoint::ChatCompletions;
             ctx.keep_reasoning =
                 chat_on_claude.then(|| (Arc::clone(&self.thinking), job.key.id.clone()));
             let outcome = {

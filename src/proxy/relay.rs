@@ -52,9 +52,10 @@ const RESPONSE_HEADERS_DROPPED: &[&str] = &[
     "apim-request-id",
     "azureml-model-session",
 ];
-/// Azure's `x-ms-*` name the resource's region, deployment and request ids.
+/// Azure's `x-ms-*` name the resource's region, deployment and request ids; AWS's
+/// `x-amzn-*` the request id and Bedrock's own latency and token counts.
 const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] =
-    &["x-ratelimit-", "anthropic-ratelimit-", "x-ms-"];
+    &["x-ratelimit-", "anthropic-ratelimit-", "x-ms-", "x-amzn-"];
 
 /// The provider side of an exchange whose response header has been read.
 pub struct Upstream<'a> {

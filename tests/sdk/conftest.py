@@ -46,6 +46,10 @@ GEMINI_PROVIDER_KEY_ENV = "CHEAPAI_TEST_GEMINI_KEY"
 AZURE_PROVIDER_KEY = "emulator-azure-key"
 AZURE_PROVIDER_KEY_ENV = "CHEAPAI_TEST_AZURE_KEY"
 AZURE_API_VERSION = "2025-04-01-preview"
+# The AWS key the emulator's Bedrock routes verify signatures with
+# (cheapai_emulator::BEDROCK_ACCESS_KEY_ID / BEDROCK_SECRET_ACCESS_KEY).
+BEDROCK_ACCESS_KEY_ID = "AKIDEMULATORBEDROCK"
+BEDROCK_SECRET_ACCESS_KEY = "emulator-bedrock-secret-key"
 ADMIN_TOKEN_ENV = "CHEAPAI_TEST_ADMIN_TOKEN"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -208,6 +212,15 @@ connect_timeout_ms = 2000
 first_byte_timeout_ms = 10000
 idle_timeout_ms = 5000
 
+[providers.emu-bedrock]
+kind = "bedrock"
+region = "us-east-1"
+base_url = "http://127.0.0.1:{emu_port}"
+breaker = {{ failures = 1000000, open_ms = 1 }}
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
 [models."gpt-4o"]
 provider = "emu"
 price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
@@ -216,6 +229,11 @@ price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
 provider = "emu-azure"
 upstream_model = "gpt-4o-eu"
 price = {{ input = 2.5, output = 10.0, cached_input = 1.25 }}
+
+[models."claude-sonnet-4-5-bedrock"]    # upstream_model: the Bedrock model id
+provider = "emu-bedrock"
+upstream_model = "anthropic.claude-sonnet-4-5-v1:0"
+price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
 
 [models."text-embedding-3-azure"]
 provider = "emu-azure"
@@ -313,6 +331,9 @@ def gateway_env(admin_token: str) -> dict:
     env[ANTHROPIC_PROVIDER_KEY_ENV] = ANTHROPIC_PROVIDER_KEY
     env[GEMINI_PROVIDER_KEY_ENV] = GEMINI_PROVIDER_KEY
     env[AZURE_PROVIDER_KEY_ENV] = AZURE_PROVIDER_KEY
+    env["AWS_ACCESS_KEY_ID"] = BEDROCK_ACCESS_KEY_ID
+    env["AWS_SECRET_ACCESS_KEY"] = BEDROCK_SECRET_ACCESS_KEY
+    env.pop("AWS_SESSION_TOKEN", None)
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
     return env

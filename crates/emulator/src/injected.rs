@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::faults::{Faults, Malformed};
-use super::{anthropic, azure, gemini, openai, Reply, ReplyBody, Request, Wire};
+use super::{anthropic, azure, bedrock, gemini, openai, Reply, ReplyBody, Request, Wire};
 
 /// Events in a malformed stream: more than one, so a client that skips one bad event still
 /// meets another.
@@ -26,6 +26,7 @@ pub(super) fn reply(req: &Request, faults: &Faults, wire: Wire) -> Option<Reply>
         Wire::OpenAi => openai::fault_reply(status, model, raw),
         Wire::Azure => azure::fault_reply(status, model, raw),
         Wire::Anthropic => anthropic::fault_reply(status, model, raw),
+        Wire::Bedrock => bedrock::fault_reply(status, raw),
         Wire::Gemini => gemini::fault_reply(status, req.path, raw),
     };
     if let Some(secs) = faults.retry_after {
@@ -58,7 +59,7 @@ fn malformed_reply(kind: Malformed, wire: Wire) -> Reply {
                     "application/json",
                     r#"{"id":"chatcmpl-emulator","object":"chat.completion","choices":["#,
                 ),
-                Wire::Anthropic => (
+                Wire::Anthropic | Wire::Bedrock => (
                     "application/json",
                     r#"{"id":"msg_emulator","type":"message","role":"assistant","content":["#,
                 ),
@@ -84,10 +85,19 @@ fn malformed_reply(kind: Malformed, wire: Wire) -> Reply {
                 Wire::Anthropic => (b"event: message_start\ndata: {not json}\n\n", |_| {
                     anthropic::stream_error_event()
                 }),
+                // bytes that are no event-stream frame (its prelude's CRC fails)
+                Wire::Bedrock => (
+                    b"\x00\x00\x00\x20\x00\x00\x00\x00not an event-stream frame",
+                    bedrock::stream_error_event,
+                ),
                 Wire::Gemini => (b"data: {not json}\r\n\r\n", gemini::sse_error),
             };
             let events = vec![Bytes::from_static(event); GARBAGE_EVENTS];
-            Reply::stream_with("text/event-stream", events, error)
+            let content_type = match wire {
+                Wire::Bedrock => "application/vnd.amazon.eventstream",
+                _ => "text/event-stream",
+            };
+            Reply::stream_with(content_type, events, error)
         }
     }
 }

@@ -25,8 +25,12 @@
 //!
 //! Azure OpenAI's paths (`…/openai/deployments/{deployment}/…`, `…/openai/responses…`) are
 //! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
+//! AWS Bedrock's InvokeModel paths (`…/model/{modelId}/invoke`,
+//! `…/invoke-with-response-stream`) are Anthropic's Messages behind a verified SigV4
+//! signature, streams in AWS's event-stream framing ([`bedrock`]).
 //!
-//! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; a path ending in `/v1/messages` or
+//! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; one with Bedrock's
+//! is Bedrock; a path ending in `/v1/messages` or
 //! `/v1/messages/count_tokens` is Anthropic; a path whose last segment is `{model}:{action}`
 //! right after `/models/` (any prefix: `/v1beta/…`, `/v1/…`, Vertex's `…/publishers/google/…`),
 //! or that ends in `/v1beta/models` or is `…/v1beta/models/{id}`, is Gemini; everything else
@@ -121,6 +125,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod faults;
 mod gemini;
 mod injected;
@@ -138,6 +143,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use azure::API_KEY as AZURE_API_KEY;
+pub use bedrock::{
+    ACCESS_KEY_ID as BEDROCK_ACCESS_KEY_ID, SECRET_ACCESS_KEY as BEDROCK_SECRET_ACCESS_KEY,
+};
 use faults::{Faults, InstanceFaults};
 use recorder::Recorder;
 
@@ -164,6 +172,8 @@ pub struct Emulator {
     faults: Arc<InstanceFaults>,
     /// Non-control requests whose header was read (answered, faulted or dropped).
     received: Arc<AtomicU64>,
+    /// The AWS access keys Bedrock's routes accept.
+    bedrock_keys: Arc<bedrock::Keys>,
 }
 
 impl Emulator {
@@ -198,6 +208,12 @@ impl Emulator {
     /// A pair that is not a valid HTTP header is skipped with a warning.
     pub fn set_faults(&self, headers: &[(&str, &str)]) {
         self.faults.set(headers);
+    }
+
+    /// Bedrock's routes accept exactly these (access key id, secret, session token) keys
+    /// from now on (by default [`BEDROCK_ACCESS_KEY_ID`] with its secret, no token).
+    pub fn set_bedrock_keys(&self, keys: &[(&str, &str, Option<&str>)]) {
+        self.bedrock_keys.set(keys);
     }
 
     /// How many requests other than `/_emulator/` ones this instance has received, counting
@@ -332,12 +348,16 @@ pub(crate) enum Wire {
     Gemini,
     /// OpenAI's format on Azure OpenAI's paths (`/openai/deployments/…`), see [`azure`].
     Azure,
+    /// Anthropic's bodies on Bedrock's InvokeModel paths, see [`bedrock`].
+    Bedrock,
 }
 
 impl Wire {
     pub fn of(path: &str) -> Wire {
         if azure::serves(path) {
             Wire::Azure
+        } else if bedrock::serves(path) {
+            Wire::Bedrock
         } else if anthropic::serves(path) {
             Wire::Anthropic
         } else if gemini::serves(path) {
@@ -354,6 +374,9 @@ impl Wire {
                 openai::error_reply(413, message, "invalid_request_error", None, None)
             }
             Wire::Anthropic => anthropic::error_reply(413, "request_too_large", message),
+            Wire::Bedrock => {
+                bedrock::fault_reply(413, Some(&format!(r#"{{"message":{message:?}}}"#)))
+            }
             Wire::Gemini => gemini::error_reply(413, message),
         }
     }
@@ -365,6 +388,7 @@ impl Wire {
             Wire::OpenAi => openai::provider_headers(elapsed_ms),
             Wire::Azure => azure::provider_headers(),
             Wire::Anthropic => anthropic::provider_headers(),
+            Wire::Bedrock => bedrock::provider_headers(),
             Wire::Gemini => gemini::provider_headers(elapsed_ms),
         }
     }
@@ -379,6 +403,7 @@ fn route(
     recorder: &Recorder,
     stored: &openai::StoredResponses,
     prompt_cache: &anthropic::PromptCache,
+    bedrock_keys: &bedrock::Keys,
 ) -> Reply {
     let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
@@ -406,6 +431,11 @@ fn route(
             return refusal;
         }
     }
+    if wire == Wire::Bedrock {
+        if let Some(refusal) = bedrock::refusal(req, bedrock_keys) {
+            return refusal;
+        }
+    }
     if let Some(reply) = injected::reply(req, faults, wire) {
         return reply;
     }
@@ -413,6 +443,7 @@ fn route(
         Wire::Anthropic => anthropic::route(req, faults, prompt_cache),
         Wire::Gemini => gemini::route(req, faults.chunks),
         Wire::Azure => azure::route(req, faults, stored),
+        Wire::Bedrock => bedrock::route(req, faults, prompt_cache),
         Wire::OpenAi => openai::route(req, faults, stored),
     }
 }
@@ -448,6 +479,7 @@ mod tests {
             &Recorder::default(),
             &openai::StoredResponses::default(),
             &anthropic::PromptCache::default(),
+            &bedrock::Keys::default(),
         );
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),

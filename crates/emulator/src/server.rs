@@ -223,6 +223,7 @@ impl Emulator {
                 &self.recorder,
                 &self.stored,
                 &self.prompt_cache,
+                &self.bedrock_keys,
             )
         } else {
             session.set_keepalive(None);

@@ -1,0 +1,142 @@
+"""AWS Bedrock (`kind = "bedrock"`): the official `openai` SDK (chat, stream, tools) and the
+`anthropic` SDK (messages, whole and streamed, tools) on a Claude model served through
+Bedrock's InvokeModel.
+
+The gateway signs every request with SigV4 and sends Anthropic's body without `model` and
+`stream`; the emulator's Bedrock routes verify the signature with the same key
+(crates/emulator/src/bedrock.rs) and stream in AWS's binary event-stream framing, which the
+gateway turns back into each client's own stream.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY
+from sdk_helpers import (
+    answer_text,
+    assert_client_key_not_upstream,
+    chunks,
+    header_values,
+    json_body,
+    recorded_path,
+    seq_of,
+    turn_tokens,
+)
+
+MODEL = "claude-sonnet-4-5-bedrock"
+MODEL_PATH = "/model/anthropic.claude-sonnet-4-5-v1%3A0"
+USER_TEXT = "Say hello in one short sentence."
+MESSAGES = [{"role": "user", "content": USER_TEXT}]
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER_SCHEMA},
+    }
+]
+
+
+def assert_bedrock_upstream(gateway, rec: dict, stream: bool) -> dict:
+    """InvokeModel's path for the model id, a SigV4 signature by the test key (the emulator
+    verified it), Bedrock's body; no client key and no secret on the wire."""
+    operation = "invoke-with-response-stream" if stream else "invoke"
+    assert recorded_path(rec) == f"{MODEL_PATH}/{operation}"
+    [auth] = header_values(rec, "authorization")
+    assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={BEDROCK_ACCESS_KEY_ID}/")
+    assert "/us-east-1/bedrock/aws4_request" in auth
+    assert len(header_values(rec, "x-amz-date")) == 1
+    assert header_values(rec, "x-api-key") == []
+    assert BEDROCK_SECRET_ACCESS_KEY not in json.dumps(rec)
+    assert_client_key_not_upstream(gateway, rec)
+    body = json_body(rec)
+    assert body["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in body and "stream" not in body
+    return body
+
+
+def test_chat(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    resp = raw.parse()
+    assert resp.choices[0].message.content == answer_text()
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.prompt_tokens == turn_tokens(USER_TEXT)
+    assert resp.usage.completion_tokens == 5
+    assert_bedrock_upstream(gateway, gateway.recorded(seq_of(raw.headers)), stream=False)
+
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert record["provider"] == "emu-bedrock"
+    assert record["model"] == MODEL
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (turn_tokens(USER_TEXT), 5)
+    # Anthropic's list prices (3 and 15 USD per million tokens), rounded half up
+    micro = turn_tokens(USER_TEXT) * 3_000_000 + 5 * 15_000_000
+    assert record["cost_micro_usd"] == (micro + 500_000) // 1_000_000
+
+
+def test_stream(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    seq = seq_of(raw.headers)
+    got = list(raw.parse())
+    deltas = [c.choices[0].delta.content for c in got if c.choices and c.choices[0].delta.content]
+    assert deltas == chunks(5)
+    finishes = [c.choices[0].finish_reason for c in got if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert got[-1].usage.completion_tokens == 5
+    assert_bedrock_upstream(gateway, gateway.recorded(seq), stream=True)
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert record["completion_tokens"] == 5 and not record["estimated"]
+
+
+def test_tools(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=TOOLS,
+    )
+    resp = raw.parse()
+    call = resp.choices[0].message.tool_calls[0]
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    body = assert_bedrock_upstream(gateway, gateway.recorded(seq_of(raw.headers)), stream=False)
+    assert body["tools"][0]["name"] == "get_weather"
+    assert body["tools"][0]["input_schema"] == WEATHER_SCHEMA
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_messages(anthropic_client, gateway, stream):
+    kwargs = dict(model=MODEL, max_tokens=64, messages=MESSAGES)
+    if stream:
+        with anthropic_client.messages.stream(**kwargs) as s:
+            text = "".join(s.text_stream)
+            message = s.get_final_message()
+    else:
+        message = anthropic_client.messages.create(**kwargs)
+        text = message.content[0].text
+    assert text == answer_text()
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == turn_tokens(USER_TEXT)
+    assert message.usage.output_tokens == 5
+    body = assert_bedrock_upstream(gateway, gateway.recorded("last"), stream=stream)
+    assert body["max_tokens"] == 64
+
+
+def test_anthropic_tools(anthropic_client, gateway):
+    message = anthropic_client.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[{"name": "get_weather", "description": "Current weather in a city", "input_schema": WEATHER_SCHEMA}],
+    )
+    assert message.stop_reason == "tool_use"
+    [call] = [b for b in message.content if b.type == "tool_use"]
+    assert (call.name, call.input) == ("get_weather", {"city": "Paris"})
+    assert_bedrock_upstream(gateway, gateway.recorded("last"), stream=False)
