@@ -136,13 +136,23 @@ pub enum FileProviderKind {
     Anthropic,
     Gemini,
     Azure,
+    Vertex,
+}
+
+/// Vertex AI's `publisher` setting: which format every model of the provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilePublisher {
+    Google,
+    Anthropic,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileProvider {
-    pub kind: FileProviderKind,
-    pub base_url: Spanned<String>,
+    pub kind: Spanned<FileProviderKind>,
+    /// Required, except on kind `vertex` (whose region names its endpoint).
+    pub base_url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
@@ -158,6 +168,15 @@ pub struct FileProvider {
     /// Azure OpenAI's `api-version` query parameter: required for kind `azure`, refused on
     /// the others.
     pub api_version: Option<Spanned<String>>,
+    /// Vertex AI's Google Cloud project (kind `vertex` only, required there).
+    pub project: Option<Spanned<String>>,
+    /// Vertex AI's region, like `us-east5` or `global` (kind `vertex` only, required there).
+    pub region: Option<Spanned<String>>,
+    /// The variable naming the service-account key file (kind `vertex` only; default
+    /// `GOOGLE_APPLICATION_CREDENTIALS`).
+    pub credentials_file_env: Option<Spanned<String>>,
+    /// Forces the publisher of every model (kind `vertex` only; default: by model name).
+    pub publisher: Option<Spanned<FilePublisher>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -9,6 +9,7 @@ pub mod file;
 mod observability;
 mod state;
 mod usage;
+mod vertex;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -201,10 +202,16 @@ impl Validator<'_> {
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
             let field = |f: &str| format!("providers.{name}.{f}");
-            let upstream = match Upstream::parse(p.base_url.get_ref()) {
+            let Some(base_url) = self.base_url(name, p) else {
+                continue;
+            };
+            let upstream = match Upstream::parse(&base_url) {
                 Ok(u) => u,
                 Err(e) => {
-                    self.problem(&p.base_url, &field("base_url"), e);
+                    match &p.base_url {
+                        Some(url) => self.problem(url, &field("base_url"), e),
+                        None => self.problem(&p.kind, &field("base_url"), e),
+                    }
                     continue;
                 }
             };
@@ -216,7 +223,7 @@ impl Validator<'_> {
             let http2 = p.http2.unwrap_or(false);
             if http2 && !upstream.tls {
                 self.problem(
-                    &p.base_url,
+                    &p.kind,
                     &field("http2"),
                     "HTTP/2 is negotiated by TLS: it needs an https:// base_url",
                 );
@@ -258,16 +265,18 @@ impl Validator<'_> {
             let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
             let native_responses = p
                 .native_responses
-                .unwrap_or(p.kind == FileProviderKind::Openai);
+                .unwrap_or(*p.kind.get_ref() == FileProviderKind::Openai);
             let api_version = self.api_version(name, p);
+            let vertex = self.vertex(name, p, env, used.contains(name.as_str()));
             let provider = Provider::new(
                 name.clone(),
-                match p.kind {
+                match p.kind.get_ref() {
                     FileProviderKind::Openai => ProviderKind::OpenAi,
                     FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
                     FileProviderKind::Anthropic => ProviderKind::Anthropic,
                     FileProviderKind::Gemini => ProviderKind::Gemini,
                     FileProviderKind::Azure => ProviderKind::Azure,
+                    FileProviderKind::Vertex => ProviderKind::Vertex,
                 },
                 upstream,
                 api_key,
@@ -279,8 +288,12 @@ impl Validator<'_> {
                 breaker,
                 native_responses,
             );
-            providers.push(Arc::new(match api_version {
+            let provider = match api_version {
                 Some(version) => provider.with_api_version(version),
+                None => provider,
+            };
+            providers.push(Arc::new(match vertex {
+                Some(vertex) => provider.with_vertex(vertex),
                 None => provider,
             }));
         }

@@ -23,6 +23,7 @@ pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;
 pub mod upstream;
+pub mod vertex;
 
 use bytes::Bytes;
 
@@ -89,6 +90,9 @@ pub enum ProviderKind {
     /// Azure OpenAI: OpenAI's format on deployment URLs with `api-version` and `api-key`
     /// (see [`azure`]).
     Azure,
+    /// Google Vertex AI: Gemini models in Gemini's format, Claude models in Anthropic's, on
+    /// a project's regional paths with a service account's token (see [`vertex`]).
+    Vertex,
 }
 
 impl ProviderKind {
@@ -97,7 +101,8 @@ impl ProviderKind {
         match self {
             Self::OpenAi | Self::OpenAiCompatible | Self::Azure => Some(Dialect::OpenAi),
             Self::Anthropic => Some(Dialect::Anthropic),
-            Self::Gemini => None,
+            // each publisher speaks its own: see `Provider::upstream_error`
+            Self::Gemini | Self::Vertex => None,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct Provider {
     /// Azure's `api-version` query parameter, on every request (kind azure only; the config
     /// requires it there and refuses it elsewhere).
     pub api_version: Option<String>,
+    /// Vertex AI's project, region and credentials (kind vertex only).
+    pub vertex: Option<vertex::Vertex>,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -175,7 +182,14 @@ impl Provider {
             breaker,
             native_responses,
             api_version: None,
+            vertex: None,
         }
+    }
+
+    /// The same provider on Vertex AI's project, region and credentials.
+    pub fn with_vertex(mut self, vertex: vertex::Vertex) -> Self {
+        self.vertex = Some(vertex);
+        self
     }
 
     /// The same provider sending Azure's `api-version` query parameter.
@@ -220,14 +234,15 @@ impl Provider {
     /// changes none of it keeps their circuits (see [`crate::routing::health`]).
     pub fn state_fingerprint(&self) -> String {
         format!(
-            "{:?} {}://{}:{}{} {:?} {:?}",
+            "{:?} {}://{}:{}{} {:?} {:?} {:?}",
             self.kind,
             if self.upstream.tls { "https" } else { "http" },
             self.upstream.host,
             self.upstream.port,
             self.upstream.path_prefix,
             self.breaker,
-            self.api_version
+            self.api_version,
+            self.vertex.as_ref().map(vertex::Vertex::fingerprint)
         )
     }
 
@@ -290,6 +305,12 @@ impl Provider {
                 // a client's own `api-key` (an Azure SDK's) never reaches the resource
                 request.dropped_header_prefixes = &["anthropic-", "x-goog-", "api-key"];
             }
+            ProviderKind::Vertex => {
+                // the bearer token is minted per provider and set by the proxy; Claude's
+                // version goes in the body, its betas stay headers
+                request.dropped_header_prefixes =
+                    &["openai-", "x-goog-", "api-key", "anthropic-version"];
+            }
         }
         request
     }
@@ -317,6 +338,19 @@ impl Provider {
             }
             ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),
             ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
+            // Claude on Vertex may answer Anthropic's envelope, everything else Google's
+            ProviderKind::Vertex if is_error_envelope(Dialect::Anthropic, body) => {
+                let mut error = anthropic::upstream_error(&self.name, status, body);
+                if error.kind != ErrorKind::ProviderAuth {
+                    error.passthrough = Some(Passthrough {
+                        dialect: Dialect::Anthropic,
+                        status,
+                        body: Bytes::copy_from_slice(body),
+                    });
+                }
+                error
+            }
+            ProviderKind::Vertex => gemini::upstream_error(&self.name, status, body),
         };
         if error.kind == ErrorKind::ProviderAuth {
             // logged here, where the key is known: a provider may quote the key it refused

@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::exchange::{self, Finished};
 use super::reasoning;
+use super::vertex_token;
 use super::Gateway;
 use crate::auth::KeyInfo;
 use crate::catalog::Model;
@@ -184,18 +185,29 @@ impl Gateway {
                 chat_on_claude.then(|| (Arc::clone(&self.thinking), job.key.id.clone()));
             let outcome = {
                 let _inflight = deployment.health.enter();
-                // Boxed: an awaited future is stored in its caller's state, and a moved one
-                // twice, so each level of nesting doubled the request's future: 102 KB per
-                // request before the attempt and the relay were boxed, 3.4 KB after.
-                Box::pin(exchange::attempt(
+                // Vertex's bearer token, minted or cached per provider (boxed, as below)
+                let authorized = Box::pin(vertex_token::authorize(
                     &self.connector,
                     provider,
-                    &timeouts,
-                    request,
-                    session,
-                    ctx,
+                    &mut request,
                 ))
-                .await
+                .await;
+                if let Err(e) = authorized {
+                    Err(e)
+                } else {
+                    // Boxed: an awaited future is stored in its caller's state, and a moved one
+                    // twice, so each level of nesting doubled the request's future: 102 KB per
+                    // request before the attempt and the relay were boxed, 3.4 KB after.
+                    Box::pin(exchange::attempt(
+                        &self.connector,
+                        provider,
+                        &timeouts,
+                        request,
+                        session,
+                        ctx,
+                    ))
+                    .await
+                }
             };
             match outcome {
                 Ok(finished) => {

@@ -42,6 +42,7 @@ pub fn gen_ai_system(kind: ProviderKind) -> &'static str {
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::Gemini => "gcp.gemini",
         ProviderKind::Azure => "azure.ai.openai",
+        ProviderKind::Vertex => "gcp.vertex_ai",
     }
 }
 

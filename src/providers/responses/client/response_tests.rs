@@ -65,7 +65,11 @@ fn a_completion_with_reasoning_text_and_calls_becomes_a_response() {
 #[test]
 fn a_stored_response_says_so_with_a_fresh_id_and_the_response_it_continues() {
     let answer = completion(json!({"content": "Hi"}), "stop");
-    let echo = || Echo::default().stored().continuing(Some("resp_before".into()));
+    let echo = || {
+        Echo::default()
+            .stored()
+            .continuing(Some("resp_before".into()))
+    };
     let (first, second) = (response(&answer, echo()), response(&answer, echo()));
     assert_eq!(first["store"], true);
     assert_eq!(first["previous_response_id"], "resp_before");
