@@ -128,6 +128,7 @@ mod openai;
 mod recorder;
 mod server;
 mod signing;
+mod vertex;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -164,6 +165,8 @@ pub struct Emulator {
     faults: Arc<InstanceFaults>,
     /// Non-control requests whose header was read (answered, faulted or dropped).
     received: Arc<AtomicU64>,
+    /// Vertex AI's token endpoint: the trusted service account and the tokens issued.
+    vertex: Arc<vertex::Auth>,
 }
 
 impl Emulator {
@@ -204,6 +207,22 @@ impl Emulator {
     /// every request whose header was read: answered, faulted, cut or dropped.
     pub fn requests_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Vertex AI's token endpoint trusts assertions signed by the private half of this RSA
+    /// public key (PEM), the test service account's.
+    pub fn trust_vertex_key(&self, public_pem: &[u8]) -> Result<(), String> {
+        self.vertex.trust(public_pem)
+    }
+
+    /// How long the Vertex access tokens issued from now on live (default one hour).
+    pub fn set_vertex_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.vertex.set_lifetime(lifetime);
+    }
+
+    /// How many Vertex access tokens this instance has issued.
+    pub fn vertex_tokens_issued(&self) -> u64 {
+        self.vertex.issued()
     }
 }
 
@@ -338,7 +357,7 @@ impl Wire {
     pub fn of(path: &str) -> Wire {
         if azure::serves(path) {
             Wire::Azure
-        } else if anthropic::serves(path) {
+        } else if anthropic::serves(path) || vertex::publisher(path) == Some("anthropic") {
             Wire::Anthropic
         } else if gemini::serves(path) {
             Wire::Gemini
@@ -379,6 +398,7 @@ fn route(
     recorder: &Recorder,
     stored: &openai::StoredResponses,
     prompt_cache: &anthropic::PromptCache,
+    vertex_auth: &vertex::Auth,
 ) -> Reply {
     let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
@@ -400,9 +420,18 @@ fn route(
             ),
         };
     }
+    if vertex::is_token_path(path) {
+        return vertex::token_reply(req, vertex_auth);
+    }
     let wire = Wire::of(path);
     if wire == Wire::Azure {
         if let Some(refusal) = azure::refusal(req) {
+            return refusal;
+        }
+    }
+    let on_vertex = vertex::publisher(path).is_some();
+    if on_vertex {
+        if let Some(refusal) = vertex::refusal(req, vertex_auth) {
             return refusal;
         }
     }
@@ -410,6 +439,7 @@ fn route(
         return reply;
     }
     match wire {
+        Wire::Anthropic if on_vertex => vertex::claude(req, faults, prompt_cache),
         Wire::Anthropic => anthropic::route(req, faults, prompt_cache),
         Wire::Gemini => gemini::route(req, faults.chunks),
         Wire::Azure => azure::route(req, faults, stored),
@@ -448,6 +478,7 @@ mod tests {
             &Recorder::default(),
             &openai::StoredResponses::default(),
             &anthropic::PromptCache::default(),
+            &vertex::Auth::default(),
         );
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),

@@ -223,6 +223,7 @@ impl Emulator {
                 &self.recorder,
                 &self.stored,
                 &self.prompt_cache,
+                &self.vertex,
             )
         } else {
             session.set_keepalive(None);
