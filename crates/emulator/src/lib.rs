@@ -431,7 +431,7 @@ fn route(
     }
     let on_vertex = vertex::publisher(path).is_some();
     if on_vertex {
-        if let Some(refusal) = vertex::refusal(req, vertex_auth) {
+        if let Some(refusal) = vertex::refusal(req) {
             return refusal;
         }
     }

@@ -17,18 +17,18 @@
 //! assertion is refused. Tokens live 3600 s unless
 //! [`super::Emulator::set_vertex_token_lifetime`] says otherwise (a test sees a refresh).
 //!
-//! **Model paths**: `Authorization: Bearer` must carry a token this instance issued and that
-//! has not expired (else 401 `UNAUTHENTICATED`, Google's envelope), checked before any fault.
+//! **Model paths**: `Authorization: Bearer` must carry a token an emulator issued (signed
+//! with the emulator's constant key, so every instance honours every other's) that has not
+//! expired (else 401 `UNAUTHENTICATED`, Google's envelope), checked before any fault.
 //! Claude's body must carry `"anthropic_version": "vertex-2023-10-16"` and no `model` (the
 //! path names it), and `:streamRawPredict` must come with `"stream": true` and
 //! `:rawPredict` without it (else Anthropic's 400); the answer echoes the path's model.
 //! Faults answer in the publisher's format (Claude's are Anthropic-shaped, as Vertex
 //! forwards them).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::RwLock;
+use std::time::Duration;
 
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use super::anthropic::{self, PromptCache};
 use super::faults::Faults;
 use super::gemini;
-use super::{Reply, Request};
+use super::{signing, unix_now, Reply, Request};
 
 /// The body version Vertex requires of Claude requests.
 pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
@@ -52,7 +52,6 @@ const DEFAULT_LIFETIME_SECS: u64 = 3600;
 pub struct Auth {
     key: RwLock<Option<DecodingKey>>,
     lifetime_secs: AtomicU64,
-    tokens: Mutex<HashMap<String, Instant>>,
     issued: AtomicU64,
 }
 
@@ -93,13 +92,27 @@ impl Auth {
         self.trust(&pem).ok()?;
         self.key.read().ok().and_then(|k| k.clone())
     }
+}
 
-    fn valid(&self, token: &str) -> bool {
-        let now = Instant::now();
-        self.tokens
-            .lock()
-            .is_ok_and(|tokens| tokens.get(token).is_some_and(|expiry| now < *expiry))
-    }
+/// A token: `ya29.emulator.{expiry, Unix s}.{signature of the expiry}`. Signed with the
+/// emulator's constant key ([`signing`]), so any instance honours any instance's tokens (a
+/// provider's token endpoint and its deployments may be different instances).
+fn issue(expiry: u64) -> String {
+    let expiry = expiry.to_string();
+    let signature = signing::sign(expiry.as_bytes());
+    format!("ya29.emulator.{expiry}.{signature}")
+}
+
+/// Whether `token` was issued by an emulator and has not expired.
+fn valid(token: &str) -> bool {
+    let Some((expiry, signature)) = token
+        .strip_prefix("ya29.emulator.")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        return false;
+    };
+    signing::verify(expiry.as_bytes(), signature)
+        && expiry.parse::<u64>().is_ok_and(|e| unix_now() < e)
 }
 
 /// Whether `path` is the token endpoint.
@@ -179,13 +192,7 @@ pub fn token_reply(req: &Request, auth: &Auth) -> Reply {
         );
     }
     let lifetime = auth.lifetime();
-    let token = format!("ya29.emulator-{}", uuid::Uuid::new_v4().simple());
-    if let Ok(mut tokens) = auth.tokens.lock() {
-        tokens.insert(
-            token.clone(),
-            Instant::now() + Duration::from_secs(lifetime),
-        );
-    }
+    let token = issue(unix_now() + lifetime);
     auth.issued.fetch_add(1, Ordering::Relaxed);
     Reply::json(
         200,
@@ -194,13 +201,13 @@ pub fn token_reply(req: &Request, auth: &Auth) -> Reply {
 }
 
 /// Vertex's 401 for a model call without a live token this emulator issued, or None.
-pub fn refusal(req: &Request, auth: &Auth) -> Option<Reply> {
+pub fn refusal(req: &Request) -> Option<Reply> {
     let token = req
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if token.is_some_and(|t| auth.valid(t)) {
+    if token.is_some_and(valid) {
         return None;
     }
     Some(gemini::error_reply(
@@ -307,6 +314,16 @@ mod tests {
         );
         assert!(is_token_path("/token"));
         assert!(!is_token_path("/v1/chat/completions"));
+    }
+
+    #[test]
+    fn tokens_verify_until_they_expire() {
+        let live = issue(unix_now() + 60);
+        assert!(valid(&live));
+        assert!(!valid(&issue(unix_now() - 1)));
+        let forged = live.replacen("ya29.emulator.", "ya29.emulator.9", 1);
+        assert!(!valid(&forged));
+        assert!(!valid("ya29.other"));
     }
 
     #[test]
