@@ -316,6 +316,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Recorder::default(),
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
+            &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(json_body(&reply)["object"], "response");
@@ -329,6 +330,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Recorder::default(),
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
+            &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 405, "{path}");
     }
