@@ -31,12 +31,12 @@ impl Validator<'_> {
                 None
             }
             (None, true) => {
-                self.problem(
-                    &p.kind,
-                    &field,
-                    "missing: kind \"azure\" needs the API version its deployments \
-                     answer (like \"2024-10-21\"); there is no default",
-                );
+                let message = "missing: kind \"azure\" needs the API version its deployments \
+                               answer (like \"2024-10-21\"); there is no default";
+                match &p.base_url {
+                    Some(url) => self.problem(url, &field, message),
+                    None => self.problem(&p.kind, &field, message),
+                }
                 None
             }
             (Some(version), false) => {

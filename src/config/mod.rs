@@ -202,7 +202,8 @@ impl Validator<'_> {
         let mut providers = Vec::new();
         for (name, p) in &raw.providers {
             let field = |f: &str| format!("providers.{name}.{f}");
-            let Some(base_url) = self.base_url(name, p) else {
+            let vertex = self.vertex(name, p, env, used.contains(name.as_str()));
+            let Some(base_url) = self.base_url(name, p, vertex.as_ref()) else {
                 continue;
             };
             let upstream = match Upstream::parse(&base_url) {
@@ -222,11 +223,11 @@ impl Validator<'_> {
             });
             let http2 = p.http2.unwrap_or(false);
             if http2 && !upstream.tls {
-                self.problem(
-                    &p.kind,
-                    &field("http2"),
-                    "HTTP/2 is negotiated by TLS: it needs an https:// base_url",
-                );
+                let message = "HTTP/2 is negotiated by TLS: it needs an https:// base_url";
+                match &p.base_url {
+                    Some(url) => self.problem(url, &field("http2"), message),
+                    None => self.problem(&p.kind, &field("http2"), message),
+                }
             }
             let upstream = upstream.with_wire(http2, roots);
             let api_key = match &p.api_key_env {
@@ -267,7 +268,6 @@ impl Validator<'_> {
                 .native_responses
                 .unwrap_or(*p.kind.get_ref() == FileProviderKind::Openai);
             let api_version = self.api_version(name, p);
-            let vertex = self.vertex(name, p, env, used.contains(name.as_str()));
             let provider = Provider::new(
                 name.clone(),
                 match p.kind.get_ref() {

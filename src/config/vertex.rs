@@ -18,24 +18,23 @@ use crate::providers::vertex::{self, Publisher, Vertex};
 pub const DEFAULT_CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 
 impl Validator<'_> {
-    /// Provider `name`'s base URL: `base_url`, or on kind `vertex` without one, its region's
-    /// endpoint. `None` (with a problem) when neither is there.
-    pub(super) fn base_url(&mut self, name: &str, p: &FileProvider) -> Option<String> {
+    /// Provider `name`'s base URL: `base_url`, or on kind `vertex` without one, the
+    /// endpoint of its region (`vertex`: its settings, `None` when they had problems, which
+    /// are reported already). `None` (with a problem) when neither is there.
+    pub(super) fn base_url(
+        &mut self,
+        name: &str,
+        p: &FileProvider,
+        vertex: Option<&Vertex>,
+    ) -> Option<String> {
         if let Some(url) = &p.base_url {
             return Some(url.get_ref().clone());
         }
-        let region = p.region.as_ref().map(|r| r.get_ref().as_str());
-        match (*p.kind.get_ref(), region) {
-            (FileProviderKind::Vertex, Some(region)) if vertex::valid_name(region) => {
-                Some(vertex::base_url(region))
-            }
-            // the region's own problem is reported by `vertex`
-            (FileProviderKind::Vertex, _) => None,
-            _ => {
-                self.problem(&p.kind, &format!("providers.{name}.base_url"), "missing");
-                None
-            }
+        if *p.kind.get_ref() == FileProviderKind::Vertex {
+            return vertex.map(|v| vertex::base_url(&v.region));
         }
+        self.problem(&p.kind, &format!("providers.{name}.base_url"), "missing");
+        None
     }
 
     /// Provider `name`'s Vertex settings: required (with their lines) on kind `vertex`,
@@ -149,5 +148,147 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::providers::ProviderKind;
+
+    const VERTEX: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[providers.vertex-us]
+kind = "vertex"
+project = "my-project"
+region = "us-east5"
+
+[models."gemini-v"]
+provider = "vertex-us"
+upstream_model = "gemini-2.5-flash"
+"#;
+
+    /// A key file with a throwaway key from openssl (none is committed).
+    fn key_file() -> std::path::PathBuf {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .unwrap();
+        let file = serde_json::json!({
+            "type": "service_account",
+            "private_key": String::from_utf8(out.stdout).unwrap(),
+            "client_email": "gw@my-project.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        let path = std::env::temp_dir().join(format!(
+            "cheapai-vertex-config-unit-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, file.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_region_names_the_endpoint_and_the_key_file_comes_from_the_environment() {
+        let path = key_file().display().to_string();
+        let env = |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone());
+        let c = Config::parse(VERTEX, "t.toml", &env).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.kind, ProviderKind::Vertex);
+        assert_eq!(p.upstream.host, "us-east5-aiplatform.googleapis.com");
+        assert!(p.upstream.tls);
+        let v = p.vertex.as_ref().unwrap();
+        assert_eq!(
+            (v.project.as_str(), v.region.as_str()),
+            ("my-project", "us-east5")
+        );
+        assert_eq!(v.account.token_uri, "https://oauth2.googleapis.com/token");
+
+        let global = VERTEX.replace("us-east5", "global");
+        let c = Config::parse(&global, "t.toml", &env).unwrap();
+        assert_eq!(c.providers[0].upstream.host, "aiplatform.googleapis.com");
+
+        // another variable, named in the config
+        let named = VERTEX.replace(
+            "region = \"us-east5\"\n",
+            "region = \"us-east5\"\ncredentials_file_env = \"VERTEX_KEY\"\npublisher = \"anthropic\"\n",
+        );
+        let env = |name: &str| (name == "VERTEX_KEY").then(|| path.clone());
+        let c = Config::parse(&named, "t.toml", &env).unwrap();
+        assert_eq!(
+            c.providers[0].vertex_publisher("gemini-2.5-flash"),
+            Some(crate::providers::vertex::Publisher::Anthropic)
+        );
+    }
+
+    #[test]
+    fn vertex_settings_are_required_there_and_refused_elsewhere_by_line() {
+        let path = key_file().display().to_string();
+        let env = |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone());
+        let bare = VERTEX
+            .replace("project = \"my-project\"\n", "")
+            .replace("region = \"us-east5\"\n", "");
+        let e = Config::parse(&bare, "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml:6: providers.vertex-us.project: missing"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:6: providers.vertex-us.region: missing"),
+            "{e}"
+        );
+
+        let bad = VERTEX.replace("us-east5", "evil.com/x");
+        let e = Config::parse(&bad, "t.toml", &env).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:8: providers.vertex-us.region: `evil.com/x`"),
+            "{e}"
+        );
+
+        let keyed = VERTEX.replace(
+            "kind = \"vertex\"\n",
+            "kind = \"vertex\"\napi_key_env = \"K\"\n",
+        );
+        let e = Config::parse(&keyed, "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("providers.vertex-us.api_key_env: kind \"vertex\" signs"),
+            "{e}"
+        );
+
+        let elsewhere = VERTEX.replace(
+            "kind = \"vertex\"\n",
+            "kind = \"gemini\"\nbase_url = \"https://g.example\"\n",
+        );
+        let e = Config::parse(&elsewhere, "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml:8: providers.vertex-us.project: only providers of kind \"vertex\""),
+            "{e}"
+        );
+
+        let no_url = VERTEX
+            .replace("kind = \"vertex\"\n", "kind = \"gemini\"\n")
+            .replace("project = \"my-project\"\n", "")
+            .replace("region = \"us-east5\"\n", "");
+        let e = Config::parse(&no_url, "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml:6: providers.vertex-us.base_url: missing"),
+            "{e}"
+        );
     }
 }
