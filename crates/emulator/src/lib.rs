@@ -1,5 +1,5 @@
 //! In-process provider emulator: an HTTP server that answers exactly like an
-//! OpenAI-compatible provider, Azure OpenAI, Anthropic's Messages API or Google's Gemini API, records
+//! OpenAI-compatible provider, Azure OpenAI, Anthropic's Messages API, Google's Gemini API or Vertex AI, records
 //! every request it receives, and injects faults on demand, so the gateway's tests (and the
 //! offline default config) need no network.
 //!
@@ -25,6 +25,11 @@
 //!
 //! Azure OpenAI's paths (`…/openai/deployments/{deployment}/…`, `…/openai/responses…`) are
 //! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
+//!
+//! Vertex AI's paths (`…/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`)
+//! are the Gemini and Anthropic operations behind a bearer token from the emulator's OAuth2
+//! token endpoint (`POST …/token`), which verifies the service account's RS256 assertion
+//! ([`vertex`]).
 //!
 //! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; a path ending in `/v1/messages` or
 //! `/v1/messages/count_tokens` is Anthropic; a path whose last segment is `{model}:{action}`
