@@ -102,7 +102,9 @@ impl Gateway {
             ctx.outcome.deployment = pick.deployment;
             ctx.outcome.upstream_model = upstream_model;
             ctx.outcome.attempts = plan.attempts();
-            let body = match (provider.kind, job.endpoint) {
+            // Claude on Vertex is Anthropic's format as far as reasoning goes
+            let kind = provider.route_kind(&ctx.outcome.upstream_model);
+            let body = match (kind, job.endpoint) {
                 (ProviderKind::Anthropic, Endpoint::ChatCompletions) => {
                     if restored.is_none() {
                         // boxed, as the attempt is: a Redis read's future stays out of the
@@ -179,8 +181,8 @@ impl Gateway {
                 )
             });
             // a chat client's Claude turn keeps its signed reasoning for the next turn
-            let chat_on_claude = (provider.kind, job.endpoint)
-                == (ProviderKind::Anthropic, &Endpoint::ChatCompletions);
+            let chat_on_claude =
+                (kind, job.endpoint) == (ProviderKind::Anthropic, &Endpoint::ChatCompletions);
             ctx.keep_reasoning =
                 chat_on_claude.then(|| (Arc::clone(&self.thinking), job.key.id.clone()));
             let outcome = {

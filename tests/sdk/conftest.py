@@ -301,6 +301,11 @@ price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
 provider = "emu-vertex"
 upstream_model = "gemini-2.5-flash"
 price = {{ input = 0.3, output = 2.5 }}
+
+[models."gemini-3-pro-vertex"]        # thought signatures on function calls
+provider = "emu-vertex"
+upstream_model = "gemini-3-pro-preview"
+price = {{ input = 2.0, output = 12.0 }}
 """
 
 

@@ -1,5 +1,7 @@
 """Google Vertex AI (`kind = "vertex"`): the official `openai` SDK (chat, stream, tools) and
-the `anthropic` SDK (messages, stream) on a Claude and a Gemini model served by Vertex.
+the `anthropic` SDK (messages, stream) on a Claude and a Gemini model served by Vertex, and
+reasoning through tool loops as on the first-party kinds (Claude's signed thinking kept for a
+chat client that drops it, Gemini 3's thought signatures).
 
 The gateway mints an access token from the session's throwaway service account at the
 emulator's token endpoint (which verifies the RS256 assertion) and calls the publisher's
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from test_reasoning import anthropic_turns_with_thinking, chat_loop, upstream
 
 from sdk_helpers import (
     answer_text,
@@ -135,3 +139,27 @@ def test_anthropic_messages(anthropic_client, gateway, model, stream):
     assert message.stop_reason == "end_turn"
     assert message.usage.output_tokens == 5
     assert_vertex_upstream(gateway, gateway.recorded("last"), model, stream=stream)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_chat_tool_loop_on_vertex_claude_gets_its_thinking_back(gateway, client, stream):
+    """The client sends back content and tool calls only: the gateway restores the signed
+    thinking Vertex issued, on the turns that continue a tool call."""
+    raws = chat_loop(gateway, client, CLAUDE, stream, echo_whole_message=False)
+    for turn, raw in enumerate(raws):
+        body = upstream(gateway, raw)
+        assert body.get("thinking", {}).get("type") == "enabled", f"turn {turn + 1}: thinking switched off"
+        assert "model" not in body and body["anthropic_version"] == "vertex-2023-10-16"
+        if turn % 2 == 1:
+            assert anthropic_turns_with_thinking(body)[-1], f"turn {turn + 1}: thinking not restored"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_chat_tool_loop_on_vertex_gemini_3_returns_the_thought_signature(gateway, client, stream):
+    raws = chat_loop(gateway, client, "gemini-3-pro-vertex", stream, echo_whole_message=False)
+    for turn, raw in enumerate(raws):
+        rec = gateway.recorded(seq_of(raw.headers))
+        assert recorded_path(rec).startswith(f"{BASE}/google/models/gemini-3-pro-preview:")
+        body = json_body(rec)
+        calls = [p for c in body["contents"] if c["role"] == "model" for p in c["parts"] if "functionCall" in p]
+        assert all(p.get("thoughtSignature") for p in calls), f"turn {turn + 1}: {calls}"
