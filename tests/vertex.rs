@@ -560,3 +560,48 @@ upstream_model = "gemini-2.5-flash"
         "{e}"
     );
 }
+
+#[test]
+fn a_refused_key_is_logged_for_the_operator_without_key_material() {
+    // the in-process emulator (which trusts only account `gateway`) is the token endpoint
+    let (gw, _) = start();
+    let dir = std::env::temp_dir().join(format!("cheapai-vertex-log-{}", gw.emu_port));
+    let untrusted = account(&dir, "stranger", &format!("{}/token", gw.emu_url));
+    let config = r#"
+[providers.vertex-stranger]
+kind = "vertex"
+base_url = "http://127.0.0.1:{EMU}"
+project = "my-project"
+region = "us-east5"
+credentials_file_env = "TEST_VERTEX_STRANGER"
+
+[models."claude-stranger"]
+provider = "vertex-stranger"
+upstream_model = "claude-sonnet-4-5@20250929"
+"#;
+    let bin = common::binary::Binary::start_with_env(
+        "vertex-stranger",
+        config,
+        &[("TEST_VERTEX_STRANGER", untrusted.key_file.to_str().unwrap())],
+    );
+    let (status, _) = bin.post(KEY, &[], &chat("claude-stranger", false));
+    assert_eq!(status, 502);
+    // the operator reads who was refused and why
+    let line = bin.line_with("refused the service account");
+    assert!(line.contains("vertex-stranger"), "{line}");
+    assert!(
+        line.contains("stranger@my-project.iam.gserviceaccount.com"),
+        "{line}"
+    );
+    assert!(line.contains("invalid_grant"), "{line}");
+    let key_lines: Vec<&str> = untrusted
+        .private_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let lines = bin.lines.lock().unwrap();
+    for l in lines.iter() {
+        assert!(!l.contains("eyJ") && !l.contains("ya29"), "{l}");
+        assert!(key_lines.iter().all(|k| !l.contains(k)), "{l}");
+    }
+}
