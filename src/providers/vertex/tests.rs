@@ -148,3 +148,39 @@ fn the_assertion_is_rs256_for_the_token_uri_and_scope() {
     assert_eq!(claims["exp"].as_u64(), Some(1_700_000_000 + 3600));
     assert_eq!(v.account.token_endpoint.path(""), "/token");
 }
+
+#[test]
+fn errors_in_googles_and_anthropics_envelopes() {
+    use crate::dialect::Dialect;
+    use crate::error::ErrorKind;
+    use crate::providers::{Provider, ProviderKind};
+    use crate::routing::BreakerConfig;
+    let p = Provider::for_tests("v", ProviderKind::Vertex, BreakerConfig::default());
+    let google = br#"{"error":{"code":429,"message":"Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model.","status":"RESOURCE_EXHAUSTED"}}"#;
+    let e = p.upstream_error(429, google);
+    assert_eq!(e.kind, ErrorKind::UpstreamStatus(429));
+    assert_eq!(e.upstream_code.as_deref(), Some("rate_limit_exceeded"));
+    assert!(e.passthrough.is_none());
+    let unavailable = br#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#;
+    assert_eq!(
+        p.upstream_error(503, unavailable).kind,
+        ErrorKind::UpstreamStatus(503)
+    );
+    // Claude's own errors come back as Anthropic's, kept whole for Anthropic clients
+    let anthropic =
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    let e = p.upstream_error(529, anthropic);
+    // mapped as on kind anthropic (its 529 is a 503 to clients)
+    let first_party = crate::providers::anthropic::upstream_error("v", 529, anthropic);
+    assert_eq!(e.kind, first_party.kind);
+    let kept = e.passthrough.unwrap();
+    assert_eq!((kept.dialect, kept.status), (Dialect::Anthropic, 529));
+    // a refused token is the gateway's own problem, never passed through
+    let refused = br#"{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}"#;
+    assert_eq!(p.upstream_error(401, refused).kind, ErrorKind::ProviderAuth);
+    let refused =
+        br#"{"type":"error","error":{"type":"authentication_error","message":"invalid"}}"#;
+    let e = p.upstream_error(401, refused);
+    assert_eq!(e.kind, ErrorKind::ProviderAuth);
+    assert!(e.passthrough.is_none());
+}
