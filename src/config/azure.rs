@@ -14,7 +14,7 @@ impl Validator<'_> {
     /// on any other kind, and checked to fit a query string as written.
     pub(super) fn api_version(&mut self, name: &str, p: &FileProvider) -> Option<String> {
         let field = format!("providers.{name}.api_version");
-        match (&p.api_version, p.kind == FileProviderKind::Azure) {
+        match (&p.api_version, *p.kind.get_ref() == FileProviderKind::Azure) {
             (Some(version), true) if valid_api_version(version.get_ref()) => {
                 Some(version.get_ref().clone())
             }
@@ -31,14 +31,11 @@ impl Validator<'_> {
                 None
             }
             (None, true) => {
-                // without a base URL, that is the problem reported
-                if let Some(url) = &p.base_url {
-                    self.problem(
-                        url,
-                        &field,
-                        "missing: kind \"azure\" needs the API version its deployments \
-                         answer (like \"2024-10-21\"); there is no default",
-                    );
+                let message = "missing: kind \"azure\" needs the API version its deployments \
+                               answer (like \"2024-10-21\"); there is no default";
+                match &p.base_url {
+                    Some(url) => self.problem(url, &field, message),
+                    None => self.problem(&p.kind, &field, message),
                 }
                 None
             }

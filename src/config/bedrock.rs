@@ -7,33 +7,9 @@ use toml::Spanned;
 use super::file::{FileProvider, FileProviderKind};
 use super::Validator;
 use crate::aws_credentials::Source;
-use crate::providers::bedrock::{default_base_url, valid_region, Bedrock};
+use crate::providers::bedrock::{valid_region, Bedrock};
 
 impl Validator<'_> {
-    /// Provider `name`'s base URL: `base_url` as written; on kind `bedrock` without one, its
-    /// region's endpoint. `None` (with a problem) when there is none.
-    pub(super) fn base_url(&mut self, name: &str, table: &Spanned<FileProvider>) -> Option<String> {
-        let p = table.get_ref();
-        if let Some(url) = &p.base_url {
-            return Some(url.get_ref().clone());
-        }
-        if p.kind == FileProviderKind::Bedrock {
-            // the region's own problem is reported by `bedrock`
-            return p
-                .region
-                .as_ref()
-                .map(|r| r.get_ref())
-                .filter(|r| valid_region(r))
-                .map(|r| default_base_url(r));
-        }
-        self.problem(
-            table,
-            &format!("providers.{name}.base_url"),
-            "missing: the provider's URL (like \"https://api.openai.com/v1\")",
-        );
-        None
-    }
-
     /// Provider `name`'s Bedrock signing setup: kind `bedrock` requires a `region` and AWS
     /// credentials (`used`: the provider serves models, so missing credentials are a problem
     /// then); other kinds refuse `region`.
@@ -46,12 +22,18 @@ impl Validator<'_> {
     ) -> Option<Bedrock> {
         let p = table.get_ref();
         let field = |f: &str| format!("providers.{name}.{f}");
-        if p.kind != FileProviderKind::Bedrock {
-            if let Some(region) = &p.region {
+        let kind = *p.kind.get_ref();
+        if kind != FileProviderKind::Bedrock {
+            // Vertex's region is checked with its other settings
+            if let Some(region) = p
+                .region
+                .as_ref()
+                .filter(|_| kind != FileProviderKind::Vertex)
+            {
                 self.problem(
                     region,
                     &field("region"),
-                    "only providers of kind \"bedrock\" take a region",
+                    "only providers of kind \"bedrock\" or \"vertex\" take a region",
                 );
             }
             return None;

@@ -137,13 +137,22 @@ pub enum FileProviderKind {
     Gemini,
     Azure,
     Bedrock,
+    Vertex,
+}
+
+/// Vertex AI's `publisher` setting: which format every model of the provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilePublisher {
+    Google,
+    Anthropic,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileProvider {
-    pub kind: FileProviderKind,
-    /// Required, except on kind `bedrock`, whose default is its region's endpoint.
+    pub kind: Spanned<FileProviderKind>,
+    /// Required, except on kinds `bedrock` and `vertex`, whose region names their endpoint.
     pub base_url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
     pub connect_timeout_ms: Option<u64>,
@@ -161,9 +170,16 @@ pub struct FileProvider {
     /// Azure OpenAI's `api-version` query parameter: required for kind `azure`, refused on
     /// the others.
     pub api_version: Option<Spanned<String>>,
-    /// The AWS region a Bedrock provider calls and signs for: required for kind `bedrock`,
-    /// refused on the others.
+    /// The region a Bedrock provider calls and signs for, or Vertex AI's region (like
+    /// `us-east5` or `global`): required for kinds `bedrock` and `vertex`, refused on the others.
     pub region: Option<Spanned<String>>,
+    /// Vertex AI's Google Cloud project (kind `vertex` only, required there).
+    pub project: Option<Spanned<String>>,
+    /// The variable naming the service-account key file (kind `vertex` only; default
+    /// `GOOGLE_APPLICATION_CREDENTIALS`).
+    pub credentials_file_env: Option<Spanned<String>>,
+    /// Forces the publisher of every model (kind `vertex` only; default: by model name).
+    pub publisher: Option<Spanned<FilePublisher>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -10,6 +10,7 @@ pub mod file;
 mod observability;
 mod state;
 mod usage;
+mod vertex;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,13 +22,14 @@ use toml::Spanned;
 
 use crate::auth::{key_id, KeyInfo, KeyStore};
 use crate::catalog::{Catalog, Deployment, Limits, Model, Price, RetryPolicy};
+use crate::providers::vertex::Vertex;
 use crate::providers::{Provider, ProviderKind, Timeouts, Upstream};
 use crate::routing::plan::MAX_DEPLOYMENTS;
 use crate::routing::BreakerConfig;
 use crate::secret::Secret;
 pub use observability::{LogFormat, TelemetryConfig};
 
-use file::{FileConfig, FileLimits, FileModel, FilePrice, FileProviderKind};
+use file::{FileConfig, FileLimits, FileModel, FilePrice, FileProvider, FileProviderKind};
 
 const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -179,6 +181,41 @@ impl Validator<'_> {
             .push(format!("{}:{line}: {field}: {message}", self.source));
     }
 
+    /// Provider `name`'s base URL: `base_url` as written; without one, on kind `bedrock` its
+    /// region's endpoint, on kind `vertex` its region's (`vertex`: its settings, `None` when
+    /// they had problems). `None` when there is none: a problem, reported here unless the
+    /// region's own problem was.
+    fn base_url(
+        &mut self,
+        name: &str,
+        table: &Spanned<FileProvider>,
+        vertex: Option<&Vertex>,
+    ) -> Option<String> {
+        let p = table.get_ref();
+        if let Some(url) = &p.base_url {
+            return Some(url.get_ref().clone());
+        }
+        match p.kind.get_ref() {
+            FileProviderKind::Bedrock => p
+                .region
+                .as_ref()
+                .map(|r| r.get_ref())
+                .filter(|r| crate::providers::bedrock::valid_region(r))
+                .map(|r| crate::providers::bedrock::default_base_url(r)),
+            FileProviderKind::Vertex => {
+                vertex.map(|v| crate::providers::vertex::base_url(&v.region))
+            }
+            _ => {
+                self.problem(
+                    table,
+                    &format!("providers.{name}.base_url"),
+                    "missing: the provider's URL (like \"https://api.openai.com/v1\")",
+                );
+                None
+            }
+        }
+    }
+
     fn build(&mut self, raw: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Config {
         let server = self.server(&raw, env);
         let emulator_listen = raw.emulator.as_ref().map(|e| {
@@ -213,9 +250,11 @@ impl Validator<'_> {
         for (name, table) in &raw.providers {
             let p = table.get_ref();
             let field = |f: &str| format!("providers.{name}.{f}");
-            // first: it reports a Bedrock provider's region, which its default URL needs
+            // first: they report a Bedrock or Vertex provider's region, which its default URL
+            // needs
             let bedrock = self.bedrock(name, table, used.contains(name.as_str()), env);
-            let Some(base_url) = self.base_url(name, table) else {
+            let vertex = self.vertex(name, p, env, used.contains(name.as_str()));
+            let Some(base_url) = self.base_url(name, table, vertex.as_ref()) else {
                 continue;
             };
             // a default base URL's problems are its table's
@@ -279,17 +318,18 @@ impl Validator<'_> {
             let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
             let native_responses = p
                 .native_responses
-                .unwrap_or(p.kind == FileProviderKind::Openai);
+                .unwrap_or(*p.kind.get_ref() == FileProviderKind::Openai);
             let api_version = self.api_version(name, p);
             let provider = Provider::new(
                 name.clone(),
-                match p.kind {
+                match p.kind.get_ref() {
                     FileProviderKind::Openai => ProviderKind::OpenAi,
                     FileProviderKind::OpenaiCompatible => ProviderKind::OpenAiCompatible,
                     FileProviderKind::Anthropic => ProviderKind::Anthropic,
                     FileProviderKind::Gemini => ProviderKind::Gemini,
                     FileProviderKind::Azure => ProviderKind::Azure,
                     FileProviderKind::Bedrock => ProviderKind::Bedrock,
+                    FileProviderKind::Vertex => ProviderKind::Vertex,
                 },
                 upstream,
                 api_key,
@@ -305,8 +345,12 @@ impl Validator<'_> {
                 Some(version) => provider.with_api_version(version),
                 None => provider,
             };
-            providers.push(Arc::new(match bedrock {
+            let provider = match bedrock {
                 Some(bedrock) => provider.with_bedrock(bedrock),
+                None => provider,
+            };
+            providers.push(Arc::new(match vertex {
+                Some(vertex) => provider.with_vertex(vertex),
                 None => provider,
             }));
         }

@@ -25,6 +25,7 @@ pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;
 pub mod upstream;
+pub mod vertex;
 
 use bytes::Bytes;
 
@@ -94,6 +95,9 @@ pub enum ProviderKind {
     /// AWS Bedrock's runtime for Claude: Anthropic's bodies on InvokeModel paths, SigV4
     /// signed, streams in AWS's event-stream framing (see [`bedrock`]).
     Bedrock,
+    /// Google Vertex AI: Gemini models in Gemini's format, Claude models in Anthropic's, on
+    /// a project's regional paths with a service account's token (see [`vertex`]).
+    Vertex,
 }
 
 impl ProviderKind {
@@ -102,7 +106,8 @@ impl ProviderKind {
         match self {
             Self::OpenAi | Self::OpenAiCompatible | Self::Azure => Some(Dialect::OpenAi),
             Self::Anthropic => Some(Dialect::Anthropic),
-            Self::Gemini | Self::Bedrock => None,
+            // each Vertex publisher speaks its own: see `Provider::upstream_error`
+            Self::Gemini | Self::Bedrock | Self::Vertex => None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Provider {
     pub api_version: Option<String>,
     /// Region and credentials a Bedrock provider signs with (kind bedrock only).
     pub bedrock: Option<bedrock::Bedrock>,
+    /// Vertex AI's project, region and credentials (kind vertex only).
+    pub vertex: Option<vertex::Vertex>,
 }
 
 /// What the exchange sends to the provider, and how to read its answer.
@@ -183,12 +190,19 @@ impl Provider {
             native_responses,
             api_version: None,
             bedrock: None,
+            vertex: None,
         }
     }
 
     /// The same provider signing its requests for Bedrock with `bedrock`.
     pub fn with_bedrock(mut self, bedrock: bedrock::Bedrock) -> Self {
         self.bedrock = Some(bedrock);
+        self
+    }
+
+    /// The same provider on Vertex AI's project, region and credentials.
+    pub fn with_vertex(mut self, vertex: vertex::Vertex) -> Self {
+        self.vertex = Some(vertex);
         self
     }
 
@@ -234,7 +248,7 @@ impl Provider {
     /// changes none of it keeps their circuits (see [`crate::routing::health`]).
     pub fn state_fingerprint(&self) -> String {
         format!(
-            "{:?} {}://{}:{}{} {:?} {:?} {:?}",
+            "{:?} {}://{}:{}{} {:?} {:?} {:?} {:?}",
             self.kind,
             if self.upstream.tls { "https" } else { "http" },
             self.upstream.host,
@@ -242,7 +256,8 @@ impl Provider {
             self.upstream.path_prefix,
             self.breaker,
             self.api_version,
-            self.bedrock.as_ref().map(|b| &b.region)
+            self.bedrock.as_ref().map(|b| &b.region),
+            self.vertex.as_ref().map(vertex::Vertex::fingerprint)
         )
     }
 
@@ -309,6 +324,12 @@ impl Provider {
                 // signed in `bedrock`; a client's own AWS headers never reach AWS
                 request.dropped_header_prefixes = &["anthropic-", "openai-", "x-goog-", "x-amz"];
             }
+            ProviderKind::Vertex => {
+                // the bearer token is minted per provider and set by the proxy; Claude's
+                // version goes in the body, its betas stay headers
+                request.dropped_header_prefixes =
+                    &["openai-", "x-goog-", "api-key", "anthropic-version"];
+            }
         }
         request
     }
@@ -337,6 +358,19 @@ impl Provider {
             ProviderKind::Anthropic => anthropic::upstream_error(&self.name, status, body),
             ProviderKind::Gemini => gemini::upstream_error(&self.name, status, body),
             ProviderKind::Bedrock => bedrock::upstream_error(&self.name, status, body),
+            // Claude on Vertex may answer Anthropic's envelope, everything else Google's
+            ProviderKind::Vertex if is_error_envelope(Dialect::Anthropic, body) => {
+                let mut error = anthropic::upstream_error(&self.name, status, body);
+                if error.kind != ErrorKind::ProviderAuth {
+                    error.passthrough = Some(Passthrough {
+                        dialect: Dialect::Anthropic,
+                        status,
+                        body: Bytes::copy_from_slice(body),
+                    });
+                }
+                error
+            }
+            ProviderKind::Vertex => gemini::upstream_error(&self.name, status, body),
         };
         if error.kind == ErrorKind::ProviderAuth {
             // logged here, where the key is known: a provider may quote the key it refused

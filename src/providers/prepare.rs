@@ -74,6 +74,10 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
         (K::OpenAi | K::OpenAiCompatible | K::Azure, E::Responses) if native_responses => {
             Route::Passthrough("/responses")
         }
+        // Vertex's Claude and Gemini models come here as their publisher's kind
+        // (`Provider::route_kind`); these are what differs on Vertex
+        (K::Vertex, E::CountTokens) => Route::CountTokens,
+        (K::Vertex, E::Embeddings) => Route::NoEmbeddings,
         (K::Anthropic, E::Messages) => Route::Passthrough("/v1/messages"),
         (K::Anthropic, E::CountTokens) => Route::Passthrough("/v1/messages/count_tokens"),
         (K::Bedrock, E::Messages) => Route::BedrockMessages,
@@ -94,7 +98,7 @@ impl UpstreamSide {
                 Self::Chat
             }
             ProviderKind::Anthropic => Self::Anthropic,
-            ProviderKind::Gemini => Self::Gemini,
+            ProviderKind::Gemini | ProviderKind::Vertex => Self::Gemini,
             ProviderKind::Bedrock => Self::Bedrock,
         }
     }
@@ -168,14 +172,25 @@ impl Provider {
         upstream_model: &str,
         cache: PromptCache,
     ) -> Result<Plan, GatewayError> {
-        let request = match route(self.kind, endpoint, self.native_responses) {
+        // a Vertex model is its publisher's format, except where Vertex differs
+        let kind = match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
+                self.route_kind(upstream_model)
+            }
+            _ => self.kind,
+        };
+        let request = match route(kind, endpoint, self.native_responses) {
+            Route::Passthrough(_) if self.kind == ProviderKind::Vertex => {
+                self.vertex_claude(body, upstream_model, peeked.stream)?
+            }
             Route::Passthrough(suffix) => self.request(
                 self.passthrough_path(suffix, upstream_model),
                 peeked.with_model(body, upstream_model),
             ),
             Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
             Route::Translated(client) => {
-                self.translated(client, body, peeked, upstream_model, cache)?
+                let upstream = UpstreamSide::of(kind);
+                self.translated(client, upstream, body, peeked, upstream_model, cache)?
             }
             Route::BedrockMessages => {
                 let mut request = self.bedrock_request(body, upstream_model, peeked.stream)?;
@@ -207,6 +222,7 @@ impl Provider {
     fn translated(
         &self,
         client: ClientSide,
+        upstream: UpstreamSide,
         body: &Bytes,
         peeked: &Peeked,
         upstream_model: &str,
@@ -238,7 +254,6 @@ impl Provider {
                 )
             }
         };
-        let upstream = UpstreamSide::of(self.kind);
         // whether the provider streams: the client's choice, as the upstream side read it
         let (mut request, upstream_streams) = match upstream {
             // OpenAI chat to an OpenAI-format host is Route::OpenAi, which also names the
@@ -259,8 +274,11 @@ impl Provider {
             UpstreamSide::Anthropic => {
                 let translated =
                     anthropic::upstream::request::translate(&chat, upstream_model, cache)?;
-                let mut request =
-                    self.request(self.upstream.path("/v1/messages"), translated.body.into());
+                let mut request = if self.kind == ProviderKind::Vertex {
+                    self.vertex_claude(&translated.body, upstream_model, stream)?
+                } else {
+                    self.request(self.upstream.path("/v1/messages"), translated.body.into())
+                };
                 request.reasoning_dropped = translated.reasoning_dropped;
                 (request, stream)
             }
@@ -315,16 +333,21 @@ impl Provider {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
                 self.openai_path(suffix, upstream_model)
             }
-            ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
-                self.upstream.path(suffix)
-            }
+            ProviderKind::Anthropic
+            | ProviderKind::Gemini
+            | ProviderKind::Bedrock
+            | ProviderKind::Vertex => self.upstream.path(suffix),
         }
     }
 
-    /// A Gemini model method's path: `…/models/{model}:{method}`.
+    /// A Gemini model method's path: `…/models/{model}:{method}` (on Vertex, under the
+    /// project's Google publisher).
     fn gemini_path(&self, upstream_model: &str, method: &str) -> String {
-        self.upstream
-            .path(&format!("/models/{upstream_model}:{method}"))
+        self.vertex_gemini_path(upstream_model, method)
+            .unwrap_or_else(|| {
+                self.upstream
+                    .path(&format!("/models/{upstream_model}:{method}"))
+            })
     }
 }
 
@@ -445,6 +468,8 @@ mod tests {
             ),
             (K::Bedrock, E::Embeddings, false, Route::NoEmbeddings),
             (K::Bedrock, E::CountTokens, false, Route::CountTokens),
+            (K::Vertex, E::CountTokens, false, Route::CountTokens),
+            (K::Vertex, E::Embeddings, false, Route::NoEmbeddings),
         ];
         for (kind, endpoint, native, expected) in cases {
             assert_eq!(

@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 use super::ctx::RequestCtx;
 use super::exchange::{self, Finished};
 use super::reasoning;
+use super::vertex_token;
 use super::Gateway;
 use crate::auth::KeyInfo;
 use crate::catalog::Model;
@@ -101,7 +102,9 @@ impl Gateway {
             ctx.outcome.deployment = pick.deployment;
             ctx.outcome.upstream_model = upstream_model;
             ctx.outcome.attempts = plan.attempts();
-            let body = match (provider.kind, job.endpoint) {
+            // Claude on Vertex (and on Bedrock) is Anthropic's format as far as reasoning goes
+            let kind = provider.route_kind(&ctx.outcome.upstream_model);
+            let body = match (kind, job.endpoint) {
                 (ProviderKind::Anthropic | ProviderKind::Bedrock, Endpoint::ChatCompletions) => {
                     if restored.is_none() {
                         // boxed, as the attempt is: a Redis read's future stays out of the
@@ -178,26 +181,35 @@ impl Gateway {
                 )
             });
             // a chat client's Claude turn keeps its signed reasoning for the next turn
-            let chat_on_claude = matches!(
-                provider.kind,
-                ProviderKind::Anthropic | ProviderKind::Bedrock
-            ) && *job.endpoint == Endpoint::ChatCompletions;
+            let chat_on_claude = matches!(kind, ProviderKind::Anthropic | ProviderKind::Bedrock)
+                && *job.endpoint == Endpoint::ChatCompletions;
             ctx.keep_reasoning =
                 chat_on_claude.then(|| (Arc::clone(&self.thinking), job.key.id.clone()));
             let outcome = {
                 let _inflight = deployment.health.enter();
-                // Boxed: an awaited future is stored in its caller's state, and a moved one
-                // twice, so each level of nesting doubled the request's future: 102 KB per
-                // request before the attempt and the relay were boxed, 3.4 KB after.
-                Box::pin(exchange::attempt(
+                // Vertex's bearer token, minted or cached per provider (boxed, as below)
+                let authorized = Box::pin(vertex_token::authorize(
                     &self.connector,
                     provider,
-                    &timeouts,
-                    request,
-                    session,
-                    ctx,
+                    &mut request,
                 ))
-                .await
+                .await;
+                if let Err(e) = authorized {
+                    Err(e)
+                } else {
+                    // Boxed: an awaited future is stored in its caller's state, and a moved one
+                    // twice, so each level of nesting doubled the request's future: 102 KB per
+                    // request before the attempt and the relay were boxed, 3.4 KB after.
+                    Box::pin(exchange::attempt(
+                        &self.connector,
+                        provider,
+                        &timeouts,
+                        request,
+                        session,
+                        ctx,
+                    ))
+                    .await
+                }
             };
             match outcome {
                 Ok(finished) => {

@@ -17,6 +17,7 @@ mod relay;
 mod stored;
 mod transport;
 mod turn;
+mod vertex_token;
 mod wire;
 
 use std::sync::Arc;

@@ -43,6 +43,7 @@ pub fn gen_ai_system(kind: ProviderKind) -> &'static str {
         ProviderKind::Gemini => "gcp.gemini",
         ProviderKind::Azure => "azure.ai.openai",
         ProviderKind::Bedrock => "aws.bedrock",
+        ProviderKind::Vertex => "gcp.vertex_ai",
     }
 }
 

@@ -266,7 +266,19 @@ impl Gateway {
     }
 
     fn start_full(server_extra: &str, extra: &str, env: &[(&str, &str)]) -> Self {
-        let [gw, admin, emu, emu2] = free_ports();
+        Self::start_on(free_ports(), server_extra, extra, env)
+    }
+
+    /// [`Self::start_with_env`] on these ports (`[gateway, admin, emulator, emulator 2]`,
+    /// from [`free_ports`]), for a test whose files must name the emulator before it starts
+    /// (a service-account key file's `token_uri`).
+    pub fn start_on(
+        ports: [u16; 4],
+        server_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let [gw, admin, emu, emu2] = ports;
         let text = config_text_full(gw, admin, emu, emu2, server_extra, extra);
         let config = Config::parse(&text, "test.toml", &|name| match name {
             "TEST_PROVIDER_KEY" => Some(PROVIDER_KEY.to_string()),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import os
 import secrets
 import signal
@@ -51,6 +52,10 @@ AZURE_API_VERSION = "2025-04-01-preview"
 BEDROCK_ACCESS_KEY_ID = "AKIDEMULATORBEDROCK"
 BEDROCK_SECRET_ACCESS_KEY = "emulator-bedrock-secret-key"
 ADMIN_TOKEN_ENV = "CHEAPAI_TEST_ADMIN_TOKEN"
+# The variable naming the Vertex AI service account's key file (a throwaway key made with
+# openssl per session), and the one the in-process emulator reads its public key from.
+VERTEX_CREDENTIALS_ENV = "CHEAPAI_TEST_VERTEX_CREDENTIALS"
+VERTEX_EMULATOR_KEY_ENV = "CHEAPAI_EMULATOR_VERTEX_PUBLIC_KEY"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 80
@@ -291,6 +296,59 @@ limits = {{ rpm = 1 }}
 """
 
 
+def render_vertex_config(emu_port: int) -> str:
+    """A Vertex AI provider on the emulator, with a Claude and a Gemini model (test_vertex.py)."""
+    return f"""
+[providers.emu-vertex]
+kind = "vertex"
+base_url = "http://127.0.0.1:{emu_port}"
+project = "my-project"
+region = "us-east5"
+credentials_file_env = "{VERTEX_CREDENTIALS_ENV}"
+breaker = {{ failures = 1000000, open_ms = 1 }}
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 10000
+idle_timeout_ms = 5000
+
+[models."claude-sonnet-4-5-vertex"]   # upstream_model: Vertex's versioned Claude name
+provider = "emu-vertex"
+upstream_model = "claude-sonnet-4-5@20250929"
+price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
+
+[models."gemini-2.5-flash-vertex"]
+provider = "emu-vertex"
+upstream_model = "gemini-2.5-flash"
+price = {{ input = 0.3, output = 2.5 }}
+
+[models."gemini-3-pro-vertex"]        # thought signatures on function calls
+provider = "emu-vertex"
+upstream_model = "gemini-3-pro-preview"
+price = {{ input = 2.0, output = 12.0 }}
+"""
+
+
+def vertex_env(tmp: Path, emu_port: int) -> dict:
+    """A throwaway service account: its key file (its token_uri the emulator's) for the
+    gateway, its public key for the emulator to verify the gateway's assertions with."""
+    private = tmp / "vertex-key.pem"
+    public = tmp / "vertex-key.pub.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(private)],
+        check=True, capture_output=True,
+    )
+    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)], check=True, capture_output=True)
+    key_file = tmp / "vertex-service-account.json"
+    key_file.write_text(json.dumps({
+        "type": "service_account",
+        "project_id": "my-project",
+        "private_key_id": "sdk-test-key",
+        "private_key": private.read_text(),
+        "client_email": "gateway@my-project.iam.gserviceaccount.com",
+        "token_uri": f"http://127.0.0.1:{emu_port}/token",
+    }))
+    return {VERTEX_CREDENTIALS_ENV: str(key_file), VERTEX_EMULATOR_KEY_ENV: str(public)}
+
+
 def _port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -351,10 +409,13 @@ def gateway(tmp_path_factory) -> Gateway:
 
     config_path = tmp / "gateway.toml"
     ledger_dir = tmp / "ledger"
-    config_path.write_text(render_config(port, admin_port, emu_port, key, other_key, ledger_dir))
+    config_path.write_text(
+        render_config(port, admin_port, emu_port, key, other_key, ledger_dir) + render_vertex_config(emu_port)
+    )
     log_path = tmp / "gateway.log"
 
     env = gateway_env(admin_token)
+    env.update(vertex_env(tmp, emu_port))
 
     check = subprocess.run(
         [str(binary), "check-config", "--config", str(config_path)],

@@ -1,5 +1,5 @@
 //! In-process provider emulator: an HTTP server that answers exactly like an
-//! OpenAI-compatible provider, Azure OpenAI, Anthropic's Messages API or Google's Gemini API, records
+//! OpenAI-compatible provider, Azure OpenAI, Anthropic's Messages API, Google's Gemini API or Vertex AI, records
 //! every request it receives, and injects faults on demand, so the gateway's tests (and the
 //! offline default config) need no network.
 //!
@@ -28,6 +28,11 @@
 //! AWS Bedrock's InvokeModel paths (`…/model/{modelId}/invoke`,
 //! `…/invoke-with-response-stream`) are Anthropic's Messages behind a verified SigV4
 //! signature, streams in AWS's event-stream framing ([`bedrock`]).
+//!
+//! Vertex AI's paths (`…/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`)
+//! are the Gemini and Anthropic operations behind a bearer token from the emulator's OAuth2
+//! token endpoint (`POST …/token`), which verifies the service account's RS256 assertion
+//! ([`vertex`]).
 //!
 //! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; one with Bedrock's
 //! is Bedrock; a path ending in `/v1/messages` or
@@ -133,6 +138,7 @@ mod openai;
 mod recorder;
 mod server;
 mod signing;
+mod vertex;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -174,6 +180,8 @@ pub struct Emulator {
     received: Arc<AtomicU64>,
     /// The AWS access keys Bedrock's routes accept.
     bedrock_keys: Arc<bedrock::Keys>,
+    /// Vertex AI's token endpoint: the trusted service account and the tokens issued.
+    vertex: Arc<vertex::Auth>,
 }
 
 impl Emulator {
@@ -220,6 +228,22 @@ impl Emulator {
     /// every request whose header was read: answered, faulted, cut or dropped.
     pub fn requests_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Vertex AI's token endpoint trusts assertions signed by the private half of this RSA
+    /// public key (PEM), the test service account's.
+    pub fn trust_vertex_key(&self, public_pem: &[u8]) -> Result<(), String> {
+        self.vertex.trust(public_pem)
+    }
+
+    /// How long the Vertex access tokens issued from now on live (default one hour).
+    pub fn set_vertex_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.vertex.set_lifetime(lifetime);
+    }
+
+    /// How many Vertex access tokens this instance has issued.
+    pub fn vertex_tokens_issued(&self) -> u64 {
+        self.vertex.issued()
     }
 }
 
@@ -358,7 +382,7 @@ impl Wire {
             Wire::Azure
         } else if bedrock::serves(path) {
             Wire::Bedrock
-        } else if anthropic::serves(path) {
+        } else if anthropic::serves(path) || vertex::publisher(path) == Some("anthropic") {
             Wire::Anthropic
         } else if gemini::serves(path) {
             Wire::Gemini
@@ -404,6 +428,7 @@ fn route(
     stored: &openai::StoredResponses,
     prompt_cache: &anthropic::PromptCache,
     bedrock_keys: &bedrock::Keys,
+    vertex_auth: &vertex::Auth,
 ) -> Reply {
     let (method, path) = (req.method, req.path);
     if let Some(which) = path.strip_prefix("/_emulator/requests/") {
@@ -425,6 +450,9 @@ fn route(
             ),
         };
     }
+    if vertex::is_token_path(path) {
+        return vertex::token_reply(req, vertex_auth);
+    }
     let wire = Wire::of(path);
     if wire == Wire::Azure {
         if let Some(refusal) = azure::refusal(req) {
@@ -436,10 +464,17 @@ fn route(
             return refusal;
         }
     }
+    let on_vertex = vertex::publisher(path).is_some();
+    if on_vertex {
+        if let Some(refusal) = vertex::refusal(req) {
+            return refusal;
+        }
+    }
     if let Some(reply) = injected::reply(req, faults, wire) {
         return reply;
     }
     match wire {
+        Wire::Anthropic if on_vertex => vertex::claude(req, faults, prompt_cache),
         Wire::Anthropic => anthropic::route(req, faults, prompt_cache),
         Wire::Gemini => gemini::route(req, faults.chunks),
         Wire::Azure => azure::route(req, faults, stored),
@@ -480,6 +515,7 @@ mod tests {
             &openai::StoredResponses::default(),
             &anthropic::PromptCache::default(),
             &bedrock::Keys::default(),
+            &vertex::Auth::default(),
         );
         let v = match &reply.body {
             ReplyBody::Full { bytes, .. } => serde_json::from_slice(bytes).unwrap_or(Value::Null),

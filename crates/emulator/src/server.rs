@@ -224,6 +224,7 @@ impl Emulator {
                 &self.stored,
                 &self.prompt_cache,
                 &self.bedrock_keys,
+                &self.vertex,
             )
         } else {
             session.set_keepalive(None);

@@ -317,6 +317,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
             &crate::bedrock::Keys::default(),
+            &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(json_body(&reply)["object"], "response");
@@ -331,6 +332,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
             &crate::bedrock::Keys::default(),
+            &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 405, "{path}");
     }
