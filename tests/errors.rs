@@ -152,7 +152,7 @@ fn wrong_method_is_405_and_unknown_path_404() {
 
 #[test]
 fn unreachable_provider_is_502() {
-    let closed = free_port();
+    let closed = refused_port();
     let gw = Gateway::start_with(&format!(
         r#"
 [providers.dead]
@@ -298,7 +298,7 @@ fn provider_closing_before_answering_is_502() {
 
 #[test]
 fn upstream_failures_fall_back_to_the_next_route() {
-    let closed = free_port();
+    let closed = refused_port();
     let gw = Gateway::start_with(&format!(
         r#"
 [providers.dead]

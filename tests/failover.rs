@@ -119,7 +119,7 @@ fn setup(api: Api, upstream: Upstream, backup: bool, model_extra: &str) -> Setup
     };
     let a_port = match &upstream {
         Upstream::Emulator(_) => "{EMU}".to_string(),
-        Upstream::Refused => free_port().to_string(),
+        Upstream::Refused => refused_port().to_string(),
         Upstream::Faulty(_) => faulty.as_ref().map(|f| f.port).unwrap_or(0).to_string(),
     };
     let a_base = api.base(0).replace(":0", &format!(":{a_port}"));

@@ -112,7 +112,7 @@ fn json_lines_carry_each_requests_facts_and_no_secret() {
 #[test]
 fn text_is_the_default_and_tracing_runs_its_exporter_thread() {
     // an endpoint where nothing listens: exports fail in the background, requests do not
-    let closed = free_port();
+    let closed = refused_port();
     let bin = Binary::start(
         "text",
         &format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{closed}\"\n"),

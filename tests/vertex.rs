@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use cheapai_gateway::config::Config;
+use common::vertex_account::{account, Account};
 use common::*;
 use serde_json::{json, Value};
 
@@ -70,53 +69,6 @@ const CLAUDE_PATH: &str =
     "/v1/projects/my-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929";
 const GEMINI_PATH: &str =
     "/v1/projects/my-project/locations/us-east5/publishers/google/models/gemini-2.5-flash";
-
-/// A throwaway service account: its key file (naming `token_uri`) and its public key.
-struct Account {
-    key_file: PathBuf,
-    public_pem: Vec<u8>,
-    private_pem: String,
-}
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    out.stdout
-}
-
-fn account(dir: &Path, name: &str, token_uri: &str) -> Account {
-    std::fs::create_dir_all(dir).unwrap();
-    let private_file = dir.join(format!("{name}.pem"));
-    let private_pem = String::from_utf8(openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-    ]))
-    .unwrap();
-    std::fs::write(&private_file, &private_pem).unwrap();
-    let public_pem = openssl(&["pkey", "-in", private_file.to_str().unwrap(), "-pubout"]);
-    let key_file = dir.join(format!("{name}.json"));
-    let file = json!({
-        "type": "service_account",
-        "project_id": "my-project",
-        "private_key_id": format!("{name}-key-1"),
-        "private_key": private_pem,
-        "client_email": format!("{name}@my-project.iam.gserviceaccount.com"),
-        "client_id": "1234567890",
-        "token_uri": token_uri,
-    });
-    std::fs::write(&key_file, file.to_string()).unwrap();
-    Account {
-        key_file,
-        public_pem,
-        private_pem,
-    }
-}
 
 /// A gateway with the Vertex providers; the emulator trusts account `gateway`, not
 /// `untrusted`. Returns the gateway and the trusted account.

@@ -24,6 +24,7 @@ pub mod emulator;
 pub mod faulty;
 pub mod postgres;
 pub mod tls;
+pub mod vertex_account;
 
 /// The client key every test uses (the config stores only its hash).
 pub const KEY: &str = "cai-test-key-0001";
@@ -54,6 +55,13 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A loopback port that refuses connections: nothing listens on port 1, and no free-port pick
+/// can return it (it is below the ephemeral range), so no other test's server can start on it
+/// while a test counts on it being refused (a released free port could be taken meanwhile).
+pub fn refused_port() -> u16 {
+    1
 }
 
 /// `N` distinct free loopback ports: all bound at once, then released. Picking them one by
