@@ -269,7 +269,12 @@ provider = "b"
     ] {
         assert_eq!(default.catalog.resolve(name).unwrap().name, route, "{name}");
     }
-    let env = |_: &str| Some("set".to_string());
+    // every variable set, the Vertex service account's key file a real one
+    let key_file = super::vertex::tests::key_file();
+    let env = |name: &str| match name {
+        "GOOGLE_APPLICATION_CREDENTIALS" => Some(key_file.display().to_string()),
+        _ => Some("set".to_string()),
+    };
     let text = std::fs::read_to_string(root.join("conf/production.example.toml")).unwrap();
     Config::parse(&text, "production.example.toml", &env).unwrap();
 }

@@ -131,7 +131,7 @@ impl Validator<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::config::Config;
     use crate::providers::ProviderKind;
 
@@ -150,7 +150,7 @@ upstream_model = "gemini-2.5-flash"
 "#;
 
     /// A key file with a throwaway key from openssl (none is committed).
-    fn key_file() -> std::path::PathBuf {
+    pub(crate) fn key_file() -> std::path::PathBuf {
         let out = std::process::Command::new("openssl")
             .args([
                 "genpkey",
@@ -167,8 +167,11 @@ upstream_model = "gemini-2.5-flash"
             "client_email": "gw@my-project.iam.gserviceaccount.com",
             "token_uri": "https://oauth2.googleapis.com/token",
         });
+        // one file per call: tests calling this in parallel must not read each other's writes
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "cheapai-vertex-config-unit-{}.json",
+            "cheapai-vertex-config-unit-{}-{call}.json",
             std::process::id()
         ));
         std::fs::write(&path, file.to_string()).unwrap();
