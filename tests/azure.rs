@@ -67,15 +67,6 @@ fn start() -> Gateway {
     )
 }
 
-/// The value of header `name` in an emulator record, if it was sent.
-fn sent_header<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
-    record["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| pair[0] == name)
-        .and_then(|pair| pair[1].as_str())
-}
-
 /// What the emulator received for `answer`: the path and query, Azure's key, no bearer and
 /// no client key, and the body's `model` (the deployment).
 fn assert_sent_to_azure(gw: &Gateway, answer: &Answer, path: &str, deployment: &str) -> Value {
@@ -162,16 +153,7 @@ fn embeddings_responses_messages_and_tools() {
     for stream in [false, true] {
         let body = json!({"model": "gpt-4o-azure", "input": "Say hello", "stream": stream});
         let a = gw.post("/v1/responses", &body.to_string());
-        assert_eq!(a.status, 200, "{}", a.text());
-        if stream {
-            assert!(
-                a.text().contains("event: response.completed"),
-                "{}",
-                a.text()
-            );
-        } else {
-            assert_eq!(a.json()["output"][0]["content"][0]["text"], HELLO);
-        }
+        assert_responses_completed(&a, stream, HELLO);
         assert_sent_to_azure(&gw, &a, chat_path, "gpt-4o-eu");
     }
 

@@ -58,15 +58,6 @@ fn start() -> Gateway {
     )
 }
 
-/// The value of header `name` in an emulator record, if it was sent.
-fn sent_header<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
-    record["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| pair[0] == name)
-        .and_then(|pair| pair[1].as_str())
-}
-
 /// What the emulator received for `answer`: the InvokeModel path, a SigV4 signature by the
 /// test key for `region` (which the emulator verified, or it would have refused), no
 /// client key, and Bedrock's body (no `model`, no `stream`, Bedrock's `anthropic_version`).
@@ -111,12 +102,6 @@ fn assert_sent_to_bedrock(record: &Value, stream: bool, region: &str) -> Value {
 
 const HELLO: &str = "Hello world1 world2 world3 world4";
 const ANTHROPIC: [(&str, &str); 1] = [("anthropic-version", "2023-06-01")];
-
-fn messages(model: &str, stream: bool) -> String {
-    json!({"model": model, "max_tokens": 64, "stream": stream,
-           "messages": [{"role": "user", "content": "Say hello"}]})
-    .to_string()
-}
 
 #[test]
 fn chat_json_and_stream_are_signed_invocations_with_usage_and_price() {
@@ -195,16 +180,7 @@ fn anthropic_and_responses_clients_json_and_stream() {
 
         let body = json!({"model": "claude-bedrock", "input": "Say hello", "stream": stream});
         let a = gw.post("/v1/responses", &body.to_string());
-        assert_eq!(a.status, 200, "{}", a.text());
-        if stream {
-            assert!(
-                a.text().contains("event: response.completed"),
-                "{}",
-                a.text()
-            );
-        } else {
-            assert_eq!(a.json()["output"][0]["content"][0]["text"], HELLO);
-        }
+        assert_responses_completed(&a, stream, HELLO);
         assert_sent_to_bedrock(&gw.upstream_request(&a), stream, "us-east-1");
         assert_eq!(gw.usage_record_of(&a)["completion_tokens"], 5);
     }

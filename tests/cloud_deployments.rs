@@ -10,7 +10,6 @@ use cheapai_emulator::{Emulator, BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KE
 use common::emulator::StandaloneEmulator;
 use common::vertex_account::account;
 use common::*;
-use serde_json::json;
 
 /// Providers `anthropic` ({EMU}), `bedrock-us` ({EMU2}) and `vertex-us` (the third emulator,
 /// `{VERTEX}`), and one model per provider that prefers it (weight 100 against 1 and 1), so
@@ -100,12 +99,10 @@ fn a_claude_model_on_three_clouds_answers_every_request_while_one_fails() {
             assert!(text.contains("Hello"), "{failing} failing, chat: {text}");
             ids.push(a.header("x-request-id").unwrap().to_string());
 
-            let body = json!({"model": model, "max_tokens": 64, "stream": stream,
-                              "messages": [{"role": "user", "content": "Say hello"}]});
             let a = gw.post_with(
                 "/v1/messages",
                 &[("anthropic-version", "2023-06-01")],
-                &body.to_string(),
+                &messages(&model, stream),
             );
             assert_eq!(a.status, 200, "{failing} failing, messages: {}", a.text());
             assert!(

@@ -101,14 +101,6 @@ fn start() -> (Gateway, Account) {
     (gw, trusted)
 }
 
-fn sent_header<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
-    record["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| pair[0] == name)
-        .and_then(|pair| pair[1].as_str())
-}
-
 /// What the emulator received for `answer`: `path`, an emulator-issued bearer token and no
 /// other credential; returns the body sent.
 fn assert_sent_to_vertex(gw: &Gateway, answer: &Answer, path: &str) -> Value {
@@ -181,12 +173,10 @@ fn every_client_format(gw: &Gateway, model: &str, sent: fn(&Gateway, &Answer, bo
         assert_eq!(chat_text(&a, stream), HELLO);
         sent(gw, &a, stream);
 
-        let body = json!({"model": model, "max_tokens": 64, "stream": stream,
-                          "messages": [{"role": "user", "content": "Say hello"}]});
         let a = gw.post_with(
             "/v1/messages",
             &[("anthropic-version", "2023-06-01")],
-            &body.to_string(),
+            &messages(model, stream),
         );
         assert_eq!(a.status, 200, "{}", a.text());
         if stream {
@@ -199,16 +189,7 @@ fn every_client_format(gw: &Gateway, model: &str, sent: fn(&Gateway, &Answer, bo
 
         let body = json!({"model": model, "input": "Say hello", "stream": stream});
         let a = gw.post("/v1/responses", &body.to_string());
-        assert_eq!(a.status, 200, "{}", a.text());
-        if stream {
-            assert!(
-                a.text().contains("event: response.completed"),
-                "{}",
-                a.text()
-            );
-        } else {
-            assert_eq!(a.json()["output"][0]["content"][0]["text"], HELLO);
-        }
+        assert_responses_completed(&a, stream, HELLO);
         sent(gw, &a, stream);
     }
 }

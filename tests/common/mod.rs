@@ -525,6 +525,34 @@ impl Answer {
 }
 
 /// A chat request body for `model`.
+/// The value of header `name` in an emulator record, if it was sent.
+pub fn sent_header<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
+    record["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair[1].as_str())
+}
+
+/// Asserts a Responses answer completed: a stream with its `response.completed` event, a
+/// JSON answer with `text` as its first output's text.
+pub fn assert_responses_completed(answer: &Answer, stream: bool, text: &str) {
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    if stream {
+        let events = answer.text();
+        assert!(events.contains("event: response.completed"), "{events}");
+    } else {
+        assert_eq!(answer.json()["output"][0]["content"][0]["text"], text);
+    }
+}
+
+/// An Anthropic Messages request for `model` asking for a short answer.
+pub fn messages(model: &str, stream: bool) -> String {
+    serde_json::json!({"model": model, "max_tokens": 64, "stream": stream,
+                       "messages": [{"role": "user", "content": "Say hello"}]})
+    .to_string()
+}
+
 pub fn chat(model: &str, stream: bool) -> String {
     serde_json::json!({
         "model": model,
