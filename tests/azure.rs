@@ -175,22 +175,16 @@ fn embeddings_responses_messages_and_tools() {
     }
 
     // tools: OpenAI's tool call passes through; an Anthropic client gets tool_use
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]}}}]);
-    let body = json!({"model": "gpt-4o-azure", "tools": tools,
-                      "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-    let a = gw.post("/v1/chat/completions", &body.to_string());
+    let tools = weather_tools();
+    let a = gw.post("/v1/chat/completions", &weather_chat("gpt-4o-azure", false));
     assert_eq!(a.status, 200, "{}", a.text());
     let call = &a.json()["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
     let sent = assert_sent_to_azure(&gw, &a, chat_path, "gpt-4o-eu");
     assert_eq!(sent["tools"], tools);
-    let body = json!({"model": "gpt-4o-azure", "max_tokens": 64,
-        "tools": [{"name": "get_weather", "input_schema": tools[0]["function"]["parameters"]}],
-        "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-    let a = gw.post_with("/v1/messages", &anthropic, &body.to_string());
+    let body = weather_messages("gpt-4o-azure");
+    let a = gw.post_with("/v1/messages", &anthropic, &body);
     assert_eq!(a.status, 200, "{}", a.text());
     let v = a.json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
@@ -256,12 +250,7 @@ fn a_429_fails_over_to_the_other_deployment_with_one_record() {
     for stream in [false, true, false, true] {
         let a = gw.post("/v1/chat/completions", &chat("gpt-4o-two-regions", stream));
         assert_eq!(a.status, 200, "{}", a.text());
-        let record = gw.emulator2.record(
-            a.header("x-emulator-seq")
-                .and_then(|s| s.parse().ok())
-                .unwrap(),
-        );
-        let record = record.unwrap();
+        let record = Gateway::upstream_request_on(&gw.emulator2, &a);
         assert_eq!(
             record["path"],
             format!("/openai/deployments/gpt-4o-se/chat/completions?api-version={API_VERSION}")

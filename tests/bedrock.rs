@@ -195,13 +195,11 @@ fn anthropic_and_responses_clients_json_and_stream() {
 #[test]
 fn tools_reach_claude_on_bedrock_and_come_back() {
     let gw = start();
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]}}}]);
     for stream in [false, true] {
-        let body = json!({"model": "claude-bedrock", "tools": tools, "stream": stream,
-                          "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-        let a = gw.post("/v1/chat/completions", &body.to_string());
+        let a = gw.post(
+            "/v1/chat/completions",
+            &weather_chat("claude-bedrock", stream),
+        );
         assert_eq!(a.status, 200, "{}", a.text());
         if stream {
             assert!(a.text().contains("get_weather"), "{}", a.text());
@@ -218,10 +216,8 @@ fn tools_reach_claude_on_bedrock_and_come_back() {
         let sent = assert_sent_to_bedrock(&gw.upstream_request(&a), stream, "us-east-1");
         assert_eq!(sent["tools"][0]["name"], "get_weather");
     }
-    let body = json!({"model": "claude-bedrock", "max_tokens": 64,
-        "tools": [{"name": "get_weather", "input_schema": tools[0]["function"]["parameters"]}],
-        "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-    let a = gw.post_with("/v1/messages", &ANTHROPIC, &body.to_string());
+    let body = weather_messages("claude-bedrock");
+    let a = gw.post_with("/v1/messages", &ANTHROPIC, &body);
     assert_eq!(a.status, 200, "{}", a.text());
     let v = a.json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
@@ -236,11 +232,7 @@ fn a_429_fails_over_to_the_other_region_with_one_record() {
     for stream in [false, true, false, true] {
         let a = gw.post("/v1/chat/completions", &chat("claude-two-regions", stream));
         assert_eq!(a.status, 200, "{}", a.text());
-        let seq = a
-            .header("x-emulator-seq")
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let record = gw.emulator2.record(seq).unwrap();
+        let record = Gateway::upstream_request_on(&gw.emulator2, &a);
         assert_sent_to_bedrock(&record, stream, "us-west-2");
         answers.push(a);
     }

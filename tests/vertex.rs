@@ -238,14 +238,9 @@ fn gemini_on_vertex_through_every_client_format_with_usage() {
 #[test]
 fn tools_on_both_publishers() {
     let (gw, _) = start();
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]}}}]);
     for model in ["claude-sonnet-4-5-vertex", "gemini-2.5-flash-vertex"] {
         for stream in [false, true] {
-            let body = json!({"model": model, "tools": tools, "stream": stream,
-                              "messages": [{"role": "user", "content": "Weather in Paris?"}]});
-            let a = gw.post("/v1/chat/completions", &body.to_string());
+            let a = gw.post("/v1/chat/completions", &weather_chat(model, stream));
             assert_eq!(a.status, 200, "{}", a.text());
             if stream {
                 assert!(a.text().contains("get_weather"), "{}", a.text());
@@ -266,13 +261,11 @@ fn tools_on_both_publishers() {
                 assert_eq!(call["function"]["arguments"], r#"{"city":"Paris"}"#);
             }
         }
-        let body = json!({"model": model, "max_tokens": 64,
-            "tools": [{"name": "get_weather", "input_schema": tools[0]["function"]["parameters"]}],
-            "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+        let body = weather_messages(model);
         let a = gw.post_with(
             "/v1/messages",
             &[("anthropic-version", "2023-06-01")],
-            &body.to_string(),
+            &body,
         );
         assert_eq!(a.status, 200, "{}", a.text());
         let v = a.json();
@@ -296,11 +289,7 @@ fn a_429_fails_over_to_the_other_region_with_one_record() {
     for stream in [false, true, false, true] {
         let a = gw.post("/v1/chat/completions", &chat("claude-two-regions", stream));
         assert_eq!(a.status, 200, "{}", a.text());
-        let seq = a
-            .header("x-emulator-seq")
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let record = gw.emulator2.record(seq).unwrap();
+        let record = Gateway::upstream_request_on(&gw.emulator2, &a);
         let path = record["path"].as_str().unwrap();
         assert!(
             path.starts_with(

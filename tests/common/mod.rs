@@ -438,11 +438,16 @@ impl Gateway {
 
     /// What the emulator recorded for request `seq` (the `x-emulator-seq` of an answer).
     pub fn upstream_request(&self, answer: &Answer) -> Value {
+        Self::upstream_request_on(&self.emulator, answer)
+    }
+
+    /// [`Self::upstream_request`] on `emulator` (`emulator2`: the second deployment).
+    pub fn upstream_request_on(emulator: &Emulator, answer: &Answer) -> Value {
         let seq: u64 = answer
             .header("x-emulator-seq")
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("answer has no x-emulator-seq: {answer:?}"));
-        self.emulator
+        emulator
             .record(seq)
             .unwrap_or_else(|| panic!("emulator has no record {seq}"))
     }
@@ -544,6 +549,29 @@ pub fn assert_responses_completed(answer: &Answer, stream: bool, text: &str) {
     } else {
         assert_eq!(answer.json()["output"][0]["content"][0]["text"], text);
     }
+}
+
+/// The tool the provider suites call: `get_weather(city)`, as OpenAI chat's `tools`.
+pub fn weather_tools() -> Value {
+    serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}])
+}
+
+/// An OpenAI chat request for `model` that the emulator answers with a `get_weather` call.
+pub fn weather_chat(model: &str, stream: bool) -> String {
+    serde_json::json!({"model": model, "tools": weather_tools(), "stream": stream,
+                       "messages": [{"role": "user", "content": "Weather in Paris?"}]})
+    .to_string()
+}
+
+/// The same question as an Anthropic Messages request, with the tool in Anthropic's shape.
+pub fn weather_messages(model: &str) -> String {
+    let parameters = &weather_tools()[0]["function"]["parameters"];
+    serde_json::json!({"model": model, "max_tokens": 64,
+        "tools": [{"name": "get_weather", "input_schema": parameters}],
+        "messages": [{"role": "user", "content": "Weather in Paris?"}]})
+    .to_string()
 }
 
 /// An Anthropic Messages request for `model` asking for a short answer.
