@@ -31,6 +31,9 @@ pub struct Peeked {
     /// The client asked for reasoning (`reasoning_effort`, Responses' `reasoning`,
     /// Anthropic's `thinking`): translators may then ask the provider for more output.
     pub reasoning: bool,
+    /// The `anthropic-beta` names the client sent (headers, not body: set by the proxy with
+    /// [`Peeked::with_betas`]), for providers that take them in the body (Bedrock).
+    pub anthropic_betas: Vec<String>,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
     /// Byte range of the `stream_options` value (`null` included) when the body has the
@@ -208,12 +211,32 @@ pub fn peek(endpoint: &Endpoint, body: &[u8]) -> Result<Peeked, GatewayError> {
         reasoning: [fields.reasoning_effort, fields.reasoning, fields.thinking]
             .iter()
             .any(|f| f.is_some_and(|v| v.get() != "null")),
+        anthropic_betas: Vec::new(),
         model_span: span(model_raw),
         stream_options_span: fields.stream_options.map(span),
     })
 }
 
+/// The most `anthropic-beta` names a request's peek keeps (Anthropic has a few dozen).
+const MAX_BETAS: usize = 32;
+/// The longest `anthropic-beta` name kept (real ones are under 40 bytes).
+const MAX_BETA_NAME: usize = 64;
+
 impl Peeked {
+    /// This peek with the `anthropic-beta` names of `headers` (each header a comma-separated
+    /// list), bounded: at most 32 names, none longer than 64 bytes kept.
+    pub fn with_betas<'a>(mut self, headers: impl Iterator<Item = &'a [u8]>) -> Self {
+        self.anthropic_betas = headers
+            .flat_map(|value| value.split(|b| *b == b','))
+            .filter_map(|name| std::str::from_utf8(name).ok())
+            .map(str::trim)
+            .filter(|name| !name.is_empty() && name.len() <= MAX_BETA_NAME)
+            .take(MAX_BETAS)
+            .map(str::to_string)
+            .collect();
+        self
+    }
+
     /// The body with `model` replaced by `name`; every other byte is kept. Returns the body
     /// itself (no copy) when the name is unchanged.
     pub fn with_model(&self, body: &Bytes, name: &str) -> Bytes {
@@ -286,6 +309,29 @@ mod tests {
 
     fn chat(body: &str) -> Result<Peeked, GatewayError> {
         peek(&Endpoint::ChatCompletions, body.as_bytes())
+    }
+
+    #[test]
+    fn betas_from_every_header_bounded() {
+        let p = peek(&Endpoint::Messages, br#"{"model":"m","messages":[]}"#).unwrap();
+        let long = "x".repeat(65);
+        let headers: [&[u8]; 3] = [
+            b"claude-code-20250219, context-1m-2025-08-07",
+            b",interleaved-thinking-2025-05-14,",
+            long.as_bytes(),
+        ];
+        let p = p.with_betas(headers.into_iter());
+        assert_eq!(
+            p.anthropic_betas,
+            [
+                "claude-code-20250219",
+                "context-1m-2025-08-07",
+                "interleaved-thinking-2025-05-14"
+            ]
+        );
+        let many = "b,".repeat(100);
+        let p = p.with_betas(std::iter::once(many.as_bytes()));
+        assert_eq!(p.anthropic_betas.len(), 32);
     }
 
     #[test]

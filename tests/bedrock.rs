@@ -1,8 +1,9 @@
 //! AWS Bedrock providers (`kind = "bedrock"`) against the emulator's Bedrock routes, which
 //! verify SigV4 as AWS does: what goes up the wire (InvokeModel path, signature headers, the
 //! Bedrock body, no client key), every client format through it (JSON and streams in AWS's
-//! event-stream framing), tools, usage and price, a 429 failing over, a wrong secret kept
-//! from clients and logs, and container credentials that expire and are fetched again.
+//! event-stream framing), tools, usage and price, the betas Bedrock offers in the body, a 429
+//! failing over, a wrong secret kept from clients and logs, container credentials that expire
+//! and are fetched again, and web identity credentials traded with STS over TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -190,6 +191,51 @@ fn anthropic_and_responses_clients_json_and_stream() {
         &json!({"model": "claude-bedrock", "input": "x"}).to_string(),
     );
     assert_eq!(a.status, 400, "{}", a.text());
+}
+
+/// Claude Code sends Anthropic-only betas with every request; Bedrock takes the betas it
+/// offers in the body (`anthropic_beta`, under its own names) and refuses the request for any
+/// other, so those reach it in the body and the rest nowhere.
+#[test]
+fn the_betas_bedrock_offers_go_in_the_body_and_the_others_nowhere() {
+    let gw = start();
+    let betas = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,\
+        advanced-tool-use-2025-11-20, context-1m-2025-08-07";
+    for stream in [false, true] {
+        let a = gw.post_with(
+            "/v1/messages",
+            &[
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", betas),
+            ],
+            &messages("claude-bedrock", stream),
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        let record = gw.upstream_request(&a);
+        let body = assert_sent_to_bedrock(&record, stream, "us-east-1");
+        assert_eq!(
+            body["anthropic_beta"],
+            json!([
+                "interleaved-thinking-2025-05-14",
+                "tool-search-tool-2025-10-19",
+                "context-1m-2025-08-07"
+            ]),
+            "{body}"
+        );
+        assert_eq!(sent_header(&record, "anthropic-beta"), None);
+    }
+    // a request with no beta Bedrock offers names none
+    let a = gw.post_with(
+        "/v1/messages",
+        &[
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "claude-code-20250219"),
+        ],
+        &messages("claude-bedrock", false),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    let body = assert_sent_to_bedrock(&gw.upstream_request(&a), false, "us-east-1");
+    assert!(body.get("anthropic_beta").is_none(), "{body}");
 }
 
 #[test]
@@ -469,4 +515,165 @@ fn container_credentials_expire_and_are_fetched_again() {
     let seen = seen.lock().unwrap();
     assert!(seen.len() >= 2, "{seen:?}");
     assert!(seen.iter().all(|a| a == "pod-identity-token"), "{seen:?}");
+}
+
+/// The emulator's STS and Bedrock behind one TLS front signed by a test CA (`ca.pem`).
+fn aws_over_tls(ca: &common::tls::TestCa) -> (common::emulator::StandaloneEmulator, u16) {
+    let (cert, key) = ca.issue("localhost");
+    let [plain, tls] = free_ports();
+    let aws = common::emulator::StandaloneEmulator::start_with_tls(plain, Some((tls, &cert, &key)));
+    (aws, tls)
+}
+
+/// Web identity, as EKS gives a pod (IAM roles for service accounts): the projected token
+/// traded with STS over TLS (the test CA trusted as the system's, `SSL_CERT_FILE`) for
+/// temporary credentials that sign Bedrock's requests; traded again before they expire with
+/// the token file read again (the kubelet rotates it), and neither the token nor any part
+/// of the credentials in the log.
+#[test]
+fn web_identity_credentials_come_from_sts_and_are_renewed_before_they_expire() {
+    let ca = common::tls::TestCa::new("sts");
+    let (aws, tls) = aws_over_tls(&ca);
+    aws.emulator
+        .accept_web_identity_tokens(&["eks-projected-token-1"]);
+    aws.emulator.set_sts_lifetime(Duration::from_secs(4));
+    let token_file = std::env::temp_dir().join(format!("cheapai-web-identity-{tls}"));
+    std::fs::write(&token_file, "eks-projected-token-1\n").unwrap();
+    let extra = format!(
+        "[providers.bedrock-eks]\nkind = \"bedrock\"\nregion = \"us-east-1\"\n\
+         base_url = \"https://localhost:{tls}\"\nca_file = \"{}\"\n\n\
+         [models.\"claude-eks\"]\nprovider = \"bedrock-eks\"\nupstream_model = \"{MODEL_ID}\"\n",
+        ca.ca_file().display()
+    );
+    let sts = format!("https://localhost:{tls}");
+    let token_path = token_file.display().to_string();
+    let ca_file = ca.ca_file().display().to_string();
+    let bin = Binary::start_with_env(
+        "bedrock-web-identity",
+        &extra,
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/gateway"),
+            ("AWS_ROLE_SESSION_NAME", "cheapai-test"),
+            ("AWS_ENDPOINT_URL_STS", &sts),
+            ("SSL_CERT_FILE", &ca_file),
+        ],
+    );
+    // the first exchange runs as the provider is built; wait for it to land
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, request_id) = bin.post(KEY, &[], &chat("claude-eks", false));
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{status} {request_id} {:?}",
+            bin.lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signed_by = |record: &Value| -> u64 {
+        let auth = sent_header(record, "authorization").unwrap();
+        let id = auth.split("Credential=ASIAEMULATOR").nth(1).unwrap();
+        id.split('/').next().unwrap().parse().unwrap()
+    };
+    let first = aws.emulator.last_record().unwrap();
+    assert_eq!(signed_by(&first), 1, "{first}");
+    let session = sent_header(&first, "x-amz-security-token").unwrap();
+    assert!(session.starts_with("sts-session-1-"), "{session}");
+    // what STS received: the role, the session name and the token, as a form
+    let exchange = (1..=first["seq"].as_u64().unwrap())
+        .filter_map(|seq| aws.emulator.record(seq))
+        .find(|r| r["path"] == "/")
+        .unwrap();
+    let form = exchange["body"].as_str().unwrap();
+    for field in [
+        "Action=AssumeRoleWithWebIdentity",
+        "Version=2011-06-15",
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fgateway",
+        "RoleSessionName=cheapai-test",
+        "WebIdentityToken=eks-projected-token-1",
+    ] {
+        assert!(form.contains(field), "{form}");
+    }
+    assert_eq!(sent_header(&exchange, "authorization"), None);
+
+    // the kubelet rotates the token; the first credentials expire after 4 s, and Bedrock
+    // refuses them from then on
+    std::fs::write(&token_file, "eks-projected-token-2\n").unwrap();
+    aws.emulator
+        .accept_web_identity_tokens(&["eks-projected-token-2"]);
+    std::thread::sleep(Duration::from_secs(5));
+    for stream in [false, true] {
+        let (status, request_id) = bin.post(KEY, &[], &chat("claude-eks", stream));
+        assert_eq!(status, 200, "{request_id}");
+        let record = aws.emulator.last_record().unwrap();
+        assert!(
+            signed_by(&record) >= 2,
+            "still signing with the first credentials"
+        );
+    }
+    assert!(aws.emulator.sts_credentials_issued() >= 2);
+    let lines = bin.lines.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("AWS credentials from STS")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("eks-projected-token")
+            && !l.contains("sts-secret")
+            && !l.contains("sts-session")
+            && !l.contains("ASIAEMULATOR")),
+        "{lines:?}"
+    );
+    let _ = std::fs::remove_file(&token_file);
+}
+
+/// A token STS refuses: the operator's log says why (STS's code and message, not the
+/// token), the client gets the gateway's 502 that another deployment could have taken.
+#[test]
+fn a_refused_web_identity_token_is_logged_with_stss_reason_and_not_the_token() {
+    let ca = common::tls::TestCa::new("sts-refused");
+    let (aws, tls) = aws_over_tls(&ca);
+    let token_file = std::env::temp_dir().join(format!("cheapai-web-identity-{tls}"));
+    std::fs::write(&token_file, "eks-token-sts-does-not-know").unwrap();
+    let extra = format!(
+        "[providers.bedrock-eks]\nkind = \"bedrock\"\nregion = \"us-east-1\"\n\
+         base_url = \"https://localhost:{tls}\"\nca_file = \"{}\"\n\n\
+         [models.\"claude-eks\"]\nprovider = \"bedrock-eks\"\nupstream_model = \"{MODEL_ID}\"\n",
+        ca.ca_file().display()
+    );
+    let (sts, token_path, ca_file) = (
+        format!("https://localhost:{tls}"),
+        token_file.display().to_string(),
+        ca.ca_file().display().to_string(),
+    );
+    let bin = Binary::start_with_env(
+        "bedrock-web-identity-refused",
+        &extra,
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/gateway"),
+            ("AWS_ENDPOINT_URL_STS", &sts),
+            ("SSL_CERT_FILE", &ca_file),
+        ],
+    );
+    let line = bin.line_with("InvalidIdentityToken");
+    assert!(line.contains("bedrock-eks"), "{line}");
+    assert!(
+        line.contains("arn:aws:iam::123456789012:role/gateway"),
+        "{line}"
+    );
+    let (status, request_id) = bin.post(KEY, &[], &chat("claude-eks", false));
+    assert_eq!(status, 502, "{request_id}");
+    let lines = bin.lines.lock().unwrap();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("eks-token-sts-does-not-know")),
+        "{lines:?}"
+    );
+    assert_eq!(aws.emulator.sts_credentials_issued(), 0);
+    let _ = std::fs::remove_file(&token_file);
 }

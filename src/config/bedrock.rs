@@ -68,7 +68,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let source = match Source::from_env(env) {
+        let source = match Source::from_env(env, &region) {
             Ok(source) => source,
             Err(e) if used => {
                 self.problem(table, &field("kind"), e);

@@ -193,7 +193,12 @@ impl Provider {
                 self.translated(client, upstream, body, peeked, upstream_model, cache)?
             }
             Route::BedrockMessages => {
-                let mut request = self.bedrock_request(body, upstream_model, peeked.stream)?;
+                let mut request = self.bedrock_request(
+                    body,
+                    upstream_model,
+                    peeked.stream,
+                    &peeked.anthropic_betas,
+                )?;
                 if peeked.stream {
                     request.translator = Some(Box::new(bedrock::stream::EventStream::new(None)));
                     request.content_type = content_type(true);
@@ -285,7 +290,12 @@ impl Provider {
             UpstreamSide::Bedrock => {
                 let translated =
                     anthropic::upstream::request::translate(&chat, upstream_model, cache)?;
-                let mut request = self.bedrock_request(&translated.body, upstream_model, stream)?;
+                let mut request = self.bedrock_request(
+                    &translated.body,
+                    upstream_model,
+                    stream,
+                    &peeked.anthropic_betas,
+                )?;
                 request.reasoning_dropped = translated.reasoning_dropped;
                 (request, stream)
             }

@@ -219,6 +219,8 @@ impl Gateway {
         let (body, peeked) = self
             .prepare_turn(ctx, &key, model, (body, peeked), owner.is_some())
             .await?;
+        let betas = session.req_header().headers.get_all("anthropic-beta");
+        let peeked = peeked.with_betas(betas.iter().map(|v| v.as_bytes()));
         let job = failover::Job {
             endpoint: &endpoint,
             body: &body,

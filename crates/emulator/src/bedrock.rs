@@ -47,21 +47,52 @@ use super::{Reply, ReplyBody, Request};
 pub const ACCESS_KEY_ID: &str = "AKIDEMULATORBEDROCK";
 /// Its secret (tests and the offline config sign with it).
 pub const SECRET_ACCESS_KEY: &str = "emulator-bedrock-secret-key";
+/// The betas Bedrock's Claude takes in `anthropic_beta` (Bedrock's names: tool search is
+/// `tool-search-tool-…` there); any other is "invalid beta flag".
+const BETAS: &[&str] = &[
+    "computer-use-2024-10-22",
+    "computer-use-2025-01-24",
+    "computer-use-2025-11-24",
+    "token-efficient-tools-2025-02-19",
+    "fine-grained-tool-streaming-2025-05-14",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "effort-2025-11-24",
+    "compact-2026-01-12",
+    "tool-search-tool-2025-10-19",
+    "tool-examples-2025-10-29",
+];
+
 /// The content type of Bedrock's streams.
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 /// How far `x-amz-date` may be from now.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 
-/// The access keys Bedrock accepts: id → (secret, session token).
-pub struct Keys(Mutex<HashMap<String, (String, Option<String>)>>);
+/// One access key Bedrock accepts.
+#[derive(Clone)]
+struct Key {
+    secret: String,
+    session_token: Option<String>,
+    /// When temporary credentials stop working (`None`: long-term keys).
+    expires: Option<SystemTime>,
+}
+
+/// The access keys Bedrock accepts, by id.
+pub struct Keys(Mutex<HashMap<String, Key>>);
 
 impl Default for Keys {
     fn default() -> Self {
-        let keys = HashMap::from([(
+        let key = Key {
+            secret: SECRET_ACCESS_KEY.to_string(),
+            session_token: None,
+            expires: None,
+        };
+        Self(Mutex::new(HashMap::from([(
             ACCESS_KEY_ID.to_string(),
-            (SECRET_ACCESS_KEY.to_string(), None),
-        )]);
-        Self(Mutex::new(keys))
+            key,
+        )])))
     }
 }
 
@@ -71,10 +102,12 @@ impl Keys {
         let keys = keys
             .iter()
             .map(|(id, secret, token)| {
-                (
-                    id.to_string(),
-                    (secret.to_string(), token.map(str::to_string)),
-                )
+                let key = Key {
+                    secret: secret.to_string(),
+                    session_token: token.map(str::to_string),
+                    expires: None,
+                };
+                (id.to_string(), key)
             })
             .collect();
         if let Ok(mut held) = self.0.lock() {
@@ -82,7 +115,19 @@ impl Keys {
         }
     }
 
-    fn get(&self, id: &str) -> Option<(String, Option<String>)> {
+    /// Also accepts temporary credentials until `expires` (what STS hands out).
+    pub fn add_temporary(&self, id: &str, secret: &str, token: &str, expires: SystemTime) {
+        let key = Key {
+            secret: secret.to_string(),
+            session_token: Some(token.to_string()),
+            expires: Some(expires),
+        };
+        if let Ok(mut held) = self.0.lock() {
+            held.insert(id.to_string(), key);
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Key> {
         self.0.lock().ok()?.get(id).cloned()
     }
 }
@@ -180,10 +225,17 @@ fn verify(req: &Request, keys: &Keys, now: SystemTime) -> Result<(), Reply> {
             "The security token included in the request is invalid.",
         )
     };
-    let (secret, token) = keys.get(id).ok_or_else(invalid_token)?;
-    if token.as_deref() != header(req.headers, "x-amz-security-token") {
+    let key = keys.get(id).ok_or_else(invalid_token)?;
+    if key.session_token.as_deref() != header(req.headers, "x-amz-security-token") {
         return Err(invalid_token());
     }
+    if key.expires.is_some_and(|expires| expires <= now) {
+        return Err(forbidden(
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ));
+    }
+    let (secret, token) = (key.secret, key.session_token);
     let mismatch = || {
         forbidden(
             "InvalidSignatureException",
@@ -319,6 +371,23 @@ pub fn route(req: &Request, faults: &Faults, cache: &PromptCache) -> Reply {
             )
         }
     }
+    let betas = match body.remove("anthropic_beta") {
+        None => Vec::new(),
+        Some(Value::Array(names)) => names,
+        Some(_) => {
+            return error_reply(
+                400,
+                "Malformed input request: #/anthropic_beta: expected type: JSONArray",
+            )
+        }
+    };
+    // Bedrock refuses the request for a beta it does not offer
+    if !betas
+        .iter()
+        .all(|b| b.as_str().is_some_and(|name| BETAS.contains(&name)))
+    {
+        return error_reply(400, "invalid beta flag");
+    }
     body.insert("model".into(), Value::String(model));
     body.insert("stream".into(), Value::Bool(stream));
     let anthropic_body = Value::Object(body).to_string();
@@ -327,6 +396,12 @@ pub fn route(req: &Request, faults: &Faults, cache: &PromptCache) -> Reply {
         "anthropic-version",
         http::HeaderValue::from_static("2023-06-01"),
     );
+    let names: Vec<&str> = betas.iter().filter_map(Value::as_str).collect();
+    if let Ok(value) = http::HeaderValue::from_str(&names.join(",")) {
+        if !names.is_empty() {
+            headers.insert("anthropic-beta", value);
+        }
+    }
     let anthropic_request = Request {
         method: "POST",
         path: "/v1/messages",

@@ -27,7 +27,8 @@
 //! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
 //! AWS Bedrock's InvokeModel paths (`…/model/{modelId}/invoke`,
 //! `…/invoke-with-response-stream`) are Anthropic's Messages behind a verified SigV4
-//! signature, streams in AWS's event-stream framing ([`bedrock`]).
+//! signature, streams in AWS's event-stream framing ([`bedrock`]). AWS STS's query API
+//! (`POST /` with a form body) hands out temporary keys for a web identity token ([`sts`]).
 //!
 //! Vertex AI's paths (`…/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`)
 //! are the Gemini and Anthropic operations behind a bearer token from the emulator's OAuth2
@@ -138,6 +139,7 @@ mod openai;
 mod recorder;
 mod server;
 mod signing;
+mod sts;
 mod vertex;
 
 use bytes::Bytes;
@@ -178,8 +180,8 @@ pub struct Emulator {
     faults: Arc<InstanceFaults>,
     /// Non-control requests whose header was read (answered, faulted or dropped).
     received: Arc<AtomicU64>,
-    /// The AWS access keys Bedrock's routes accept.
-    bedrock_keys: Arc<bedrock::Keys>,
+    /// The AWS access keys Bedrock's routes accept, and STS handing out temporary ones.
+    aws: Arc<sts::Aws>,
     /// Vertex AI's token endpoint: the trusted service account and the tokens issued.
     vertex: Arc<vertex::Auth>,
 }
@@ -221,7 +223,24 @@ impl Emulator {
     /// Bedrock's routes accept exactly these (access key id, secret, session token) keys
     /// from now on (by default [`BEDROCK_ACCESS_KEY_ID`] with its secret, no token).
     pub fn set_bedrock_keys(&self, keys: &[(&str, &str, Option<&str>)]) {
-        self.bedrock_keys.set(keys);
+        self.aws.keys.set(keys);
+    }
+
+    /// STS's `AssumeRoleWithWebIdentity` accepts exactly these web identity tokens from
+    /// now on (none by default); the credentials it hands out are accepted by Bedrock's
+    /// routes until they expire.
+    pub fn accept_web_identity_tokens(&self, tokens: &[&str]) {
+        self.aws.accept_web_identity_tokens(tokens);
+    }
+
+    /// How long the credentials STS hands out from now on live (default one hour).
+    pub fn set_sts_lifetime(&self, lifetime: std::time::Duration) {
+        self.aws.set_lifetime(lifetime);
+    }
+
+    /// How many credentials STS has handed out.
+    pub fn sts_credentials_issued(&self) -> u64 {
+        self.aws.issued()
     }
 
     /// How many requests other than `/_emulator/` ones this instance has received, counting
@@ -427,7 +446,7 @@ fn route(
     recorder: &Recorder,
     stored: &openai::StoredResponses,
     prompt_cache: &anthropic::PromptCache,
-    bedrock_keys: &bedrock::Keys,
+    aws: &sts::Aws,
     vertex_auth: &vertex::Auth,
 ) -> Reply {
     let (method, path) = (req.method, req.path);
@@ -453,6 +472,9 @@ fn route(
     if vertex::is_token_path(path) {
         return vertex::token_reply(req, vertex_auth);
     }
+    if sts::serves(req) {
+        return sts::reply(req, aws);
+    }
     let wire = Wire::of(path);
     if wire == Wire::Azure {
         if let Some(refusal) = azure::refusal(req) {
@@ -460,7 +482,7 @@ fn route(
         }
     }
     if wire == Wire::Bedrock {
-        if let Some(refusal) = bedrock::refusal(req, bedrock_keys) {
+        if let Some(refusal) = bedrock::refusal(req, &aws.keys) {
             return refusal;
         }
     }
@@ -514,7 +536,7 @@ mod tests {
             &Recorder::default(),
             &openai::StoredResponses::default(),
             &anthropic::PromptCache::default(),
-            &bedrock::Keys::default(),
+            &sts::Aws::default(),
             &vertex::Auth::default(),
         );
         let v = match &reply.body {

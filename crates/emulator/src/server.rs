@@ -209,12 +209,26 @@ impl Emulator {
         } else {
             self.faults.for_request(&req.headers)
         };
+        // HTTP/2 names the host in `:authority`, which servers treat as the Host header
+        // (RFC 9113, 8.3.1); the routes (SigV4's signed `host` among them) read it there
+        let with_host;
+        let headers = match (req.headers.contains_key("host"), req.uri.authority()) {
+            (false, Some(authority)) => {
+                let mut headers = req.headers.clone();
+                if let Ok(value) = http::HeaderValue::from_str(authority.as_str()) {
+                    headers.insert(http::header::HOST, value);
+                }
+                with_host = headers;
+                &with_host
+            }
+            _ => &req.headers,
+        };
         let reply = if body.complete {
             let request = Request {
                 method: req.method.as_str(),
                 path,
                 query: req.uri.query().unwrap_or(""),
-                headers: &req.headers,
+                headers,
                 body: &body.bytes,
             };
             route(
@@ -223,7 +237,7 @@ impl Emulator {
                 &self.recorder,
                 &self.stored,
                 &self.prompt_cache,
-                &self.bedrock_keys,
+                &self.aws,
                 &self.vertex,
             )
         } else {

@@ -13,6 +13,7 @@
 //! - errors are `{"message":…}` with the type in `x-amzn-ErrorType`; the status says enough
 //!   to route them (429 throttling, 400 validation, 403 access, 5xx unavailable).
 
+pub mod betas;
 pub mod credentials;
 pub mod sign;
 pub mod stream;
@@ -78,8 +79,9 @@ pub fn invoke_path(provider: &Provider, model: &str, stream: bool) -> String {
 }
 
 /// An Anthropic Messages body as Bedrock takes it: `model` and `stream` out (the path says
-/// both), `anthropic_version` in.
-pub fn body(anthropic: &[u8]) -> Result<Vec<u8>, GatewayError> {
+/// both), `anthropic_version` in, and the client's `betas` Bedrock offers as
+/// `anthropic_beta` ([`betas`]).
+pub fn body(anthropic: &[u8], client_betas: &[String]) -> Result<Vec<u8>, GatewayError> {
     let mut value: Value = serde_json::from_slice(anthropic)
         .map_err(|e| GatewayError::invalid("body", format!("the body is not JSON: {e}")))?;
     let Some(fields) = value.as_object_mut() else {
@@ -91,19 +93,25 @@ pub fn body(anthropic: &[u8]) -> Result<Vec<u8>, GatewayError> {
     fields.remove("model");
     fields.remove("stream");
     fields.insert("anthropic_version".into(), ANTHROPIC_VERSION.into());
+    let betas = betas::on_bedrock(client_betas);
+    if !betas.is_empty() {
+        fields.insert("anthropic_beta".into(), betas.into());
+    }
     serde_json::to_vec(&value).map_err(|e| GatewayError::internal("writing the Bedrock body", e))
 }
 
 impl Provider {
-    /// The signed InvokeModel request of an Anthropic Messages body for `model`.
+    /// The signed InvokeModel request of an Anthropic Messages body for `model`, with the
+    /// client's `betas` Bedrock offers.
     pub(crate) fn bedrock_request(
         &self,
         anthropic_body: &[u8],
         model: &str,
         stream: bool,
+        betas: &[String],
     ) -> Result<UpstreamRequest, GatewayError> {
         let path = invoke_path(self, model, stream);
-        let mut request = self.request(path, Bytes::from(body(anthropic_body)?));
+        let mut request = self.request(path, Bytes::from(body(anthropic_body, betas)?));
         self.sign_bedrock(&mut request)?;
         Ok(request)
     }
@@ -188,14 +196,21 @@ mod tests {
 
     #[test]
     fn the_body_loses_model_and_stream_and_names_bedrocks_version() {
-        let out = body(br#"{"model":"c","stream":true,"max_tokens":5,"messages":[]}"#).unwrap();
+        let client = br#"{"model":"c","stream":true,"max_tokens":5,"messages":[]}"#;
+        let out = body(client, &[]).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"max_tokens": 5, "messages": [],
                 "anthropic_version": "bedrock-2023-05-31"})
         );
-        assert!(body(b"[1]").is_err());
+        assert!(body(b"[1]", &[]).is_err());
+        let betas = ["claude-code-20250219", "context-1m-2025-08-07"].map(String::from);
+        let v: Value = serde_json::from_slice(&body(client, &betas).unwrap()).unwrap();
+        assert_eq!(
+            v["anthropic_beta"],
+            serde_json::json!(["context-1m-2025-08-07"])
+        );
     }
 
     #[test]

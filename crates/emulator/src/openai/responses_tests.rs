@@ -316,7 +316,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Recorder::default(),
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
-            &crate::bedrock::Keys::default(),
+            &crate::sts::Aws::default(),
             &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 200, "{path}");
@@ -331,7 +331,7 @@ fn the_router_serves_responses_under_any_prefix() {
             &Recorder::default(),
             &StoredResponses::default(),
             &crate::anthropic::PromptCache::default(),
-            &crate::bedrock::Keys::default(),
+            &crate::sts::Aws::default(),
             &crate::vertex::Auth::default(),
         );
         assert_eq!(reply.status, 405, "{path}");
