@@ -10,7 +10,7 @@ pub mod file;
 mod observability;
 mod state;
 mod usage;
-mod vertex;
+pub(crate) mod vertex;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

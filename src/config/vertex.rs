@@ -131,7 +131,7 @@ impl Validator<'_> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use crate::config::Config;
     use crate::providers::ProviderKind;
 

@@ -10,6 +10,7 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::limits::{self, Claim};
 use crate::providers::{anthropic, ProviderKind};
+use crate::request::Peeked;
 
 /// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
 const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
@@ -32,25 +33,29 @@ fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 /// the client's cap; else, where the gateway writes the provider's cap itself (a request
 /// translated to Anthropic, which requires one), that cap; else the model's
 /// `max_output_tokens`. Embeddings write none. A model with several deployments takes the
-/// largest.
-fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
-    if let Some(cap) = job.peeked.max_tokens {
+/// largest. Claude on Vertex is Anthropic's format here as everywhere (its route kind).
+fn budget_output_tokens(endpoint: &Endpoint, peeked: &Peeked, model: &Model) -> u64 {
+    if let Some(cap) = peeked.max_tokens {
         return cap;
     }
-    if *job.endpoint == Endpoint::Embeddings {
+    if *endpoint == Endpoint::Embeddings {
         return 0;
     }
     let catalog = model.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
     model
         .deployments
         .iter()
-        .map(|d| match (d.provider.kind, job.endpoint) {
+        .map(|d| {
+            let upstream = model.upstream_name(d, &peeked.model);
+            (d.provider.route_kind(upstream), endpoint)
+        })
+        .map(|kinds| match kinds {
             (
                 ProviderKind::Anthropic | ProviderKind::Bedrock,
                 Endpoint::Messages | Endpoint::CountTokens,
             ) => catalog,
             (ProviderKind::Anthropic | ProviderKind::Bedrock, _) => {
-                anthropic::upstream::request::uncapped_max_tokens(job.peeked.reasoning)
+                anthropic::upstream::request::uncapped_max_tokens(peeked.reasoning)
             }
             _ => catalog,
         })
@@ -110,7 +115,7 @@ impl Gateway {
             budget_micro_usd: key.budget_micro_usd,
             // the worst case is held against the budget until settlement
             reserve_micro_usd: key.budget_micro_usd.map_or(0, |_| {
-                let output = budget_output_tokens(job, model);
+                let output = budget_output_tokens(job.endpoint, job.peeked, model);
                 limits::worst_case_micro_usd(prompt_estimate, output, &model.price)
             }),
         };
@@ -120,5 +125,54 @@ impl Gateway {
             ctx.limit = Some((claim, decision));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A request without a cap translated to Claude holds the cap the gateway writes for it,
+    /// on Vertex as on Anthropic; Gemini on the same provider holds the catalog's.
+    #[test]
+    fn claude_on_vertex_holds_the_cap_the_gateway_writes() {
+        let path = crate::config::vertex::tests::key_file()
+            .display()
+            .to_string();
+        let env = |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone());
+        let config = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[providers.vertex-us]
+kind = "vertex"
+project = "my-project"
+region = "us-east5"
+
+[models."claude-v"]
+provider = "vertex-us"
+upstream_model = "claude-sonnet-4-5@20250929"
+max_output_tokens = 1000
+
+[models."gemini-v"]
+provider = "vertex-us"
+upstream_model = "gemini-2.5-flash"
+max_output_tokens = 1000
+"#;
+        let c = Config::parse(config, "t.toml", &env).unwrap();
+        let chat = |model: &str| {
+            let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
+            crate::request::peek(&Endpoint::ChatCompletions, body.as_bytes()).unwrap()
+        };
+        let claude = c.catalog.get("claude-v").unwrap();
+        let written = anthropic::upstream::request::uncapped_max_tokens(false);
+        assert_ne!(written, 1000);
+        let held = budget_output_tokens(&Endpoint::ChatCompletions, &chat("claude-v"), claude);
+        assert_eq!(held, written);
+        let gemini = c.catalog.get("gemini-v").unwrap();
+        let held = budget_output_tokens(&Endpoint::ChatCompletions, &chat("gemini-v"), gemini);
+        assert_eq!(held, 1000);
     }
 }
