@@ -215,6 +215,46 @@ fn claude_on_vertex_through_every_client_format_with_usage_and_price() {
     assert_eq!(gw.emulator.vertex_tokens_issued(), 1);
 }
 
+/// Claude Code sends Anthropic-only betas with every request; Vertex refuses a request
+/// naming a beta it does not offer, so only those it offers reach it, under its names.
+#[test]
+fn only_the_betas_vertex_offers_reach_it() {
+    let (gw, _) = start();
+    let betas = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,\
+        fine-grained-tool-streaming-2025-05-14,advanced-tool-use-2025-11-20";
+    for stream in [false, true] {
+        let a = gw.post_with(
+            "/v1/messages",
+            &[
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", betas),
+            ],
+            &messages("claude-sonnet-4-5-vertex", stream),
+        );
+        assert_eq!(a.status, 200, "{}", a.text());
+        claude_sent(&gw, &a, stream);
+        let record = gw.upstream_request(&a);
+        assert_eq!(
+            sent_header(&record, "anthropic-beta"),
+            Some("interleaved-thinking-2025-05-14,tool-search-tool-2025-10-19"),
+            "{record}"
+        );
+    }
+    let a = gw.post_with(
+        "/v1/messages",
+        &[
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "claude-code-20250219"),
+        ],
+        &messages("claude-sonnet-4-5-vertex", false),
+    );
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        sent_header(&gw.upstream_request(&a), "anthropic-beta"),
+        None
+    );
+}
+
 #[test]
 fn gemini_on_vertex_through_every_client_format_with_usage() {
     let (gw, _) = start();

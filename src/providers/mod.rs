@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod chat;
+pub mod cloud_betas;
 mod dial;
 pub mod dns;
 mod errors;
@@ -326,9 +327,15 @@ impl Provider {
             }
             ProviderKind::Vertex => {
                 // the bearer token is minted per provider and set by the proxy; Claude's
-                // version goes in the body, its betas stay headers
-                request.dropped_header_prefixes =
-                    &["openai-", "x-goog-", "api-key", "anthropic-version"];
+                // version goes in the body, the betas Vertex offers are set for Claude
+                // (`cloud_betas`)
+                request.dropped_header_prefixes = &[
+                    "openai-",
+                    "x-goog-",
+                    "api-key",
+                    "anthropic-version",
+                    "anthropic-beta",
+                ];
             }
         }
         request

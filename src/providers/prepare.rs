@@ -181,7 +181,7 @@ impl Provider {
         };
         let request = match route(kind, endpoint, self.native_responses) {
             Route::Passthrough(_) if self.kind == ProviderKind::Vertex => {
-                self.vertex_claude(body, upstream_model, peeked.stream)?
+                self.vertex_claude(body, upstream_model, peeked.stream, &peeked.anthropic_betas)?
             }
             Route::Passthrough(suffix) => self.request(
                 self.passthrough_path(suffix, upstream_model),
@@ -280,7 +280,12 @@ impl Provider {
                 let translated =
                     anthropic::upstream::request::translate(&chat, upstream_model, cache)?;
                 let mut request = if self.kind == ProviderKind::Vertex {
-                    self.vertex_claude(&translated.body, upstream_model, stream)?
+                    self.vertex_claude(
+                        &translated.body,
+                        upstream_model,
+                        stream,
+                        &peeked.anthropic_betas,
+                    )?
                 } else {
                     self.request(self.upstream.path("/v1/messages"), translated.body.into())
                 };

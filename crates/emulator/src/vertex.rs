@@ -36,6 +36,18 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::anthropic::{self, PromptCache};
+
+/// The `anthropic-beta` values Vertex AI's Claude takes (tool search under its cloud name).
+const BETAS: &[&str] = &[
+    "tool-search-tool-2025-10-19",
+    "computer-use-2025-01-24",
+    "computer-use-2025-11-24",
+    "interleaved-thinking-2025-05-14",
+    "context-1m-2025-08-07",
+    "context-management-2025-06-27",
+    "web-search-2025-03-05",
+    "compact-2026-01-12",
+];
 use super::faults::Faults;
 use super::gemini;
 use super::{signing, unix_now, Reply, Request};
@@ -252,6 +264,17 @@ pub fn claude(req: &Request, faults: &Faults, cache: &PromptCache) -> Reply {
         } else {
             "rawPredict answers whole: \"stream\": true belongs on streamRawPredict"
         });
+    }
+    // Vertex refuses the request for a beta it does not offer
+    let betas = req
+        .headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    if let Some(unknown) = betas.filter(|b| !b.is_empty()).find(|b| !BETAS.contains(b)) {
+        return invalid(&format!("Unexpected value(s) `{unknown}` for the `anthropic-beta` header. Please consult our documentation at docs.anthropic.com or try again without the header."));
     }
     body.remove("anthropic_version");
     body.insert("model".to_string(), Value::String(model.to_string()));

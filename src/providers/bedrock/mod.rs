@@ -13,7 +13,6 @@
 //! - errors are `{"message":…}` with the type in `x-amzn-ErrorType`; the status says enough
 //!   to route them (429 throttling, 400 validation, 403 access, 5xx unavailable).
 
-pub mod betas;
 pub mod credentials;
 pub mod sign;
 pub mod stream;
@@ -25,6 +24,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use self::credentials::CredentialCache;
+use super::cloud_betas::{self, Cloud};
 use super::errors::quoted_message;
 use super::{Provider, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
@@ -80,7 +80,7 @@ pub fn invoke_path(provider: &Provider, model: &str, stream: bool) -> String {
 
 /// An Anthropic Messages body as Bedrock takes it: `model` and `stream` out (the path says
 /// both), `anthropic_version` in, and the client's `betas` Bedrock offers as
-/// `anthropic_beta` ([`betas`]).
+/// `anthropic_beta` ([`cloud_betas`]).
 pub fn body(anthropic: &[u8], client_betas: &[String]) -> Result<Vec<u8>, GatewayError> {
     let mut value: Value = serde_json::from_slice(anthropic)
         .map_err(|e| GatewayError::invalid("body", format!("the body is not JSON: {e}")))?;
@@ -93,7 +93,7 @@ pub fn body(anthropic: &[u8], client_betas: &[String]) -> Result<Vec<u8>, Gatewa
     fields.remove("model");
     fields.remove("stream");
     fields.insert("anthropic_version".into(), ANTHROPIC_VERSION.into());
-    let betas = betas::on_bedrock(client_betas);
+    let betas = cloud_betas::offered(Cloud::Bedrock, client_betas);
     if !betas.is_empty() {
         fields.insert("anthropic_beta".into(), betas.into());
     }

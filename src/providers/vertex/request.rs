@@ -4,6 +4,7 @@
 
 use super::{claude_body, Publisher};
 use crate::error::{ErrorKind, GatewayError};
+use crate::providers::cloud_betas::{self, Cloud};
 use crate::providers::{Provider, ProviderKind, UpstreamRequest};
 
 impl Provider {
@@ -24,17 +25,24 @@ impl Provider {
     }
 
     /// A Claude request on Vertex from a Messages body (which still names `model`):
-    /// `:rawPredict`, or `:streamRawPredict` when the body streams.
+    /// `:rawPredict`, or `:streamRawPredict` when the body streams, with the client's
+    /// `betas` Vertex offers as `anthropic-beta`.
     pub(crate) fn vertex_claude(
         &self,
         body: &[u8],
         upstream_model: &str,
         stream: bool,
+        betas: &[String],
     ) -> Result<UpstreamRequest, GatewayError> {
         let vertex = self.vertex.as_ref().ok_or_else(not_vertex)?;
         let method = Publisher::Anthropic.method(stream);
         let path = vertex.path(&self.upstream, Publisher::Anthropic, upstream_model, method);
-        Ok(self.request(path, claude_body(body)?))
+        let mut request = self.request(path, claude_body(body)?);
+        let offered = cloud_betas::offered(Cloud::Vertex, betas);
+        if !offered.is_empty() {
+            request.headers.push(("anthropic-beta", offered.join(",")));
+        }
+        Ok(request)
     }
 
     /// A Gemini method's path on Vertex (`None` on other kinds).
