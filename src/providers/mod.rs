@@ -12,6 +12,7 @@ pub mod bedrock;
 pub mod chat;
 mod dial;
 pub mod dns;
+pub mod embeddings;
 mod errors;
 mod events;
 pub mod gemini;
