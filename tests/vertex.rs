@@ -267,7 +267,7 @@ fn gemini_on_vertex_through_every_client_format_with_usage() {
     assert_eq!(record["provider"], "vertex-a");
     assert_eq!(record["completion_tokens"], 5, "{record}");
     assert!(record["cost_micro_usd"].as_u64().unwrap() > 0, "{record}");
-    // no embeddings on Vertex: said at once, nothing sent
+    // a Gemini chat model on Vertex has no embeddings: said at once, nothing sent
     let before = gw.emulator.requests_received();
     let body = json!({"model": "gemini-2.5-flash-vertex", "input": "x"});
     let a = gw.post("/v1/embeddings", &body.to_string());

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod cloud_betas;
 mod dial;
 pub mod dns;
+pub mod embeddings;
 mod errors;
 mod events;
 pub mod gemini;

@@ -15,7 +15,7 @@ use super::anthropic::upstream::cache::PromptCache;
 use super::chat::{self, ChatRequest, ChatSink, OpenAiWriter};
 use super::responses::client::response::ToResponses;
 use super::{
-    anthropic, bedrock, gemini, openai, responses, Plan, Provider, ProviderKind,
+    anthropic, bedrock, embeddings, gemini, openai, responses, Plan, Provider, ProviderKind,
     ResponseTranslator, UpstreamRequest,
 };
 use crate::endpoint::Endpoint;
@@ -37,6 +37,10 @@ enum Route {
     BedrockMessages,
     /// OpenAI embeddings on Gemini's embedding methods.
     GeminiEmbeddings,
+    /// OpenAI embeddings on Bedrock's embedding models (Titan, Cohere) through InvokeModel.
+    BedrockEmbeddings,
+    /// OpenAI embeddings on Vertex AI's Google embedding models through `:predict`.
+    VertexEmbeddings,
     /// `count_tokens` for a provider without it: the gateway counts.
     CountTokens,
     /// The provider's format has no embeddings.
@@ -77,7 +81,7 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
         // Vertex's Claude and Gemini models come here as their publisher's kind
         // (`Provider::route_kind`); these are what differs on Vertex
         (K::Vertex, E::CountTokens) => Route::CountTokens,
-        (K::Vertex, E::Embeddings) => Route::NoEmbeddings,
+        (K::Vertex, E::Embeddings) => Route::VertexEmbeddings,
         (K::Anthropic, E::Messages) => Route::Passthrough("/v1/messages"),
         (K::Anthropic, E::CountTokens) => Route::Passthrough("/v1/messages/count_tokens"),
         (K::Bedrock, E::Messages) => Route::BedrockMessages,
@@ -85,7 +89,8 @@ fn route(kind: ProviderKind, endpoint: &Endpoint, native_responses: bool) -> Rou
         (_, E::Messages) => Route::Translated(ClientSide::Anthropic),
         (_, E::Responses) => Route::Translated(ClientSide::Responses),
         (K::Gemini, E::Embeddings) => Route::GeminiEmbeddings,
-        (K::Anthropic | K::Bedrock, E::Embeddings) => Route::NoEmbeddings,
+        (K::Bedrock, E::Embeddings) => Route::BedrockEmbeddings,
+        (K::Anthropic, E::Embeddings) => Route::NoEmbeddings,
         (_, E::CountTokens) => Route::CountTokens,
         (_, E::Models | E::Model(_) | E::Usage | E::Root | E::StoredResponse(_)) => Route::Gateway,
     }
@@ -206,13 +211,10 @@ impl Provider {
                 request
             }
             Route::GeminiEmbeddings => self.gemini_embeddings(body, peeked, upstream_model)?,
+            Route::BedrockEmbeddings => self.bedrock_embeddings(body, peeked, upstream_model)?,
+            Route::VertexEmbeddings => self.vertex_embeddings(body, peeked, upstream_model)?,
             Route::CountTokens => return Ok(Plan::CountTokens),
-            Route::NoEmbeddings => {
-                return Err(GatewayError::invalid(
-                    "model",
-                    format!("the model `{}` does not support embeddings", peeked.model),
-                ))
-            }
+            Route::NoEmbeddings => return Err(embeddings::unsupported(&peeked.model)),
             Route::Gateway => {
                 return Err(GatewayError::new(
                     ErrorKind::Internal,
@@ -323,9 +325,9 @@ impl Provider {
         peeked: &Peeked,
         upstream_model: &str,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let (gemini_body, batch) = gemini::upstream::embeddings::from_openai(body, upstream_model)?;
-        let (inputs, base64) = gemini::upstream::embeddings::inputs(body)?;
-        let method = if batch {
+        let asked = embeddings::Request::parse(body)?;
+        let gemini_body = gemini::upstream::embeddings::from_openai(&asked, upstream_model)?;
+        let method = if asked.batch {
             "batchEmbedContents"
         } else {
             "embedContent"
@@ -333,9 +335,11 @@ impl Provider {
         let mut request =
             self.request(self.gemini_path(upstream_model, method), gemini_body.into());
         let client_model = peeked.model.clone();
+        let (inputs, base64) = (asked.texts, asked.base64);
         request.translator_job = Some(Box::new(move || {
-            let tokens = gemini::upstream::embeddings::count_tokens(&client_model, &inputs);
-            gemini::upstream::embeddings::to_openai(&client_model, tokens, base64)
+            let tokens = embeddings::count_tokens(&client_model, &inputs);
+            let read = gemini::upstream::embeddings::read_answer;
+            embeddings::to_openai(&client_model, read, Some(tokens), base64)
         }));
         request.content_type = Some("application/json");
         Ok(request)
@@ -481,10 +485,10 @@ mod tests {
                 true,
                 Route::Translated(C::Responses),
             ),
-            (K::Bedrock, E::Embeddings, false, Route::NoEmbeddings),
+            (K::Bedrock, E::Embeddings, false, Route::BedrockEmbeddings),
             (K::Bedrock, E::CountTokens, false, Route::CountTokens),
             (K::Vertex, E::CountTokens, false, Route::CountTokens),
-            (K::Vertex, E::Embeddings, false, Route::NoEmbeddings),
+            (K::Vertex, E::Embeddings, false, Route::VertexEmbeddings),
         ];
         for (kind, endpoint, native, expected) in cases {
             assert_eq!(

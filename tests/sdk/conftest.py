@@ -244,6 +244,16 @@ price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
 provider = "emu-azure"
 upstream_model = "text-embedding-3-small"
 
+[models."titan-embed-bedrock"]          # one text per request
+provider = "emu-bedrock"
+upstream_model = "amazon.titan-embed-text-v2:0"
+price = {{ input = 0.02, output = 0.0 }}
+
+[models."cohere-embed-bedrock"]         # batches of up to 96
+provider = "emu-bedrock"
+upstream_model = "cohere.embed-english-v3"
+price = {{ input = 0.10, output = 0.0 }}
+
 [models."gpt-native"]
 provider = "emu-native"
 price = {{ input = 2.5, output = 10.0 }}
@@ -297,7 +307,8 @@ limits = {{ rpm = 1 }}
 
 
 def render_vertex_config(emu_port: int) -> str:
-    """A Vertex AI provider on the emulator, with a Claude and a Gemini model (test_vertex.py)."""
+    """A Vertex AI provider on the emulator, with Claude, Gemini and text embedding models
+    (test_vertex.py)."""
     return f"""
 [providers.emu-vertex]
 kind = "vertex"
@@ -324,6 +335,11 @@ price = {{ input = 0.3, output = 2.5 }}
 provider = "emu-vertex"
 upstream_model = "gemini-3-pro-preview"
 price = {{ input = 2.0, output = 12.0 }}
+
+[models."text-embedding-005-vertex"]  # `:predict`, up to 250 texts per request
+provider = "emu-vertex"
+upstream_model = "text-embedding-005"
+price = {{ input = 0.10, output = 0.0 }}
 """
 
 

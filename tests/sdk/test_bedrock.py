@@ -1,6 +1,7 @@
 """AWS Bedrock (`kind = "bedrock"`): the official `openai` SDK (chat, stream, tools) and the
 `anthropic` SDK (messages, whole and streamed, tools) on a Claude model served through
-Bedrock's InvokeModel.
+Bedrock's InvokeModel, and the `openai` SDK's embeddings on Titan Text Embeddings V2 (one
+text) and Cohere Embed v3 (a batch) through the same signed InvokeModel.
 
 The gateway signs every request with SigV4 and sends Anthropic's body without `model` and
 `stream`; the emulator's Bedrock routes verify the signature with the same key
@@ -12,22 +13,27 @@ from __future__ import annotations
 
 import json
 
+import openai
 import pytest
 
 from conftest import BEDROCK_ACCESS_KEY_ID, BEDROCK_SECRET_ACCESS_KEY
 from sdk_helpers import (
     answer_text,
     assert_client_key_not_upstream,
+    assert_openai_error,
     chunks,
     header_values,
     json_body,
     recorded_path,
     seq_of,
     turn_tokens,
+    words,
 )
 
 MODEL = "claude-sonnet-4-5-bedrock"
 MODEL_PATH = "/model/anthropic.claude-sonnet-4-5-v1%3A0"
+TITAN = "titan-embed-bedrock"
+COHERE = "cohere-embed-bedrock"
 USER_TEXT = "Say hello in one short sentence."
 MESSAGES = [{"role": "user", "content": USER_TEXT}]
 WEATHER_SCHEMA = {
@@ -47,7 +53,16 @@ def assert_bedrock_upstream(gateway, rec: dict, stream: bool) -> dict:
     """InvokeModel's path for the model id, a SigV4 signature by the test key (the emulator
     verified it), Bedrock's body; no client key and no secret on the wire."""
     operation = "invoke-with-response-stream" if stream else "invoke"
-    assert recorded_path(rec) == f"{MODEL_PATH}/{operation}"
+    body = assert_signed(gateway, rec, f"{MODEL_PATH}/{operation}")
+    assert body["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in body and "stream" not in body
+    return body
+
+
+def assert_signed(gateway, rec: dict, path: str) -> dict:
+    """`path`, a SigV4 signature by the test key for us-east-1, no client key and no secret
+    on the wire; returns the body sent."""
+    assert recorded_path(rec) == path
     [auth] = header_values(rec, "authorization")
     assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={BEDROCK_ACCESS_KEY_ID}/")
     assert "/us-east-1/bedrock/aws4_request" in auth
@@ -55,10 +70,7 @@ def assert_bedrock_upstream(gateway, rec: dict, stream: bool) -> dict:
     assert header_values(rec, "x-api-key") == []
     assert BEDROCK_SECRET_ACCESS_KEY not in json.dumps(rec)
     assert_client_key_not_upstream(gateway, rec)
-    body = json_body(rec)
-    assert body["anthropic_version"] == "bedrock-2023-05-31"
-    assert "model" not in body and "stream" not in body
-    return body
+    return json_body(rec)
 
 
 def test_chat(client, gateway):
@@ -140,3 +152,50 @@ def test_anthropic_tools(anthropic_client, gateway):
     [call] = [b for b in message.content if b.type == "tool_use"]
     assert (call.name, call.input) == ("get_weather", {"city": "Paris"})
     assert_bedrock_upstream(gateway, gateway.recorded("last"), stream=False)
+
+
+def test_embeddings_one_text_on_titan(client, gateway):
+    """The SDK's default base64 decodes to Titan's 1024 normalized floats, the same as asked
+    as floats; usage is Titan's own count, in one usage record."""
+    text = "hello big world"
+    raw = client.embeddings.with_raw_response.create(model=TITAN, input=text)
+    resp = raw.parse()
+    assert (resp.object, resp.model, [d.index for d in resp.data]) == ("list", TITAN, [0])
+    vec = resp.data[0].embedding
+    assert len(vec) == 1024
+    assert sum(x * x for x in vec) == pytest.approx(1.0, abs=1e-4)
+    assert resp.usage.prompt_tokens == resp.usage.total_tokens == words(text)
+    as_float = client.embeddings.create(model=TITAN, input=text, encoding_format="float")
+    assert as_float.data[0].embedding == pytest.approx(vec, abs=1e-6)
+
+    rec = gateway.recorded(seq_of(raw.headers))
+    body = assert_signed(gateway, rec, "/model/amazon.titan-embed-text-v2%3A0/invoke")
+    assert body == {"inputText": text, "normalize": True}
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert (record["provider"], record["model"], record["prompt_tokens"]) == ("emu-bedrock", TITAN, words(text))
+
+    # Titan embeds one text per request: a batch is refused, naming the limit
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model=TITAN, input=["a", "b"])
+    error = assert_openai_error(refused.value)["error"]
+    assert error["param"] == "input" and "one text per request" in error["message"]
+
+
+def test_embeddings_batch_on_cohere(client, gateway):
+    """A batch on Cohere Embed: one vector per text in order, each the text's own."""
+    texts = ["first text", "second", "the third one"]
+    raw = client.embeddings.with_raw_response.create(model=COHERE, input=texts)
+    resp = raw.parse()
+    assert [d.index for d in resp.data] == [0, 1, 2]
+    assert {len(d.embedding) for d in resp.data} == {1024}
+    assert len({tuple(d.embedding) for d in resp.data}) == 3
+    single = client.embeddings.create(model=COHERE, input="second", encoding_format="float")
+    assert single.data[0].embedding == pytest.approx(resp.data[1].embedding, abs=1e-6)
+
+    rec = gateway.recorded(seq_of(raw.headers))
+    body = assert_signed(gateway, rec, "/model/cohere.embed-english-v3/invoke")
+    assert body == {"texts": texts, "input_type": "search_document", "embedding_types": ["float"]}
+    # Cohere's answer has no count: the gateway's, in the answer and the record alike
+    assert resp.usage.prompt_tokens > 0
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert record["prompt_tokens"] == resp.usage.prompt_tokens

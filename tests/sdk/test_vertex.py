@@ -1,7 +1,8 @@
 """Google Vertex AI (`kind = "vertex"`): the official `openai` SDK (chat, stream, tools) and
-the `anthropic` SDK (messages, stream) on a Claude and a Gemini model served by Vertex, and
+the `anthropic` SDK (messages, stream) on a Claude and a Gemini model served by Vertex,
 reasoning through tool loops as on the first-party kinds (Claude's signed thinking kept for a
-chat client that drops it, Gemini 3's thought signatures).
+chat client that drops it, Gemini 3's thought signatures), and the `openai` SDK's embeddings
+(one text and a batch) on text-embedding-005 through `:predict`.
 
 The gateway mints an access token from the session's throwaway service account at the
 emulator's token endpoint (which verifies the RS256 assertion) and calls the publisher's
@@ -27,14 +28,17 @@ from sdk_helpers import (
     recorded_query,
     seq_of,
     turn_tokens,
+    words,
 )
 
 CLAUDE = "claude-sonnet-4-5-vertex"
 GEMINI = "gemini-2.5-flash-vertex"
+EMBED = "text-embedding-005-vertex"
 BASE = "/v1/projects/my-project/locations/us-east5/publishers"
 PATHS = {
     CLAUDE: (f"{BASE}/anthropic/models/claude-sonnet-4-5@20250929", ":rawPredict", ":streamRawPredict"),
     GEMINI: (f"{BASE}/google/models/gemini-2.5-flash", ":generateContent", ":streamGenerateContent"),
+    EMBED: (f"{BASE}/google/models/text-embedding-005", ":predict", ":predict"),
 }
 USER_TEXT = "Say hello in one short sentence."
 MESSAGES = [{"role": "user", "content": USER_TEXT}]
@@ -163,3 +167,42 @@ def test_chat_tool_loop_on_vertex_gemini_3_returns_the_thought_signature(gateway
         body = json_body(rec)
         calls = [p for c in body["contents"] if c["role"] == "model" for p in c["parts"] if "functionCall" in p]
         assert all(p.get("thoughtSignature") for p in calls), f"turn {turn + 1}: {calls}"
+
+
+def test_embeddings_one_text(client, gateway):
+    """One text: the SDK's default base64 decodes to text-embedding-005's 768 floats, the same
+    as asked as floats; usage is Vertex's own token count, in one usage record."""
+    text = "hello vertex world"
+    raw = client.embeddings.with_raw_response.create(model=EMBED, input=text)
+    resp = raw.parse()
+    assert (resp.object, resp.model, [d.index for d in resp.data]) == ("list", EMBED, [0])
+    vec = resp.data[0].embedding
+    assert len(vec) == 768 and all(-1.0 <= x < 1.0 for x in vec)
+    assert resp.usage.prompt_tokens == resp.usage.total_tokens == words(text)
+    as_float = client.embeddings.create(model=EMBED, input=text, encoding_format="float")
+    assert as_float.data[0].embedding == pytest.approx(vec, abs=1e-6)
+
+    body = assert_vertex_upstream(gateway, gateway.recorded(seq_of(raw.headers)), EMBED, stream=False)
+    assert body == {"instances": [{"content": text}], "parameters": {"autoTruncate": True}}
+    record = gateway.ledger.record_of(raw.headers["x-request-id"])
+    assert (record["provider"], record["model"], record["prompt_tokens"]) == ("emu-vertex", EMBED, words(text))
+
+
+def test_embeddings_batch(client, gateway):
+    """A batch with `dimensions`: one vector of that size per text, in order, each the
+    text's own; usage the sum of Vertex's counts."""
+    texts = ["first text", "second", "the third one"]
+    raw = client.embeddings.with_raw_response.create(model=EMBED, input=texts, dimensions=64)
+    resp = raw.parse()
+    assert [d.index for d in resp.data] == [0, 1, 2]
+    assert {len(d.embedding) for d in resp.data} == {64}
+    assert len({tuple(d.embedding) for d in resp.data}) == 3
+    single = client.embeddings.create(model=EMBED, input="second", dimensions=64)
+    assert single.data[0].embedding == pytest.approx(resp.data[1].embedding, abs=1e-6)
+    assert resp.usage.prompt_tokens == sum(words(t) for t in texts)
+
+    body = assert_vertex_upstream(gateway, gateway.recorded(seq_of(raw.headers)), EMBED, stream=False)
+    assert body == {
+        "instances": [{"content": t} for t in texts],
+        "parameters": {"autoTruncate": True, "outputDimensionality": 64},
+    }

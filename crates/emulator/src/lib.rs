@@ -30,10 +30,13 @@
 //! signature, streams in AWS's event-stream framing ([`bedrock`]). AWS STS's query API
 //! (`POST /` with a form body) hands out temporary keys for a web identity token ([`sts`]).
 //!
+//! Bedrock's embedding model ids on the same paths (Titan Text Embeddings V2, Cohere Embed
+//! v3) answer as those models do ([`bedrock_embeddings`]).
+//!
 //! Vertex AI's paths (`…/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`)
 //! are the Gemini and Anthropic operations behind a bearer token from the emulator's OAuth2
 //! token endpoint (`POST …/token`), which verifies the service account's RS256 assertion
-//! ([`vertex`]).
+//! ([`vertex`]); Google's text embedding models answer `:predict` ([`vertex_embeddings`]).
 //!
 //! **Format rule** ([`Wire::of`]): a path with Azure's shape is Azure; one with Bedrock's
 //! is Bedrock; a path ending in `/v1/messages` or
@@ -132,6 +135,7 @@
 mod anthropic;
 mod azure;
 mod bedrock;
+mod bedrock_embeddings;
 mod faults;
 mod gemini;
 mod injected;
@@ -141,6 +145,7 @@ mod server;
 mod signing;
 mod sts;
 mod vertex;
+mod vertex_embeddings;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -154,7 +159,9 @@ pub use azure::API_KEY as AZURE_API_KEY;
 pub use bedrock::{
     ACCESS_KEY_ID as BEDROCK_ACCESS_KEY_ID, SECRET_ACCESS_KEY as BEDROCK_SECRET_ACCESS_KEY,
 };
+pub use bedrock_embeddings::normalized as titan_normalized;
 use faults::{Faults, InstanceFaults};
+pub use openai::embedding_vector;
 use recorder::Recorder;
 
 /// Unix seconds now, for `created` fields and rate-limit resets.
@@ -498,9 +505,13 @@ fn route(
     match wire {
         Wire::Anthropic if on_vertex => vertex::claude(req, faults, prompt_cache),
         Wire::Anthropic => anthropic::route(req, faults, prompt_cache),
+        Wire::Gemini if on_vertex && vertex_embeddings::serves(path) => {
+            vertex_embeddings::predict(req)
+        }
         Wire::Gemini => gemini::route(req, faults.chunks),
         Wire::Azure => azure::route(req, faults, stored),
-        Wire::Bedrock => bedrock::route(req, faults, prompt_cache),
+        Wire::Bedrock => bedrock_embeddings::route(req)
+            .unwrap_or_else(|| bedrock::route(req, faults, prompt_cache)),
         Wire::OpenAi => openai::route(req, faults, stored),
     }
 }

@@ -14,6 +14,7 @@
 //!   to route them (429 throttling, 400 validation, 403 access, 5xx unavailable).
 
 pub mod credentials;
+pub mod embeddings;
 pub mod sign;
 pub mod stream;
 

@@ -15,6 +15,7 @@
 //!   ([`account`], cached by [`token`]; the exchange with `token_uri` is the proxy's I/O).
 
 pub mod account;
+pub mod embeddings;
 mod request;
 pub mod token;
 
