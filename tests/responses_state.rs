@@ -226,6 +226,9 @@ fn with_stored_responses_off_nothing_is_kept_and_store_true_is_refused() {
     let refused = as_key(&gw, KEY, "POST", "/v1/responses", Some(&asked));
     assert_eq!(refused.status, 400, "{}", refused.text());
     assert_eq!(refused.json()["error"]["param"], "store");
+    // the ledger's schema is made when it is first reached, which nothing here waits on:
+    // both requests' usage records in it say it has been
+    assert_eq!(gw.usage_records(2).len(), 2);
     let count = ledger.psql("ledger", "SELECT count(*) FROM stored_responses");
     assert_eq!(count.trim(), "0");
 }
