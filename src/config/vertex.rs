@@ -135,7 +135,7 @@ pub(crate) mod tests {
     use crate::config::Config;
     use crate::providers::ProviderKind;
 
-    const VERTEX: &str = r#"
+    pub(crate) const VERTEX: &str = r#"
 [server]
 listen = "127.0.0.1:8080"
 

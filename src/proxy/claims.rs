@@ -142,26 +142,13 @@ mod tests {
             .display()
             .to_string();
         let env = |name: &str| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone());
-        let config = r#"
-[server]
-listen = "127.0.0.1:8080"
-
-[providers.vertex-us]
-kind = "vertex"
-project = "my-project"
-region = "us-east5"
-
-[models."claude-v"]
-provider = "vertex-us"
-upstream_model = "claude-sonnet-4-5@20250929"
-max_output_tokens = 1000
-
-[models."gemini-v"]
-provider = "vertex-us"
-upstream_model = "gemini-2.5-flash"
-max_output_tokens = 1000
-"#;
-        let c = Config::parse(config, "t.toml", &env).unwrap();
+        // the tests' Vertex provider with its Gemini model (no cap of its own), and Claude
+        let config = format!(
+            "{}\n[models.\"claude-v\"]\nprovider = \"vertex-us\"\n\
+             upstream_model = \"claude-sonnet-4-5@20250929\"\nmax_output_tokens = 1000\n",
+            crate::config::vertex::tests::VERTEX
+        );
+        let c = Config::parse(&config, "t.toml", &env).unwrap();
         let chat = |model: &str| {
             let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
             crate::request::peek(&Endpoint::ChatCompletions, body.as_bytes()).unwrap()
@@ -173,6 +160,6 @@ max_output_tokens = 1000
         assert_eq!(held, written);
         let gemini = c.catalog.get("gemini-v").unwrap();
         let held = budget_output_tokens(&Endpoint::ChatCompletions, &chat("gemini-v"), gemini);
-        assert_eq!(held, 1000);
+        assert_eq!(held, DEFAULT_MAX_OUTPUT_TOKENS);
     }
 }

@@ -160,28 +160,11 @@ mod tests {
         let second = &v["predictions"][1]["embeddings"];
         assert_eq!(floats(&second["values"]), embedding_vector(b"d", 16));
         assert_eq!(v["metadata"]["billableCharacterCount"], 6);
-        let (_, v) = call(
-            "gemini-embedding-001",
-            json!({"instances": [{"content": "x"}]}),
-        );
-        assert_eq!(
-            v["predictions"][0]["embeddings"]["values"]
-                .as_array()
-                .unwrap()
-                .len(),
-            3072
-        );
-        let (_, v) = call(
-            "text-embedding-005",
-            json!({"instances": [{"content": "x"}]}),
-        );
-        assert_eq!(
-            v["predictions"][0]["embeddings"]["values"]
-                .as_array()
-                .unwrap()
-                .len(),
-            768
-        );
+        for (model, dimensions) in [("gemini-embedding-001", 3072), ("text-embedding-005", 768)] {
+            let (_, v) = call(model, json!({"instances": [{"content": "x"}]}));
+            let values = v["predictions"][0]["embeddings"]["values"].as_array();
+            assert_eq!(values.unwrap().len(), dimensions, "{model}");
+        }
     }
 
     #[test]
