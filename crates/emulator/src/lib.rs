@@ -27,7 +27,9 @@
 //! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
 //! AWS Bedrock's InvokeModel paths (`…/model/{modelId}/invoke`,
 //! `…/invoke-with-response-stream`) are Anthropic's Messages behind a verified SigV4
-//! signature, streams in AWS's event-stream framing ([`bedrock`]).
+//! signature, streams in AWS's event-stream framing ([`bedrock`]); its Converse paths
+//! (`…/model/{modelId}/converse`, `…/converse-stream`) answer any model in Converse's shape,
+//! behind the same signature check.
 //!
 //! Vertex AI's paths (`…/projects/{p}/locations/{r}/publishers/{google|anthropic}/models/{m}:{method}`)
 //! are the Gemini and Anthropic operations behind a bearer token from the emulator's OAuth2
