@@ -2,7 +2,8 @@
 //! Converse API, against the emulator's Converse routes, which verify SigV4 and enforce
 //! Converse's conversation rules: what goes up the wire (path, signature, the Converse body),
 //! every client format (JSON and event streams), a tool loop the emulator's pairing rules
-//! accept, a 429 failing over, an exception mid-stream, one priced record per request.
+//! accept, a 429 failing over, an exception mid-stream, one priced record per request, and
+//! the budget reservation of a request Converse sends without an output cap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -383,4 +384,67 @@ fn an_exception_mid_stream_ends_the_stream_in_the_clients_dialect() {
     let text = a.text();
     assert!(text.contains("event: error"), "{text}");
     assert!(!text.contains("event: message_stop"), "{text}");
+}
+
+/// Converse sends no output cap when the client sets none (the model's own applies), so a
+/// budget reservation holds the catalog's `max_output_tokens` (16,384 by default), not the
+/// 4,096 the gateway writes for Claude: an uncapped request whose worst case is over the
+/// budget holds all of it while it runs, and the key's next request waits for it to settle.
+#[test]
+fn an_uncapped_request_reserves_the_models_whole_output() {
+    let redis = RedisServer::start();
+    let client_key = "cai-converse-budget";
+    let extra = format!(
+        "{BEDROCK}\n[state]\nredis_url = \"{}\"\ntimeout_ms = 500\n\
+         [[keys]]\nname = \"budget\"\nsha256 = \"{}\"\nbudget_usd = 0.03\n",
+        redis.url(),
+        sha256_hex(client_key.as_bytes())
+    );
+    let gw = std::sync::Arc::new(Gateway::start_with_env(
+        &extra,
+        &[
+            ("AWS_ACCESS_KEY_ID", BEDROCK_ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", BEDROCK_SECRET_ACCESS_KEY),
+        ],
+    ));
+    let auth = format!("Bearer {client_key}");
+    let capped = json!({"model": "nova-pro", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "Say hello"}]})
+    .to_string();
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut all = vec![("authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        gw.request("POST", "/v1/chat/completions", &all, body.as_bytes())
+    };
+    // 16,384 output tokens at $3.20 per million: $0.052, over the $0.03 budget
+    let uncapped = {
+        let (gw, auth) = (gw.clone(), auth.clone());
+        std::thread::spawn(move || {
+            gw.request(
+                "POST",
+                "/v1/chat/completions",
+                &[
+                    ("authorization", auth.as_str()),
+                    ("x-emulator-delay-ms", "2000"),
+                ],
+                chat("nova-pro", false).as_bytes(),
+            )
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let refused = post(&[], &capped);
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "insufficient_quota");
+    let first = uncapped.join().unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    // settled at its real cost, the budget has room again
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let again = loop {
+        let a = post(&[], &capped);
+        if a.status == 200 || std::time::Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(again.status, 200, "{}", again.text());
 }

@@ -9,6 +9,7 @@ use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::limits::{self, Claim};
+use crate::providers::bedrock::converse::converses;
 use crate::providers::{anthropic, ProviderKind};
 
 /// Output tokens reserved against a TPM limit when the client sets no `max_tokens`.
@@ -31,7 +32,8 @@ fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 /// The output tokens a request may be billed for, as its budget reservation counts them:
 /// the client's cap; else, where the gateway writes the provider's cap itself (a request
 /// translated to Anthropic, which requires one), that cap; else the model's
-/// `max_output_tokens`. Embeddings write none. A model with several deployments takes the
+/// `max_output_tokens` (Bedrock's Converse models among them: Converse takes no cap unless
+/// the client sets one). Embeddings write none. A model with several deployments takes the
 /// largest.
 fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
     if let Some(cap) = job.peeked.max_tokens {
@@ -45,6 +47,11 @@ fn budget_output_tokens(job: &Job<'_>, model: &Model) -> u64 {
         .deployments
         .iter()
         .map(|d| match (d.provider.kind, job.endpoint) {
+            (ProviderKind::Bedrock, _)
+                if converses(d.upstream_model.as_deref().unwrap_or(&job.peeked.model)) =>
+            {
+                catalog
+            }
             (
                 ProviderKind::Anthropic | ProviderKind::Bedrock,
                 Endpoint::Messages | Endpoint::CountTokens,
