@@ -32,8 +32,8 @@ enum Route {
     OpenAi,
     /// The client's format → OpenAI chat → the provider's format, and the answer back.
     Translated(ClientSide),
-    /// Anthropic Messages on Bedrock: the client's body made Bedrock's, the answer as it
-    /// is (a stream's framing undone).
+    /// Anthropic Messages on Bedrock's Claude: the client's body made Bedrock's, the answer
+    /// as it is (a stream's framing undone). Bedrock's other models go through the pivot.
     BedrockMessages,
     /// OpenAI embeddings on Gemini's embedding methods.
     GeminiEmbeddings,
