@@ -258,6 +258,32 @@ fn a_tool_loop_keeps_converses_pairing_rules() {
         assert!(message.contains("does not match"), "{message}");
     }
 
+    // the last turn of a loop forbids tools, or sends none: Converse still needs the tools
+    // its history uses declared (the emulator refuses tool blocks without), and answers text
+    for tools in [
+        json!({"tools": weather_tools(), "tool_choice": "none"}),
+        json!({}),
+    ] {
+        let mut last_turn = json!({"model": "nova-pro", "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "tooluse_1",
+                "type": "function", "function": {"name": "get_weather",
+                "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "tooluse_1", "content": "18C"}]});
+        for (k, v) in tools.as_object().unwrap() {
+            last_turn[k] = v.clone();
+        }
+        let a = gw.post("/v1/chat/completions", &last_turn.to_string());
+        assert_eq!(a.status, 200, "{tools}: {}", a.text());
+        assert_eq!(chat_text(&a, false), HELLO);
+        let sent = assert_conversed(&gw.upstream_request(&a), false, "us-east-1");
+        assert_eq!(
+            sent["toolConfig"]["tools"][0]["toolSpec"]["name"],
+            "get_weather"
+        );
+        assert!(sent["toolConfig"].get("toolChoice").is_none(), "{sent}");
+    }
+
     // an Anthropic client's loop, through the pivot
     let a = gw.post_with("/v1/messages", &ANTHROPIC, &weather_messages("nova-pro"));
     assert_eq!(a.status, 200, "{}", a.text());

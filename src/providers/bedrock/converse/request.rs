@@ -5,7 +5,9 @@
 //! `topP` (`top_p`), `stopSequences` (`stop`, ≤ 4 as Converse allows). `toolConfig`:
 //! `tools` → `[{toolSpec: {name, description, inputSchema: {json}}}]`, `tool_choice` `auto` →
 //! `{auto:{}}`, `required` → `{any:{}}`, a named function → `{tool:{name}}`; `none` sends no
-//! tools at all (Converse has no such choice), and no tools means no `toolConfig`.
+//! tools at all (Converse has no such choice), and no tools means no `toolConfig`, except
+//! that a history with tool calls or results needs one (Converse refuses them without): then
+//! the request's tools, or those the history calls, go without a choice.
 //!
 //! Dropped (no Converse field every model takes): `model` and `stream` (the path says both),
 //! `stream_options`, `user`, `seed`, penalties, `logit_bias`, `parallel_tool_calls`,
@@ -41,6 +43,10 @@ pub fn from_chat(chat: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
         }
     }
     let converted = messages::convert(field(body, "messages"))?;
+    let tools = match tool_config(body)? {
+        Some(config) => Some(config),
+        None => history_tools(body, &converted.messages)?,
+    };
     let mut out = Map::new();
     out.insert("messages".into(), Value::Array(converted.messages));
     if !converted.system.is_empty() {
@@ -50,7 +56,7 @@ pub fn from_chat(chat: &ChatRequest) -> Result<Vec<u8>, GatewayError> {
     if !config.is_empty() {
         out.insert("inferenceConfig".into(), Value::Object(config));
     }
-    if let Some(tools) = tool_config(body)? {
+    if let Some(tools) = tools {
         out.insert("toolConfig".into(), tools);
     }
     to_bytes(&out)
@@ -111,12 +117,71 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, GatewayError>
     if tools.is_empty() {
         return Ok(None);
     }
-    let choice = match field(body, "tool_choice") {
-        None => None,
+    let choice = match tool_choice(body)? {
+        Choice::None => return Ok(None),
+        Choice::Auto => None,
+        Choice::Some(choice) => Some(choice),
+    };
+    let mut config = json!({ "tools": tool_specs(tools)? });
+    if let Some(choice) = choice {
+        config["toolChoice"] = choice;
+    }
+    Ok(Some(config))
+}
+
+/// The `toolConfig` of a conversation whose history holds tool calls or results but that
+/// offers no tool (`tool_choice: none`, or no `tools` sent again): Converse refuses tool
+/// blocks without one. The request's own tools when it has them, else each tool the history
+/// calls with an open schema; no choice (Converse has no "none": the model may call one).
+fn history_tools(
+    body: &Map<String, Value>,
+    messages: &[Value],
+) -> Result<Option<Value>, GatewayError> {
+    let blocks = || {
+        messages
+            .iter()
+            .filter_map(|m| m.get("content").and_then(Value::as_array))
+            .flatten()
+    };
+    if !blocks().any(|b| b.get("toolUse").is_some() || b.get("toolResult").is_some()) {
+        return Ok(None);
+    }
+    let tools = items(field(body, "tools"), "tools")?;
+    let specs = if tools.is_empty() {
+        let mut names: Vec<&str> = blocks()
+            .filter_map(|b| b.get("toolUse")?.get("name")?.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                json!({ "toolSpec": { "name": name,
+                    "inputSchema": { "json": { "type": "object" } } } })
+            })
+            .collect()
+    } else {
+        tool_specs(tools)?
+    };
+    Ok((!specs.is_empty()).then(|| json!({ "tools": specs })))
+}
+
+/// What `tool_choice` asks of Converse.
+enum Choice {
+    /// No tool offered.
+    None,
+    /// Converse's default.
+    Auto,
+    Some(Value),
+}
+
+fn tool_choice(body: &Map<String, Value>) -> Result<Choice, GatewayError> {
+    Ok(match field(body, "tool_choice") {
+        None => Choice::Auto,
         Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(json!({ "auto": {} })),
-            "required" => Some(json!({ "any": {} })),
-            "none" => return Ok(None),
+            "auto" => Choice::Some(json!({ "auto": {} })),
+            "required" => Choice::Some(json!({ "any": {} })),
+            "none" => Choice::None,
             _ => return Err(bad_tool_choice()),
         },
         Some(Value::Object(o)) => {
@@ -125,10 +190,14 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, GatewayError>
                 .and_then(|f| f.get("name"))
                 .and_then(Value::as_str)
                 .ok_or_else(bad_tool_choice)?;
-            Some(json!({ "tool": { "name": name } }))
+            Choice::Some(json!({ "tool": { "name": name } }))
         }
         Some(_) => return Err(bad_tool_choice()),
-    };
+    })
+}
+
+/// `tools` → Converse's `toolSpec`s.
+fn tool_specs(tools: &[Value]) -> Result<Vec<Value>, GatewayError> {
     let mut specs = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         let kind = tool
@@ -163,11 +232,7 @@ fn tool_config(body: &Map<String, Value>) -> Result<Option<Value>, GatewayError>
         }
         specs.push(json!({ "toolSpec": spec }));
     }
-    let mut config = json!({ "tools": specs });
-    if let Some(choice) = choice {
-        config["toolChoice"] = choice;
-    }
-    Ok(Some(config))
+    Ok(specs)
 }
 
 fn bad_tool_choice() -> GatewayError {

@@ -195,3 +195,32 @@ fn malformed_fields_are_400s_naming_them() {
         );
     }
 }
+
+#[test]
+fn a_tool_history_keeps_a_tool_config_when_no_tool_is_offered() {
+    let history = json!([
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "18C"}]);
+    // tools sent again with `none`: declared, without a choice
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let out = converse(json!({"messages": history, "tools": tools, "tool_choice": "none"}));
+    assert_eq!(
+        out["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json":
+            {"type": "object", "properties": {"city": {"type": "string"}}}}}}]})
+    );
+    // no tools sent again: each tool the history calls, with an open schema
+    let out = converse(json!({"messages": history}));
+    assert_eq!(
+        out["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather",
+            "inputSchema": {"json": {"type": "object"}}}}]})
+    );
+    // a conversation without tool blocks gets none
+    let out = converse(json!({"messages": [{"role": "user", "content": "x"}],
+        "tools": tools, "tool_choice": "none"}));
+    assert!(out.get("toolConfig").is_none());
+}
