@@ -1,4 +1,4 @@
-//! OpenAI chat `messages` → Converse's `system` blocks and `messages`.
+//! OpenAI chat `messages` → Converse's `system` blocks and `messages` (docs/translation.md F1).
 //!
 //! Converse wants turns that alternate, `user` first, each a non-empty list of content blocks;
 //! a `toolResult` belongs in the user turn right after the assistant turn that made the call.

@@ -1,5 +1,5 @@
-//! OpenAI chat request → Converse request body: the top-level fields (the conversation is
-//! [`super::messages`]).
+//! OpenAI chat request → Converse request body (docs/translation.md F1): the top-level fields
+//! (the conversation is [`super::messages`]).
 //!
 //! `inferenceConfig`: `maxTokens` (`max_completion_tokens` ?? `max_tokens`), `temperature`,
 //! `topP` (`top_p`), `stopSequences` (`stop`, ≤ 4 as Converse allows). `toolConfig`:

@@ -1,5 +1,5 @@
-//! A Converse answer → chat values: the wire types the JSON answer and the stream share, the
-//! mappings (stop reason, usage), and the translator of a whole answer.
+//! A Converse answer → chat values (docs/translation.md F2): the wire types the JSON answer and
+//! the stream share, the mappings (stop reason, usage), and the translator of a whole answer.
 //!
 //! `{output: {message: {role, content: [{text} | {toolUse: {toolUseId, name, input}} |
 //! {reasoningContent: {reasoningText: {text, signature?}}}]}}, stopReason, usage: {inputTokens,

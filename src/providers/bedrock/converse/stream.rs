@@ -1,5 +1,5 @@
 //! ConverseStream's answer (AWS's event stream, framing undone by [`Frames`]) → chat chunks
-//! for a [`ChatSink`].
+//! for a [`ChatSink`] (docs/translation.md F2).
 //!
 //! Each frame's `:event-type` names a Converse event and its payload is that event's JSON
 //! (not base64-wrapped, unlike InvokeModel's chunks; AWS pads it with a `p` field, ignored):
