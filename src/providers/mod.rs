@@ -94,8 +94,9 @@ pub enum ProviderKind {
     /// Azure OpenAI: OpenAI's format on deployment URLs with `api-version` and `api-key`
     /// (see [`azure`]).
     Azure,
-    /// AWS Bedrock's runtime for Claude: Anthropic's bodies on InvokeModel paths, SigV4
-    /// signed, streams in AWS's event-stream framing (see [`bedrock`]).
+    /// AWS Bedrock's runtime: Claude in Anthropic's bodies on InvokeModel paths, every other
+    /// model on the Converse API; SigV4 signed, streams in AWS's event-stream framing (see
+    /// [`bedrock`]).
     Bedrock,
     /// Google Vertex AI: Gemini models in Gemini's format, Claude models in Anthropic's, on
     /// a project's regional paths with a service account's token (see [`vertex`]).

@@ -32,8 +32,8 @@ enum Route {
     OpenAi,
     /// The client's format → OpenAI chat → the provider's format, and the answer back.
     Translated(ClientSide),
-    /// Anthropic Messages on Bedrock: the client's body made Bedrock's, the answer as it
-    /// is (a stream's framing undone).
+    /// Anthropic Messages on Bedrock's Claude: the client's body made Bedrock's, the answer
+    /// as it is (a stream's framing undone). Bedrock's other models go through the pivot.
     BedrockMessages,
     /// OpenAI embeddings on Gemini's embedding methods.
     GeminiEmbeddings,
@@ -65,6 +65,8 @@ enum UpstreamSide {
     Gemini,
     /// Anthropic's format on Bedrock's paths and framing.
     Bedrock,
+    /// Bedrock's Converse API, for its models other than Claude.
+    Converse,
 }
 
 /// The table: which [`Route`] serves `endpoint` on a provider of `kind`.
@@ -107,6 +109,15 @@ impl UpstreamSide {
             ProviderKind::Bedrock => Self::Bedrock,
         }
     }
+
+    /// The side of `upstream_model` on a provider of `kind`: Bedrock's models other than
+    /// Claude speak Converse ([`bedrock::converse::converses`]).
+    fn of_model(kind: ProviderKind, upstream_model: &str) -> Self {
+        match Self::of(kind) {
+            Self::Bedrock if bedrock::converse::converses(upstream_model) => Self::Converse,
+            side => side,
+        }
+    }
 }
 
 /// The client side of a translated answer: the sink the upstream side's chat values go to
@@ -146,6 +157,7 @@ fn upstream_into<S: ChatSink + 'static>(
             anthropic::upstream::response::to_chat(stream, client_model, sink)
         }
         UpstreamSide::Gemini => gemini::upstream::response::to_chat(stream, client_model, sink),
+        UpstreamSide::Converse => bedrock::converse::to_chat(stream, client_model, sink),
         UpstreamSide::Bedrock => {
             let anthropic = anthropic::upstream::response::to_chat(stream, client_model, sink);
             if stream {
@@ -184,7 +196,15 @@ impl Provider {
             }
             _ => self.kind,
         };
-        let request = match route(kind, endpoint, self.native_responses) {
+        let upstream = UpstreamSide::of_model(kind, upstream_model);
+        let route = match route(kind, endpoint, self.native_responses) {
+            // Messages clients of Bedrock's other models go through the pivot to Converse
+            Route::BedrockMessages if upstream == UpstreamSide::Converse => {
+                Route::Translated(ClientSide::Anthropic)
+            }
+            route => route,
+        };
+        let request = match route {
             Route::Passthrough(_) if self.kind == ProviderKind::Vertex => {
                 self.vertex_claude(body, upstream_model, peeked.stream, &peeked.anthropic_betas)?
             }
@@ -194,7 +214,6 @@ impl Provider {
             ),
             Route::OpenAi => openai::prepare(self, endpoint, body, peeked, upstream_model)?,
             Route::Translated(client) => {
-                let upstream = UpstreamSide::of(kind);
                 self.translated(client, upstream, body, peeked, upstream_model, cache)?
             }
             Route::BedrockMessages => {
@@ -305,6 +324,10 @@ impl Provider {
                 )?;
                 request.reasoning_dropped = translated.reasoning_dropped;
                 (request, stream)
+            }
+            UpstreamSide::Converse => {
+                let body = bedrock::converse::request::from_chat(&chat)?;
+                (self.converse_request(body, upstream_model, stream)?, stream)
             }
             UpstreamSide::Gemini => {
                 let (gemini_body, stream) = gemini::upstream::request::from_chat(&chat)?;
@@ -497,6 +520,24 @@ mod tests {
                 "{kind:?} {endpoint:?}"
             );
         }
+    }
+
+    /// Claude on Bedrock keeps InvokeModel (and Messages clients their passthrough); every
+    /// other Bedrock model is the Converse side, whatever the client speaks.
+    #[test]
+    fn bedrock_models_other_than_claude_converse() {
+        let side = UpstreamSide::of_model;
+        let claude = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+        assert_eq!(side(ProviderKind::Bedrock, claude), UpstreamSide::Bedrock);
+        assert_eq!(
+            side(ProviderKind::Bedrock, "amazon.nova-pro-v1:0"),
+            UpstreamSide::Converse
+        );
+        // the model id of another kind never changes its side
+        assert_eq!(
+            side(ProviderKind::Anthropic, "amazon.nova-pro-v1:0"),
+            UpstreamSide::Anthropic
+        );
     }
 
     /// Every translated pair's answer goes from the upstream's format to the client's.

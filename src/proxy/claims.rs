@@ -9,6 +9,7 @@ use crate::catalog::Model;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::limits::{self, Claim};
+use crate::providers::bedrock::converse::converses;
 use crate::providers::{anthropic, ProviderKind};
 use crate::request::Peeked;
 
@@ -32,7 +33,8 @@ fn stricter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 /// The output tokens a request may be billed for, as its budget reservation counts them:
 /// the client's cap; else, where the gateway writes the provider's cap itself (a request
 /// translated to Anthropic, which requires one), that cap; else the model's
-/// `max_output_tokens`. Embeddings write none. A model with several deployments takes the
+/// `max_output_tokens` (Bedrock's Converse models among them: Converse takes no cap unless
+/// the client sets one). Embeddings write none. A model with several deployments takes the
 /// largest. Claude on Vertex is Anthropic's format here as everywhere (its route kind).
 fn budget_output_tokens(endpoint: &Endpoint, peeked: &Peeked, model: &Model) -> u64 {
     if let Some(cap) = peeked.max_tokens {
@@ -47,14 +49,16 @@ fn budget_output_tokens(endpoint: &Endpoint, peeked: &Peeked, model: &Model) -> 
         .iter()
         .map(|d| {
             let upstream = model.upstream_name(d, &peeked.model);
-            (d.provider.route_kind(upstream), endpoint)
+            (d.provider.route_kind(upstream), endpoint, upstream)
         })
-        .map(|kinds| match kinds {
+        .map(|route| match route {
+            (ProviderKind::Bedrock, _, upstream) if converses(upstream) => catalog,
             (
                 ProviderKind::Anthropic | ProviderKind::Bedrock,
                 Endpoint::Messages | Endpoint::CountTokens,
+                _,
             ) => catalog,
-            (ProviderKind::Anthropic | ProviderKind::Bedrock, _) => {
+            (ProviderKind::Anthropic | ProviderKind::Bedrock, _, _) => {
                 anthropic::upstream::request::uncapped_max_tokens(peeked.reasoning)
             }
             _ => catalog,

@@ -240,6 +240,11 @@ provider = "emu-bedrock"
 upstream_model = "anthropic.claude-sonnet-4-5-v1:0"
 price = {{ input = 3.0, output = 15.0, cached_input = 0.3 }}
 
+[models."nova-pro-bedrock"]             # a model other than Claude: Bedrock's Converse API
+provider = "emu-bedrock"
+upstream_model = "amazon.nova-pro-v1:0"
+price = {{ input = 0.8, output = 3.2 }}
+
 [models."text-embedding-3-azure"]
 provider = "emu-azure"
 upstream_model = "text-embedding-3-small"

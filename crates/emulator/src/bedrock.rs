@@ -1,10 +1,12 @@
-//! AWS Bedrock's runtime as the emulator speaks it, for Claude: InvokeModel on Anthropic's
-//! Messages body, behind SigV4.
+//! AWS Bedrock's runtime as the emulator speaks it: InvokeModel on Anthropic's Messages body
+//! for Claude, and the Converse API for any model ([`converse`]), behind SigV4.
 //!
 //! | method | path (any prefix) | answer |
 //! |---|---|---|
 //! | POST | `/model/{modelId}/invoke` | Anthropic's message JSON |
 //! | POST | `/model/{modelId}/invoke-with-response-stream` | `application/vnd.amazon.eventstream`: one `chunk` event per Anthropic event |
+//! | POST | `/model/{modelId}/converse` | Converse's JSON answer |
+//! | POST | `/model/{modelId}/converse-stream` | the event stream of Converse's events |
 //!
 //! Checked first, as AWS does: the `Authorization` header must be a SigV4 signature
 //! (`AWS4-HMAC-SHA256 Credential=…`) by a known access key ([`Keys`]; by default
@@ -38,6 +40,8 @@ use base64::Engine;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{json, Value};
+
+mod converse;
 
 use super::anthropic::{self, PromptCache};
 use super::faults::Faults;
@@ -135,7 +139,11 @@ impl Keys {
 /// Whether `path` is one of Bedrock's.
 pub fn serves(path: &str) -> bool {
     path.contains("/model/")
-        && (path.ends_with("/invoke") || path.ends_with("/invoke-with-response-stream"))
+        && (path.ends_with("/invoke")
+            || path.ends_with("/invoke-with-response-stream")
+            || path
+                .rsplit_once('/')
+                .is_some_and(|(_, operation)| converse::serves(operation)))
 }
 
 /// Bedrock's error answer: `{"message"}` with the type in `x-amzn-ErrorType`.
@@ -341,6 +349,9 @@ pub fn route(req: &Request, faults: &Faults, cache: &PromptCache) -> Reply {
     else {
         return error_reply(404, "Unknown operation");
     };
+    if converse::serves(operation) {
+        return converse::route(req.body, operation, faults);
+    }
     let stream = operation == "invoke-with-response-stream";
     let model = percent_decode(model);
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(req.body) else {

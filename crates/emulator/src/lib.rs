@@ -27,8 +27,10 @@
 //! the OpenAI operations behind Azure's `api-key` and `api-version` checks ([`azure`]).
 //! AWS Bedrock's InvokeModel paths (`…/model/{modelId}/invoke`,
 //! `…/invoke-with-response-stream`) are Anthropic's Messages behind a verified SigV4
-//! signature, streams in AWS's event-stream framing ([`bedrock`]). AWS STS's query API
-//! (`POST /` with a form body) hands out temporary keys for a web identity token ([`sts`]).
+//! signature, streams in AWS's event-stream framing ([`bedrock`]); its Converse paths
+//! (`…/model/{modelId}/converse`, `…/converse-stream`) answer any model in Converse's shape,
+//! behind the same signature check. AWS STS's query API (`POST /` with a form body) hands
+//! out temporary keys for a web identity token ([`sts`]).
 //!
 //! Bedrock's embedding model ids on the same paths (Titan Text Embeddings V2, Cohere Embed
 //! v3) answer as those models do ([`bedrock_embeddings`]).

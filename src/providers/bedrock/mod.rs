@@ -1,5 +1,7 @@
-//! AWS Bedrock's runtime, for Claude models: Anthropic's Messages body and answers on
-//! Bedrock's InvokeModel paths, signed with SigV4.
+//! AWS Bedrock's runtime. Claude models: Anthropic's Messages body and answers on Bedrock's
+//! InvokeModel paths, signed with SigV4. Every other model (Amazon Nova, Meta Llama,
+//! Mistral, …): Bedrock's own Converse API, reached through the chat pivot ([`converse`],
+//! which also decides which API a model id takes).
 //!
 //! What differs from Anthropic's own API (Bedrock's Claude reference):
 //! - the model is in the path, percent-encoded: `/model/{modelId}/invoke`, or
@@ -13,6 +15,7 @@
 //! - errors are `{"message":…}` with the type in `x-amzn-ErrorType`; the status says enough
 //!   to route them (429 throttling, 400 validation, 403 access, 5xx unavailable).
 
+pub mod converse;
 pub mod credentials;
 pub mod embeddings;
 pub mod sign;
@@ -58,14 +61,20 @@ pub fn valid_region(region: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The InvokeModel path of `model`: the whole id one path segment (`:` of versioned ids
-/// included, percent-encoded as the AWS SDKs send it).
+/// The InvokeModel path of `model` (see [`model_path`]).
 pub fn invoke_path(provider: &Provider, model: &str, stream: bool) -> String {
     let operation = if stream {
         "invoke-with-response-stream"
     } else {
         "invoke"
     };
+    model_path(provider, model, operation)
+}
+
+/// `/model/{modelId}/{operation}` under the provider's base URL: the whole id one path
+/// segment (`:` of versioned ids and `/` of ARNs included, percent-encoded as the AWS SDKs
+/// send it).
+pub fn model_path(provider: &Provider, model: &str, operation: &str) -> String {
     let mut segment = String::with_capacity(model.len() + 8);
     for b in model.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -2,7 +2,8 @@
 //! SSE events, for the Anthropic translators or, for an Anthropic client, as they are.
 //!
 //! The framing is AWS's binary event stream, decoded by `aws-smithy-eventstream` (the AWS
-//! SDKs' decoder, CRCs checked). A `chunk` event's payload is `{"bytes":"<base64>"}`, the
+//! SDKs' decoder, CRCs checked) in [`Frames`], which Converse's stream reads too; [`event`]
+//! tells an event from an exception for both. A `chunk` event's payload is `{"bytes":"<base64>"}`, the
 //! base64 of one Anthropic stream event's JSON; Bedrock adds
 //! `amazon-bedrock-invocationMetrics` to the last one (`message_stop`), which passes along:
 //! the usage the gateway records is Anthropic's own (`message_start` and `message_delta`),
@@ -20,11 +21,77 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::providers::errors::protocol_error;
 use crate::providers::ResponseTranslator;
 
+/// AWS's event-stream framing undone: bytes in at any border, whole messages out. Both of
+/// Bedrock's streams (InvokeModel's chunks, Converse's events) read their frames through it.
+#[derive(Default)]
+pub(crate) struct Frames {
+    decoder: MessageFrameDecoder,
+    pending: BytesMut,
+}
+
+impl Frames {
+    /// The next upstream bytes.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+    }
+
+    /// The next whole message, `None` until one is complete; a frame whose prelude or CRC
+    /// does not check is a protocol error.
+    pub(crate) fn next(&mut self) -> Result<Option<Message>, GatewayError> {
+        let frame = self
+            .decoder
+            .decode_frame(&mut self.pending)
+            .map_err(|e| protocol_error(format!("unreadable Bedrock stream frame: {e}")))?;
+        Ok(match frame {
+            DecodedFrame::Incomplete => None,
+            DecodedFrame::Complete(message) => Some(message),
+        })
+    }
+
+    /// Whether the body ended inside a frame.
+    pub(crate) fn cut(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// What one message says: an event (its `:event-type` and JSON payload), or, for an
+/// `exception` or `error` message, the failure it reports.
+pub(crate) fn event(message: &Message) -> Result<(String, &[u8]), GatewayError> {
+    let header = |name: &str| {
+        message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str().to_string())
+    };
+    match header(":message-type").as_deref() {
+        Some("event") => Ok((
+            header(":event-type").unwrap_or_default(),
+            message.payload().as_ref(),
+        )),
+        Some("exception") => {
+            let kind = header(":exception-type").unwrap_or_default();
+            Err(exception(&kind, message.payload()))
+        }
+        Some("error") => {
+            let code = header(":error-code").unwrap_or_default();
+            let text = header(":error-message").unwrap_or_default();
+            Err(GatewayError::new(
+                ErrorKind::UpstreamStatus(500),
+                format!("Bedrock stream error {code}: {text}"),
+            ))
+        }
+        _ => Err(protocol_error(
+            "a Bedrock stream frame without a known :message-type",
+        )),
+    }
+}
+
 /// Decodes the event stream and hands each Anthropic event, as SSE, to `inner` (or to the
 /// client as is when there is no inner translator).
 pub struct EventStream {
-    decoder: MessageFrameDecoder,
-    pending: BytesMut,
+    frames: Frames,
     inner: Option<Box<dyn ResponseTranslator>>,
     /// The stream ended in an exception; nothing more is read.
     failed: bool,
@@ -35,8 +102,7 @@ pub struct EventStream {
 impl EventStream {
     pub fn new(inner: Option<Box<dyn ResponseTranslator>>) -> Self {
         Self {
-            decoder: MessageFrameDecoder::new(),
-            pending: BytesMut::new(),
+            frames: Frames::default(),
             inner,
             failed: false,
             stopped: false,
@@ -45,44 +111,20 @@ impl EventStream {
 
     /// One decoded frame: its Anthropic event to the output, or the error it reports.
     fn frame(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        let header = |name: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == name)
-                .and_then(|h| h.value().as_string().ok())
-                .map(|s| s.as_str().to_string())
-        };
-        match header(":message-type").as_deref() {
-            Some("event") if header(":event-type").as_deref() == Some("chunk") => {
-                let event = chunk_event(message.payload())?;
-                self.stopped |= event["type"] == "message_stop";
-                let sse = sse_event(&event)?;
-                match self.inner.as_mut() {
-                    Some(inner) => inner.push(&sse, out),
-                    None => {
-                        out.extend_from_slice(&sse);
-                        Ok(())
-                    }
-                }
+        let (kind, payload) = event(message)?;
+        // other event types carry nothing a client reads
+        if kind != "chunk" {
+            return Ok(());
+        }
+        let event = chunk_event(payload)?;
+        self.stopped |= event["type"] == "message_stop";
+        let sse = sse_event(&event)?;
+        match self.inner.as_mut() {
+            Some(inner) => inner.push(&sse, out),
+            None => {
+                out.extend_from_slice(&sse);
+                Ok(())
             }
-            // other event types carry nothing a client reads
-            Some("event") => Ok(()),
-            Some("exception") => {
-                let kind = header(":exception-type").unwrap_or_default();
-                Err(exception(&kind, message.payload()))
-            }
-            Some("error") => {
-                let code = header(":error-code").unwrap_or_default();
-                let text = header(":error-message").unwrap_or_default();
-                Err(GatewayError::new(
-                    ErrorKind::UpstreamStatus(500),
-                    format!("Bedrock stream error {code}: {text}"),
-                ))
-            }
-            _ => Err(protocol_error(
-                "a Bedrock stream frame without a known :message-type",
-            )),
         }
     }
 }
@@ -92,29 +134,21 @@ impl ResponseTranslator for EventStream {
         if self.failed {
             return Ok(());
         }
-        self.pending.extend_from_slice(chunk);
-        loop {
-            let frame = self
-                .decoder
-                .decode_frame(&mut self.pending)
-                .map_err(|e| protocol_error(format!("unreadable Bedrock stream frame: {e}")))?;
-            match frame {
-                DecodedFrame::Incomplete => return Ok(()),
-                DecodedFrame::Complete(message) => {
-                    if let Err(e) = self.frame(&message, out) {
-                        self.failed = true;
-                        return Err(e);
-                    }
-                }
+        self.frames.push(chunk);
+        while let Some(message) = self.frames.next()? {
+            if let Err(e) = self.frame(&message, out) {
+                self.failed = true;
+                return Err(e);
             }
         }
+        Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         if self.failed {
             return Ok(());
         }
-        if !self.pending.is_empty() {
+        if self.frames.cut() {
             return Err(protocol_error("the Bedrock stream ended inside a frame"));
         }
         match self.inner.as_mut() {
