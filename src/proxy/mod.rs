@@ -1,6 +1,7 @@
 //! The Pingora glue: `request_filter` runs the request path step by step, `fail_to_proxy`
 //! is the one place an error becomes a response, and `logging` writes the one log line.
 
+mod answer_model;
 mod body;
 mod bookkeeping;
 mod claims;

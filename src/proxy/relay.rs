@@ -17,6 +17,7 @@ use pingora::proxy::Session;
 use pingora::Error;
 use serde::de::IgnoredAny;
 
+use super::answer_model;
 use super::ctx::RequestCtx;
 use super::outcome::Finished;
 use super::transport::upstream_failure;
@@ -254,6 +255,10 @@ async fn whole(
             body
         }
     };
+    let body = match answer_model::rename_to(ctx) {
+        Some(name) => answer_model::whole(body, name),
+        None => body,
+    };
     record_owner(ctx, &body).await;
     let header = client_header(upstream_header(&up)?, ctx, content_type, Some(body.len()))?;
     up.release().await;
@@ -347,6 +352,11 @@ async fn stream(
             }
         }
         if let Some(out) = out {
+            // the first events out: `message_start` names the model the client asked for
+            let out = match (header.is_some(), answer_model::rename_to(ctx)) {
+                (true, Some(name)) => answer_model::first_events(out, name),
+                _ => out,
+            };
             record_owner(ctx, &out).await;
             if ctx.outcome.error.is_none() && carries_error_event(&out, ctx) {
                 // the provider's own error event reaches the client as it is; the record
