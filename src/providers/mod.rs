@@ -26,6 +26,7 @@ pub mod roots;
 pub mod tool_calls;
 #[cfg(test)]
 pub(crate) mod translator_testing;
+pub(crate) mod turns;
 pub mod upstream;
 pub mod vertex;
 

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::error::GatewayError;
 use crate::providers::chat::THINKING_BLOCKS;
+use crate::providers::turns::{part_text, Turns};
 
 const PARAM: &str = "messages";
 
@@ -36,13 +37,20 @@ fn bad(message: String) -> GatewayError {
     GatewayError::invalid(PARAM, message)
 }
 
+/// A message's texts without the blank ones: Converse refuses a text block of whitespace.
+fn texts(content: Option<&Value>, i: usize) -> Result<Vec<String>, GatewayError> {
+    let mut texts = crate::providers::turns::texts(content, i)?;
+    texts.retain(|t| !t.trim().is_empty());
+    Ok(texts)
+}
+
 /// Converts the `messages` array.
 pub(super) fn convert(messages: Option<&Value>) -> Result<Converted, GatewayError> {
     let messages = messages
         .and_then(Value::as_array)
         .ok_or_else(|| bad("`messages` must be an array".into()))?;
     let mut system = Vec::new();
-    let mut turns: Vec<(Role, Vec<Value>)> = Vec::with_capacity(messages.len());
+    let mut turns = Turns::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         let role = message
             .get("role")
@@ -63,65 +71,16 @@ pub(super) fn convert(messages: Option<&Value>) -> Result<Converted, GatewayErro
                 )))
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
+        turns.push(role, blocks);
     }
-    if turns.is_empty() {
-        return Err(bad(
-            "`messages` needs at least one user or assistant message with content".into(),
-        ));
-    }
-    let messages = turns
-        .into_iter()
-        .map(|(role, content)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": content })
-        })
-        .collect();
+    let messages = turns.into_json(
+        |role| match role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        },
+        "content",
+    )?;
     Ok(Converted { system, messages })
-}
-
-/// The non-empty texts of a string or an array of `text` (and `refusal`, skipped) parts.
-fn texts(content: Option<&Value>, i: usize) -> Result<Vec<String>, GatewayError> {
-    let mut out = Vec::new();
-    match content {
-        None => {}
-        Some(Value::String(s)) => out.push(s.clone()),
-        Some(Value::Array(parts)) => {
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => out.push(part_text(part, i)?.to_string()),
-                    Some("refusal") => {}
-                    _ => {
-                        return Err(bad(format!(
-                            "messages[{i}]: only text parts are allowed in this message"
-                        )))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(bad(format!(
-                "messages[{i}].content must be a string or an array"
-            )))
-        }
-    }
-    out.retain(|t| !t.trim().is_empty());
-    Ok(out)
-}
-
-fn part_text(part: &Value, i: usize) -> Result<&str, GatewayError> {
-    part.get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("messages[{i}]: a text part has no `text`")))
 }
 
 fn user_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, GatewayError> {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::signature_from_id;
 use crate::error::GatewayError;
+use crate::providers::turns::{texts, Turns};
 
 const PARAM: &str = "messages";
 
@@ -50,7 +51,7 @@ pub(super) fn convert(messages: Option<&Value>) -> Result<Converted, GatewayErro
         .and_then(Value::as_array)
         .ok_or_else(|| bad("`messages` must be an array".into()))?;
     let mut system = Vec::new();
-    let mut turns: Vec<(Role, Vec<Value>)> = Vec::with_capacity(messages.len());
+    let mut turns = Turns::with_capacity(messages.len());
     // tool_call id → function name, filled as assistant turns go by, so a reused id resolves
     // to its latest call.
     let mut call_names: HashMap<String, String> = HashMap::new();
@@ -82,58 +83,10 @@ pub(super) fn convert(messages: Option<&Value>) -> Result<Converted, GatewayErro
                 )))
             }
         };
-        if parts.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(parts),
-            _ => turns.push((role, parts)),
-        }
+        turns.push(role, parts);
     }
-    if turns.is_empty() {
-        return Err(bad(
-            "`messages` needs at least one user or assistant message with content".into(),
-        ));
-    }
-    let contents = turns
-        .into_iter()
-        .map(|(role, parts)| json!({ "role": role.name(), "parts": parts }))
-        .collect();
+    let contents = turns.into_json(|role| role.name(), "parts")?;
     Ok(Converted { system, contents })
-}
-
-/// The non-empty texts of a string or an array of `text` (and `refusal`, skipped) parts.
-fn texts(content: Option<&Value>, i: usize) -> Result<Vec<String>, GatewayError> {
-    let mut out = Vec::new();
-    match content {
-        None => {}
-        Some(Value::String(s)) => out.push(s.clone()),
-        Some(Value::Array(parts)) => {
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        let text = part.get("text").and_then(Value::as_str).ok_or_else(|| {
-                            bad(format!("messages[{i}]: a text part has no `text`"))
-                        })?;
-                        out.push(text.to_string());
-                    }
-                    Some("refusal") => {}
-                    _ => {
-                        return Err(bad(format!(
-                            "messages[{i}]: only text parts are allowed in this message"
-                        )))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(bad(format!(
-                "messages[{i}].content must be a string or an array"
-            )))
-        }
-    }
-    out.retain(|t| !t.is_empty());
-    Ok(out)
 }
 
 fn user_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, GatewayError> {
