@@ -1,6 +1,6 @@
 //! What the formats that want strictly alternating turns (Gemini's `contents`, Bedrock
 //! Converse's `messages`) share when a chat's messages become theirs: turns of one role
-//! merged, empty ones skipped, and a message's text parts read the same way.
+//! merged, empty ones skipped, and a message's text parts and tool calls read the same way.
 
 use serde_json::{json, Value};
 
@@ -87,4 +87,39 @@ pub(crate) fn texts(content: Option<&Value>, i: usize) -> Result<Vec<String>, Ga
     }
     out.retain(|t| !t.is_empty());
     Ok(out)
+}
+
+/// Message `i`'s `tool_calls` (none when absent or null).
+pub(crate) fn tool_calls(message: &Value, i: usize) -> Result<&[Value], GatewayError> {
+    match message.get("tool_calls") {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(calls)) => Ok(calls),
+        Some(_) => Err(bad(format!("messages[{i}].tool_calls must be an array"))),
+    }
+}
+
+/// A tool call's `function.name` (in message `i`).
+pub(crate) fn call_name(call: &Value, i: usize) -> Result<&str, GatewayError> {
+    call.get("function")
+        .and_then(|f| f.get("name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("messages[{i}]: a tool call has no function.name")))
+}
+
+/// Tool call `name`'s arguments as the JSON object they must be (`{}` when there are none).
+pub(crate) fn call_input(call: &Value, name: &str, i: usize) -> Result<Value, GatewayError> {
+    let arguments = call
+        .get("function")
+        .and_then(|f| f.get("arguments"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if arguments.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(bad(format!(
+            "messages[{i}]: the arguments of tool call `{name}` are not a JSON object"
+        ))),
+    }
 }

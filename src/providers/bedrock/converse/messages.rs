@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::error::GatewayError;
 use crate::providers::chat::THINKING_BLOCKS;
-use crate::providers::turns::{part_text, Turns};
+use crate::providers::turns::{call_input, call_name, part_text, tool_calls, Turns};
 
 const PARAM: &str = "messages";
 
@@ -171,38 +171,14 @@ fn assistant_blocks(
         blocks.push(json!({ "reasoningContent": { "reasoningText": reasoning } }));
     }
     blocks.extend(texts(content, i)?.into_iter().map(|t| json!({ "text": t })));
-    let calls = match message.get("tool_calls") {
-        None | Some(Value::Null) => return Ok(blocks),
-        Some(Value::Array(calls)) => calls,
-        Some(_) => return Err(bad(format!("messages[{i}].tool_calls must be an array"))),
-    };
-    for call in calls {
-        let function = call.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("messages[{i}]: a tool call has no function.name")))?;
+    for call in tool_calls(message, i)? {
+        let name = call_name(call, i)?;
         let id = call
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty())
             .ok_or_else(|| bad(format!("messages[{i}]: tool call `{name}` has no id")))?;
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let input = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(bad(format!(
-                        "messages[{i}]: the arguments of tool call `{name}` are not a JSON object"
-                    )))
-                }
-            }
-        };
+        let input = call_input(call, name, i)?;
         blocks.push(json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }));
     }
     Ok(blocks)

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::signature_from_id;
 use crate::error::GatewayError;
-use crate::providers::turns::{texts, Turns};
+use crate::providers::turns::{call_input, call_name, texts, tool_calls, Turns};
 
 const PARAM: &str = "messages";
 
@@ -227,33 +227,9 @@ fn assistant_parts(
         .into_iter()
         .map(|text| json!({ "text": text }))
         .collect();
-    let calls = match message.get("tool_calls") {
-        None | Some(Value::Null) => return Ok(parts),
-        Some(Value::Array(calls)) => calls,
-        Some(_) => return Err(bad(format!("messages[{i}].tool_calls must be an array"))),
-    };
-    for call in calls {
-        let function = call.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("messages[{i}]: a tool call has no function.name")))?;
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let args = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return Err(bad(format!(
-                        "messages[{i}]: the arguments of tool call `{name}` are not a JSON object"
-                    )))
-                }
-            }
-        };
+    for call in tool_calls(message, i)? {
+        let name = call_name(call, i)?;
+        let args = call_input(call, name, i)?;
         let id = call.get("id").and_then(Value::as_str).unwrap_or("");
         let mut part = json!({ "functionCall": { "name": name, "args": args } });
         // Gemini 3 needs the call's thought signature back: from our id, or from the field
