@@ -102,10 +102,23 @@ impl WebIdentity {
                     refusal(&body, token)
                 ));
             }
-            Err(ureq::Error::Transport(t)) => return Err(format!("{shown}: {t}")),
+            Err(ureq::Error::Transport(t)) => return Err(format!("{shown}: {}", transport(&t))),
         };
         credentials(&body).map_err(|e| format!("{shown}: {e}"))
     }
+}
+
+/// Why a request did not get through: not `t`'s own text, which starts with the URL as
+/// the environment gave it (credentials in it included).
+fn transport(t: &ureq::Transport) -> String {
+    let mut reason = t.kind().to_string();
+    if let Some(message) = t.message() {
+        reason = format!("{reason}: {message}");
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        reason = format!("{reason}: {source}");
+    }
+    reason
 }
 
 /// Whether the token may go to `endpoint`: over TLS, or to this machine.
@@ -269,6 +282,23 @@ mod tests {
             "InvalidIdentityToken: Token [token] is expired"
         );
         assert_eq!(refusal("<html/>", "t"), "an answer that is not STS's error");
+    }
+
+    #[test]
+    fn an_unreachable_sts_is_reported_without_the_urls_credentials() {
+        let token_file = std::env::temp_dir().join(format!("cheapai-wi-{}", std::process::id()));
+        std::fs::write(&token_file, "token").unwrap();
+        let web = WebIdentity {
+            token_file: token_file.display().to_string(),
+            role_arn: "arn:aws:iam::123456789012:role/gateway".into(),
+            session_name: "s".into(),
+            // port 1: nothing listens there
+            endpoint: "http://user:pw-in-url@127.0.0.1:1/".into(),
+        };
+        let e = web.fetch().unwrap_err();
+        assert!(!e.contains("pw-in-url"), "{e}");
+        assert!(e.contains("127.0.0.1:1"), "{e}");
+        let _ = std::fs::remove_file(&token_file);
     }
 
     #[test]
