@@ -59,7 +59,7 @@ impl RequestCtx {
     pub fn new() -> Self {
         metrics::INFLIGHT.inc();
         Self {
-            request_id: format!("req_{}", crate::ids::random_hex()),
+            request_id: crate::ids::request_id(),
             started: Instant::now(),
             endpoint: None,
             dialect: Dialect::OpenAi,
