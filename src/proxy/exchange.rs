@@ -42,14 +42,17 @@ pub async fn attempt(
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     let translator = request.translator.take();
-    let (mut up, peer) = send(
+    // Boxed, and so freed once the response header is in: dialing, TLS and writing the request
+    // are the largest states of the exchange (~10 KB), and a future keeps the size of its
+    // largest state for as long as it lives, which is a whole stream.
+    let (mut up, peer) = Box::pin(send(
         connector,
         provider,
         timeouts,
         session.req_header(),
         &request,
         ctx,
-    )
+    ))
     .await?;
     let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
     if let Some(trace) = ctx.trace.as_mut() {
