@@ -54,13 +54,19 @@ pub async fn attempt(
         ctx,
     ))
     .await?;
+    // the request is sent: its body (a translated one can be hundreds of KB) is not kept for
+    // the length of the answer
+    let content_type = request.content_type;
+    drop(request);
     let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
     if let Some(trace) = ctx.trace.as_mut() {
         trace.attempt_status(status);
     }
     if status >= 400 {
         up.set_read_timeout(Some(timeouts.idle));
-        return Err(read_error(connector, up, &peer, provider).await);
+        // boxed: reading an error answer (and pooling its connection) is ~4 KB of state that
+        // the attempt would otherwise keep through every successful stream
+        return Err(Box::pin(read_error(connector, up, &peer, provider)).await);
     }
     let upstream = relay::Upstream {
         connector,
@@ -68,7 +74,7 @@ pub async fn attempt(
         peer: &peer,
         provider,
     };
-    relay::relay(upstream, translator, request.content_type, session, ctx).await
+    relay::relay(upstream, translator, content_type, session, ctx).await
 }
 
 /// Connects (trying each of the provider's addresses in turn until one takes the

@@ -216,10 +216,12 @@ impl Gateway {
             Err(refusal) => return Err(self.count_refusal(&key, refusal).await),
         };
         let model = &model;
-        let owner = self.check_continuation(&peeked, &key, model).await?;
-        let (body, peeked) = self
-            .prepare_turn(ctx, &key, model, (body, peeked), owner.is_some())
-            .await?;
+        // Boxed: both read the conversation stores (Redis or the ledger), whose futures would
+        // otherwise set the size of this one, which lives as long as the answer (4 and 3 KB
+        // against 2 KB for the failover loop's).
+        let owner = Box::pin(self.check_continuation(&peeked, &key, model)).await?;
+        let (body, peeked) =
+            Box::pin(self.prepare_turn(ctx, &key, model, (body, peeked), owner.is_some())).await?;
         let betas = session.req_header().headers.get_all("anthropic-beta");
         let peeked = peeked.with_betas(betas.iter().map(|v| v.as_bytes()));
         let job = failover::Job {

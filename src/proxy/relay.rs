@@ -67,11 +67,15 @@ pub struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    /// The connection goes back to the pool (only after a complete answer).
+    /// The connection goes back to the pool (only after a complete answer). Boxed: Pingora's
+    /// release is ~3 KB of state, which a stream's future would hold from its first byte.
     async fn release(self) {
-        self.connector
-            .release_http_session(self.session, self.peer, Some(Duration::from_secs(60)))
-            .await;
+        Box::pin(self.connector.release_http_session(
+            self.session,
+            self.peer,
+            Some(Duration::from_secs(60)),
+        ))
+        .await;
     }
 }
 
@@ -408,7 +412,8 @@ async fn record_owner(ctx: &mut RequestCtx, answer: &[u8]) {
         return;
     };
     if let Some((owners, owner)) = ctx.record_owner.take() {
-        owners.record(&id, owner).await;
+        // boxed: a store's write is large state that a stream would hold from its start
+        Box::pin(owners.record(&id, owner)).await;
     }
 }
 
@@ -422,7 +427,8 @@ async fn keep_reasoning(ctx: &mut RequestCtx, translator: &mut dyn ResponseTrans
         return;
     };
     if let Some((store, key_id)) = ctx.keep_reasoning.take() {
-        if !store.keep(&key_id, &turn.first_call, &turn.blocks).await {
+        // boxed, as the owner's record above
+        if !Box::pin(store.keep(&key_id, &turn.first_call, &turn.blocks)).await {
             log::info!(
                 "request {}: the turn's reasoning ({} bytes) is too large to keep",
                 ctx.request_id,
