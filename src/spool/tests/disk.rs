@@ -132,7 +132,13 @@ async fn a_full_file_system_keeps_records_queued_until_space_returns() {
         spool.append(&record(i)).unwrap();
     }
     spool.flush().await;
-    until(Duration::from_secs(5), || store.len() == 10).await;
+    // shipped and released: the shipper lowers the unshipped bytes only after the store took
+    // the batch, so waiting for the store alone let that release land between the two reads
+    // of the count below (seen under load)
+    until(Duration::from_secs(5), || {
+        store.len() == 10 && spool.unshipped_bytes() == 0
+    })
+    .await;
 
     // fill the file system
     let ballast = tmpfs.path.join("ballast");
