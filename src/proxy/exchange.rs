@@ -43,7 +43,7 @@ pub async fn attempt(
 ) -> Result<Finished, GatewayError> {
     let translator = request.translator.take();
     // Boxed, and so freed once the response header is in: dialing, TLS and writing the request
-    // are the largest states of the exchange (~10 KB), and a future keeps the size of its
+    // are the largest states of the exchange (~9 KB), and a future keeps the size of its
     // largest state for as long as it lives, which is a whole stream.
     let (mut up, peer) = Box::pin(send(
         connector,
