@@ -357,9 +357,10 @@ async fn stream(
         }
         if let Some(out) = out {
             // the first events out: `message_start` names the model the client asked for
-            let out = match (header.is_some(), answer_model::rename_to(ctx)) {
-                (true, Some(name)) => answer_model::first_events(out, name),
-                _ => out,
+            let rename = header.is_some().then(|| answer_model::rename_to(ctx));
+            let out = match rename.flatten() {
+                Some(name) => answer_model::first_events(out, name),
+                None => out,
             };
             record_owner(ctx, &out).await;
             if ctx.outcome.error.is_none() && carries_error_event(&out, ctx) {
