@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::Notify;
@@ -40,7 +40,7 @@ pub fn draining() -> bool {
 
 /// Marks the answer about to be written as the connection's last while draining (Pingora
 /// then sends `Connection: close` and closes it after the answer).
-pub fn close_if_draining(session: &mut Session) {
+pub fn close_if_draining(session: &mut ServerSession) {
     if draining() {
         session.set_keepalive(None);
     }

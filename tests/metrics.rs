@@ -38,7 +38,7 @@ fn counters_match_requests_and_prometheus_scrapes_them() {
         404
     );
 
-    // Pingora runs `logging` (where the counters move) after the answer is sent, so the last
+    // The bookkeeping (where the counters move) runs after the answer is sent, so the last
     // request may not be counted yet when its answer arrives: scrape until it is.
     let not_found = ["cheapai_requests_total{", "model=\"-\"", "status=\"404\""];
     let text = gw.scrape_until(Duration::from_secs(2), |text| {

@@ -2,7 +2,7 @@
 //! answered, and an oversized body drained so the 413 reaches the client.
 
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use super::Gateway;
 use crate::error::{ErrorKind, GatewayError};
@@ -11,7 +11,10 @@ impl Gateway {
     /// Reads the whole request body, refusing anything over `max_body_bytes` before reading
     /// it when Content-Length says so, and answering `Expect: 100-continue` (curl waits a
     /// second for it otherwise).
-    pub(super) async fn read_body(&self, session: &mut Session) -> Result<Bytes, GatewayError> {
+    pub(super) async fn read_body(
+        &self,
+        session: &mut ServerSession,
+    ) -> Result<Bytes, GatewayError> {
         let header = session.req_header();
         let too_large = || {
             GatewayError::new(
@@ -83,7 +86,7 @@ impl Gateway {
 /// Reads and drops what is left of an oversized body (up to `limit` bytes), so the 413 is
 /// read by the client: closing a socket with unread input makes the kernel reset the
 /// connection, and the reset can destroy the answer before the client reads it.
-async fn discard_rest_of_body(session: &mut Session, limit: usize) {
+async fn discard_rest_of_body(session: &mut ServerSession, limit: usize) {
     let mut discarded = 0usize;
     while discarded < limit {
         match session.read_request_body().await {

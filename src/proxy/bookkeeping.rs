@@ -4,23 +4,24 @@
 
 use std::sync::LazyLock;
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
+use super::app::final_status;
 use super::ctx::RequestCtx;
 use super::observe::Ended;
 use super::outcome::Outcome;
-use super::{final_status, Gateway};
+use super::Gateway;
 use crate::endpoint::Endpoint;
 use crate::metrics;
 use crate::usage::pricing;
 
 impl Gateway {
-    /// Everything `logging` owes a request, in this order: the record first (metrics and
+    /// Everything the bookkeeping owes a request once it is answered, in this order: the record first (metrics and
     /// the access line name its tokens), settlement only for a recorded request (a refused
     /// one reserved nothing).
     pub(super) async fn account(
         &self,
-        session: &Session,
+        session: &ServerSession,
         ctx: &mut RequestCtx,
         mut outcome: Outcome,
     ) {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use super::ctx::RequestCtx;
 use super::exchange::Finished;
@@ -111,7 +111,7 @@ impl Gateway {
     /// the gateway stores, for the key that made it; anything else is 404.
     pub(super) async fn gateway_stored_response(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         key: &KeyInfo,
         rest: &str,

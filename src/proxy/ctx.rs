@@ -1,5 +1,6 @@
-//! Per-request state, made in `new_ctx`: what the hooks need to know about the request (who,
-//! what, how it asked), plus its [`Outcome`], which `logging` takes whole.
+//! Per-request state, made once a request's header is read: what the request path needs to
+//! know about the request (who, what, how it asked), plus its [`Outcome`], which the
+//! bookkeeping takes whole.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +52,7 @@ pub struct RequestCtx {
     /// A Responses request the gateway stores: taken by the relay once a translated answer's
     /// response object is complete (boxed: most requests have none).
     pub pending_turn: Option<Box<super::turn::PendingTurn>>,
-    /// What happened: written by the exchange, taken whole by `logging`.
+    /// What happened: written by the exchange, taken whole by the bookkeeping.
     pub outcome: Outcome,
 }
 
@@ -81,8 +82,8 @@ impl RequestCtx {
 }
 
 impl Drop for RequestCtx {
-    /// Paired with the increment in `new_ctx`: the gauge counts live requests even when
-    /// Pingora drops one without calling `logging`.
+    /// Paired with the increment in `new`: the gauge counts live requests even when one is
+    /// dropped before its bookkeeping (the runtime stopping under it).
     fn drop(&mut self) {
         metrics::INFLIGHT.dec();
         crate::drain::request_ended();

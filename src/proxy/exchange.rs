@@ -2,8 +2,8 @@
 //! Pingora's pooled connector, and streams the answer to the client.
 //!
 //! Driving the exchange here (instead of Pingora's proxy phase) is what lets bodies of any
-//! size through: Pingora replays a body read in `request_filter` only up to 64 KiB. It also
-//! makes failover a loop over attempts ([`super::failover`]), since the body is in hand.
+//! size through: Pingora's proxy replays a body read before routing only up to 64 KiB. It
+//! also makes failover a loop over attempts ([`super::failover`]), since the body is in hand.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType};
 
@@ -38,7 +38,7 @@ pub async fn attempt(
     provider: &Provider,
     timeouts: &Timeouts,
     mut request: UpstreamRequest,
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     let translator = request.translator.take();

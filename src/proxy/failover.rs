@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use super::ctx::RequestCtx;
 use super::exchange::{self, Finished};
@@ -37,7 +37,7 @@ impl Gateway {
     /// Serves the request from `routes` (the model, then the fallbacks the key may use).
     pub(super) async fn forward(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         job: &Job<'_>,
         routes: Vec<Arc<Model>>,
@@ -265,7 +265,7 @@ impl Gateway {
     /// `count_tokens` answered by the gateway's tokenizer, off the proxy's workers.
     async fn count_tokens(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         body: &Bytes,
     ) -> Result<Finished, GatewayError> {

@@ -1,7 +1,8 @@
-//! The Pingora glue: `request_filter` runs the request path step by step, `fail_to_proxy`
-//! is the one place an error becomes a response, and `logging` writes the one log line.
+//! The request path: [`Gateway::serve`] runs it step by step for every request that
+//! [`app`] (the Pingora server app) reads.
 
 mod answer_model;
+mod app;
 mod body;
 mod bookkeeping;
 mod claims;
@@ -23,13 +24,10 @@ mod wire;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
+use pingora::protocols::http::ServerSession;
 
 use crate::auth::{presented_key, KeyInfo};
 use crate::catalog::Model;
@@ -137,10 +135,10 @@ impl Gateway {
         self
     }
 
-    /// Steps 1–7 of the request path. An `Err` is rendered by `fail_to_proxy`.
+    /// Steps 1–7 of the request path. An `Err` is rendered by `app`'s `refuse`.
     async fn serve(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
     ) -> Result<Finished, GatewayError> {
         session.set_write_timeout(Some(self.client_timeouts.write));
@@ -242,7 +240,7 @@ impl Gateway {
     /// whose refusals ([`Self::count_refusal`]) count against the key's request rate.
     async fn admit(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         key: &KeyInfo,
         endpoint: &Endpoint,
@@ -285,7 +283,7 @@ impl Gateway {
         Ok((body, peeked, live, model))
     }
 
-    async fn authenticate(&self, session: &Session) -> Result<Arc<KeyInfo>, GatewayError> {
+    async fn authenticate(&self, session: &ServerSession) -> Result<Arc<KeyInfo>, GatewayError> {
         let presented = presented_key(session.req_header()).ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::InvalidKey,
@@ -308,17 +306,9 @@ impl Gateway {
     }
 }
 
-/// The status of the response header sent to the client, ignoring `100 Continue`.
-fn final_status(session: &Session) -> Option<u16> {
-    session
-        .response_written()
-        .map(|r| r.status.as_u16())
-        .filter(|s| *s >= 200)
-}
-
 /// Writes a complete JSON response with the request id (and `Retry-After` when given).
 pub(crate) async fn write_json(
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &RequestCtx,
     status: u16,
     body: Bytes,
@@ -349,106 +339,13 @@ pub(crate) async fn write_json(
     .map_err(|e| GatewayError::internal("writing the response header", e))?;
     crate::drain::close_if_draining(session);
     let written = session
-        .write_response_header(Box::new(header), false)
+        .write_response_header(Box::new(header))
         .await
         .is_ok()
-        && session.write_response_body(Some(body), true).await.is_ok();
+        && session.write_response_body(body, true).await.is_ok();
     Ok(if written {
         Finished::Complete
     } else {
         Finished::Abort
     })
-}
-
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
-    }
-
-    /// None: Pingora's default adds a response-compression module (at level 0, doing
-    /// nothing) whose state every request would build and consult. The gateway passes
-    /// answers in the encoding the provider chose.
-    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
-
-    async fn request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<bool> {
-        self.trace_start(session, ctx);
-        crate::drain::close_if_draining(session);
-        match self.serve(session, ctx).await {
-            Ok(Finished::Complete) => Ok(true),
-            Ok(Finished::Abort) => {
-                ctx.outcome.cut_short = true;
-                Error::e_explain(ErrorType::ConnectionClosed, "response cut short")
-            }
-            Err(e) => {
-                let status = e.status_for(ctx.dialect);
-                ctx.outcome.error = Some(e);
-                Error::e_explain(ErrorType::HTTPStatus(status), "request refused")
-            }
-        }
-    }
-
-    /// Never reached: every request is answered in `request_filter`.
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> pingora::Result<Box<HttpPeer>> {
-        Error::e_explain(
-            ErrorType::InternalError,
-            "requests are served in request_filter",
-        )
-    }
-
-    /// The one place an error becomes a response, in the client's dialect.
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        if ctx.outcome.cut_short || final_status(session).is_some() {
-            return FailToProxy {
-                error_code: 0,
-                can_reuse_downstream: false,
-            };
-        }
-        let error = ctx.outcome.error.get_or_insert_with(|| {
-            let kind = match e.etype() {
-                ErrorType::ReadError | ErrorType::ReadTimedout | ErrorType::InvalidHTTPHeader => {
-                    ErrorKind::InvalidRequest
-                }
-                _ => ErrorKind::Internal,
-            };
-            GatewayError::new(kind, format!("request failed: {}", e.etype().as_str()))
-        });
-        let mut error = error.clone();
-        let status = error.status_for(ctx.dialect);
-        if status >= 500 && error.passthrough.is_none() {
-            // what failed, in the gateway's words, and the id an operator finds it by
-            error.message = format!("{} (request id {})", error.message, ctx.request_id);
-        }
-        let body = error.body(ctx.dialect);
-        let written = write_json(session, ctx, status, body, Some(&error)).await;
-        FailToProxy {
-            error_code: status,
-            can_reuse_downstream: matches!(written, Ok(Finished::Complete)) && status != 413,
-        }
-    }
-
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
-        true // `logging` writes the one line per request
-    }
-
-    /// The request's bookkeeping, once, from its outcome (see [`bookkeeping`]).
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let outcome = std::mem::take(&mut ctx.outcome);
-        self.account(session, ctx, outcome).await;
-    }
 }

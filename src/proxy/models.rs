@@ -3,7 +3,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::ctx::RequestCtx;
@@ -67,7 +67,7 @@ impl AnthropicPage {
 impl Gateway {
     pub(super) async fn list_models(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &RequestCtx,
         key: &KeyInfo,
     ) -> Result<Finished, GatewayError> {
@@ -106,7 +106,7 @@ impl Gateway {
 
     pub(super) async fn show_model(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &RequestCtx,
         key: &KeyInfo,
         id: &str,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use super::ctx::RequestCtx;
 use super::outcome::Outcome;
@@ -37,7 +37,7 @@ pub struct Observability {
 
 impl Gateway {
     /// Opens the request's span (tracing on only).
-    pub(super) fn trace_start(&self, session: &Session, ctx: &mut RequestCtx) {
+    pub(super) fn trace_start(&self, session: &ServerSession, ctx: &mut RequestCtx) {
         if let Some(t) = &self.observability.telemetry {
             ctx.trace = Some(RequestTrace::start(t, session.req_header()));
         }
@@ -46,7 +46,7 @@ impl Gateway {
     /// Writes the access line, ends the spans and observes the time per output token.
     pub(super) fn observe(
         &self,
-        session: &Session,
+        session: &ServerSession,
         ctx: &RequestCtx,
         outcome: &Outcome,
         trace: Option<RequestTrace>,
@@ -113,7 +113,7 @@ impl Gateway {
 
 /// Today's text access line.
 fn text_line(
-    session: &Session,
+    session: &ServerSession,
     ctx: &RequestCtx,
     outcome: &Outcome,
     status: u16,

@@ -3,9 +3,9 @@
 //! and the settlement of its limits.
 //!
 //! The exchange writes it as it goes (which deployment it tried, when the first byte left,
-//! whether the client went away, what failed) because Pingora's hooks split one request
-//! across `request_filter`, `fail_to_proxy` and `logging`; `logging` takes it out of the
-//! context whole, so nothing after that point reads or writes it in pieces.
+//! whether the client went away, what failed), a refusal adds its error, and the server app
+//! ([`super::app`]) takes it out of the context whole for the bookkeeping once the answer
+//! is sent, so nothing after that point reads or writes it in pieces.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::Error;
 use serde::de::IgnoredAny;
 
@@ -104,7 +104,7 @@ impl BodyReader {
 
     /// Waits for the next chunk, then takes whatever else is already readable (never waiting
     /// for more). `None` = the client went away.
-    async fn next(&mut self, up: &mut HttpSession, session: &mut Session) -> Option<Batch> {
+    async fn next(&mut self, up: &mut HttpSession, session: &mut ServerSession) -> Option<Batch> {
         let first = loop {
             tokio::select! {
                 biased;
@@ -164,7 +164,7 @@ pub async fn relay(
     mut up: Upstream<'_>,
     translator: Option<Box<dyn ResponseTranslator>>,
     content_type: Option<&'static str>,
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     up.session.set_read_timeout(Some(up.provider.timeouts.idle));
@@ -193,7 +193,7 @@ async fn whole(
     mut up: Upstream<'_>,
     mut translator: Option<Box<dyn ResponseTranslator>>,
     content_type: Option<&'static str>,
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     let mut pieces = Vec::new();
@@ -299,7 +299,7 @@ async fn stream(
     mut up: Upstream<'_>,
     mut translator: Option<Box<dyn ResponseTranslator>>,
     header: ResponseHeader,
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
     let mut header = Some(header);
@@ -489,10 +489,14 @@ fn join(a: Option<Bytes>, b: Option<Bytes>) -> Option<Bytes> {
     }
 }
 
-async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: ResponseHeader) -> bool {
+async fn write_header(
+    session: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    header: ResponseHeader,
+) -> bool {
     crate::drain::close_if_draining(session);
     let ok = session
-        .write_response_header(Box::new(header), false)
+        .write_response_header(Box::new(header))
         .await
         .is_ok();
     ctx.outcome.client_gone |= !ok;
@@ -501,7 +505,7 @@ async fn write_header(session: &mut Session, ctx: &mut RequestCtx, header: Respo
 
 /// Writes answer bytes, after the meter has read them (and removed the usage chunk the
 /// client did not ask for).
-async fn write_body(session: &mut Session, ctx: &mut RequestCtx, data: Bytes) -> bool {
+async fn write_body(session: &mut ServerSession, ctx: &mut RequestCtx, data: Bytes) -> bool {
     let data = match ctx.outcome.meter.as_mut() {
         Some(meter) => meter.process(data),
         None => data,
@@ -510,13 +514,17 @@ async fn write_body(session: &mut Session, ctx: &mut RequestCtx, data: Bytes) ->
         return true;
     }
     ctx.outcome.first_byte_at.get_or_insert_with(Instant::now);
-    let ok = session.write_response_body(Some(data), false).await.is_ok();
+    let ok = session.write_response_body(data, false).await.is_ok();
     ctx.outcome.client_gone |= !ok;
     ok
 }
 
-async fn end_body(session: &mut Session, ctx: &mut RequestCtx) -> Finished {
-    if session.write_response_body(None, true).await.is_ok() {
+async fn end_body(session: &mut ServerSession, ctx: &mut RequestCtx) -> Finished {
+    if session
+        .write_response_body(Bytes::new(), true)
+        .await
+        .is_ok()
+    {
         Finished::Complete
     } else {
         ctx.outcome.client_gone = true;
@@ -528,7 +536,7 @@ async fn end_body(session: &mut Session, ctx: &mut RequestCtx) -> Finished {
 /// the client's dialect; any other body cannot be repaired, so the connection is dropped
 /// and the client sees a truncated response, not a wrong one.
 async fn fail_mid_stream(
-    session: &mut Session,
+    session: &mut ServerSession,
     ctx: &mut RequestCtx,
     error: GatewayError,
 ) -> Finished {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 
 use super::ctx::RequestCtx;
 use super::exchange::{self, Finished};
@@ -82,7 +82,7 @@ impl Gateway {
     /// provider stores for this key may be one the gateway keeps.
     pub(super) async fn stored_response(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         ctx: &mut RequestCtx,
         key: &KeyInfo,
         rest: &str,

@@ -335,8 +335,8 @@ impl Gateway {
     }
 
     /// `/metrics` once `ready` holds for it, or as it is at `timeout` (the caller's
-    /// assertions then say what is missing). Pingora runs `logging`, where the request
-    /// counters move, after the answer is sent, and some series move in background writers.
+    /// assertions then say what is missing). The request counters move in the
+    /// bookkeeping, after the answer is sent, and some series move in background writers.
     pub fn scrape_until(&self, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
