@@ -157,6 +157,8 @@ fn malformed_http_is_refused_or_closed() {
             vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0, 0, 0, 0],
         ),
         ("garbage", b"\x00\x01\x02 not http at all\r\n\r\n".to_vec()),
+        // the gateway tunnels nothing
+        ("CONNECT", b"CONNECT api.openai.com:443 HTTP/1.1\r\nhost: api.openai.com:443\r\n\r\n".to_vec()),
         ("bad content-length", format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n{body}").into_bytes()),
     ];
     for (what, bytes) in cases {
@@ -168,6 +170,9 @@ fn malformed_http_is_refused_or_closed() {
                 // own upstream request, so nothing can be smuggled past it
                 assert!(status < 500, "{what}: {answer}");
                 continue;
+            }
+            if what == "CONNECT" {
+                assert_eq!(status, 405, "{what}: {answer}");
             }
             assert!((400..500).contains(&status), "{what}: {answer}");
         }

@@ -64,6 +64,66 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// A keep-alive connection idle between requests is closed as soon as the listener stops,
+/// not held open until the process exits (here, while a stream keeps the process running).
+#[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use std::io::{Read, Write};
+    let (mut child, gw) = start("idle-keepalive", 10);
+    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
+    let stream = std::thread::spawn(move || {
+        let response = ureq::post(&url)
+            .set("authorization", &format!("Bearer {KEY}"))
+            .set("x-emulator-chunks", "15")
+            .set("x-emulator-chunk-delay-ms", "200")
+            .send_string(&chat("gpt-4o", true))
+            .expect("stream starts");
+        response.into_string().expect("whole stream")
+    });
+    // one answered request, then the connection waits for the next
+    let mut idle = raw_connect(gw, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).ends_with('}') {
+        let n = idle.read(&mut buf).expect("the answer");
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let at = terminate(&child);
+    idle.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let closed = match idle.read(&mut buf) {
+        Ok(n) => n == 0,
+        // the read timed out: still open
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "the idle connection stayed open after SIGTERM");
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the process had already exited: this proves nothing about the idle connection"
+    );
+    assert!(
+        at.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        at.elapsed()
+    );
+
+    let body = stream.join().expect("stream thread");
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(child.wait().expect("exits").success());
+}
+
 /// Every request the gateway answered before and during a SIGTERM has its usage record in
 /// the ledger once the process has exited.
 #[test]
