@@ -199,7 +199,10 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
     .with_response_owners(Arc::new(ownership::ResponseOwners::new(redis.clone())))
     .with_thinking_store(Arc::new(thinking::ThinkingStore::new(redis.clone())))
     .with_stored_responses(config.usage.responses_retention);
-    let mut gateway_service = Service::new("cheapai-gateway".to_string(), gateway);
+    let mut gateway_service = Service::new(
+        "cheapai-gateway".to_string(),
+        proxy::GatewayApp::new(gateway),
+    );
     // Client connections get a 16 KiB read buffer instead of Pingora's 64 KiB: it is zeroed
     // per connection, so with thousands of long streams open it was most of their memory,
     // and a request header fits in it many times over (bodies larger than the buffer are

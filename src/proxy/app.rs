@@ -1,19 +1,25 @@
-//! The gateway as a Pingora HTTP server app: each request's header is read here, `answer`
-//! runs the request path, `refuse` is the one place an error becomes a response, and the
+//! The gateway as a Pingora server app: each request's header is read here, `answer` runs
+//! the request path, `refuse` is the one place an error becomes a response, and the
 //! bookkeeping ([`super::bookkeeping`]) writes the one log line and usage record.
 //!
 //! Why not Pingora's `ProxyHttp`: the gateway answers every request itself (it translates,
 //! meters and fails over, so it never hands a request to Pingora's proxy loop), and the proxy
 //! loop's per-request state machine, sized for its cache, retries and upstream phases, held
 //! about 17 KB of every open stream's memory that the gateway never used past its first
-//! state. Pingora's HTTP/1 and HTTP/2 sessions, keep-alive loop and listeners are used as
-//! before; only that machine is gone.
+//! state. Pingora's HTTP/1 and HTTP/2 sessions, listeners and TLS are used as before.
+//!
+//! HTTP/1 connections, nearly all of them, are served by [`GatewayApp`]'s own keep-alive
+//! loop, so a connection's whole state is one allocation sized for the gateway's request
+//! path: Pingora's generic loop ([`HttpServerApp`]'s) is a second one of ~6.5 KB, sized for
+//! its HTTP/2 handshake, that every open HTTP/1 stream kept. HTTP/2 connections (by ALPN)
+//! still go through Pingora's loop, which multiplexes their streams.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
@@ -21,10 +27,54 @@ use super::ctx::RequestCtx;
 use super::exchange::Finished;
 use super::{write_json, Gateway};
 
+/// The client listener's app (see the module's documentation).
+pub struct GatewayApp(Arc<Gateway>);
+
+impl GatewayApp {
+    pub fn new(gateway: Gateway) -> Self {
+        Self(Arc::new(gateway))
+    }
+}
+
+#[async_trait]
+impl ServerApp for GatewayApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.0, stream, shutdown).await;
+        }
+        let mut session = ServerSession::new_http1(stream);
+        // Pingora's own HTTP/1 loop's keep-alive: 60 s idle, none once stopping
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        loop {
+            let (stream, settings) = self.0.serve_request(session, shutdown).await?.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
+    }
+}
+
+/// HTTP/2 streams, each a request, from Pingora's connection loop.
 #[async_trait]
 impl HttpServerApp for Gateway {
     async fn process_new_http(
         self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.serve_request(session, shutdown).await
+    }
+}
+
+impl Gateway {
+    /// Reads one request and answers it; the connection back when it may carry another.
+    async fn serve_request(
+        &self,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {

@@ -3,6 +3,7 @@
 
 mod answer_model;
 mod app;
+pub use app::GatewayApp;
 mod body;
 mod bookkeeping;
 mod claims;
