@@ -100,42 +100,7 @@ impl Gateway {
             .flatten()
             .map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
     }
-}
 
-/// Reads the next request's header. False when there is nothing to answer: the client closed
-/// the connection, its header was malformed (a bare 400, there being no dialect to answer
-/// in yet), it asked for `CONNECT` (405: the gateway tunnels nothing), or the server is
-/// stopping while the connection waits idle between requests.
-async fn read_request_header(session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
-    let mut stopping = shutdown.clone();
-    let read = tokio::select! {
-        // a request already received is served even while stopping
-        biased;
-        read = session.read_request() => read,
-        Ok(_) = stopping.wait_for(|stop| *stop) => return false,
-    };
-    match read {
-        Ok(true) => {}
-        Ok(false) => return false,
-        Err(e) => {
-            log::debug!("reading a request header: {}", e.etype().as_str());
-            if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                // the connection is closed after it either way
-                let _ = session.respond_error(400).await;
-            }
-            session.shutdown().await;
-            return false;
-        }
-    }
-    if session.req_header().method == http::Method::CONNECT {
-        let _ = session.respond_error(405).await;
-        session.shutdown().await;
-        return false;
-    }
-    true
-}
-
-impl Gateway {
     /// Runs the request path; whether the connection may carry another request.
     async fn answer(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> bool {
         self.trace_start(session, ctx);
@@ -174,6 +139,39 @@ impl Gateway {
         // after a 413 the rest of the oversized body may still be on the wire
         matches!(written, Ok(Finished::Complete)) && status != 413
     }
+}
+
+/// Reads the next request's header. False when there is nothing to answer: the client closed
+/// the connection, its header was malformed (a bare 400, there being no dialect to answer
+/// in yet), it asked for `CONNECT` (405: the gateway tunnels nothing), or the server is
+/// stopping while the connection waits idle between requests.
+async fn read_request_header(session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+    let mut stopping = shutdown.clone();
+    let read = tokio::select! {
+        // a request already received is served even while stopping
+        biased;
+        read = session.read_request() => read,
+        Ok(_) = stopping.wait_for(|stop| *stop) => return false,
+    };
+    match read {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            log::debug!("reading a request header: {}", e.etype().as_str());
+            if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                // the connection is closed after it either way
+                let _ = session.respond_error(400).await;
+            }
+            session.shutdown().await;
+            return false;
+        }
+    }
+    if session.req_header().method == http::Method::CONNECT {
+        let _ = session.respond_error(405).await;
+        session.shutdown().await;
+        return false;
+    }
+    true
 }
 
 /// The status of the response header sent to the client, ignoring `100 Continue`.
