@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,20 +11,7 @@ use common::*;
 #[test]
 fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
     let (mut child, gw) = start("shutdown", 4);
-    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
-    let stream = std::thread::spawn(move || {
-        let response = ureq::post(&url)
-            .set("authorization", &format!("Bearer {KEY}"))
-            .set("x-emulator-chunks", "10")
-            .set("x-emulator-chunk-delay-ms", "200")
-            .send_string(&chat("gpt-4o", true))
-            .expect("stream starts");
-        BufReader::new(response.into_reader())
-            .lines()
-            .map_while(Result::ok)
-            .filter(|l| l.starts_with("data: "))
-            .collect::<Vec<_>>()
-    });
+    let stream = slow_stream(gw, 10);
     std::thread::sleep(Duration::from_millis(500));
     let term_at = Instant::now();
     let killed = Command::new("kill")
@@ -39,12 +25,9 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
         "listener must close on SIGTERM"
     );
 
-    let events = stream.join().expect("stream thread");
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("data: [DONE]"),
-        "{events:?}"
-    );
+    let body = stream.join().expect("stream thread");
+    let events: Vec<&str> = body.lines().filter(|l| l.starts_with("data: ")).collect();
+    assert_eq!(events.last().copied(), Some("data: [DONE]"), "{events:?}");
     assert_eq!(
         events.len(),
         13,
@@ -68,18 +51,9 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
 /// not held open until the process exits (here, while a stream keeps the process running).
 #[test]
 fn sigterm_closes_idle_keep_alive_connections_at_once() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let (mut child, gw) = start("idle-keepalive", 10);
-    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
-    let stream = std::thread::spawn(move || {
-        let response = ureq::post(&url)
-            .set("authorization", &format!("Bearer {KEY}"))
-            .set("x-emulator-chunks", "15")
-            .set("x-emulator-chunk-delay-ms", "200")
-            .send_string(&chat("gpt-4o", true))
-            .expect("stream starts");
-        response.into_string().expect("whole stream")
-    });
+    let stream = slow_stream(gw, 15);
     // one answered request, then the connection waits for the next
     let mut idle = raw_connect(gw, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut answer = Vec::new();
@@ -202,6 +176,22 @@ fn start(name: &str, grace: u64) -> (std::process::Child, u16) {
     (child, gw)
 }
 
+/// A chat stream of `chunks` chunks 200 ms apart through the gateway at `gw`, read whole on a
+/// thread of its own.
+fn slow_stream(gw: u16, chunks: u32) -> std::thread::JoinHandle<String> {
+    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
+    std::thread::spawn(move || {
+        ureq::post(&url)
+            .set("authorization", &format!("Bearer {KEY}"))
+            .set("x-emulator-chunks", &chunks.to_string())
+            .set("x-emulator-chunk-delay-ms", "200")
+            .send_string(&chat("gpt-4o", true))
+            .expect("stream starts")
+            .into_string()
+            .expect("whole stream")
+    })
+}
+
 fn terminate(child: &std::process::Child) -> Instant {
     let at = Instant::now();
     let killed = Command::new("kill")
@@ -233,16 +223,7 @@ fn sigterm_exits_as_soon_as_the_last_request_and_its_record_are_done() {
     );
 
     let (mut busy, gw) = start("busy-term", 30);
-    let url = format!("http://127.0.0.1:{gw}/v1/chat/completions");
-    let stream = std::thread::spawn(move || {
-        let response = ureq::post(&url)
-            .set("authorization", &format!("Bearer {KEY}"))
-            .set("x-emulator-chunks", "10")
-            .set("x-emulator-chunk-delay-ms", "200")
-            .send_string(&chat("gpt-4o", true))
-            .expect("stream starts");
-        response.into_string().expect("whole stream")
-    });
+    let stream = slow_stream(gw, 10);
     std::thread::sleep(Duration::from_millis(300));
     let at = terminate(&busy);
     let body = stream.join().expect("stream thread");
