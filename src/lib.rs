@@ -63,7 +63,7 @@ pub struct Start {
 }
 
 /// Read buffer of each client connection (see `build_server`).
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
 /// Builds the whole server from a validated config: the proxy listener, the admin listener
 /// and, when configured, the in-process provider emulator. Call `run_forever()` on the
@@ -203,10 +203,11 @@ pub fn build_server_with(config: Config, start: Start) -> pingora::Result<Server
         "cheapai-gateway".to_string(),
         proxy::GatewayApp::new(gateway),
     );
-    // Client connections get a 16 KiB read buffer instead of Pingora's 64 KiB: it is zeroed
-    // per connection, so with thousands of long streams open it was most of their memory,
-    // and a request header fits in it many times over (bodies larger than the buffer are
-    // read past it, straight into the body buffer).
+    // Client connections get a 4 KiB read buffer instead of Pingora's 64 KiB: it lives as long
+    // as the connection, so with thousands of long streams open it was a large part of their
+    // memory (16 → 4 KiB: 3–5 KB less per open stream, docs/benchmarks.md), and a request
+    // header fits in it (Pingora reads headers into its own growing buffer, and reads larger
+    // than the buffer, bodies above all, go past it, straight into the reader's buffer).
     let listener = ListenerConfig::tcp(config.server.listen.as_str())
         .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER));
     let listener = match &config.server.tls {
