@@ -26,6 +26,7 @@ use pingora::ErrorType;
 use super::ctx::RequestCtx;
 use super::exchange::Finished;
 use super::{write_json, Gateway};
+use crate::error::GatewayError;
 
 /// The client listener's app (see the module's documentation).
 pub struct GatewayApp(Arc<Gateway>);
@@ -107,13 +108,13 @@ impl Gateway {
         crate::drain::close_if_draining(session);
         match self.serve(session, ctx).await {
             Ok(Finished::Complete) => true,
-            Ok(Finished::Abort) => {
-                ctx.outcome.cut_short = true;
-                false
-            }
+            // the answer began and cannot be completed: closing the connection is what tells
+            // the client its body is truncated
+            Ok(Finished::Abort) => false,
             Err(e) => {
+                let reusable = self.refuse(session, ctx, &e).await;
                 ctx.outcome.error = Some(e);
-                self.refuse(session, ctx).await
+                reusable
             }
         }
     }
@@ -121,13 +122,15 @@ impl Gateway {
     /// The one place an error becomes a response, in the client's dialect; whether the
     /// connection may carry another request. An answer already begun cannot be replaced:
     /// the connection is closed instead, so the client sees it cut, not completed.
-    async fn refuse(&self, session: &mut ServerSession, ctx: &RequestCtx) -> bool {
+    async fn refuse(
+        &self,
+        session: &mut ServerSession,
+        ctx: &RequestCtx,
+        error: &GatewayError,
+    ) -> bool {
         if final_status(session).is_some() {
             return false;
         }
-        let Some(error) = ctx.outcome.error.as_ref() else {
-            return false;
-        };
         let mut error = error.clone();
         let status = error.status_for(ctx.dialect);
         if status >= 500 && error.passthrough.is_none() {

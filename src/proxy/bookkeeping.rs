@@ -16,9 +16,9 @@ use crate::metrics;
 use crate::usage::pricing;
 
 impl Gateway {
-    /// Everything the bookkeeping owes a request once it is answered, in this order: the record first (metrics and
-    /// the access line name its tokens), settlement only for a recorded request (a refused
-    /// one reserved nothing).
+    /// Everything owed a request once it is answered, in this order: the record first
+    /// (metrics and the access line name its tokens), settlement only for a recorded request
+    /// (a refused one reserved nothing).
     pub(super) async fn account(
         &self,
         session: &ServerSession,

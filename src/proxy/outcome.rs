@@ -41,9 +41,6 @@ pub struct Outcome {
     pub first_byte_at: Option<Instant>,
     /// The failure, whether it became an error response or an error event mid-stream.
     pub error: Option<GatewayError>,
-    /// The response started and cannot be completed: close the connection so the client
-    /// sees a truncated body, instead of letting Pingora terminate it cleanly.
-    pub cut_short: bool,
     pub client_gone: bool,
     /// Reads usage from the answer; set once an answer starts.
     pub meter: Option<Meter>,
