@@ -9,10 +9,12 @@
 //! state. Pingora's HTTP/1 and HTTP/2 sessions, listeners and TLS are used as before.
 //!
 //! HTTP/1 connections, nearly all of them, are served by [`GatewayApp`]'s own keep-alive
-//! loop, so a connection's whole state is one allocation sized for the gateway's request
-//! path: Pingora's generic loop ([`HttpServerApp`]'s) is a second one of ~6.5 KB, sized for
-//! its HTTP/2 handshake, that every open HTTP/1 stream kept. HTTP/2 connections (by ALPN)
-//! still go through Pingora's loop, which multiplexes their streams.
+//! loop in a task of their own, so a connection's whole state is one allocation sized for the
+//! gateway's request path. Pingora's listener spawns each connection as a task sized for its
+//! TLS handshake (~9 KB, plain connections too), and its generic loop ([`HttpServerApp`]'s)
+//! is a second allocation of ~6.5 KB, sized for its HTTP/2 handshake: kept, both would live
+//! as long as every open stream. HTTP/2 connections (by ALPN) still go through Pingora's
+//! loop, which multiplexes their streams.
 
 use std::sync::Arc;
 
@@ -47,15 +49,26 @@ impl ServerApp for GatewayApp {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return ServerApp::process_new(&self.0, stream, shutdown).await;
         }
-        let mut session = ServerSession::new_http1(stream);
-        // Pingora's own HTTP/1 loop's keep-alive: 60 s idle, none once stopping
-        session.set_keepalive((!*shutdown.borrow()).then_some(60));
-        loop {
-            let (stream, settings) = self.0.serve_request(session, shutdown).await?.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
+        // The connection moves to a task of its own, and Pingora's ends here: Pingora's
+        // per-connection task is sized for its TLS handshake (~9 KB, plain connections
+        // too) and would otherwise live, unused, as long as the connection.
+        let gateway = Arc::clone(&self.0);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { serve_http1(&gateway, stream, &shutdown).await });
+        None
+    }
+}
+
+/// An HTTP/1 connection's keep-alive loop, until the client or the gateway closes it.
+async fn serve_http1(gateway: &Gateway, stream: Stream, shutdown: &ShutdownWatch) {
+    let mut session = ServerSession::new_http1(stream);
+    // Pingora's own HTTP/1 loop's keep-alive: 60 s idle, none once stopping
+    session.set_keepalive((!*shutdown.borrow()).then_some(60));
+    while let Some(reused) = gateway.serve_request(session, shutdown).await {
+        let (stream, settings) = reused.consume();
+        session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
         }
     }
 }
