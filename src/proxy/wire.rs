@@ -99,7 +99,11 @@ impl Head<'_> {
         let upstream = &self.provider.upstream;
         let scheme = if upstream.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}{}", upstream.authority, request.path);
-        let mut head = RequestHeader::build(request.method.clone(), b"/", Some(24))
+        // Pingora's HTTP/2 session keeps this header for as long as the stream lasts: no case
+        // map (HTTP/2 names are lowercase on the wire) and no room beyond what it holds.
+        let mut count = 0;
+        self.each_header(body_len, |name, _| count += usize::from(name != "host"));
+        let mut head = RequestHeader::build_no_case(request.method.clone(), b"/", Some(count))
             .map_err(|e| GatewayError::internal("building the HTTP/2 request", e))?;
         let uri: http::Uri = uri
             .parse()
