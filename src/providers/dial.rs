@@ -14,15 +14,14 @@
 //! a pooled connection is a few microseconds, so the turns cost nothing measurable; a turn
 //! waits at most the provider's connect timeout, after which the request dials on its own, as
 //! it would have without the gate. A provider that answers HTTP/2's offer with HTTP/1.1 has a
-//! connection per request anyway: once it has done so, nothing waits.
+//! connection per request until its HTTP/1.1 connections are pooled: once it has declined,
+//! nothing waits, and its pooled HTTP/1.1 connections are taken first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use pingora::connectors::http::Connector;
-use pingora::protocols::http::client::HttpSession;
-
 use super::peer::UpstreamPeer;
+use super::pools::{Connection, Pools};
 
 /// The turns of one provider's requests at its HTTP/2 pool (see the module's doc).
 #[derive(Debug, Default)]
@@ -33,23 +32,29 @@ pub struct DialGate {
 }
 
 impl DialGate {
-    /// A session to `peer` from `connector`, reused or new (the `bool`), after the requests
-    /// before it have taken theirs; waiting at most `wait`.
+    /// A connection to `peer`, reused or new (the `bool`), after the requests before it have
+    /// taken theirs; waiting at most `wait`. Once the provider has declined HTTP/2, its
+    /// pooled HTTP/1.1 connections come first.
     pub async fn session(
         &self,
-        connector: &Connector,
+        pools: &Pools,
         peer: &UpstreamPeer,
         wait: Duration,
-    ) -> pingora::Result<(HttpSession, bool)> {
+    ) -> pingora::Result<(Connection, bool)> {
         if self.speaks_http1.load(Ordering::Relaxed) {
-            return connector.get_http_session(peer).await;
+            if let Some(stream) = pools.http1.reused_stream(peer).await {
+                return Ok((Connection::Http1(stream), true));
+            }
+            let (session, reused) = pools.http2.get_http_session(peer).await?;
+            return Ok((session.into(), reused));
         }
         // past `wait` the request dials on its own: a dial that hangs holds no one else up
         let _turn = tokio::time::timeout(wait, self.turn.lock()).await.ok();
-        let (session, reused) = connector.get_http_session(peer).await?;
-        if matches!(session, HttpSession::H1(_)) {
+        let (session, reused) = pools.http2.get_http_session(peer).await?;
+        let connection = Connection::from(session);
+        if matches!(connection, Connection::Http1(_)) {
             self.speaks_http1.store(true, Ordering::Relaxed);
         }
-        Ok((session, reused))
+        Ok((connection, reused))
     }
 }

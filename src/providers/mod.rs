@@ -20,6 +20,7 @@ pub mod gemini;
 pub(crate) mod json;
 pub mod openai;
 pub mod peer;
+pub mod pools;
 mod prepare;
 pub mod responses;
 pub mod roots;

@@ -5,14 +5,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::connectors::http::Connector;
-use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::dial::DialGate;
 use super::dns::{HostAddresses, Resolve, MAX_DNS_WAIT};
 use super::peer::UpstreamPeer;
+use super::pools::{Connection, Pools};
 
 use crate::error::GatewayError;
 
@@ -161,14 +160,15 @@ impl Upstream {
     /// connection the first one dials instead of each dialing its own (see [`super::dial`]).
     pub async fn session(
         &self,
-        connector: &Connector,
+        pools: &Pools,
         peer: &UpstreamPeer,
         timeouts: &Timeouts,
-    ) -> pingora::Result<(HttpSession, bool)> {
+    ) -> pingora::Result<(Connection, bool)> {
         if self.http2 {
-            self.dial.session(connector, peer, timeouts.connect).await
+            self.dial.session(pools, peer, timeouts.connect).await
         } else {
-            connector.get_http_session(peer).await
+            let (stream, reused) = pools.http1.get_stream(peer).await?;
+            Ok((Connection::Http1(stream), reused))
         }
     }
 

@@ -5,23 +5,22 @@
 //! size through: Pingora's proxy replays a body read before routing only up to 64 KiB. It
 //! also makes failover a loop over attempts ([`super::failover`]), since the body is in hand.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType};
 
 use super::ctx::RequestCtx;
+use super::h1_answer::H1Answer;
 pub use super::outcome::Finished;
+use super::provider_answer::ProviderAnswer;
 use super::relay;
 use super::transport::upstream_failure;
 use super::wire;
 use crate::error::GatewayError;
 use crate::providers::peer::UpstreamPeer;
+use crate::providers::pools::{Connection, Pools};
 use crate::providers::{Provider, Timeouts, UpstreamRequest};
 use crate::telemetry::trace::RequestTrace;
 
@@ -34,7 +33,7 @@ const STALE_CONNECTION_RETRIES: usize = 2;
 /// `Err` means nothing reached the client, so the failover loop may try again elsewhere;
 /// failures after the first byte are recorded in `ctx.outcome.error` and handled here.
 pub async fn attempt(
-    connector: &Connector,
+    pools: &Pools,
     provider: &Provider,
     timeouts: &Timeouts,
     mut request: UpstreamRequest,
@@ -46,7 +45,7 @@ pub async fn attempt(
     // are the largest states of the exchange (~9 KB), and a future keeps the size of its
     // largest state for as long as it lives, which is a whole stream.
     let (mut up, peer) = Box::pin(send(
-        connector,
+        pools,
         provider,
         timeouts,
         session.req_header(),
@@ -58,19 +57,19 @@ pub async fn attempt(
     // the length of the answer
     let content_type = request.content_type;
     drop(request);
-    let status = up.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    let status = up.status();
     if let Some(trace) = ctx.trace.as_mut() {
         trace.attempt_status(status);
     }
     if status >= 400 {
-        up.set_read_timeout(Some(timeouts.idle));
+        up.set_read_timeout(timeouts.idle);
         // boxed: reading an error answer (and pooling its connection) is ~4 KB of state that
         // the attempt would otherwise keep through every successful stream
-        return Err(Box::pin(read_error(connector, up, &peer, provider)).await);
+        return Err(Box::pin(read_error(pools, up, &peer, provider)).await);
     }
     let upstream = relay::Upstream {
-        connector,
-        session: up,
+        pools,
+        answer: up,
         peer: &peer,
         provider,
     };
@@ -80,20 +79,20 @@ pub async fn attempt(
 /// Connects (trying each of the provider's addresses in turn until one takes the
 /// connection), writes the request and reads the response header.
 async fn send(
-    connector: &Connector,
+    pools: &Pools,
     provider: &Provider,
     timeouts: &Timeouts,
     client: &RequestHeader,
     request: &UpstreamRequest,
     ctx: &RequestCtx,
-) -> Result<(HttpSession, UpstreamPeer), GatewayError> {
+) -> Result<(ProviderAnswer, UpstreamPeer), GatewayError> {
     let mut peers = provider.upstream.peers(timeouts).await?;
     let traceparent = ctx.trace.as_ref().map(RequestTrace::traceparent);
     let mut attempt = 0;
     let mut address = 0;
     loop {
         let peer = &peers[address];
-        let (up, reused) = match provider.upstream.session(connector, peer, timeouts).await {
+        let (up, reused) = match provider.upstream.session(pools, peer, timeouts).await {
             Ok(session) => session,
             Err(e) if is_connect_failure(&e) && address + 1 < peers.len() => {
                 log::debug!(
@@ -121,10 +120,12 @@ async fn send(
         };
         // what the connection negotiated (ALPN) decides the head's form
         let head = match &up {
-            HttpSession::H2(_) => wire::WireHead::H2(head.request_header(request.body.len())?),
-            _ => wire::WireHead::H1(head.serialize(request.body.len())?),
+            Connection::Http2(_) => wire::WireHead::H2(head.request_header(request.body.len())?),
+            Connection::Http1(_) => wire::WireHead::H1(head.serialize(request.body.len())?),
         };
-        match write_and_read_header(up, head, request.body.clone(), peer, timeouts).await {
+        let head_request = request.method == http::Method::HEAD;
+        let written = write_and_read_header(up, head, request.body.clone(), head_request, timeouts);
+        match written.await {
             Ok(up) => return Ok((up, peers.swap_remove(address))),
             Err(e) if reused && attempt < STALE_CONNECTION_RETRIES && !is_timeout(&e) => {
                 log::debug!(
@@ -139,43 +140,50 @@ async fn send(
 }
 
 async fn write_and_read_header(
-    up: HttpSession,
+    up: Connection,
     head: wire::WireHead,
     body: Bytes,
-    peer: &UpstreamPeer,
+    head_request: bool,
     timeouts: &Timeouts,
-) -> pingora::Result<HttpSession> {
-    let mut up = wire::write_request(up, head, body, peer, timeouts.first_byte).await?;
-    loop {
-        up.read_response_header().await?;
-        match up.response_header().map(|h| h.status.as_u16()) {
-            Some(100..=199) => continue,
-            Some(_) => return Ok(up),
-            None => return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
+) -> pingora::Result<ProviderAnswer> {
+    match wire::write_request(up, head, body, timeouts.first_byte).await? {
+        Connection::Http1(stream) => {
+            let answer = H1Answer::read(stream, head_request, Some(timeouts.first_byte)).await?;
+            Ok(ProviderAnswer::Http1(answer))
         }
+        Connection::Http2(mut up) => loop {
+            up.read_response_header().await?;
+            match up.response_header().map(|h| h.status.as_u16()) {
+                Some(100..=199) => continue,
+                Some(_) => return Ok(ProviderAnswer::Http2(up)),
+                None => {
+                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                }
+            }
+        },
     }
 }
 
 /// Reads an error answer (bounded) and turns it into the client's error.
 async fn read_error(
-    connector: &Connector,
-    mut up: HttpSession,
+    pools: &Pools,
+    mut up: ProviderAnswer,
     peer: &UpstreamPeer,
     provider: &Provider,
 ) -> GatewayError {
-    let status = up
-        .response_header()
-        .map(|h| h.status.as_u16())
-        .unwrap_or(502);
+    let status = match up.status() {
+        0 => 502,
+        status => status,
+    };
     let retry_after = up
-        .response_header()
+        .header()
         .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let mut body = BytesMut::new();
     let mut complete = false;
     while body.len() <= MAX_ERROR_BODY {
-        match up.read_response_body().await {
+        match up.read_body().await {
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => {
                 complete = true;
@@ -183,15 +191,13 @@ async fn read_error(
             }
             Err(_) => break,
         }
-        if up.response_done() {
+        if up.done() {
             complete = true;
             break;
         }
     }
     if complete {
-        connector
-            .release_http_session(up, peer, Some(Duration::from_secs(60)))
-            .await;
+        up.release(pools, peer).await;
     }
     let mut e = provider.upstream_error(status, &body);
     e.retry_after = retry_after;
@@ -227,6 +233,8 @@ mod tests {
 
     use async_trait::async_trait;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use std::time::Duration;
 
     use super::*;
     use crate::providers::dns::Resolve;
@@ -310,11 +318,11 @@ mod tests {
         };
         let client = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
         let ctx = RequestCtx::new();
-        let connector = Connector::new(None);
-        let (up, peer) = send(&connector, &provider, &timeouts, &client, &request, &ctx)
+        let pools = Pools::new();
+        let (up, peer) = send(&pools, &provider, &timeouts, &client, &request, &ctx)
             .await
             .unwrap();
-        assert_eq!(up.response_header().map(|h| h.status.as_u16()), Some(200));
+        assert_eq!(up.status(), 200);
         assert_eq!(peer.0.address().as_inet(), Some(&live));
         // the address that took the connection is tried first from then on
         let peers = provider.upstream.peers(&timeouts).await.unwrap();

@@ -189,7 +189,7 @@ impl Gateway {
                 let _inflight = deployment.health.enter();
                 // Vertex's bearer token, minted or cached per provider (boxed, as below)
                 let authorized = Box::pin(vertex_token::authorize(
-                    &self.connector,
+                    &self.pools.http2,
                     provider,
                     &mut request,
                 ))
@@ -201,7 +201,7 @@ impl Gateway {
                     // twice, so each level of nesting doubled the request's future: 102 KB per
                     // request before the attempt and the relay were boxed, 3.4 KB after.
                     Box::pin(exchange::attempt(
-                        &self.connector,
+                        &self.pools,
                         provider,
                         &timeouts,
                         request,

@@ -11,9 +11,11 @@ mod conversation;
 pub mod ctx;
 pub mod exchange;
 mod failover;
+mod h1_answer;
 mod models;
 mod observe;
 pub mod outcome;
+mod provider_answer;
 mod reasoning;
 mod record;
 mod relay;
@@ -26,7 +28,6 @@ mod wire;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
@@ -38,6 +39,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::limits::inflight::KeyInflight;
 use crate::limits::Limiter;
 use crate::metrics;
+use crate::providers::pools::Pools;
 use crate::reload::Live;
 use crate::reload::LiveHandle;
 use crate::request::{peek, Peeked};
@@ -55,7 +57,7 @@ pub struct Gateway {
     live: LiveHandle,
     max_body_bytes: usize,
     client_timeouts: ClientTimeouts,
-    connector: Connector,
+    pools: Pools,
     /// Where every request's usage record is appended first.
     spool: Spool,
     /// The usage ledger, read by `/v1/usage`.
@@ -89,7 +91,7 @@ impl Gateway {
             live,
             max_body_bytes,
             client_timeouts,
-            connector: Connector::new(None),
+            pools: Pools::new(),
             spool,
             ledger,
             limiter,
@@ -128,7 +130,8 @@ impl Gateway {
         telemetry: Option<Arc<crate::telemetry::Telemetry>>,
         log_format: crate::config::LogFormat,
     ) -> Self {
-        metrics::watch_upstream_pool(self.connector.unexpected_data_connection_counter());
+        metrics::watch_upstream_pool(self.pools.http1.unexpected_data_connection_counter());
+        metrics::watch_upstream_pool(self.pools.http2.unexpected_data_connection_counter());
         self.observability = observe::Observability {
             telemetry,
             log_format,

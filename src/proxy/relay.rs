@@ -7,12 +7,10 @@
 
 use std::future::Future;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora::connectors::http::Connector;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
 use pingora::Error;
 use serde::de::IgnoredAny;
@@ -20,12 +18,14 @@ use serde::de::IgnoredAny;
 use super::answer_model;
 use super::ctx::RequestCtx;
 use super::outcome::Finished;
+use super::provider_answer::ProviderAnswer;
 use super::transport::upstream_failure;
 use super::wire::FRAMING_AND_HOP_BY_HOP;
 use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::peer::UpstreamPeer;
+use crate::providers::pools::Pools;
 use crate::providers::{Provider, ResponseTranslator};
 use crate::sse::EventFramer;
 use crate::usage::meter::{AnswerFormat, Meter};
@@ -60,8 +60,8 @@ const RESPONSE_HEADER_PREFIXES_DROPPED: &[&str] =
 
 /// The provider side of an exchange whose response header has been read.
 pub struct Upstream<'a> {
-    pub connector: &'a Connector,
-    pub session: HttpSession,
+    pub pools: &'a Pools,
+    pub answer: ProviderAnswer,
     pub peer: &'a UpstreamPeer,
     pub provider: &'a Provider,
 }
@@ -70,12 +70,7 @@ impl Upstream<'_> {
     /// The connection goes back to the pool (only after a complete answer). Boxed: Pingora's
     /// release is ~3 KB of state, which a stream's future would hold from its first byte.
     async fn release(self) {
-        Box::pin(self.connector.release_http_session(
-            self.session,
-            self.peer,
-            Some(Duration::from_secs(60)),
-        ))
-        .await;
+        Box::pin(self.answer.release(self.pools, self.peer)).await;
     }
 }
 
@@ -104,11 +99,15 @@ impl BodyReader {
 
     /// Waits for the next chunk, then takes whatever else is already readable (never waiting
     /// for more). `None` = the client went away.
-    async fn next(&mut self, up: &mut HttpSession, session: &mut ServerSession) -> Option<Batch> {
+    async fn next(
+        &mut self,
+        up: &mut ProviderAnswer,
+        session: &mut ServerSession,
+    ) -> Option<Batch> {
         let first = loop {
             tokio::select! {
                 biased;
-                read = up.read_response_body() => break read,
+                read = up.read_body() => break read,
                 watched = session.read_body_or_idle(true), if self.watch_client => {
                     if watched.is_err() {
                         return None;
@@ -127,20 +126,20 @@ impl BodyReader {
                 })
             }
         };
-        let mut eos = first.is_none() || up.response_done();
+        let mut eos = first.is_none() || up.done();
         let mut total = first.as_ref().map_or(0, Bytes::len);
         self.pieces.clear();
         self.pieces.extend(first);
         let mut error = None;
         while !eos && total < MAX_COALESCE {
-            match ready_now(up.read_response_body()).await {
+            match ready_now(up.read_body()).await {
                 None => break,
                 Some(Err(e)) => {
                     error = Some(e);
                     break;
                 }
                 Some(Ok(chunk)) => {
-                    eos = chunk.is_none() || up.response_done();
+                    eos = chunk.is_none() || up.done();
                     if let Some(chunk) = chunk {
                         total += chunk.len();
                         self.pieces.push(chunk);
@@ -167,7 +166,7 @@ pub async fn relay(
     session: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> Result<Finished, GatewayError> {
-    up.session.set_read_timeout(Some(up.provider.timeouts.idle));
+    up.answer.set_read_timeout(up.provider.timeouts.idle);
     let streamed = match content_type {
         Some(t) => t == "text/event-stream",
         None => content_type_of(upstream_header(&up)?).starts_with("text/event-stream"),
@@ -201,7 +200,7 @@ async fn whole(
     let mut received = 0usize;
     let mut reader = BodyReader::new();
     loop {
-        let Some(batch) = reader.next(&mut up.session, session).await else {
+        let Some(batch) = reader.next(&mut up.answer, session).await else {
             ctx.outcome.client_gone = true;
             return Ok(Finished::Abort);
         };
@@ -307,7 +306,7 @@ async fn stream(
     let mut reader = BodyReader::new();
     let mut translated = Vec::new();
     loop {
-        let Some(batch) = reader.next(&mut up.session, session).await else {
+        let Some(batch) = reader.next(&mut up.answer, session).await else {
             ctx.outcome.client_gone = true;
             return Ok(Finished::Abort);
         };
@@ -609,8 +608,8 @@ fn client_header(
 /// The provider's response header, borrowed from its session (copying it would cost a
 /// header map per request, held for a whole stream).
 fn upstream_header<'a>(up: &'a Upstream<'_>) -> Result<&'a ResponseHeader, GatewayError> {
-    up.session
-        .response_header()
+    up.answer
+        .header()
         .ok_or_else(|| GatewayError::new(ErrorKind::UpstreamProtocol, "no response header"))
 }
 

@@ -115,7 +115,7 @@ impl Gateway {
         ctx.outcome.attempts = 1;
         let timeouts = provider.timeouts;
         let finished = Box::pin(exchange::attempt(
-            &self.connector,
+            &self.pools,
             &provider,
             &timeouts,
             request,

@@ -13,12 +13,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::{Error, ErrorType, OrErr};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::providers::peer::UpstreamPeer;
+use crate::providers::pools::Connection;
 use crate::providers::{Provider, UpstreamRequest};
 
 /// Bodies up to this size are copied behind the head so both leave in one write; larger
@@ -219,26 +218,28 @@ fn header(out: &mut BytesMut, name: &str, value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// Writes the head and the body to the provider, returning the session to read the answer
-/// on (its read and write timeouts set to `timeout`, the time allowed for the first byte).
+/// Writes the head and the body to the provider, returning the connection to read the
+/// answer on (an HTTP/2 session with its read and write timeouts set to `timeout`, the time
+/// allowed for the first byte).
 pub async fn write_request(
-    up: HttpSession,
+    up: Connection,
     head: WireHead,
     body: Bytes,
-    peer: &UpstreamPeer,
     timeout: Duration,
-) -> pingora::Result<HttpSession> {
-    let (h1, head) = match (up, head) {
-        (HttpSession::H1(h1), WireHead::H1(head)) => (h1, head),
-        (HttpSession::H2(mut h2), WireHead::H2(head)) => {
+) -> pingora::Result<Connection> {
+    let (mut stream, head) = match (up, head) {
+        (Connection::Http1(stream), WireHead::H1(head)) => (stream, head),
+        (Connection::Http2(mut session), WireHead::H2(head)) => {
+            let HttpSession::H2(h2) = session.as_mut() else {
+                return Error::e_explain(ErrorType::InternalError, "an HTTP/2 head for HTTP/1");
+            };
             h2.write_request_header(head, body.is_empty())?;
             if !body.is_empty() {
                 h2.write_request_body(body, true).await?;
             }
-            let mut session = HttpSession::H2(h2);
             session.set_write_timeout(Some(timeout));
             session.set_read_timeout(Some(timeout));
-            return Ok(session);
+            return Ok(Connection::Http2(session));
         }
         _ => {
             return Error::e_explain(
@@ -247,7 +248,6 @@ pub async fn write_request(
             )
         }
     };
-    let mut stream = h1.into_inner();
     let write = async {
         if body.len() <= COALESCE_LIMIT {
             let mut wire = head;
@@ -265,10 +265,7 @@ pub async fn write_request(
             return Error::e_explain(ErrorType::WriteTimedout, "writing the request (timeout)")
         }
     }
-    let mut session = HttpSession::H1(Http1::new_with_options(stream, peer));
-    session.set_write_timeout(Some(timeout));
-    session.set_read_timeout(Some(timeout));
-    Ok(session)
+    Ok(Connection::Http1(stream))
 }
 
 #[cfg(test)]
