@@ -146,25 +146,18 @@ impl H1Answer {
                     let all = self.buffered.len();
                     return Ok(Some(self.take(all)));
                 }
-                Framing::Length(left) => {
-                    self.fill_if_empty("its length said").await?;
-                    let n = self.buffered.len().min(clamp(left));
-                    let left = left - n as u64;
-                    self.framing = if left == 0 {
-                        Framing::Done
-                    } else {
-                        Framing::Length(left)
+                Framing::Length(left) | Framing::ChunkData(left) => {
+                    let what = match self.framing {
+                        Framing::Length(_) => "the body its length announced",
+                        _ => "a chunk",
                     };
-                    return Ok(Some(self.take(n)));
-                }
-                Framing::ChunkData(left) => {
-                    self.fill_if_empty("its chunk said").await?;
+                    self.fill_if_empty(what).await?;
                     let n = self.buffered.len().min(clamp(left));
-                    let left = left - n as u64;
-                    self.framing = if left == 0 {
-                        Framing::ChunkEnd
-                    } else {
-                        Framing::ChunkData(left)
+                    self.framing = match (self.framing, left - n as u64) {
+                        (Framing::Length(_), 0) => Framing::Done,
+                        (Framing::Length(_), left) => Framing::Length(left),
+                        (_, 0) => Framing::ChunkEnd,
+                        (_, left) => Framing::ChunkData(left),
                     };
                     return Ok(Some(self.take(n)));
                 }
@@ -179,12 +172,12 @@ impl H1Answer {
                     Ok(httparse::Status::Partial) if self.buffered.len() > MAX_CHUNK_LINE => {
                         return bad_chunk("a chunk's size line is too long")
                     }
-                    Ok(httparse::Status::Partial) => self.fill_more("a chunk's size").await?,
+                    Ok(httparse::Status::Partial) => self.fill_more("a chunk's size line").await?,
                     Err(_) => return bad_chunk("a chunk's size line is malformed"),
                 },
                 Framing::ChunkEnd => {
                     if self.buffered.len() < 2 {
-                        self.fill_more("the end of a chunk").await?;
+                        self.fill_more("a chunk").await?;
                         continue;
                     }
                     if &self.buffered[..2] != b"\r\n" {
@@ -206,7 +199,7 @@ impl H1Answer {
                     None if seen + self.buffered.len() > MAX_TRAILERS => {
                         return bad_chunk("the trailers after the last chunk are too large")
                     }
-                    None => self.fill_more("the end of the body").await?,
+                    None => self.fill_more("the trailers").await?,
                 },
             }
         }
@@ -223,9 +216,9 @@ impl H1Answer {
     }
 
     /// Reads when nothing is buffered; the provider closing first is a truncated body.
-    async fn fill_if_empty(&mut self, framing: &str) -> Result<()> {
+    async fn fill_if_empty(&mut self, what: &str) -> Result<()> {
         if self.buffered.is_empty() {
-            self.fill_more(framing).await?;
+            self.fill_more(what).await?;
         }
         Ok(())
     }

@@ -36,6 +36,17 @@ async fn body(answer: &mut H1Answer) -> Result<Vec<u8>> {
     Ok(all)
 }
 
+/// How reading `wire` (header and body) fails; the provider end closes after it unless
+/// `keep_open`.
+async fn failure(wire: &[u8], keep_open: bool) -> Box<Error> {
+    let (stream, _open) = answer_from(&[wire], keep_open).await;
+    let result = match H1Answer::read(stream, false, None).await {
+        Ok(mut answer) => body(&mut answer).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    result.unwrap_err()
+}
+
 #[tokio::test]
 async fn a_length_framed_body_is_read_and_the_connection_is_reusable() {
     let (stream, _open) = answer_from(
@@ -101,12 +112,7 @@ async fn a_close_before_the_framing_ends_is_a_closed_connection_not_an_end() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
         b"HTTP/1.1 200 OK\r\nContent-Le",
     ] {
-        let (stream, _) = answer_from(&[wire], false).await;
-        let result = match H1Answer::read(stream, false, None).await {
-            Ok(mut answer) => body(&mut answer).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        let e = result.unwrap_err();
+        let e = failure(wire, false).await;
         assert_eq!(e.etype(), &ErrorType::ConnectionClosed, "{e}");
     }
 }
@@ -133,12 +139,7 @@ async fn malformed_answers_are_refused() {
             INVALID_CHUNK,
         ),
     ] {
-        let (stream, _open) = answer_from(&[wire], true).await;
-        let result = match H1Answer::read(stream, false, None).await {
-            Ok(mut answer) => body(&mut answer).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        let e = result.unwrap_err();
+        let e = failure(wire, true).await;
         assert_eq!(
             e.etype(),
             &expected,
