@@ -67,8 +67,9 @@ pub struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    /// The connection goes back to the pool (only after a complete answer). Boxed: Pingora's
-    /// release is ~3 KB of state, which a stream's future would hold from its first byte.
+    /// The connection goes back to the pool (only after a complete answer). Boxed: releasing
+    /// an HTTP/2 session is ~3 KB of Pingora's state, which a stream's future would hold from
+    /// its first byte (an HTTP/1.1 stream's release is a plain call).
     async fn release(self) {
         Box::pin(self.answer.release(self.pools, self.peer)).await;
     }
