@@ -162,7 +162,7 @@ impl Shipper {
 
     /// Tops the pending batch up with durable records. When `wait`, an empty batch waits
     /// for records (or for unreadable bytes to pass), and a batch that is not full waits
-    /// up to [`BATCH_LINGER`] for more.
+    /// [`BATCH_LINGER`] for more.
     async fn fill(&mut self, wait: bool) -> Result<(), ()> {
         let start = self.read;
         self.read_durable().await?;
@@ -174,13 +174,13 @@ impl Shipper {
             let _ = self.durable.changed().await;
             self.read_durable().await?;
         }
-        let linger = tokio::time::sleep(BATCH_LINGER);
-        tokio::pin!(linger);
-        while self.pending.len() < self.batch_records {
-            tokio::select! {
-                () = &mut linger => break,
-                _ = self.durable.changed() => self.read_durable().await?,
-            }
+        if self.pending.len() < self.batch_records {
+            // one read after the linger, not one per group commit during it: each read is a
+            // hop to the blocking pool, a file open and a 64 KiB buffer, and the spool
+            // commits every few milliseconds. A backlog of a full batch or more is read at
+            // once above, so a busy spool never waits here.
+            tokio::time::sleep(BATCH_LINGER).await;
+            self.read_durable().await?;
         }
         Ok(())
     }
