@@ -285,8 +285,14 @@ async fn redelivery_stores_each_record_once(store: &Store) {
         .collect();
     let (one, two) = tokio::join!(store.ledger.insert(&fresh), other.insert(&fresh));
     assert_eq!(one.unwrap() + two.unwrap(), 100);
+    // a batch of only new records, one of them twice: 64 rows, 63 records
+    let mut twice: Vec<UsageRecord> = (250..313u64)
+        .map(|n| record(n, "k_a", "a", base + n * 1_000))
+        .collect();
+    twice.insert(40, twice[3].clone());
+    assert_eq!(store.ledger.insert(&twice).await.unwrap(), 63);
 
-    let unique: Vec<UsageRecord> = (0..250u64)
+    let unique: Vec<UsageRecord> = (0..313u64)
         .map(|n| {
             let model = if n >= 150 || n.is_multiple_of(2) {
                 "a"
@@ -297,7 +303,7 @@ async fn redelivery_stores_each_record_once(store: &Store) {
         })
         .collect();
     let stored = all_pages(&*store.ledger, query(Some("k_a"), 1000)).await;
-    assert_eq!(stored.len(), 250);
+    assert_eq!(stored.len(), 313);
     assert_eq!(ids(&stored), ids(&unique));
     let totals = store
         .ledger

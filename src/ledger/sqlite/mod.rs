@@ -26,6 +26,9 @@ use super::{
 };
 use crate::usage::UsageRecord;
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 48;
+
 /// The writer connection and the dictionary ids it has seen committed.
 struct Writer {
     conn: Connection,
@@ -193,6 +196,9 @@ fn connect(path: &PathBuf, name: &str, timeout: Duration) -> Result<Connection, 
         .map_err(|e| error(name, "busy_timeout", e))?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
         .map_err(|e| error(name, "pragmas", e))?;
+    // the writer's batch uses a dozen statements and retention, stored responses and the
+    // reads a dozen more: room for all, so the 64-record INSERT is never prepared again
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
