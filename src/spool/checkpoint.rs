@@ -1,6 +1,7 @@
 //! How far the shipper got: a position in the spool, kept in a file that is replaced
-//! atomically (write a temporary file, fsync it, rename it over the old one, fsync the
-//! directory), so that after a crash it holds either the old position or the new one.
+//! atomically (write a temporary file, rename it over the old one), so that after a crash it
+//! holds either the old position or the new one; a durable store also fsyncs the file and
+//! the directory, so that a power loss cannot take it back.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
@@ -55,8 +56,10 @@ impl Checkpoint {
         }
     }
 
-    /// Replaces the stored position with `position`, durably.
-    pub fn store(&self, position: Position) -> Result<(), String> {
+    /// Replaces the stored position with `position`. When `durable`, it survives a power
+    /// loss once this returns; otherwise a power loss may leave an earlier position (or
+    /// none, read as the start), and the records after it are delivered again.
+    pub fn store(&self, position: Position, durable: bool) -> Result<(), String> {
         let temp = self.dir.join(TEMP);
         let path = self.dir.join(FILE);
         let text =
@@ -64,11 +67,14 @@ impl Checkpoint {
         let mut file =
             File::create(&temp).map_err(|e| format!("creating {}: {e}", temp.display()))?;
         file.write_all(&text)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
             .map_err(|e| format!("writing {}: {e}", temp.display()))?;
         fs::rename(&temp, &path)
             .map_err(|e| format!("renaming {} to {}: {e}", temp.display(), path.display()))?;
-        sync_dir(&self.dir)
+        if durable {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -95,8 +101,14 @@ mod tests {
             segment: 3,
             offset: 1234,
         };
-        checkpoint.store(at).unwrap();
+        checkpoint.store(at, true).unwrap();
         assert_eq!(Checkpoint::new(dir.path()).load().unwrap(), at);
+        let later = Position {
+            segment: 3,
+            offset: 5678,
+        };
+        checkpoint.store(later, false).unwrap();
+        assert_eq!(Checkpoint::new(dir.path()).load().unwrap(), later);
         assert!(!dir.path().join(TEMP).exists());
     }
 

@@ -244,15 +244,22 @@ impl Shipper {
     }
 }
 
-/// Persists the checkpoint at `to`, releases the shipped bytes from the cap, and deletes the
+/// Stores the checkpoint at `to`, releases the shipped bytes from the cap, and deletes the
 /// segments wholly before `to`. A checkpoint that cannot be written is logged and counted:
 /// the records are delivered, so only a restart's redelivery (harmless) depends on it.
+///
+/// The checkpoint is made durable (two fsyncs) only before segments are deleted, so that
+/// no checkpoint a power loss leaves behind points into a deleted segment; the stores in
+/// between, one per batch, skip the fsyncs: a power loss may take them back to the last
+/// durable one, and what was delivered since is delivered again (the store dedups). That
+/// is at most a segment and a batch of records, once, against two fsyncs per batch.
 fn advance(shared: &Shared, checkpoint: &Checkpoint, to: Position) {
     let mut shipped = lock(&shared.shipped);
     if to <= *shipped {
         return;
     }
-    if let Err(e) = checkpoint.store(to) {
+    let durable = shared.has_sealed_before(to.segment);
+    if let Err(e) = checkpoint.store(to, durable) {
         shared.metrics.disk_error(DiskOp::Checkpoint);
         log::error!("usage spool checkpoint: {e}; a restart will deliver these records again");
     }

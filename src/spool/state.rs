@@ -259,6 +259,11 @@ impl Shared {
         len(from.segment).saturating_sub(from.offset) + whole + to.offset
     }
 
+    /// Whether a finished segment before `segment` is still on disk.
+    pub fn has_sealed_before(&self, segment: u64) -> bool {
+        lock(&self.sealed).range(..segment).next().is_some()
+    }
+
     /// Forgets the finished segments before `segment` and returns their ids, for deletion.
     pub fn take_sealed_before(&self, segment: u64) -> Vec<u64> {
         let mut sealed = lock(&self.sealed);
