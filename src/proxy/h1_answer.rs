@@ -291,10 +291,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Parsed)>> {
         http::Version::HTTP_10
     });
     let mut close = !http11;
+    // the values are slices of one copy of the head: one allocation rather than one per
+    // value, and the client's header, which repeats most of them, clones them by count
+    let head = Bytes::copy_from_slice(&buf[..len]);
     for line in response.headers.iter() {
         let name = http::HeaderName::from_bytes(line.name.as_bytes())
             .or_err(ErrorType::InvalidHTTPHeader, "a header name of the answer")?;
-        let value = http::HeaderValue::from_bytes(line.value)
+        let value = http::HeaderValue::from_maybe_shared(slice_of(&head, buf, line.value)?)
             .or_err(ErrorType::InvalidHTTPHeader, "a header value of the answer")?;
         if name == http::header::CONNECTION {
             for token in line.value.split(|&b| b == b',') {
@@ -315,6 +318,18 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Parsed)>> {
             keepalive: !close,
         },
     )))
+}
+
+/// The bytes of `head` (a copy of the start of `buf`) where `part` (a slice of `buf`) is.
+fn slice_of(head: &Bytes, buf: &[u8], part: &[u8]) -> Result<Bytes> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= head.len() => Ok(head.slice(start..end)),
+        _ => Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "a header value outside the head",
+        ),
+    }
 }
 
 /// How the body of an answer with `header` ends (RFC 9112 §6.3).
