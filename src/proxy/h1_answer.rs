@@ -322,6 +322,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Parsed)>> {
 
 /// The bytes of `head` (a copy of the start of `buf`) where `part` (a slice of `buf`) is.
 fn slice_of(head: &Bytes, buf: &[u8], part: &[u8]) -> Result<Bytes> {
+    if part.is_empty() {
+        // httparse points an empty value into `buf` too; an empty one needs no slice
+        return Ok(Bytes::new());
+    }
     let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
     match start.checked_add(part.len()) {
         Some(end) if end <= head.len() => Ok(head.slice(start..end)),

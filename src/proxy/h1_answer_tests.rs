@@ -50,7 +50,7 @@ async fn failure(wire: &[u8], keep_open: bool) -> Box<Error> {
 #[tokio::test]
 async fn a_length_framed_body_is_read_and_the_connection_is_reusable() {
     let (stream, _open) = answer_from(
-        &[b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\":", b"true}\n"],
+        &[b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Empty:\r\nContent-Length: 11\r\n\r\n{\"a\":", b"true}\n"],
         true,
     )
     .await;
@@ -60,6 +60,7 @@ async fn a_length_framed_body_is_read_and_the_connection_is_reusable() {
         answer.header().headers.get("content-type").unwrap(),
         "application/json"
     );
+    assert_eq!(answer.header().headers.get("x-empty").unwrap(), "");
     assert_eq!(body(&mut answer).await.unwrap(), b"{\"a\":true}\n");
     assert!(answer.done());
     assert!(answer.into_reusable().is_some());

@@ -2,7 +2,6 @@
 //! rollups of the records that were new), and retention in bounded chunks.
 
 use std::collections::{BTreeMap, HashMap};
-
 use std::sync::OnceLock;
 
 use rusqlite::{
