@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -374,4 +375,78 @@ fn a_failing_spool_disk_is_logged_counted_and_loses_nothing() {
     let (stored_ids, count) = stored_when(&store, ids.len(), Duration::from_secs(20));
     assert_eq!(count, ids.len());
     assert!(ids.iter().all(|id| stored_ids.contains(id)));
+}
+
+/// What a power loss keeps is only what was fsynced, and the spool deletes what its
+/// checkpoint has passed: so each batch's SQLite commit must fsync the ledger's WAL before
+/// the checkpoint moves past the batch. (SQLite's `synchronous=NORMAL` commits without it,
+/// and a power loss can take such a commit back.) Seen from outside with strace: a record
+/// answered, then an fsync of the WAL, then the checkpoint's rename.
+#[test]
+fn a_batch_is_fsynced_in_the_ledger_before_the_checkpoint_passes_it() {
+    let root = spool_root("wal-sync");
+    let db = root.with_extension("db");
+    let usage = format!(
+        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
+        root.display(),
+        db.display()
+    );
+    let mut bin = Binary::start("ledger-wal-sync", &usage);
+    let trace = root.with_extension("strace");
+    let mut strace = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fdatasync,fsync,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg("-p")
+        .arg(bin.child.id().to_string())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (scripts/setup installs it)");
+    // strace says on stderr when it holds the process; only then is every call seen
+    let mut said = BufReader::new(strace.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("attached") {
+        line.clear();
+        assert!(said.read_line(&mut line).unwrap() > 0, "strace ended");
+    }
+    std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
+
+    let (status, _) = bin.post(KEY, &[], &chat("gpt-4o-mini", false));
+    assert_eq!(status, 200);
+    // the record in the store, then nothing unshipped: the checkpoint has moved past it
+    let (ids, _) = stored_when(
+        &StoreConfig::Sqlite { path: db.clone() },
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(ids.len(), 1);
+    shipped_everything(&bin);
+    // SIGINT: strace writes out what it saw and lets the process go
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    strace.wait().unwrap();
+    bin.child.kill().unwrap();
+    bin.child.wait().unwrap();
+
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    let wal = format!("{}-wal>", db.display());
+    let moved = calls
+        .lines()
+        .position(|l| l.contains("rename") && l.contains("checkpoint.tmp"))
+        .unwrap_or_else(|| panic!("no checkpoint rename in:\n{calls}"));
+    let synced = calls
+        .lines()
+        .position(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains(&wal));
+    assert!(
+        synced.is_some_and(|at| at < moved),
+        "the WAL {wal} was not fsynced before the checkpoint moved:\n{calls}"
+    );
 }

@@ -2,10 +2,10 @@
 //!
 //! Two connections: the writer and a reader, each behind a mutex. The file is in WAL mode,
 //! so a page read never waits for a batch being written (only for another read).
-//! `synchronous=NORMAL` syncs at checkpoints, not at every commit: a power loss may lose the
-//! last batches, which the spool still holds and re-sends (its own files are what is
-//! fsynced). Work runs on the caller's blocking pool (`spawn_blocking`), so any runtime may
-//! call, and waits at most the call deadline.
+//! Commits are `synchronous=NORMAL` (the WAL synced at checkpoints, not at every commit),
+//! except a batch of records, whose commit syncs the WAL (`write.rs` says why). Work runs on
+//! the caller's blocking pool (`spawn_blocking`), so any runtime may call, and waits at most
+//! the call deadline.
 
 mod read;
 mod responses;

@@ -46,8 +46,33 @@ struct Resolved<'a> {
 }
 
 /// Inserts the records of `batch` not stored yet (and not older than `cutoff`), adding only
-/// those to the rollups; all in one transaction.
+/// those to the rollups; all in one transaction, on disk when this returns.
+///
+/// The connection's commits are `synchronous=NORMAL` (WAL synced only at checkpoints), which
+/// a power loss can take back; a batch's commit is `FULL` (the WAL fsynced), since the
+/// spool's checkpoint moves past the batch next and nothing would send it again. Stored
+/// responses, the connection's other writes, keep the cheaper commit. (SQLite refuses to
+/// change the level inside a transaction, hence around it.)
 pub fn insert(
+    w: &mut Writer,
+    name: &str,
+    batch: &[UsageRecord],
+    cutoff: i64,
+) -> Result<usize, LedgerError> {
+    set_synchronous(&w.conn, name, "PRAGMA synchronous=FULL")?;
+    let inserted = insert_batch(w, name, batch, cutoff);
+    let restored = set_synchronous(&w.conn, name, "PRAGMA synchronous=NORMAL");
+    let inserted = inserted?;
+    restored?;
+    Ok(inserted)
+}
+
+fn set_synchronous(conn: &Connection, name: &str, pragma: &str) -> Result<(), LedgerError> {
+    conn.execute_batch(pragma)
+        .map_err(|e| error(name, "synchronous", e))
+}
+
+fn insert_batch(
     w: &mut Writer,
     name: &str,
     batch: &[UsageRecord],
