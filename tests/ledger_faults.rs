@@ -29,6 +29,14 @@ fn spool_root(name: &str) -> PathBuf {
     dir
 }
 
+fn sqlite_usage(spool: &Path, db: &Path) -> String {
+    format!(
+        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
+        spool.display(),
+        db.display()
+    )
+}
+
 fn postgres_usage(spool: &Path) -> String {
     format!(
         "[usage]\nspool_dir = \"{}\"\npostgres_url_env = \"TEST_LEDGER_URL\"\n",
@@ -158,11 +166,7 @@ fn a_postgres_outage_under_load_loses_and_doubles_no_record() {
 fn after_a_sigkill_every_spooled_record_reaches_the_store_once() {
     let root = spool_root("sigkill");
     let db = root.with_extension("db");
-    let usage = format!(
-        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
-        root.display(),
-        db.display()
-    );
+    let usage = sqlite_usage(&root, &db);
     let store = StoreConfig::Sqlite { path: db };
 
     // killed under load: only the records of the last moments can be lost, none doubled
@@ -346,11 +350,7 @@ fn a_full_spool_refuses_billable_requests_and_readiness_until_the_store_is_back(
 fn a_failing_spool_disk_is_logged_counted_and_loses_nothing() {
     let root = spool_root("disk");
     let db = root.with_extension("db");
-    let usage = format!(
-        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
-        root.display(),
-        db.display()
-    );
+    let usage = sqlite_usage(&root, &db);
     let bin = Binary::start("ledger-disk", &usage);
     // the first segments this process writes are /dev/full: every write fails (ENOSPC)
     let slot = root.join("0");
@@ -386,11 +386,7 @@ fn a_failing_spool_disk_is_logged_counted_and_loses_nothing() {
 fn a_batch_is_fsynced_in_the_ledger_before_the_checkpoint_passes_it() {
     let root = spool_root("wal-sync");
     let db = root.with_extension("db");
-    let usage = format!(
-        "[usage]\nspool_dir = \"{}\"\nstore = \"sqlite:{}\"\n",
-        root.display(),
-        db.display()
-    );
+    let usage = sqlite_usage(&root, &db);
     let mut bin = Binary::start("ledger-wal-sync", &usage);
     let trace = root.with_extension("strace");
     let mut strace = std::process::Command::new("strace")
