@@ -64,12 +64,8 @@ fn one_models_failures_leave_the_providers_other_models_served_across_a_reload()
         format!("{config}\n[models.\"m-three\"]\nprovider = \"shared\"\n"),
     )
     .unwrap();
-    let pid = bin.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let pid = bin.child.id();
+    signal(pid, "HUP");
     bin.line_with("config reloaded");
     let (status, _) = bin.post(KEY, &[], &chat("m-one", false));
     assert_eq!(status, 503, "the reload kept m-one's circuit open");
@@ -117,11 +113,7 @@ fn one_models_failures_leave_the_providers_other_models_served_across_a_reload()
         .iter()
         .filter(|l| l.contains("config reloaded"))
         .count();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(pid, "HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while bin
         .lines

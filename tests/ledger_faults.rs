@@ -423,11 +423,7 @@ fn a_batch_is_fsynced_in_the_ledger_before_the_checkpoint_passes_it() {
     assert_eq!(ids.len(), 1);
     shipped_everything(&bin);
     // SIGINT: strace writes out what it saw and lets the process go
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &strace.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    signal(strace.id(), "INT");
     strace.wait().unwrap();
     bin.child.kill().unwrap();
     bin.child.wait().unwrap();

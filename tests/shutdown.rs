@@ -14,11 +14,7 @@ fn sigterm_lets_in_flight_streams_finish_and_refuses_new_connections() {
     let stream = slow_stream(gw, 10);
     std::thread::sleep(Duration::from_millis(500));
     let term_at = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    signal(child.id(), "TERM");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", gw)).is_err(),
@@ -133,11 +129,7 @@ fn sigterm_under_load_loses_no_usage_record() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(700));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    signal(child.id(), "TERM");
     let answered: usize = workers.into_iter().map(|w| w.join().expect("worker")).sum();
     let status = child.wait().expect("gateway exits");
     assert!(status.success(), "{status:?}");
@@ -194,11 +186,7 @@ fn slow_stream(gw: u16, chunks: u32) -> std::thread::JoinHandle<String> {
 
 fn terminate(child: &std::process::Child) -> Instant {
     let at = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    signal(child.id(), "TERM");
     at
 }
 

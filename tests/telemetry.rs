@@ -429,11 +429,7 @@ fn the_real_binary_sends_what_is_queued_when_it_stops() {
         receiver.spans.lock().unwrap().is_empty(),
         "batched, not sent"
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(child.id(), "TERM");
     let root = receiver.request_span(&answer);
     assert_eq!(attr(&root, "http.response.status_code"), json!(200));
     receiver.trace(&hex::encode(&root.trace_id), 2);

@@ -37,11 +37,7 @@ impl Drop for Proc {
 
 impl Proc {
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{name}");
+        common::signal(self.0.id(), name);
     }
 
     /// Waits for the process to exit by itself; its exit code.

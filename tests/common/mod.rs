@@ -464,6 +464,16 @@ impl Drop for Gateway {
     }
 }
 
+/// Sends signal `name` (`TERM`, `HUP`, `INT`…) to process `pid`, as an operator would with
+/// `kill`; panics when it cannot be sent.
+pub fn signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
